@@ -1,0 +1,268 @@
+"""Typed settings: the stack, the targets, and the harness, with validation.
+
+Settings come from defaults, overridden by a YAML file (`--config FILE`, or
+`resilience.yaml` in the working directory, or `$RESILIENCE_CONFIG`). Every
+validation error names the file, the field and the fix, and exits 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import UserError
+
+DEFAULT_CONFIG_NAMES = ("resilience.yaml", "resilience.yml")
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Every TCP port the local stack uses. Replica slot i (1-based) listens on api_base + i."""
+
+    lb: int = 8080  # HAProxy frontend: the platform URL
+    lb_stats: int = 8404  # HAProxy stats page (127.0.0.1)
+    api_base: int = 8100
+    postgres_base: int = 5440  # member i: postgres_base + i
+    patroni_base: int = 8010  # member i: patroni REST API on patroni_base + i
+    etcd_client_base: int = 2390  # member i: client port
+    etcd_peer_base: int = 2490  # member i: peer port
+    redis_base: int = 6390  # member i
+    sentinel_base: int = 26390  # sentinel i
+
+
+@dataclass(frozen=True)
+class Autoscaling:
+    """Kubernetes HPA (autoscaling/v2) settings for the local controller."""
+
+    min_replicas: int = 3
+    max_replicas: int = 9
+    target_cpu_utilization: int = 70  # percent of the replica's CPU limit
+    tolerance: float = 0.1
+    sync_period_s: float = 1.0  # how often the controller evaluates (Kubernetes: 15 s)
+    scale_up_stabilization_s: float = 0.0
+    scale_down_stabilization_s: float = 30.0  # Kubernetes default 300 s; shortened for experiments
+    scale_up_percent: int = 100  # per scale_up_period_s
+    scale_up_pods: int = 4  # per scale_up_period_s
+    scale_up_period_s: float = 15.0
+    scale_down_percent: int = 100
+    scale_down_period_s: float = 15.0
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """The local stack: zones, replicas, CPU limits, replication, ports, state directory."""
+
+    zones: tuple[str, ...] = ("zone-a", "zone-b", "zone-c")
+    replicas: int = 3  # initial API replicas, spread over zones
+    replica_cpu_limit: float = 0.5  # CPUs per API replica (cgroup cfs quota)
+    autoscaling: Autoscaling = field(default_factory=Autoscaling)
+    synchronous_replication: bool = True
+    zone_mode: str = "auto"  # auto | netns | process
+    zone_subnet: str = "10.231.0.0/16"  # only inside namespaces this project creates
+    ports: Ports = field(default_factory=Ports)
+    state_dir: str = os.environ.get("RESILIENCE_STATE_DIR", "/var/lib/resilience")
+    patroni_ttl_s: int = 20  # Patroni's minimum; failover happens within about ttl seconds
+    patroni_loop_wait_s: int = 2
+    patroni_retry_timeout_s: int = 5
+    redis_down_after_ms: int = 1000
+    redis_failover_timeout_ms: int = 3000
+    startup_timeout_s: float = 60.0
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir)
+
+
+@dataclass(frozen=True)
+class Targets:
+    """The platform's stated objectives; experiments and the CLI may override them."""
+
+    rto_s: float = 900.0
+    rpo_s: float = 300.0
+    availability: float = 0.999
+    p99_ms: float = 200.0
+    autoscale_s: float = 120.0
+    rto_hold_s: float = 10.0  # RTO: the service must stay healthy this long
+    rto_success_ratio: float = 0.99  # per second, during the hold window
+
+
+@dataclass(frozen=True)
+class KubernetesSettings:
+    allowed_contexts: tuple[str, ...] = ()
+    namespace: str = "school-meals"
+    image: str = "ghcr.io/example/school-meals-api:latest"
+    kubernetes_version: str = "1.29"
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    allowed_accounts: tuple[str, ...] = ()
+    region: str = "ap-south-1"
+    rds_cluster: str = "school-meals-db"
+    elasticache_group: str = "school-meals-cache"
+    endpoint_url: str | None = None  # e.g. a moto server in tests
+
+
+@dataclass(frozen=True)
+class EvidenceSettings:
+    reports_dir: str = "reports"
+    signing_key: str | None = None  # path to an Ed25519 private key (resilience keygen)
+    frameworks_in_scope: tuple[str, ...] = ("SOC 2", "ISO/IEC 27001:2022")
+
+
+@dataclass(frozen=True)
+class Settings:
+    stack: StackSettings = field(default_factory=StackSettings)
+    targets: Targets = field(default_factory=Targets)
+    kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
+    aws: AwsSettings = field(default_factory=AwsSettings)
+    evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
+    source: str = "defaults"  # the file these came from
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(cls: type, data: Any, where: str, path: str) -> Any:
+    """Build a (nested) dataclass from a mapping, naming the bad field on error."""
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: '{path or 'top level'}' must be a mapping of settings, not {type(data).__name__}. "
+                        f"Fix the YAML so that it is 'key: value' pairs.")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    defaults = cls()
+    for key, value in data.items():
+        dotted = f"{path}.{key}" if path else key
+        if key not in fields or key == "source":
+            known = ", ".join(sorted(k for k in fields if k != "source"))
+            raise UserError(f"{where}: unknown setting '{dotted}'. Known settings here: {known}. "
+                            f"Remove it or fix the spelling.")
+        default = getattr(defaults, key)
+        if dataclasses.is_dataclass(default):
+            kwargs[key] = _build(type(default), value, where, dotted)
+            continue
+        kwargs[key] = _coerce(value, default, where, dotted)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, default: Any, where: str, dotted: str) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise UserError(f"{where}: '{dotted}' must be true or false, got {value!r}.")
+        return value
+    if isinstance(default, int) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"{where}: '{dotted}' must be a whole number, got {value!r}.")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"{where}: '{dotted}' must be a number, got {value!r}.")
+        return float(value)
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise UserError(f"{where}: '{dotted}' must be a list of strings, got {value!r}.")
+        return tuple(value)
+    if default is None or isinstance(default, str):
+        if value is not None and not isinstance(value, str):
+            raise UserError(f"{where}: '{dotted}' must be a string, got {value!r}.")
+        return value
+    return value
+
+
+def validate(settings: Settings) -> Settings:
+    """Check cross-field rules; raise UserError naming the field and the fix."""
+    where = settings.source
+    s = settings.stack
+    a = s.autoscaling
+    if len(s.zones) < 1 or len(set(s.zones)) != len(s.zones):
+        raise UserError(f"{where}: 'stack.zones' must list at least one zone, each once; got {list(s.zones)}.")
+    if len(s.zones) != 3:
+        raise UserError(f"{where}: 'stack.zones' must name exactly 3 zones (one etcd member, one Sentinel per zone); "
+                        f"got {len(s.zones)}.")
+    for z in s.zones:
+        if not z.replace("-", "").isalnum() or len(z) > 12:
+            raise UserError(f"{where}: zone name {z!r} in 'stack.zones' must be short (<= 12) letters, digits, '-'.")
+    if not 1 <= a.min_replicas <= a.max_replicas:
+        raise UserError(f"{where}: need 1 <= 'stack.autoscaling.min_replicas' <= 'max_replicas'; "
+                        f"got {a.min_replicas} and {a.max_replicas}.")
+    if a.max_replicas > 50:
+        raise UserError(f"{where}: 'stack.autoscaling.max_replicas' is at most 50 on the local target; got {a.max_replicas}.")
+    if not a.min_replicas <= s.replicas <= a.max_replicas:
+        raise UserError(f"{where}: 'stack.replicas' ({s.replicas}) must lie between min_replicas ({a.min_replicas}) "
+                        f"and max_replicas ({a.max_replicas}).")
+    if not 1 <= a.target_cpu_utilization <= 100:
+        raise UserError(f"{where}: 'stack.autoscaling.target_cpu_utilization' is a percentage 1..100; got {a.target_cpu_utilization}.")
+    if not 0.05 <= s.replica_cpu_limit <= 4:
+        raise UserError(f"{where}: 'stack.replica_cpu_limit' is CPUs per replica, 0.05..4; got {s.replica_cpu_limit}.")
+    if s.zone_mode not in ("auto", "netns", "process"):
+        raise UserError(f"{where}: 'stack.zone_mode' must be auto, netns or process; got {s.zone_mode!r}.")
+    try:
+        net = ipaddress.ip_network(s.zone_subnet)
+    except ValueError as exc:
+        raise UserError(f"{where}: 'stack.zone_subnet' is not a network ({exc}); use e.g. 10.231.0.0/16.") from None
+    if net.prefixlen > 16 or net.version != 4:
+        raise UserError(f"{where}: 'stack.zone_subnet' must be an IPv4 /16 or larger; got {s.zone_subnet}.")
+    if s.patroni_loop_wait_s + 2 * s.patroni_retry_timeout_s > s.patroni_ttl_s or s.patroni_ttl_s < 20:
+        raise UserError(f"{where}: Patroni needs loop_wait + 2 * retry_timeout <= ttl and ttl >= 20; got "
+                        f"loop_wait={s.patroni_loop_wait_s}, retry_timeout={s.patroni_retry_timeout_s}, ttl={s.patroni_ttl_s}.")
+    ports = dataclasses.asdict(s.ports)
+    for name, port in ports.items():
+        if not 1024 <= port <= 65000:
+            raise UserError(f"{where}: 'stack.ports.{name}' must be 1024..65000; got {port}.")
+    if not s.state_dir.startswith("/"):
+        raise UserError(f"{where}: 'stack.state_dir' must be an absolute path; got {s.state_dir!r}.")
+    t = settings.targets
+    if not 0 < t.availability <= 1:
+        raise UserError(f"{where}: 'targets.availability' is a fraction in (0, 1], e.g. 0.999; got {t.availability}.")
+    for name in ("rto_s", "rpo_s", "p99_ms", "autoscale_s", "rto_hold_s"):
+        if getattr(t, name) <= 0:
+            raise UserError(f"{where}: 'targets.{name}' must be positive; got {getattr(t, name)}.")
+    return settings
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Defaults, overridden by the YAML file at `path` (or the default locations)."""
+    if path is None:
+        env = os.environ.get("RESILIENCE_CONFIG")
+        if env:
+            path = env
+        else:
+            for name in DEFAULT_CONFIG_NAMES:
+                if Path(name).is_file():
+                    path = name
+                    break
+    if path is None:
+        return validate(Settings())
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"config file {p} does not exist. Pass an existing file with --config, or omit it to use the defaults.")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{p}: not valid YAML ({exc}). Fix the syntax; `resilience config --defaults` prints a valid file.") from None
+    settings = _build(Settings, data, str(p), "")
+    settings = dataclasses.replace(settings, source=str(p))
+    return validate(settings)
+
+
+def override_targets(targets: Targets, overrides: dict[str, Any], where: str) -> Targets:
+    """Targets with per-experiment or per-run overrides applied (validated)."""
+    merged = _build(Targets, {**_targets_dict(targets), **overrides}, where, "targets")
+    return validate(Settings(targets=merged, source=where)).targets
+
+
+def _targets_dict(targets: Targets) -> dict[str, Any]:
+    return dataclasses.asdict(targets)
+
+
+def defaults_yaml() -> str:
+    """A complete, valid settings file with every default (for `resilience config --defaults`)."""
+    data = Settings().to_json()
+    data.pop("source")
+    return yaml.safe_dump(data, sort_keys=False)

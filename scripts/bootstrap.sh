@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs everything resilience needs on a fresh Debian/Ubuntu machine (root or sudo):
+# the platform's services from apt, and a virtualenv (.venv) with the project and its deps.
+# Idempotent: a second run installs nothing new.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+    echo "bootstrap: needs root (or sudo) to install apt packages; run it as root." >&2; exit 2; fi
+fi
+
+APT_PACKAGES=(postgresql-15 redis-server redis-sentinel haproxy patroni etcd-server etcd-client
+              iproute2 nftables procps python3 python3-venv python3-dev gcc chromium fonts-dejavu-core
+              poppler-utils)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "bootstrap: installing apt packages: ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "bootstrap: creating .venv"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.resilience-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "bootstrap: installing Python dependencies into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[test]'
+  echo "$want" > "$stamp"
+fi
+echo "bootstrap: ready (.venv/bin/resilience)"
