@@ -1,0 +1,132 @@
+"""Redis as a best-effort cache: it may speed requests up, it must never fail or stall one.
+
+The master is found through Sentinel (or a plain URL). Every call is bounded by
+a short time budget, and after a failure a circuit breaker skips Redis for a
+moment, so that while Redis fails over or is down the app serves from
+PostgreSQL at full speed instead of paying a socket timeout on every request.
+Callers get `None`/`False` on any failure, never an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Awaitable, Callable
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .settings import PlatformSettings
+
+log = logging.getLogger("resilience.platform")
+
+MENU_KEY = "rsl:menu:v1"
+
+
+class CircuitBreaker:
+    """Open (skip the dependency) for `open_for_s` after a failure; closed again after that."""
+
+    def __init__(self, open_for_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._open_for_s = open_for_s
+        self._clock = clock
+        self._open_until = 0.0
+
+    def allow(self) -> bool:
+        return self._clock() >= self._open_until
+
+    def record_failure(self) -> None:
+        self._open_until = self._clock() + self._open_for_s
+
+
+def make_redis_client(settings: PlatformSettings) -> Redis | None:
+    """A client for the current master (via Sentinel), or for RSL_REDIS_URL, or None when neither is set."""
+    connection_options: dict[str, Any] = {
+        "socket_timeout": settings.redis_timeout_s,
+        "socket_connect_timeout": settings.redis_timeout_s,
+        # One quick retry covers a stale pooled connection to a master that just failed over.
+        "retry": Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+        "health_check_interval": 1,
+        "max_connections": 50,
+    }
+    if settings.redis_sentinels:
+        sentinel = Sentinel(list(settings.redis_sentinels),
+                            sentinel_kwargs={"socket_timeout": settings.redis_timeout_s,
+                                             "socket_connect_timeout": settings.redis_timeout_s},
+                            **connection_options)
+        client: Redis = sentinel.master_for(settings.redis_master)
+        return client
+    if settings.redis_url:
+        return Redis.from_url(settings.redis_url, **connection_options)
+    return None
+
+
+class Cache:
+    """Best-effort get/set/incr with a time budget and a circuit breaker."""
+
+    def __init__(self, client: Redis | None, timeout_s: float, breaker: CircuitBreaker | None = None,
+                 on_failure: Callable[[str, BaseException], None] | None = None) -> None:
+        self._client = client
+        # Budget for one call including redis-py's retry; the breaker covers the calls after it.
+        self._budget_s = 2.5 * timeout_s
+        self.breaker = breaker or CircuitBreaker(open_for_s=1.0)
+        self._on_failure = on_failure
+        self._background: set[asyncio.Task[Any]] = set()
+
+    @property
+    def usable(self) -> bool:
+        """False when there is no Redis or the breaker says to skip it for now."""
+        return self._client is not None and self.breaker.allow()
+
+    async def _call(self, operation: str, call: Awaitable[Any]) -> tuple[bool, Any]:
+        try:
+            async with asyncio.timeout(self._budget_s):
+                return True, await call
+        except Exception as exc:
+            self.breaker.record_failure()
+            if self._on_failure is not None:
+                self._on_failure(operation, exc)
+            return False, None
+
+    async def get(self, key: str) -> tuple[bool, bytes | None]:
+        """(reached, value): reached=False means Redis could not be asked (bypass)."""
+        if self._client is None or not self.breaker.allow():
+            return False, None
+        ok, value = await self._call("get", self._client.get(key))
+        return ok, value
+
+    async def set(self, key: str, value: bytes, ttl_s: int) -> bool:
+        if self._client is None or not self.breaker.allow():
+            return False
+        ok, _ = await self._call("set", self._client.set(key, value, ex=ttl_s))
+        return ok
+
+    def count_in_background(self, key: str, ttl_s: int) -> None:
+        """INCR key (with an expiry) without making the caller wait; dropped when Redis is unhealthy."""
+        if self._client is None or not self.breaker.allow() or len(self._background) >= 100:
+            return
+        client = self._client
+
+        async def incr() -> None:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, ttl_s)
+                await pipe.execute()
+
+        task = asyncio.get_running_loop().create_task(self._call("incr", incr()))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        if self._client is not None:
+            try:
+                await asyncio.wait_for(self._client.aclose(), timeout=1.0)
+            except Exception:
+                pass
