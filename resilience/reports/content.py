@@ -1,0 +1,139 @@
+"""What every run report says, as plain rows: HTML, PDF and Markdown only lay it out.
+
+Keeping the content in one place means the auditor's PDF and the engineer's
+HTML can never disagree about a number.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from ..history import CHECK, CONTROLLER, Record
+from .run import RunView, detail_text, fmt_number, fmt_target, fmt_utc, measurement_label
+
+EVENT_ROW_LIMIT = 400
+
+
+@dataclass(frozen=True)
+class MeasurementRow:
+    name: str
+    target: str
+    measured: str
+    unit: str
+    status: str
+    definition: str
+    reason: str
+
+
+def measurement_rows(run: RunView) -> list[MeasurementRow]:
+    rows = []
+    for m in run.measurements:
+        reason = str(m.detail.get("reason", "")) if m.detail else ""
+        rows.append(MeasurementRow(measurement_label(m), fmt_target(m), fmt_number(m.value, m.unit), m.unit,
+                                   m.status, m.definition or "(no definition recorded)", reason))
+    return rows
+
+
+@dataclass(frozen=True)
+class EventRow:
+    utc: str
+    t: str
+    source: str
+    op: str
+    status: str
+    key: str
+    detail: str
+
+
+def event_rows(run: RunView, limit: int = EVENT_ROW_LIMIT) -> tuple[list[EventRow], list[str]]:
+    """The event log for people, and notes on what was summarised rather than listed.
+
+    Readbacks (one per acknowledged order) are counted, not listed, and replica
+    readings are listed only when they change; the full record is in history.jsonl.
+    """
+    rows: list[EventRow] = []
+    notes: list[str] = []
+    readbacks: Counter[str] = Counter()
+    last_replicas: tuple[Any, Any] | None = None
+    skipped_replicas = 0
+    events = run.events()
+    for r in events:
+        if r.source == CHECK and r.op == "readback":
+            readbacks[r.status] += 1
+            continue
+        if r.source == CONTROLLER and r.op == "replicas":
+            reading = ((r.detail or {}).get("ready"), (r.detail or {}).get("desired"))
+            if reading == last_replicas:
+                skipped_replicas += 1
+                continue
+            last_replicas = reading
+        rows.append(_event_row(run, r))
+    if readbacks:
+        notes.append("read-back checks of acknowledged orders: " +
+                     ", ".join(f"{count} {status}" for status, count in sorted(readbacks.items())) +
+                     " (ok = found, fail = missing, unknown = could not read); each is in history.jsonl")
+    if skipped_replicas:
+        notes.append(f"{skipped_replicas} replica readings equal to the previous one are not listed")
+    if len(rows) > limit:
+        notes.append(f"only the first {limit} of {len(rows)} events are listed; all are in events.jsonl and "
+                     f"history.jsonl")
+        rows = rows[:limit]
+    return rows, notes
+
+
+def _event_row(run: RunView, r: Record) -> EventRow:
+    return EventRow(fmt_utc(run.wall(r.t)), f"{r.t:.3f}", r.source, r.op, r.status, r.key or "",
+                    detail_text(r.detail))
+
+
+def summary_counts(run: RunView) -> dict[str, int]:
+    statuses = Counter(m.status for m in run.measurements)
+    return {"met": statuses.get("met", 0), "breached": statuses.get("breached", 0),
+            "inconclusive": statuses.get("inconclusive", 0), "total": len(run.measurements)}
+
+
+def metadata_rows(run: RunView) -> list[tuple[str, str]]:
+    """Run metadata as (label, value): target first, because every report must say where it ran."""
+    r = run.result
+    fault = run.fault
+    load = r.get("load") or {}
+    harness = r.get("harness") or {}
+    rows = [
+        ("Target", run.target),
+        ("Target detail", detail_text(r.get("target_detail"), 400) or "—"),
+        ("Experiment", f"{run.experiment} — {r.get('title') or ''}".rstrip(" —")),
+        ("Run directory", run.run_dir.name),
+        ("Started (UTC)", str(r.get("started_at") or "—")),
+        ("Ended (UTC)", str(r.get("ended_at") or "—")),
+        ("Duration", fmt_number(r.get("duration_s"), "s")),
+    ]
+    for name, span in run.phases.items():
+        rows.append((f"Phase {name}", f"t = {span[0]:.1f} s … {span[1]:.1f} s ({span[1] - span[0]:.1f} s)"))
+    if fault:
+        args = json.dumps(fault.get("arguments") or {}, default=str)
+        rows.append(("Fault", f"{fault.get('capability', '—')} {args}"))
+        rows.append(("Fault injected at", _t(fault.get("injected_t"), run)))
+        rows.append(("Fault rolled back at", _t(fault.get("rolled_back_t"), run)))
+    else:
+        rows.append(("Fault", "not injected"))
+    if load:
+        rows.append(("Load", f"{load.get('users', '—')} users, class {load.get('user_class', '—')}, "
+                             f"stages {json.dumps(load.get('stages'), default=str)}"))
+    rows.append(("Harness", f"resilience {harness.get('version', '—')} (git {harness.get('git_commit') or '—'})"))
+    tools = r.get("tool_versions") or {}
+    if tools:
+        rows.append(("Tool versions", ", ".join(f"{k} {v}" for k, v in sorted(tools.items()))))
+    return rows
+
+
+def _t(value: Any, run: RunView) -> str:
+    if not isinstance(value, (int, float)):
+        return "—"
+    return f"t = {value:.3f} s ({fmt_utc(run.wall(float(value)))})"
+
+
+def settings_text(run: RunView) -> str:
+    return json.dumps(run.settings, indent=2, sort_keys=True, default=str) if run.settings else "(no settings.json)"

@@ -1,0 +1,48 @@
+"""The HTML report: one self-contained file (inline CSS, inline SVG plots, no network)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from .. import __version__
+from . import content
+from .plots import figure_svg, timeline_plots
+from .run import STATUS_COLOURS, VERDICT_COLOURS, RunView, detail_text, manifest_note
+
+TEMPLATES = Path(__file__).with_name("templates")
+
+
+def environment() -> jinja2.Environment:
+    """Jinja with autoescaping on: every string from a run is data, never markup."""
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
+                              keep_trailing_newline=True)
+
+
+def render_html(run: RunView) -> str:
+    plots = [{"title": p.title, "caption": p.caption, "svg": figure_svg(p.figure)} for p in timeline_plots(run)]
+    events, notes = content.event_rows(run)
+    context: dict[str, Any] = {
+        "run": run,
+        "verdict_word": run.verdict_word,
+        "verdict_colour": VERDICT_COLOURS.get(run.verdict, "#57606a"),
+        "status_colours": STATUS_COLOURS,
+        "counts": content.summary_counts(run),
+        "rows": content.measurement_rows(run),
+        "plots": plots,
+        "events": events,
+        "event_notes": notes,
+        "metadata": content.metadata_rows(run),
+        "target_detail": detail_text(run.result.get("target_detail"), 400),
+        "settings": content.settings_text(run),
+        "manifest_note": manifest_note(run),
+        "version": __version__,
+    }
+    return environment().get_template("report.html.j2").render(**context)
+
+
+def write_html(run: RunView, path: Path) -> Path:
+    path.write_text(render_html(run), encoding="utf-8")
+    return path

@@ -1,0 +1,74 @@
+"""JUnit XML for CI: one testcase per measurement.
+
+Mapping (documented in docs/reports.md):
+  met           → a passing testcase
+  breached      → <failure>
+  inconclusive  → <error type="inconclusive"> (not <skipped>: CI tools show
+                  skipped tests as green, and an inconclusive run is not a pass)
+  aborted run   → an extra testcase "run" with <error type="aborted">
+  deviations    → an extra testcase "deviations" with <failure>
+  no measurements (and not aborted) → an extra testcase "measurements" with <error>
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from .run import RunView, fmt_number, fmt_target, measurement_label
+
+
+def junit_tree(run: RunView) -> ET.ElementTree:
+    suite = ET.Element("testsuite", name=run.experiment)
+    if run.result.get("started_at"):
+        suite.set("timestamp", str(run.result["started_at"]))
+    duration = run.result.get("duration_s")
+    suite.set("time", f"{float(duration):.3f}" if isinstance(duration, (int, float)) else "0")
+    properties = ET.SubElement(suite, "properties")
+    for name, value in (("target", run.target), ("run_dir", str(run.result.get("run_dir") or run.run_dir)),
+                        ("verdict", run.verdict), ("experiment", run.experiment)):
+        ET.SubElement(properties, "property", name=name, value=value)
+    classname = f"resilience.{run.experiment}"
+    failures = errors = 0
+    for m in run.measurements:
+        case = ET.SubElement(suite, "testcase", classname=classname, name=measurement_label(m), time="0")
+        summary = f"{measurement_label(m)} = {fmt_number(m.value, m.unit)}, target {fmt_target(m)}"
+        if m.status == "breached":
+            failures += 1
+            failure = ET.SubElement(case, "failure", type="breached", message=f"{summary}: breached")
+            failure.text = m.definition
+        elif m.status == "inconclusive":
+            errors += 1
+            reason = (m.detail or {}).get("reason") or "could not be measured"
+            error = ET.SubElement(case, "error", type="inconclusive", message=f"{summary}: inconclusive ({reason})")
+            error.text = m.definition
+        ET.SubElement(case, "system-out").text = m.definition
+    if run.verdict == "aborted":
+        errors += 1
+        case = ET.SubElement(suite, "testcase", classname=classname, name="run", time="0")
+        ET.SubElement(case, "error", type="aborted",
+                      message=f"run aborted: {run.result.get('aborted_reason') or 'no reason recorded'}")
+    elif not run.measurements:
+        errors += 1
+        case = ET.SubElement(suite, "testcase", classname=classname, name="measurements", time="0")
+        ET.SubElement(case, "error", type="inconclusive", message="no measurements were made")
+    deviations = run.result.get("deviations") or []
+    if deviations:
+        failures += 1
+        case = ET.SubElement(suite, "testcase", classname=classname, name="deviations", time="0")
+        failure = ET.SubElement(case, "failure", type="deviation", message="; ".join(map(str, deviations)))
+        failure.text = "\n".join(map(str, deviations))
+    suite.set("tests", str(len(suite.findall("testcase"))))
+    suite.set("failures", str(failures))
+    suite.set("errors", str(errors))
+    suite.set("skipped", "0")
+    root = ET.Element("testsuites", name="resilience", tests=suite.get("tests", "0"), failures=str(failures),
+                      errors=str(errors))
+    root.append(suite)
+    ET.indent(root)
+    return ET.ElementTree(root)
+
+
+def write_junit(run: RunView, path: Path) -> Path:
+    junit_tree(run).write(path, encoding="utf-8", xml_declaration=True)
+    return path

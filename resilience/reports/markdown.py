@@ -1,0 +1,48 @@
+"""A short Markdown summary, sized for a pull-request comment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .content import measurement_rows, summary_counts
+from .run import RunView
+
+ICONS = {"pass": "✅", "fail": "❌", "inconclusive": "⚠️", "aborted": "⛔"}
+STATUS_ICONS = {"met": "✅ met", "breached": "❌ breached", "inconclusive": "⚠️ inconclusive"}
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(run: RunView) -> str:
+    counts = summary_counts(run)
+    lines = [
+        f"### {ICONS.get(run.verdict, '')} {run.verdict_word}: `{run.experiment}` on target `{run.target}`",
+        "",
+        f"**Hypothesis:** {_cell(str(run.result.get('hypothesis') or '(none recorded)'))}",
+        "",
+    ]
+    if run.result.get("aborted_reason"):
+        lines += [f"**Aborted:** {_cell(str(run.result['aborted_reason']))}", ""]
+    for deviation in run.result.get("deviations") or []:
+        lines.append(f"- **Deviation:** {_cell(str(deviation))}")
+    if run.result.get("deviations"):
+        lines.append("")
+    rows = measurement_rows(run)
+    if rows:
+        lines += ["| measurement | target | measured | status |", "|---|---|---|---|"]
+        lines += [f"| `{r.name}` | {_cell(r.target)} | {_cell(r.measured)} | {STATUS_ICONS.get(r.status, r.status)} |"
+                  for r in rows]
+        lines.append("")
+    else:
+        lines += ["No measurements were made.", ""]
+    lines.append(f"{counts['met']} met · {counts['breached']} breached · {counts['inconclusive']} inconclusive · "
+                 f"run `{run.run_dir.name}` · started {run.result.get('started_at') or '—'} · full report: "
+                 f"`report.html` / `report.pdf` in the run directory.")
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(run: RunView, path: Path) -> Path:
+    path.write_text(render_markdown(run), encoding="utf-8")
+    return path

@@ -1,0 +1,235 @@
+"""Timeline plots: per-second series from the history, fault window shaded, events marked.
+
+`per_second_series` is a small pure function (tested on its own); the figure
+functions only draw. matplotlib runs headless (Agg) and writes SVG with a fixed
+hash salt and no date, so rendering the same run twice gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from typing import Iterable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from ..history import CONTROLLER, LOAD, PLATFORM, Record  # noqa: E402
+from .run import RunView  # noqa: E402
+
+REQUEST_STATUSES = ("ok", "fail", "unknown")
+PHASE_COLOURS = {"steady": None, "fault": "#cf222e", "recovery": "#d4a72c"}
+
+
+@dataclass(frozen=True)
+class SecondStats:
+    """Load requests that started in second [second, second + 1) of the run."""
+
+    second: int
+    ok: int = 0
+    fail: int = 0
+    unknown: int = 0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+
+    @property
+    def requests(self) -> int:
+        return self.ok + self.fail + self.unknown
+
+    @property
+    def availability(self) -> float | None:
+        """ok / (ok + fail + unknown); None in a second without requests."""
+        return self.ok / self.requests if self.requests else None
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list (q in 0..1)."""
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def per_second_series(records: Iterable[Record]) -> list[SecondStats]:
+    """One SecondStats per second from the first to the last load request (empty seconds included).
+
+    Latency percentiles are over every load request that has a latency (ok,
+    fail, and timeouts, whose latency is the timeout): a plot that hid slow
+    failures would flatter the service.
+    """
+    counts: dict[int, list[int]] = {}
+    latencies: dict[int, list[float]] = {}
+    for r in records:
+        if r.source != LOAD or r.status not in REQUEST_STATUSES:
+            continue
+        second = math.floor(r.t)
+        row = counts.setdefault(second, [0, 0, 0])
+        row[REQUEST_STATUSES.index(r.status)] += 1
+        if r.latency is not None:
+            latencies.setdefault(second, []).append(r.latency * 1000.0)
+    if not counts:
+        return []
+    series = []
+    for second in range(min(counts), max(counts) + 1):
+        ok, fail, unknown = counts.get(second, [0, 0, 0])
+        values = sorted(latencies.get(second, []))
+        series.append(SecondStats(second, ok, fail, unknown,
+                                  percentile(values, 0.50) if values else None,
+                                  percentile(values, 0.99) if values else None))
+    return series
+
+
+def replica_series(records: Iterable[Record]) -> list[tuple[float, int, int | None]]:
+    """(t, ready, desired) from controller/replicas records, in time order."""
+    points = []
+    for r in records:
+        if r.source == CONTROLLER and r.op == "replicas" and r.detail and "ready" in r.detail:
+            desired = r.detail.get("desired")
+            points.append((r.t, int(r.detail["ready"]), None if desired is None else int(desired)))
+    return sorted(points)
+
+
+@dataclass(frozen=True)
+class Marker:
+    t: float
+    label: str
+    colour: str
+    style: str
+
+
+def markers(run: RunView) -> list[Marker]:
+    """Vertical lines: fault start, recovery (fault + RTO, when finite), failovers."""
+    found: list[Marker] = []
+    injected = run.fault.get("injected_t")
+    if isinstance(injected, (int, float)):
+        found.append(Marker(float(injected), "fault injected", "#cf222e", "--"))
+        rto = run.rto_s()
+        if rto is not None:
+            found.append(Marker(float(injected) + rto, f"recovered (RTO {rto:.1f} s)", "#1a7f37", "--"))
+    for r in run.events():
+        if r.source == PLATFORM and r.op == "failover":
+            detail = r.detail or {}
+            what = detail.get("component", "failover")
+            new = detail.get("new_primary") or detail.get("new primary") or detail.get("to")
+            found.append(Marker(r.t, f"failover: {what}" + (f" → {new}" if new else ""), "#8250df", ":"))
+    return found
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One timeline figure, with the caption that says how it was computed."""
+
+    key: str
+    title: str
+    caption: str
+    figure: Figure
+
+
+def _axes(run: RunView, title: str, ylabel: str) -> tuple[Figure, plt.Axes]:
+    fig, ax = plt.subplots(figsize=(10, 2.6), dpi=100)
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.set_ylabel(ylabel, fontsize=9)
+    ax.set_xlabel("seconds since run start", fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.grid(True, alpha=0.3)
+    for name, (start, end) in run.phases.items():
+        colour = PHASE_COLOURS.get(name)
+        if colour:
+            ax.axvspan(start, end, color=colour, alpha=0.14 if name == "fault" else 0.12, lw=0,
+                       label=f"{name} phase")
+    for m in markers(run):
+        ax.axvline(m.t, color=m.colour, linestyle=m.style, linewidth=1.3, label=m.label)
+    return fig, ax
+
+
+def _finish(fig: Figure, ax: plt.Axes) -> Figure:
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    if unique:
+        ax.legend(unique.values(), unique.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                  borderaxespad=0, frameon=False)
+    # fixed margins (not tight_layout) so every plot's x axis lines up with the others
+    fig.subplots_adjust(left=0.07, right=0.76, top=0.88, bottom=0.2)
+    return fig
+
+
+def timeline_plots(run: RunView) -> list[Plot]:
+    """The standard timeline figures; empty when the run has no history."""
+    if run.history is None:
+        return []
+    records = run.history.sorted()
+    series = per_second_series(records)
+    xs = [s.second + 0.5 for s in series]
+    plots: list[Plot] = []
+
+    fig, ax = _axes(run, "Latency per second", "ms")
+    ax.plot(xs, [s.p50_ms if s.p50_ms is not None else math.nan for s in series], color="#0969da", lw=1.2,
+            label="p50")
+    ax.plot(xs, [s.p99_ms if s.p99_ms is not None else math.nan for s in series], color="#bc4c00", lw=1.2,
+            label="p99")
+    target = run.measurement("p99_ms")
+    if target is not None and target.target is not None:
+        ax.axhline(target.target, color="#bc4c00", lw=0.8, linestyle="-.", label=f"p99 target {target.target:g} ms")
+    ax.set_ylim(bottom=0)
+    plots.append(Plot("latency", "Latency p50 and p99 per second",
+                      "Nearest-rank percentiles of the latency of every load request that started in that second "
+                      "(ok, failed and timed out).", _finish(fig, ax)))
+
+    fig, ax = _axes(run, "Availability per second", "ok / all")
+    ax.plot(xs, [s.availability if s.availability is not None else math.nan for s in series], color="#1a7f37",
+            lw=1.2, label="availability")
+    avail = run.measurement("availability")
+    if avail is not None and avail.target is not None:
+        ax.axhline(avail.target, color="#1a7f37", lw=0.8, linestyle="-.", label=f"target {avail.target:g}")
+    ax.set_ylim(-0.02, 1.05)
+    plots.append(Plot("availability", "Availability per second",
+                      "ok / (ok + fail + unknown) of the load requests that started in that second; a timeout "
+                      "(unknown) never counts as ok.", _finish(fig, ax)))
+
+    fig, ax = _axes(run, "Requests per second", "requests/s")
+    ax.plot(xs, [s.requests for s in series], color="#0969da", lw=1.2, label="all")
+    ax.plot(xs, [s.fail + s.unknown for s in series], color="#cf222e", lw=1.2, label="failed or unknown")
+    ax.set_ylim(bottom=0)
+    plots.append(Plot("requests", "Requests per second",
+                      "Load requests started per second, and those among them that failed or timed out.",
+                      _finish(fig, ax)))
+
+    replicas = replica_series(records)
+    fig, ax = _axes(run, "Ready replicas", "replicas")
+    if replicas:
+        ax.step([p[0] for p in replicas], [p[1] for p in replicas], where="post", color="#0969da", lw=1.4,
+                label="ready")
+        if any(p[2] is not None for p in replicas):
+            ax.step([p[0] for p in replicas], [p[2] if p[2] is not None else math.nan for p in replicas],
+                    where="post", color="#57606a", lw=1.0, linestyle="--", label="desired")
+        ax.set_ylim(bottom=0, top=max(max(p[1], p[2] or 0) for p in replicas) + 1)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    else:
+        ax.text(0.5, 0.5, "no controller/replicas records in this history", ha="center", va="center",
+                transform=ax.transAxes, fontsize=9, color="#57606a")
+    if series:
+        ax.set_xlim(min(xs[0] - 0.5, ax.get_xlim()[0]), max(xs[-1] + 0.5, ax.get_xlim()[1]))
+    plots.append(Plot("replicas", "Ready replicas",
+                      "Ready and desired API replicas as the replica controller reported them "
+                      "(controller/replicas records).", _finish(fig, ax)))
+    return plots
+
+
+def figure_svg(fig: Figure) -> str:
+    """Inline SVG (text kept as text, fixed ids, no date) and close the figure."""
+    buffer = io.StringIO()
+    with plt.rc_context({"svg.hashsalt": "resilience", "svg.fonttype": "none"}):
+        fig.savefig(buffer, format="svg", metadata={"Date": None})
+    plt.close(fig)
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]  # drop the XML prolog and DOCTYPE so it can sit inside HTML
+
+
+def figure_png(fig: Figure, dpi: int = 110) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()
