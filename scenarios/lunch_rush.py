@@ -1,0 +1,127 @@
+"""Lunch rush: students browse the menu, order, sometimes check the order, and pay.
+
+A Locust locustfile. It runs under `resilience.load.worker` (which records every
+request into the run's history) and also under plain Locust:
+
+    locust -f scenarios/lunch_rush.py --host http://127.0.0.1:8080
+
+Orders carry sequence-numbered idempotency keys `{run_id}-{user_no}-{n}`, n
+counting up per user, so the durability (RPO) check can tell exactly which
+acknowledged writes must still exist after a fault. A failed or timed-out
+order is not retried: the next order gets the next key.
+
+Request names are the history ops ("GET /menu", "POST /orders",
+"GET /orders/{id}", "POST /payments"). Settings come from the environment
+(the worker sets them from its command line):
+
+    RESILIENCE_RUN_ID          prefix of every idempotency key (default: random)
+    RESILIENCE_LOAD_TIMEOUT_S  client timeout per request, seconds (default 2)
+    RESILIENCE_LOAD_WAIT_MIN_S / RESILIENCE_LOAD_WAIT_MAX_S  pause between tasks (0.5 / 1.5)
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import uuid
+from typing import Any
+
+from locust import HttpUser, between
+
+RUN_ID = os.environ.get("RESILIENCE_RUN_ID") or uuid.uuid4().hex[:8]
+TIMEOUT_S = float(os.environ.get("RESILIENCE_LOAD_TIMEOUT_S", "2"))
+WAIT_MIN_S = float(os.environ.get("RESILIENCE_LOAD_WAIT_MIN_S", "0.5"))
+WAIT_MAX_S = float(os.environ.get("RESILIENCE_LOAD_WAIT_MAX_S", "1.5"))
+
+PAYMENT_METHODS = ("upi", "card", "wallet")
+FALLBACK_ITEMS = [{"item_id": 1, "price": 40.0}]  # used until a menu has been read
+
+_user_numbers = itertools.count(1)  # unique per Locust process: one process per run
+
+
+class Student(HttpUser):
+    """What a student does; the user classes below only weigh the tasks differently."""
+
+    abstract = True  # not run by itself
+    wait_time = between(WAIT_MIN_S, WAIT_MAX_S)
+    read_back_share = 0.3  # fraction of orders read back right after placing them
+    pay_share = 0.6  # fraction of orders paid for
+
+    def on_start(self) -> None:
+        self.user_no = next(_user_numbers)
+        self.orders_placed = 0
+        self.menu: list[dict[str, Any]] = []
+        self.browse_menu()
+
+    def browse_menu(self) -> None:
+        response = self.client.get("/menu", name="GET /menu", timeout=TIMEOUT_S)
+        if _succeeded(response):
+            try:
+                items = response.json()
+            except ValueError:
+                return
+            if isinstance(items, list) and items:
+                self.menu = items
+
+    def order_lunch(self) -> None:
+        order = self.place_order()
+        if order is None:
+            return
+        if random.random() < self.read_back_share:
+            self.read_order(order)
+        if random.random() < self.pay_share:
+            self.pay(order)
+
+    def next_key(self) -> str:
+        self.orders_placed += 1
+        return f"{RUN_ID}-{self.user_no}-{self.orders_placed}"
+
+    def place_order(self) -> dict[str, Any] | None:
+        """POST /orders with the next key; the created order (with its key), or None."""
+        key = self.next_key()
+        items = self.menu or FALLBACK_ITEMS
+        chosen = random.sample(items, k=min(len(items), random.randint(1, 3)))
+        body = {"idempotency_key": key, "student_id": f"student-{self.user_no}",
+                "items": [{"item_id": item["item_id"], "qty": random.randint(1, 2)} for item in chosen]}
+        response = self.client.post("/orders", json=body, name="POST /orders", timeout=TIMEOUT_S,
+                                    context={"key": key})
+        if not _succeeded(response):
+            return None
+        try:
+            order = response.json()
+        except ValueError:
+            return None
+        if not isinstance(order, dict) or "order_id" not in order:
+            return None
+        order["idempotency_key"] = key
+        return order
+
+    def read_order(self, order: dict[str, Any]) -> None:
+        self.client.get(f"/orders/{order['order_id']}", name="GET /orders/{id}", timeout=TIMEOUT_S,
+                        context={"key": order["idempotency_key"]})
+
+    def pay(self, order: dict[str, Any]) -> None:
+        body = {"order_id": order["order_id"], "amount": order.get("total", 0),
+                "method": random.choice(PAYMENT_METHODS)}
+        self.client.post("/payments", json=body, name="POST /payments", timeout=TIMEOUT_S,
+                         context={"key": order["idempotency_key"]})
+
+
+def _succeeded(response: Any) -> bool:
+    """2xx. (Not `response.ok`: on a connection error Locust's response re-raises the error there.)"""
+    return 200 <= response.status_code < 300
+
+
+class LunchRushUser(Student):
+    """A student at lunch time: browsing a lot, ordering, paying for most orders."""
+
+    tasks = {Student.browse_menu: 3, Student.order_lunch: 4}  # type: ignore[assignment]  # Locust takes a dict
+
+
+class WriteHeavyUser(Student):
+    """Mostly orders (for database-failover experiments): many acknowledged writes to check."""
+
+    tasks = {Student.browse_menu: 1, Student.order_lunch: 9}  # type: ignore[assignment]  # Locust takes a dict
+    read_back_share = 0.1
+    pay_share = 0.2
