@@ -89,7 +89,7 @@ class StandInPlatform:
 
             def handle_request(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else None
+                body: dict[str, Any] = json.loads(self.rfile.read(length)) if length else {}
                 if platform.mode == "hang":
                     time.sleep(platform.hang_s)
                 if platform.mode == "fail":
