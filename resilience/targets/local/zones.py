@@ -178,7 +178,7 @@ class ZoneNetwork:
         if self.bridge not in links:
             _run([IP, "link", "add", self.bridge, "type", "bridge"])
             made.append(("link", self.bridge))
-            _run([IP, "addr", "add", self._cidr(self.host_address()), "dev", self.bridge])
+        _run([IP, "addr", "replace", self._cidr(self.host_address()), "dev", self.bridge])
         _run([IP, "link", "set", self.bridge, "up"])
         for zone in self.zones:
             ns, host, inner = self.netns(zone), self.host_veth(zone), self.zone_veth(zone)
@@ -189,7 +189,7 @@ class ZoneNetwork:
             if host not in links:
                 _run([IP, "link", "add", host, "type", "veth", "peer", "name", inner, "netns", ns])
                 made.append(("link", host))
-                _run(in_ns + ["addr", "add", self._cidr(self.address(zone)), "dev", inner])
+            _run(in_ns + ["addr", "replace", self._cidr(self.address(zone)), "dev", inner])
             _run([IP, "link", "set", host, "master", self.bridge])
             _run([IP, "link", "set", host, "up"])
             _run(in_ns + ["link", "set", inner, "up"])
