@@ -1,0 +1,73 @@
+"""Checkers: pure measurement functions over a run's history.
+
+`compute(records, targets=..., measures=[...])` is the one entry point the
+harness, `resilience check` and the reports use. Every function here is a pure
+function of (records, parameters): no I/O, no clock, so a stored history can be
+re-checked offline and gives the same answer.
+
+Each measurement carries its `definition` text, which every report prints.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from ..config import Targets
+from ..errors import UserError
+from ..history import Record
+from . import autoscaling, availability, durability, latency, recovery
+from .autoscaling import AutoscalingResult, autoscaling_latency
+from .availability import RequestCounts, count_requests
+from .durability import DurabilityResult, data_loss
+from .latency import LatencySummary, latency_summary, percentile
+from .measurement import Measurement, judge, verdict
+from .recovery import RecoveryResult, recovery_time
+from .series import per_second_series
+from .windows import fault_time, load_requests, overall_window, phase_windows
+
+MEASURES = ("availability", "p99", "rto", "rpo", "autoscaling")
+
+__all__ = [
+    "MEASURES", "AutoscalingResult", "DurabilityResult", "LatencySummary", "Measurement", "RecoveryResult",
+    "RequestCounts", "autoscaling_latency", "compute", "count_requests", "data_loss", "fault_time", "judge",
+    "latency_summary", "overall_window", "per_second_series", "percentile", "phase_windows", "recovery_time",
+    "verdict",
+]
+
+
+def compute(records: Iterable[Record], *, fault_t: float | None = None, targets: Targets,
+            measures: Sequence[str], step_t: float | None = None) -> list[Measurement]:
+    """Measure what the experiment asks for and judge it against `targets`.
+
+    `measures` is a subset of MEASURES. `fault_t` overrides the fault time found
+    in the history (first fault/inject record, else the fault phase start);
+    `step_t` overrides the load step found from load/users records.
+    Measurements come back in a fixed order: availability, p99, rto, rpo, autoscaling.
+    """
+    unknown = [m for m in measures if m not in MEASURES]
+    if unknown:
+        raise UserError(f"unknown measure(s) {', '.join(map(repr, unknown))} requested by the experiment; "
+                        f"the checkers measure {', '.join(MEASURES)}. Fix the experiment's list of measures.")
+    ordered = sorted(records, key=lambda r: r.t)
+    requests = load_requests(ordered)
+    phases = phase_windows(ordered)
+    overall = overall_window(ordered, phases)
+    if fault_t is None:
+        fault_t = fault_time(ordered)
+
+    result: list[Measurement] = []
+    if "availability" in measures:
+        result += availability.measurements(requests, overall=overall, phases=phases, target=targets.availability)
+    if "p99" in measures:
+        result += latency.measurements(requests, overall=overall, phases=phases, target_ms=targets.p99_ms)
+    if "rto" in measures:
+        rto = recovery_time(requests, fault_t=fault_t, hold_s=targets.rto_hold_s,
+                            success_ratio=targets.rto_success_ratio)
+        result.append(recovery.measurement(rto, target_s=targets.rto_s))
+    if "rpo" in measures:
+        loss = data_loss(ordered, fault_t=fault_t)
+        result += durability.measurements(loss, rpo_target_s=targets.rpo_s)
+    if "autoscaling" in measures:
+        scaling = autoscaling_latency(ordered, step_t=step_t)
+        result += autoscaling.measurements(scaling, target_s=targets.autoscale_s)
+    return result

@@ -1,0 +1,89 @@
+"""Availability: the share of load requests that succeeded in a window.
+
+"unknown" (a timeout: the outcome is not known) counts against availability,
+exactly like "fail": a request nobody saw succeed is not a success.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from ..history import FAIL, OK, UNKNOWN, Record
+from .measurement import Measurement, judge
+from .windows import PHASES, Window, is_load_request
+
+DEFINITION = (
+    "Availability = ok / (ok + fail + unknown) over the load generator's requests whose start time "
+    "falls in the window; a timeout ('unknown') counts as not ok. A window without requests is "
+    "inconclusive. 'overall' runs from the first phase's start to the end of the last phase."
+)
+
+
+@dataclass(frozen=True)
+class RequestCounts:
+    """How the load requests of one window ended."""
+
+    ok: int = 0
+    fail: int = 0
+    unknown: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.ok + self.fail + self.unknown
+
+    @property
+    def availability(self) -> float | None:
+        """ok / total; None (could not be measured) when there were no requests."""
+        return self.ok / self.total if self.total else None
+
+    def to_json(self) -> dict[str, int]:
+        return {"requests": self.total, "ok": self.ok, "fail": self.fail, "unknown": self.unknown}
+
+
+def count_requests(records: Iterable[Record], window: Window | None = None) -> RequestCounts:
+    """Count the load requests started in `window` (all of them when window is None) by outcome."""
+    ok = fail = unknown = 0
+    for record in records:
+        if not is_load_request(record):
+            continue
+        if window is not None and not window[0] <= record.t < window[1]:
+            continue
+        if record.status == OK:
+            ok += 1
+        elif record.status == FAIL:
+            fail += 1
+        elif record.status == UNKNOWN:
+            unknown += 1
+    return RequestCounts(ok, fail, unknown)
+
+
+def availability(records: Iterable[Record], window: Window | None = None) -> float | None:
+    """ok / (ok + fail + unknown) of the load requests in `window`; None when there were none."""
+    return count_requests(records, window).availability
+
+
+def measurements(records: Sequence[Record], *, overall: Window | None, phases: dict[str, Window],
+                 target: float | None) -> list[Measurement]:
+    """`availability` over the whole run, judged; `availability_<phase>` per phase, reported only.
+
+    Per-phase figures are not judged: a fault phase is expected to dip, and
+    what counts is the whole run and how fast the service recovered (RTO).
+    A phase absent from the history gets no measurement.
+    """
+    counts = count_requests(records, overall) if overall is not None else RequestCounts()
+    reason = None if counts.total else "no load requests in the run"
+    result = [judge("availability", counts.availability, "ratio", target, ">=", phase="overall",
+                    definition=DEFINITION, detail={**counts.to_json(), "window": _as_list(overall)}, reason=reason)]
+    for phase in PHASES:
+        if phase not in phases:
+            continue
+        counts = count_requests(records, phases[phase])
+        result.append(judge(f"availability_{phase}", counts.availability, "ratio", None, ">=", phase=phase,
+                            definition=DEFINITION, detail={**counts.to_json(), "window": list(phases[phase])},
+                            reason=None if counts.total else f"no load requests in the {phase} phase"))
+    return result
+
+
+def _as_list(window: Window | None) -> list[float] | None:
+    return None if window is None else list(window)

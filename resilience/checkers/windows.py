@@ -1,0 +1,91 @@
+"""Time windows of a history: phases, the fault time, and which records are load requests.
+
+Every checker works on half-open windows `[start, end)` of history time and
+places a load request in a window by its start time `t`, except the RTO
+checker, which looks at when an outcome was observed (`t + latency`).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from ..history import FAIL, FAULT, LOAD, OK, PHASE, UNKNOWN, Record
+
+PHASES = ("steady", "fault", "recovery")  # the phases measurements are reported for
+END_PHASE = "end"  # marks the end of the last phase; not a window of its own
+REQUEST_STATUSES = (OK, FAIL, UNKNOWN)
+WRITE_OP = "POST /orders"  # the write path: an ok one with detail.order_id is an acknowledged write
+
+Window = tuple[float, float]
+
+
+def is_load_request(record: Record) -> bool:
+    """A request made by the load generator (not a `load`/`users` info record)."""
+    return record.source == LOAD and record.status in REQUEST_STATUSES
+
+
+def load_requests(records: Iterable[Record]) -> list[Record]:
+    return [r for r in records if is_load_request(r)]
+
+
+def completion_time(record: Record) -> float:
+    """When the request's outcome was known: its start plus its latency (a timeout's latency is the timeout)."""
+    return record.t + (record.latency or 0.0)
+
+
+def history_end(records: Iterable[Record]) -> float | None:
+    """The last moment anything in the history happened (request completions included)."""
+    end: float | None = None
+    for record in records:
+        moment = completion_time(record)
+        if end is None or moment > end:
+            end = moment
+    return end
+
+
+def phase_windows(records: Sequence[Record]) -> dict[str, Window]:
+    """Each phase's `[start, end)`: a phase record starts its phase and ends the previous one.
+
+    The `end` phase record closes the last phase; without one the last phase
+    runs to the end of the history. If a phase name occurs twice, its first
+    occurrence is the one kept (experiments run each phase once).
+    """
+    marks = sorted((r for r in records if r.source == PHASE), key=lambda r: r.t)
+    end = history_end(records)
+    windows: dict[str, Window] = {}
+    for index, mark in enumerate(marks):
+        if mark.op == END_PHASE or mark.op in windows:
+            continue
+        stop = marks[index + 1].t if index + 1 < len(marks) else end
+        windows[mark.op] = (mark.t, max(mark.t, stop if stop is not None else mark.t))
+    return windows
+
+
+def overall_window(records: Sequence[Record], phases: dict[str, Window] | None = None) -> Window | None:
+    """From the first phase's start to the last phase's end; the whole history when there are no phases.
+
+    Requests made before the first phase (warm-up) are not part of the run's figures.
+    """
+    phases = phase_windows(records) if phases is None else phases
+    if phases:
+        return min(start for start, _ in phases.values()), max(end for _, end in phases.values())
+    starts = [r.t for r in records]
+    end = history_end(records)
+    if not starts or end is None:
+        return None
+    return min(starts), end + 1e-9  # + epsilon so the last record falls inside the half-open window
+
+
+def fault_time(records: Iterable[Record]) -> float | None:
+    """When the fault was injected: the first `fault`/`inject` record, else the `fault` phase start."""
+    records = list(records)
+    injections = [r.t for r in records if r.source == FAULT and r.op == "inject"]
+    if injections:
+        return min(injections)
+    fault_phase = phase_windows(records).get("fault")
+    return fault_phase[0] if fault_phase else None
+
+
+def in_window(records: Iterable[Record], window: Window) -> list[Record]:
+    start, end = window
+    return [r for r in records if start <= r.t < end]

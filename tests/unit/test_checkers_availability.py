@@ -1,0 +1,75 @@
+"""Availability counts, per-phase measurements and the per-second series."""
+
+import pytest
+
+from resilience.checkers.availability import availability, count_requests, measurements
+from resilience.checkers.series import per_second_series
+from resilience.history import Record
+
+
+def req(t: float, status: str = "ok", latency: float | None = 0.01) -> Record:
+    return Record(t, "load", "GET /menu", status, latency)
+
+
+def test_unknown_counts_as_not_ok():
+    records = [req(0.1), req(0.2), req(0.3, "unknown"), req(0.4, "fail")]
+    counts = count_requests(records)
+    assert (counts.ok, counts.fail, counts.unknown, counts.total) == (2, 1, 1, 4)
+    assert availability(records) == 0.5
+
+
+def test_info_records_and_other_sources_are_not_requests():
+    records = [req(0.1), Record(0.2, "load", "users", "info", detail={"users": 10}),
+               Record(0.3, "probe", "GET /health/ready", "fail", 0.01)]
+    assert availability(records) == 1.0
+
+
+def test_window_is_half_open_on_start_time_and_empty_window_is_none():
+    records = [req(1.0, "fail"), req(2.0), req(2.5, latency=5.0)]
+    assert availability(records, (1.0, 2.0)) == 0.0
+    assert availability(records, (2.0, 3.0)) == 1.0
+    assert availability(records, (10.0, 20.0)) is None
+    assert availability([]) is None
+
+
+def test_measurements_judge_overall_and_report_phases_present():
+    records = [req(t / 10) for t in range(100)] + [req(10.0 + t / 10, "fail") for t in range(10)]
+    phases = {"steady": (0.0, 10.0), "fault": (10.0, 11.0)}
+    result = {m.name: m for m in measurements(records, overall=(0.0, 11.0), phases=phases, target=0.95)}
+    assert set(result) == {"availability", "availability_steady", "availability_fault"}
+    overall = result["availability"]
+    assert overall.value == pytest.approx(100 / 110) and overall.status == "breached"
+    assert overall.phase == "overall" and overall.comparison == ">=" and "unknown" in overall.definition
+    assert overall.detail["requests"] == 110 and overall.detail["fail"] == 10
+    assert result["availability_steady"].value == 1.0 and result["availability_steady"].target is None
+    assert result["availability_fault"].value == 0.0 and result["availability_fault"].phase == "fault"
+
+
+def test_measurements_met_and_inconclusive_without_requests():
+    met = measurements([req(0.5)], overall=(0.0, 1.0), phases={}, target=0.999)
+    assert [m.status for m in met] == ["met"]
+    empty = measurements([], overall=None, phases={}, target=0.999)
+    assert empty[0].status == "inconclusive" and empty[0].value is None and "no load requests" in empty[0].detail["reason"]
+
+
+def test_phase_without_requests_is_inconclusive_not_a_pass():
+    result = measurements([req(0.5)], overall=(0.0, 5.0), phases={"steady": (0.0, 1.0), "recovery": (4.0, 5.0)},
+                          target=0.9)
+    recovery = [m for m in result if m.name == "availability_recovery"][0]
+    assert recovery.status == "inconclusive"
+
+
+def test_per_second_series_rows():
+    records = [req(10.1, latency=0.010), req(10.2, latency=0.020), req(10.3, "unknown", latency=2.0),
+               req(12.5, "fail", latency=0.001), req(13.0)]  # 13.0 is outside [10, 13)
+    rows = per_second_series(records, 10.0, 13.0)
+    assert [r["t"] for r in rows] == [10.0, 11.0, 12.0]
+    assert rows[0] == {"t": 10.0, "requests": 3, "ok": 2, "fail": 0, "unknown": 1,
+                       "availability": pytest.approx(2 / 3), "p50_ms": 20.0, "p99_ms": 2000.0}
+    assert rows[1]["requests"] == 0 and rows[1]["availability"] is None and rows[1]["p99_ms"] is None
+    assert rows[2]["fail"] == 1 and rows[2]["availability"] == 0.0 and rows[2]["p50_ms"] == 1.0
+
+
+def test_per_second_series_partial_last_second_and_empty_range():
+    assert len(per_second_series([req(1.2)], 0.0, 1.5)) == 2
+    assert per_second_series([req(1.0)], 5.0, 5.0) == []
