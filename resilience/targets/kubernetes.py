@@ -1,0 +1,460 @@
+"""The Kubernetes target: the platform as manifests on a cluster, faults via chaostoolkit-kubernetes.
+
+Nothing touches a cluster by accident: the constructor refuses any context
+that is not in `kubernetes.allowed_contexts` before a client exists, and a
+dry run (`dry_run=True`) makes every method report what it would do (API
+verbs and paths, label selectors, chaosk8s calls) without a single request.
+
+chaosk8s builds its own client (`chaosk8s.create_k8s_api_client(secrets)`,
+from the kubeconfig and `KUBERNETES_CONTEXT`); we pass it the same context and
+check once that it reaches the same API server as our own client.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from ..config import Settings
+from ..errors import HarnessError, UserError
+from . import plan
+from .base import Component, PlatformEvent, RollbackStep, StackStatus, Target
+from .manifests import (APP_NAME, APP_SELECTOR, MANAGED_BY_LABEL, MANAGED_SELECTOR, MANAGER, SERVICE_PORT, API_PORT,
+                        ZONE_LABEL, BackendEndpoints, Manifest, stack_manifests)
+
+DEFAULT_WAIT_TIMEOUT_S = 600.0
+POLL_INTERVAL_S = 1.0
+
+
+def check_context_allowed(settings: Settings, context: str) -> None:
+    """Refuse a context that is not explicitly allowed (no API call has been made yet)."""
+    allowed = settings.kubernetes.allowed_contexts
+    if context not in allowed:
+        listed = ", ".join(repr(c) for c in allowed) or "nothing"
+        raise UserError(
+            f"{settings.source}: kubernetes context {context!r} is not in 'kubernetes.allowed_contexts' "
+            f"(it allows {listed}). Nothing was sent to the cluster. If this cluster is meant for chaos "
+            f"experiments, add it to the allow-list, e.g.\n  kubernetes:\n    allowed_contexts: [{context}]")
+
+
+def _to_monotonic(moment: datetime | None) -> float | None:
+    """A wall-clock timestamp from the API as a CLOCK_MONOTONIC reading of this process."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return time.monotonic() - (time.time() - moment.timestamp())
+
+
+def busiest_zone(zones_of_pods: list[str | None]) -> str | None:
+    """The zone running the most API pods (ties: alphabetical): losing it hurts most."""
+    counts: dict[str, int] = {}
+    for zone in zones_of_pods:
+        if zone:
+            counts[zone] = counts.get(zone, 0) + 1
+    if not counts:
+        return None
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+
+
+class KubernetesTarget(Target):
+    """The platform on a Kubernetes cluster named by a kubeconfig context."""
+
+    name = "kubernetes"
+
+    def __init__(self, settings: Settings, context: str, dry_run: bool = False,
+                 api_client: Any | None = None, backends: BackendEndpoints | None = None,
+                 wait_timeout_s: float = DEFAULT_WAIT_TIMEOUT_S,
+                 echo: Callable[[str], None] | None = None) -> None:
+        check_context_allowed(settings, context)
+        self.settings = settings
+        self.context = context
+        self.dry_run = dry_run
+        self.namespace = settings.kubernetes.namespace
+        self.backends = backends
+        self.wait_timeout_s = wait_timeout_s
+        self.planned: list[str] = []  # every dry-run line, in order
+        self._echo = echo or (lambda line: print(line, file=sys.stdout))
+        self._hpa_samples: list[PlatformEvent] = []
+        self._last_hpa: tuple[int, int] | None = None
+        self._chaos_checked = False
+        self._api: Any = None
+        if not dry_run:
+            self._api = api_client if api_client is not None else self._client_from_kubeconfig(context)
+
+    # -- clients -------------------------------------------------------------
+    @staticmethod
+    def _client_from_kubeconfig(context: str) -> Any:
+        from kubernetes import config
+        from kubernetes.config.config_exception import ConfigException
+        path = os.environ.get("KUBECONFIG", os.path.expanduser("~/.kube/config"))
+        try:
+            return config.new_client_from_config(config_file=path, context=context)
+        except (ConfigException, OSError) as exc:
+            raise UserError(f"kubeconfig {path}: cannot use context {context!r} ({exc}). Check the file "
+                            f"(or $KUBECONFIG) and the context name (`kubectl config get-contexts`).") from None
+
+    def _core(self) -> Any:
+        from kubernetes import client
+        return client.CoreV1Api(self._api)
+
+    def _apps(self) -> Any:
+        from kubernetes import client
+        return client.AppsV1Api(self._api)
+
+    def _chaos_secrets(self) -> dict[str, str]:
+        """The chaosk8s secrets naming our context; verified once to reach our API server."""
+        secrets = {"KUBERNETES_CONTEXT": self.context}
+        if not self._chaos_checked:
+            import chaosk8s
+            chaos_host = chaosk8s.create_k8s_api_client(secrets).configuration.host
+            our_host = self._api.configuration.host
+            if chaos_host.rstrip("/") != our_host.rstrip("/"):
+                raise UserError(
+                    f"chaostoolkit-kubernetes would talk to {chaos_host}, but the target's client talks to "
+                    f"{our_host}. chaosk8s reads $KUBECONFIG (or ~/.kube/config) with context {self.context!r}: "
+                    f"point $KUBECONFIG at the kubeconfig that defines this context.")
+            self._chaos_checked = True
+        return secrets
+
+    def _would(self, lines: list[str]) -> None:
+        for line in lines:
+            self.planned.append(line)
+            self._echo(f"[dry-run] {line}")
+
+    def _manifests(self) -> list[Manifest]:
+        return stack_manifests(self.settings, "external", self.backends)
+
+    # -- plans -----------------------------------------------------------------
+    def deploy_plan(self) -> list[str]:
+        lines = [f"check: context {self.context!r} is in kubernetes.allowed_contexts (no API call before this)"]
+        if self.backends is None:
+            aws = self.settings.aws
+            lines.append(f"resolve external endpoints via the aws target: rds:DescribeDBClusters({aws.rds_cluster}) "
+                         f"and elasticache:DescribeReplicationGroups({aws.elasticache_group}) in {aws.region}")
+        lines += [plan.apply_line(m) for m in self._manifests()]
+        lines.append(plan.wait_line(self.namespace, self.wait_timeout_s))
+        return lines
+
+    def capability_plan(self, capability: str, arguments: dict[str, Any]) -> list[str]:
+        """The chaosk8s calls (and their API calls) for one capability, then its rollback."""
+        if capability == "kill_replicas":
+            call = plan.kill_replicas_call(self.namespace, arguments.get("count"), arguments.get("percent"))
+            seed = arguments.get("seed")
+            lines = [f"kill_replicas: random.seed({seed!r})"] if seed is not None else []
+            return lines + [f"kill_replicas: {line}" for line in call.plan_lines()] + [
+                "rollback none: the Deployment controller replaces terminated pods by itself"]
+        if capability == "lose_zone":
+            zone = arguments.get("zone")
+            zone_text = zone or "<the zone running the most API pods, from GET /api/v1/namespaces/" \
+                                f"{self.namespace}/pods?labelSelector={APP_SELECTOR} and GET /api/v1/nodes>"
+            lines = []
+            for call in plan.lose_zone_calls(zone or "<zone>"):
+                lines += [f"lose_zone: {line}" for line in call.plan_lines()]
+            rollback = plan.restore_zone_call(zone or "<zone>")
+            lines += [f"rollback restore_zone: {line}" for line in rollback.plan_lines()]
+            return [f"lose_zone: zone = {zone_text}", *lines] if zone is None else lines
+        if capability == "scale_replicas":
+            call = plan.scale_call(self.namespace, int(arguments["replicas"]))
+            return [f"scale_replicas: GET /apis/apps/v1/namespaces/{self.namespace}/deployments/{APP_NAME} "
+                    "(remember spec.replicas for rollback)",
+                    *(f"scale_replicas: {line}" for line in call.plan_lines()),
+                    "rollback scale_replicas: chaosk8s.deployment.actions.scale_deployment(..., replicas=<previous>)"]
+        if capability == "fail_over_database":
+            call = plan.kill_database_primary_call(self.namespace)
+            return [f"fail_over_database: only with in-cluster CloudNativePG: GET /api/v1/namespaces/{self.namespace}"
+                    f"/pods?labelSelector={plan.CNPG_PRIMARY_SELECTOR}; if none (RDS), refuse and point to --target aws",
+                    *(f"fail_over_database: {line}" for line in call.plan_lines()),
+                    "rollback none: the operator promotes a standby and recreates the pod"]
+        if capability == "stop_cache":
+            return ["stop_cache: refused on the kubernetes target (Redis is ElastiCache): use --target aws "
+                    "(chaosaws.elasticache.actions.test_failover)"]
+        raise UserError(f"capability {capability!r} is not one the kubernetes target offers; known: kill_replicas, "
+                        f"lose_zone, scale_replicas, fail_over_database, stop_cache.")
+
+    def plan_experiment(self, capabilities: list[tuple[str, dict[str, Any]]]) -> list[str]:
+        """Every step a run would take: deploy (apply + wait), then each fault and its rollback. No API calls."""
+        lines = self.deploy_plan()
+        for capability, arguments in capabilities:
+            lines += self.capability_plan(capability, arguments)
+        return lines
+
+    # -- lifecycle -------------------------------------------------------------
+    def _resolve_backends(self) -> BackendEndpoints:
+        if self.backends is None:
+            from .aws import AwsTarget  # the RDS / ElastiCache endpoints live in the AWS account
+            self.backends = AwsTarget(self.settings).backend_endpoints()
+        return self.backends
+
+    def up(self) -> StackStatus:
+        if self.dry_run:
+            self._would(self.deploy_plan())
+            return StackStatus(self.name, False, None, None, detail={"dry_run": True, "plan": list(self.planned)})
+        self._resolve_backends()
+        for manifest in self._manifests():
+            self._apply(manifest)
+        self._wait_available()
+        return self.status()
+
+    def _apply(self, manifest: Manifest) -> None:
+        """Server-side apply through the typed client (no discovery needed)."""
+        from kubernetes.client.rest import ApiException
+        kind = plan.kind_of(manifest)
+        meta = manifest["metadata"]
+        method_name = ("patch_namespace" if kind.kind == "Namespace"
+                       else "patch_namespaced_" + _snake(kind.kind))
+        api = self._api_for(kind.prefix)
+        method = getattr(api, method_name)
+        args: list[Any] = [meta["name"]] + ([meta["namespace"]] if kind.namespaced else [])
+        try:
+            method(*args, manifest, field_manager=MANAGER, force=True,
+                   _content_type="application/apply-patch+yaml")
+        except ApiException as exc:
+            raise HarnessError(f"server-side apply of {kind.kind} {meta['name']} failed: "
+                               f"HTTP {exc.status} {exc.reason}: {exc.body}") from None
+
+    def _api_for(self, prefix: str) -> Any:
+        from kubernetes import client
+        apis = {"/api/v1": client.CoreV1Api, "/apis/apps/v1": client.AppsV1Api,
+                "/apis/autoscaling/v2": client.AutoscalingV2Api, "/apis/policy/v1": client.PolicyV1Api,
+                "/apis/networking.k8s.io/v1": client.NetworkingV1Api}
+        return apis[prefix](self._api)
+
+    def _wait_available(self) -> None:
+        deadline = time.monotonic() + self.wait_timeout_s
+        while True:
+            deployment = self._apps().read_namespaced_deployment(APP_NAME, self.namespace)
+            if deployment_available(deployment):
+                return
+            if time.monotonic() >= deadline:
+                st = deployment.status
+                raise HarnessError(
+                    f"Deployment {self.namespace}/{APP_NAME} not available after {self.wait_timeout_s:.0f} s "
+                    f"(ready {st.ready_replicas or 0} of {deployment.spec.replicas}). "
+                    f"Check `kubectl -n {self.namespace} describe deployment {APP_NAME}` and the pods' events.")
+            time.sleep(POLL_INTERVAL_S)
+
+    def down(self) -> None:
+        if self.dry_run:
+            self._would(plan.delete_lines(self._manifests()))
+            return
+        from kubernetes.client.rest import ApiException
+        for kind in reversed(list(plan.KINDS.values())):
+            if kind.kind == "Namespace":
+                continue
+            api = self._api_for(kind.prefix)
+            plural = _snake(kind.kind)
+            listing = getattr(api, f"list_namespaced_{plural}")(self.namespace, label_selector=MANAGED_SELECTOR)
+            for item in listing.items:
+                try:
+                    getattr(api, f"delete_namespaced_{plural}")(item.metadata.name, self.namespace)
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+        try:
+            namespace = self._core().read_namespace(self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        if (namespace.metadata.labels or {}).get(MANAGED_BY_LABEL) == MANAGER:
+            self._core().delete_namespace(self.namespace)
+
+    def status(self) -> StackStatus:
+        if self.dry_run:
+            self._would([f"GET /apis/apps/v1/namespaces/{self.namespace}/deployments/{APP_NAME}",
+                         f"GET /api/v1/namespaces/{self.namespace}/pods?labelSelector={APP_SELECTOR}",
+                         "GET /api/v1/nodes (zone of each pod from its node's label topology.kubernetes.io/zone)"])
+            return StackStatus(self.name, False, None, None, detail={"dry_run": True})
+        from kubernetes.client.rest import ApiException
+        try:
+            deployment = self._apps().read_namespaced_deployment(APP_NAME, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return StackStatus(self.name, False, None, None)
+            raise
+        zones = self._node_zones()
+        components = []
+        for pod in self._core().list_namespaced_pod(self.namespace, label_selector=APP_SELECTOR).items:
+            components.append(Component(
+                name=pod.metadata.name, kind="api", role="replica", zone=zones.get(pod.spec.node_name or ""),
+                pid=None, address=f"{pod.status.pod_ip}:{API_PORT}" if pod.status.pod_ip else "",
+                healthy=pod_ready(pod)))
+        detail = {"context": self.context, "namespace": self.namespace,
+                  "desired_replicas": deployment.spec.replicas,
+                  "ready_replicas": deployment.status.ready_replicas or 0}
+        return StackStatus(self.name, True, self.url(), None, components, detail)
+
+    def _node_zones(self) -> dict[str, str | None]:
+        return {node.metadata.name: (node.metadata.labels or {}).get(ZONE_LABEL)
+                for node in self._core().list_node().items}
+
+    def url(self) -> str:
+        """The in-cluster address of the Service (reach it from a pod, or via `kubectl port-forward`)."""
+        return f"http://{APP_NAME}.{self.namespace}.svc.cluster.local:{SERVICE_PORT}"
+
+    # -- observation -------------------------------------------------------------
+    def ready_replicas(self) -> int:
+        if self.dry_run:
+            self._would([f"GET /apis/apps/v1/namespaces/{self.namespace}/deployments/{APP_NAME} (status.readyReplicas)"])
+            return 0
+        deployment = self._apps().read_namespaced_deployment(APP_NAME, self.namespace)
+        return int(deployment.status.ready_replicas or 0)
+
+    def events_since(self, monotonic: float) -> list[PlatformEvent]:
+        """Pod Ready transitions, the HPA's desired/current replicas (sampled now), and Kubernetes events."""
+        if self.dry_run:
+            self._would([f"GET /api/v1/namespaces/{self.namespace}/pods?labelSelector={APP_SELECTOR}",
+                         f"GET /apis/autoscaling/v2/namespaces/{self.namespace}/horizontalpodautoscalers/{APP_NAME}",
+                         f"GET /api/v1/namespaces/{self.namespace}/events"])
+            return []
+        events: list[PlatformEvent] = []
+        for pod in self._core().list_namespaced_pod(self.namespace, label_selector=APP_SELECTOR).items:
+            for condition in pod.status.conditions or []:
+                at = _to_monotonic(condition.last_transition_time)
+                if condition.type == "Ready" and at is not None and at >= monotonic:
+                    events.append(PlatformEvent(at, "controller", "ready" if condition.status == "True" else "unready",
+                                                {"pod": pod.metadata.name, "node": pod.spec.node_name}))
+        self._sample_hpa()
+        events += [e for e in self._hpa_samples if e.monotonic >= monotonic]
+        for event in self._core().list_namespaced_event(self.namespace).items:
+            at = _to_monotonic(event.last_timestamp or event.event_time or event.first_timestamp)
+            if at is None or at < monotonic:
+                continue
+            source, op = ("controller", "scale") if event.reason in ("ScalingReplicaSet", "SuccessfulRescale") \
+                else ("platform", f"k8s:{event.reason}")
+            events.append(PlatformEvent(at, source, op, {
+                "reason": event.reason, "message": event.message, "type": event.type,
+                "object": f"{event.involved_object.kind}/{event.involved_object.name}"}))
+        return sorted(events, key=lambda e: e.monotonic)
+
+    def _sample_hpa(self) -> None:
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+        try:
+            hpa = client.AutoscalingV2Api(self._api).read_namespaced_horizontal_pod_autoscaler(APP_NAME, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        status = hpa.status
+        if status is None:
+            return
+        sample = (int(status.desired_replicas or 0), int(status.current_replicas or 0))
+        if sample != self._last_hpa:
+            self._last_hpa = sample
+            self._hpa_samples.append(PlatformEvent(time.monotonic(), "controller", "replicas", {
+                "desired": sample[0], "current": sample[1], "ready": self.ready_replicas()}))
+
+    # -- faults -----------------------------------------------------------------------
+    def kill_replicas(self, count: int | None = None, percent: float | None = None,
+                      seed: int | None = None) -> RollbackStep:
+        call = plan.kill_replicas_call(self.namespace, count, percent)
+        step = RollbackStep("none", {}, "the Deployment controller replaces terminated pods by itself")
+        if self.dry_run:
+            self._would(self.capability_plan("kill_replicas", {"count": count, "percent": percent, "seed": seed}))
+            return step
+        if seed is not None:
+            random.seed(seed)  # chaosk8s picks pods with the module-level random
+        killed = call.run(self._chaos_secrets())
+        return RollbackStep("none", {"killed": list(killed or [])}, step.description)
+
+    def lose_zone(self, zone: str | None = None) -> RollbackStep:
+        if self.dry_run:
+            self._would(self.capability_plan("lose_zone", {"zone": zone}))
+            return RollbackStep("restore_zone", {"zone": zone or "<zone>"}, "uncordon the zone's nodes")
+        if zone is None:
+            zone = busiest_zone([c.zone for c in self.status().components])
+            if zone is None:
+                raise UserError(f"lose_zone: no API pod in namespace {self.namespace} runs on a node with the "
+                                f"label {ZONE_LABEL}; pass the zone explicitly or label the nodes.")
+        nodes = [n.metadata.name for n in self._core().list_node(label_selector=plan.zone_selector(zone)).items]
+        if not nodes:
+            raise UserError(f"lose_zone: no node carries {plan.zone_selector(zone)}; zones present: "
+                            f"{sorted({z for z in self._node_zones().values() if z})}.")
+        step = RollbackStep("restore_zone", {"zone": zone, "nodes": nodes},
+                            f"uncordon the nodes of zone {zone}: {', '.join(nodes)}")
+        secrets = self._chaos_secrets()
+        try:
+            for call in plan.lose_zone_calls(zone):
+                call.run(secrets)
+        except Exception as exc:
+            self.rollback(step)
+            raise HarnessError(f"lose_zone {zone}: {exc}; the zone's nodes were uncordoned again.") from exc
+        return step
+
+    def scale_replicas(self, replicas: int) -> RollbackStep:
+        """Set the Deployment's replica count (the HPA may move it again); rollback restores the old count."""
+        if self.dry_run:
+            self._would(self.capability_plan("scale_replicas", {"replicas": replicas}))
+            return RollbackStep("scale_replicas", {"replicas": "<previous>"}, "restore the replica count")
+        previous = int(self._apps().read_namespaced_deployment(APP_NAME, self.namespace).spec.replicas or 0)
+        plan.scale_call(self.namespace, replicas).run(self._chaos_secrets())
+        return RollbackStep("scale_replicas", {"replicas": previous}, f"scale back to {previous} replicas")
+
+    def fail_over_database(self, mode: str = "kill") -> RollbackStep:
+        if self.dry_run:
+            self._would(self.capability_plan("fail_over_database", {"mode": mode}))
+            return RollbackStep("none", {}, "the operator promotes a standby")
+        if mode != "kill":
+            raise UserError(f"fail_over_database mode {mode!r} is not available on the kubernetes target "
+                            "(only 'kill' of an in-cluster CloudNativePG primary). Use --target aws for RDS.")
+        primaries = self._core().list_namespaced_pod(self.namespace, label_selector=plan.CNPG_PRIMARY_SELECTOR).items
+        if not primaries:
+            raise UserError(
+                f"fail_over_database: no CloudNativePG primary pod ({plan.CNPG_PRIMARY_SELECTOR}) in namespace "
+                f"{self.namespace}: PostgreSQL is external (AWS RDS). Run the experiment with --target aws, which "
+                f"uses chaosaws.rds.actions.failover_db_cluster on '{self.settings.aws.rds_cluster}'.")
+        killed = plan.kill_database_primary_call(self.namespace).run(self._chaos_secrets())
+        return RollbackStep("none", {"killed": list(killed or [])}, "the operator promotes a standby")
+
+    def stop_cache(self, mode: str = "failover") -> RollbackStep:
+        raise UserError(
+            f"stop_cache ({mode}) is not available on the kubernetes target: Redis is AWS ElastiCache "
+            f"('{self.settings.aws.elasticache_group}'). Run the experiment with --target aws, which uses "
+            f"chaosaws.elasticache.actions.test_failover.")
+
+    def rollback(self, step: RollbackStep) -> None:
+        if step.capability == "none":
+            return
+        if self.dry_run:
+            if step.capability == "restore_zone":
+                self._would(plan.restore_zone_call(str(step.arguments["zone"])).plan_lines())
+            elif step.capability == "scale_replicas":
+                self._would([f"chaosk8s.deployment.actions.scale_deployment(name={APP_NAME!r}, "
+                             f"replicas={step.arguments.get('replicas')!r}, ns={self.namespace!r})"])
+            return
+        if step.capability == "restore_zone":
+            plan.restore_zone_call(str(step.arguments["zone"])).run(self._chaos_secrets())
+        elif step.capability == "scale_replicas":
+            plan.scale_call(self.namespace, int(step.arguments["replicas"])).run(self._chaos_secrets())
+        else:
+            raise UserError(f"rollback step {step.capability!r} does not belong to the kubernetes target "
+                            f"(known: none, restore_zone, scale_replicas). Check rollback.json.")
+
+
+def deployment_available(deployment: Any) -> bool:
+    """Available=True and every wanted replica available (the rollout is done)."""
+    status = deployment.status
+    if status is None:
+        return False
+    conditions = {c.type: c.status for c in status.conditions or []}
+    return conditions.get("Available") == "True" and (status.available_replicas or 0) >= (deployment.spec.replicas or 0)
+
+
+def pod_ready(pod: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+
+
+def _snake(kind: str) -> str:
+    """'HorizontalPodAutoscaler' -> 'horizontal_pod_autoscaler' (the typed client's method suffix)."""
+    out = ""
+    for i, ch in enumerate(kind):
+        if ch.isupper() and i:
+            out += "_"
+        out += ch.lower()
+    return out

@@ -1,0 +1,205 @@
+"""The kubernetes target over the wire, with the real client and chaosk8s, against a fake API server."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, for tests.fakes
+
+from resilience.config import KubernetesSettings, Settings  # noqa: E402
+from resilience.errors import UserError  # noqa: E402
+from resilience.targets.base import RollbackStep  # noqa: E402
+from resilience.targets.kubernetes import KubernetesTarget  # noqa: E402
+from resilience.targets.manifests import APP_NAME, ZONE_LABEL, BackendEndpoints, stack_manifests  # noqa: E402
+from resilience.targets import plan  # noqa: E402
+from tests.fakes.kube_api import FakeKubeApi  # noqa: E402
+
+CONTEXT = "fake-cluster"
+NS = "school-meals"
+BACKENDS = BackendEndpoints(postgres_host="db.example.test", redis_host="cache.example.test")
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(kubernetes=KubernetesSettings(allowed_contexts=(CONTEXT,), namespace=NS))
+
+
+@pytest.fixture
+def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKubeApi]:
+    """A running fake API server and a kubeconfig (via $KUBECONFIG) whose context points at it."""
+    server = FakeKubeApi().start()
+    try:
+        kubeconfig = {
+            "apiVersion": "v1", "kind": "Config", "current-context": CONTEXT,
+            "clusters": [{"name": "fake", "cluster": {"server": server.url}}],
+            "users": [{"name": "tester", "user": {"token": "not-a-secret"}}],
+            "contexts": [{"name": CONTEXT, "context": {"cluster": "fake", "user": "tester"}}],
+        }
+        path = tmp_path / "kubeconfig"
+        path.write_text(yaml.safe_dump(kubeconfig))
+        monkeypatch.setenv("KUBECONFIG", str(path))
+        # chaosk8s calls load_kube_config() without a path, which falls back to the $KUBECONFIG read
+        # once when kubernetes.config was first imported; a real run sets $KUBECONFIG before that.
+        import kubernetes.config.kube_config as kube_config
+        monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
+        monkeypatch.delenv("KUBERNETES_CONTEXT", raising=False)
+        yield server
+    finally:
+        server.stop()
+
+
+def target(settings: Settings, **kwargs: object) -> KubernetesTarget:
+    return KubernetesTarget(settings, CONTEXT, backends=BACKENDS, wait_timeout_s=10, echo=lambda line: None,
+                            **kwargs)  # type: ignore[arg-type]
+
+
+def test_context_not_in_allow_list_is_refused_before_any_request(fake: FakeKubeApi) -> None:
+    with pytest.raises(UserError) as info:
+        KubernetesTarget(Settings(), CONTEXT)
+    assert "kubernetes.allowed_contexts" in str(info.value)
+    assert CONTEXT in str(info.value)
+    assert fake.requests == []
+
+
+def test_up_applies_every_manifest_and_status_shows_pods_in_three_zones(fake: FakeKubeApi,
+                                                                         settings: Settings) -> None:
+    t = target(settings)
+    status = t.up()
+    patched = [r for r in fake.requests if r.method == "PATCH"]
+    assert [r.path for r in patched] == [plan.item_path(m) for m in stack_manifests(settings, "external", BACKENDS)]
+    assert all(r.content_type == "application/apply-patch+yaml" and r.query["fieldManager"] == ["resilience"]
+               for r in patched)
+    stored = fake.get("deployments", APP_NAME, NS)
+    assert stored is not None
+    assert stored["spec"]["template"]["spec"]["topologySpreadConstraints"][0]["topologyKey"] == ZONE_LABEL
+    assert fake.get("horizontalpodautoscalers", APP_NAME, NS)["spec"]["minReplicas"] == 6  # type: ignore[index]
+
+    assert status.running and status.healthy
+    assert len(status.components) == 6
+    assert status.zones() == {"zone-a", "zone-b", "zone-c"}
+    assert all(c.address.endswith(":8000") for c in status.components)
+    assert t.ready_replicas() == 6
+
+
+def test_down_deletes_what_it_created(fake: FakeKubeApi, settings: Settings) -> None:
+    t = target(settings)
+    t.up()
+    t.down()
+    assert fake.objects("deployments") == []
+    assert fake.objects("services") == []
+    assert fake.objects("namespaces") == []
+    assert len(fake.objects("nodes")) == 3  # never ours to delete
+
+
+def test_kill_replicas_deletes_pods_through_chaosk8s_and_they_are_replaced(fake: FakeKubeApi,
+                                                                            settings: Settings) -> None:
+    t = target(settings)
+    t.up()
+    before = {p["metadata"]["name"] for p in fake.objects("pods", NS)}
+    step = t.kill_replicas(percent=50, seed=7)
+    killed = set(step.arguments["killed"])
+    assert len(killed) == 3 and killed <= before
+    deletes = [r for r in fake.requests if r.method == "DELETE" and "/pods/" in r.path]
+    assert {r.path.rsplit("/", 1)[1] for r in deletes} == killed
+    after = {p["metadata"]["name"] for p in fake.objects("pods", NS)}
+    assert not killed & after and len(after) == 6
+    t.rollback(step)  # "none": nothing to undo
+
+
+def test_lose_zone_cordons_and_drains_the_zone_and_rollback_uncordons(fake: FakeKubeApi,
+                                                                       settings: Settings) -> None:
+    t = target(settings)
+    t.up()
+    step = t.lose_zone("zone-b")
+    assert step == RollbackStep("restore_zone", {"zone": "zone-b", "nodes": ["node-zone-b-1"]},
+                                step.description)
+    node = fake.get("nodes", "node-zone-b-1")
+    assert node is not None and node["spec"]["unschedulable"] is True
+    assert any(r.path.endswith("/eviction") for r in fake.requests)
+    pods = fake.objects("pods", NS)
+    assert len(pods) == 6 and all(p["spec"]["nodeName"] != "node-zone-b-1" for p in pods)
+    assert "zone-b" not in t.status().zones()
+
+    t.rollback(step)
+    t.rollback(step)  # safe twice
+    node = fake.get("nodes", "node-zone-b-1")
+    assert node is not None and node["spec"]["unschedulable"] is False
+
+
+def test_lose_zone_without_a_zone_picks_the_busiest(fake: FakeKubeApi, settings: Settings) -> None:
+    t = target(settings)
+    t.up()
+    step = t.lose_zone()
+    assert step.arguments["zone"] == "zone-a"  # 2 pods each: the alphabetical first
+    t.rollback(step)
+
+
+def test_scale_replicas_and_rollback(fake: FakeKubeApi, settings: Settings) -> None:
+    t = target(settings)
+    t.up()
+    step = t.scale_replicas(9)
+    assert t.ready_replicas() == 9
+    t.rollback(step)
+    assert t.ready_replicas() == 6
+
+
+def test_events_since_reports_ready_pods_hpa_and_kubernetes_events(fake: FakeKubeApi, settings: Settings) -> None:
+    start = time.monotonic() - 2  # API timestamps have 1 s resolution
+    t = target(settings)
+    t.up()
+    t.kill_replicas(count=1)
+    events = t.events_since(start)
+    ops = {(e.source, e.op) for e in events}
+    assert ("controller", "ready") in ops
+    assert ("controller", "replicas") in ops
+    assert ("platform", "k8s:Killing") in ops
+    assert [e.monotonic for e in events] == sorted(e.monotonic for e in events)
+
+
+def test_database_and_cache_faults_point_to_the_aws_target(fake: FakeKubeApi, settings: Settings) -> None:
+    t = target(settings)
+    t.up()
+    with pytest.raises(UserError, match="--target aws"):
+        t.fail_over_database()
+    with pytest.raises(UserError, match="--target aws"):
+        t.stop_cache()
+
+
+def test_dry_run_plans_exact_calls_and_touches_nothing(fake: FakeKubeApi, settings: Settings) -> None:
+    echoed: list[str] = []
+    t = KubernetesTarget(settings, CONTEXT, dry_run=True, backends=BACKENDS, echo=echoed.append)
+    lines = t.plan_experiment([("lose_zone", {"zone": "zone-a"}), ("kill_replicas", {"percent": 50})])
+    for manifest in stack_manifests(settings, "external", BACKENDS):
+        assert any(line.startswith(f"PATCH {plan.item_path(manifest)}?fieldManager=resilience") for line in lines)
+    text = "\n".join(lines)
+    assert "chaosk8s.node.actions.cordon_node(label_selector='topology.kubernetes.io/zone=zone-a'" in text
+    assert "chaosk8s.node.actions.drain_nodes(label_selector='topology.kubernetes.io/zone=zone-a'" in text
+    assert "chaosk8s.node.actions.uncordon_node(label_selector='topology.kubernetes.io/zone=zone-a'" in text
+    assert ("chaosk8s.pod.actions.terminate_pods(label_selector='app.kubernetes.io/name=school-meals-api', "
+            "ns='school-meals', rand=True, mode='percentage', qty=50") in text
+
+    t.up()
+    step = t.lose_zone("zone-a")
+    t.kill_replicas(count=2)
+    t.rollback(step)
+    t.status()
+    t.down()
+    assert echoed and all(line.startswith("[dry-run] ") for line in echoed)
+    assert fake.requests == []  # not even a read
+
+
+def test_chaosk8s_on_another_server_is_refused(fake: FakeKubeApi, settings: Settings) -> None:
+    from kubernetes import client
+    other = client.Configuration()
+    other.host = "http://127.0.0.1:9"  # never contacted: the check compares configured hosts only
+    t = KubernetesTarget(settings, CONTEXT, api_client=client.ApiClient(other), backends=BACKENDS,
+                         echo=lambda line: None)
+    with pytest.raises(UserError, match="KUBECONFIG"):
+        t.kill_replicas(count=1)
+    assert fake.mutating_requests() == []
