@@ -1,0 +1,102 @@
+"""Game-days: run a suite of experiments and write one compliance report over all of them.
+
+Every experiment of the suite is reported — passed, failed, inconclusive or
+aborted, and even one whose run crashed the harness: a compliance report that
+silently dropped the runs that went wrong would be worse than none.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from .config import Settings
+from .errors import UserError
+from .evidence import append_ledger, ledger_entry, new_run_dir, sign_manifest, write_manifest
+from .reports.compliance import GamedayEntry, build_compliance, write_compliance
+
+DEFAULT_SUITES_FILE = Path("experiments") / "suites.yaml"
+
+
+def load_suites(path: Path = DEFAULT_SUITES_FILE) -> dict[str, list[str]]:
+    """Suite name -> experiment names, from a YAML file `suites: {name: [experiment, ...]}`."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"suites file {path} does not exist. Create it with 'suites: {{default: [pod-kill, ...]}}' "
+                        f"or pass the right path.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({exc}). Fix the syntax.") from None
+    suites = data.get("suites") if isinstance(data, dict) else None
+    if not isinstance(suites, dict) or not suites:
+        raise UserError(f"{path}: expected a top-level 'suites' mapping of suite name to a list of experiment "
+                        f"names, e.g. 'suites: {{quick: [pod-kill, db-failover]}}'.")
+    result: dict[str, list[str]] = {}
+    for name, experiments in suites.items():
+        if not isinstance(experiments, list) or not experiments or \
+                not all(isinstance(e, str) and e.strip() for e in experiments):
+            raise UserError(f"{path}: suite '{name}' must be a non-empty list of experiment names (strings), "
+                            f"got {experiments!r}.")
+        result[str(name)] = [e.strip() for e in experiments]
+    return result
+
+
+def suite_experiments(suite: str, path: Path = DEFAULT_SUITES_FILE) -> list[str]:
+    suites = load_suites(path)
+    if suite not in suites:
+        raise UserError(f"unknown suite '{suite}' in {path}. Known suites: {', '.join(sorted(suites))}. "
+                        f"Pass one of them with --suite, or add '{suite}' to {path}.")
+    return suites[suite]
+
+
+def run_gameday(suite: str, run_one: Callable[[str], Path], reports_dir: Path, settings: Settings,
+                suites_file: Path = DEFAULT_SUITES_FILE, now: Callable[[], datetime] | None = None) -> Path:
+    """Run each experiment of `suite` via run_one(name) -> run directory; write the compliance report.
+
+    A run_one that raises is recorded as an aborted experiment (with the error)
+    and the game-day goes on. On Ctrl-C the report is still written, with the
+    experiments not yet run marked as such, and the interrupt is re-raised.
+    Returns `reports/<ts>-gameday-<suite>/` with compliance.{html,pdf,json} and its own manifest.
+    """
+    clock = now or (lambda: datetime.now(timezone.utc))
+    experiments = suite_experiments(suite, suites_file)
+    entries: list[GamedayEntry] = []
+    interrupted: BaseException | None = None
+    for index, experiment in enumerate(experiments):
+        try:
+            entries.append(GamedayEntry(experiment, Path(run_one(experiment))))
+        except KeyboardInterrupt as exc:
+            interrupted = exc
+            entries += [GamedayEntry(e, None, "game-day interrupted (Ctrl-C) before this experiment finished")
+                        for e in experiments[index:]]
+            break
+        except Exception as exc:  # noqa: BLE001 — a crashed run is a finding, not a reason to lose the others
+            entries.append(GamedayEntry(experiment, None, f"{type(exc).__name__}: {exc}"))
+    report_dir = write_gameday_report(suite, entries, reports_dir, settings, clock())
+    if interrupted is not None:
+        raise interrupted
+    return report_dir
+
+
+def write_gameday_report(suite: str, entries: list[GamedayEntry], reports_dir: Path, settings: Settings,
+                         now: datetime) -> Path:
+    """The compliance report directory, sealed like a run (manifest, optional signature, ledger line)."""
+    report_dir = new_run_dir(Path(reports_dir), f"gameday-{suite}", now)
+    model = build_compliance(entries, settings, suite, report_dir.name, now)
+    write_compliance(report_dir, model)
+    digest = write_manifest(report_dir)
+    if settings.evidence.signing_key:
+        sign_manifest(report_dir, Path(settings.evidence.signing_key))
+    append_ledger(Path(reports_dir), ledger_entry(report_dir, f"gameday-{suite}", model["overall_verdict"], digest, now))
+    return report_dir
+
+
+def gameday_verdict(report_dir: Path) -> str:
+    """The overall verdict of a written game-day (pass only if every experiment passed), for the exit code."""
+    path = Path(report_dir) / "compliance.json"
+    return str(json.loads(path.read_text(encoding="utf-8"))["overall_verdict"])
