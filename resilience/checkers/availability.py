@@ -6,12 +6,13 @@ exactly like "fail": a request nobody saw succeed is not a success.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from ..history import FAIL, OK, UNKNOWN, Record
+from ..history import FAIL, LOAD, OK, UNKNOWN, Record
 from .measurement import Measurement, judge
-from .windows import PHASES, Window, is_load_request
+from .windows import PHASES, Window
 
 DEFINITION = (
     "Availability = ok / (ok + fail + unknown) over the load generator's requests whose start time "
@@ -43,19 +44,9 @@ class RequestCounts:
 
 def count_requests(records: Iterable[Record], window: Window | None = None) -> RequestCounts:
     """Count the load requests started in `window` (all of them when window is None) by outcome."""
-    ok = fail = unknown = 0
-    for record in records:
-        if not is_load_request(record):
-            continue
-        if window is not None and not window[0] <= record.t < window[1]:
-            continue
-        if record.status == OK:
-            ok += 1
-        elif record.status == FAIL:
-            fail += 1
-        elif record.status == UNKNOWN:
-            unknown += 1
-    return RequestCounts(ok, fail, unknown)
+    start, end = window if window is not None else (-math.inf, math.inf)
+    statuses = [r.status for r in records if start <= r.t < end and r.source == LOAD]
+    return RequestCounts(ok=statuses.count(OK), fail=statuses.count(FAIL), unknown=statuses.count(UNKNOWN))
 
 
 def availability(records: Iterable[Record], window: Window | None = None) -> float | None:

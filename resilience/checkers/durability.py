@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from ..history import CHECK, FAIL, OK, Record
+from ..history import CHECK, FAIL, LOAD, OK, Record
 from .measurement import Measurement, judge
-from .windows import WRITE_OP, completion_time, is_load_request
+from .windows import WRITE_OP, completion_time
 
 READBACK_OP = "readback"
 MAX_LISTED_KEYS = 20  # lost/unverified keys listed in the detail, so reports stay readable
@@ -86,7 +86,7 @@ def acknowledged_writes(records: Iterable[Record]) -> list[AcknowledgedWrite]:
     """Every ok POST /orders that carried an order_id: the writes the platform promised to keep."""
     acks = []
     for record in records:
-        if not (is_load_request(record) and record.op == WRITE_OP and record.status == OK):
+        if record.op != WRITE_OP or record.status != OK or record.source != LOAD:
             continue
         order_id = (record.detail or {}).get("order_id")
         if order_id is None:
@@ -97,12 +97,11 @@ def acknowledged_writes(records: Iterable[Record]) -> list[AcknowledgedWrite]:
 
 def data_loss(records: Iterable[Record], *, fault_t: float | None) -> DurabilityResult:
     """Match acknowledged writes with their read-backs. When a write was read back more than once, the last read-back counts."""
-    records = sorted(records, key=lambda r: r.t)
+    records = list(records)
+    readbacks = sorted((r for r in records if r.source == CHECK and r.op == READBACK_OP), key=lambda r: r.t)
     by_key: dict[str, str] = {}
     by_order: dict[str, str] = {}
-    for record in records:
-        if record.source != CHECK or record.op != READBACK_OP:
-            continue
+    for record in readbacks:
         if record.key is not None:
             by_key[record.key] = record.status
         order_id = (record.detail or {}).get("order_id")

@@ -74,14 +74,11 @@ def summarize(latencies_s: Iterable[float]) -> LatencySummary:
 
 def request_latencies(records: Iterable[Record], windows: Sequence[Window] | None = None) -> list[float]:
     """Latencies (s) of load requests started inside any of `windows` (all requests when None)."""
-    latencies = []
-    for record in records:
-        if record.latency is None or not is_load_request(record):
-            continue
-        if windows is not None and not any(start <= record.t < end for start, end in windows):
-            continue
-        latencies.append(record.latency)
-    return latencies
+    requests = [r for r in records if r.latency is not None and is_load_request(r)]
+    if windows is None:
+        return [r.latency for r in requests if r.latency is not None]
+    return [r.latency for start, end in windows for r in requests
+            if r.latency is not None and start <= r.t < end]
 
 
 def latency_summary(records: Iterable[Record], windows: Sequence[Window] | None = None) -> LatencySummary:
@@ -102,6 +99,7 @@ def judged_windows(overall: Window, phases: dict[str, Window]) -> list[Window]:
 def measurements(records: Sequence[Record], *, overall: Window | None, phases: dict[str, Window],
                  target_ms: float | None) -> list[Measurement]:
     """`p99_ms` judged outside the fault phase; `p99_ms_<phase>` per phase, reported only."""
+    records = [r for r in records if r.latency is not None and is_load_request(r)]  # filter once, not per window
     windows = judged_windows(overall, phases) if overall is not None else []
     summary = latency_summary(records, windows)
     reason = None if summary.count else "no load requests with a latency outside the fault phase"

@@ -39,7 +39,7 @@ from typing import Any, Iterable
 
 from ..history import OK, Record
 from .measurement import Measurement, judge
-from .windows import WRITE_OP, completion_time, is_load_request
+from .windows import WRITE_OP, is_load_request
 
 DEFINITION = (
     "RTO = time from fault injection (first fault/inject record, else the fault phase start) until the "
@@ -106,7 +106,8 @@ def recovery_time(records: Iterable[Record], *, fault_t: float | None, hold_s: f
     """The RTO of a history (see the module docstring for the rule)."""
     requests = [r for r in records if is_load_request(r)]
     check_writes = any(r.op == WRITE_OP for r in requests)
-    after = [] if fault_t is None else [(completion_time(r), r) for r in requests if completion_time(r) >= fault_t]
+    completions = ((r.t + (r.latency or 0.0), r) for r in requests)  # see completion_time()
+    after = [] if fault_t is None else [(moment, r) for moment, r in completions if moment >= fault_t]
     observed_until = max((moment for moment, _ in after), default=None)
 
     def result(rto_s: float | None, **facts: Any) -> RecoveryResult:
