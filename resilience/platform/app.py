@@ -136,11 +136,12 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
     # -- menu ------------------------------------------------------------------
     @app.get("/menu")
     async def menu() -> Response:
+        """A JSON list of items: item_id, name, description, price (INR), currency, vegetarian."""
         reached, cached = await cache.get(MENU_KEY)
         if cached is not None:
             metrics.cache_result("hit")
             return Response(cached, media_type="application/json", headers={"X-Cache": "hit"})
-        body = json.dumps({"items": await database.menu(), "currency": "INR"}, separators=(",", ":")).encode()
+        body = json.dumps(await database.menu(), separators=(",", ":")).encode()
         result = "miss" if reached else "bypass"
         if reached:
             await cache.set(MENU_KEY, body, settings.menu_ttl_s)

@@ -182,6 +182,18 @@ class PrimaryConnector:
         raise DatabaseUnavailable("no read-write PostgreSQL host reachable (" + "; ".join(errors) + ")")
 
 
+def _discard(connection: asyncpg.Connection) -> None:
+    """Close a connection whose state is unknown (half-sent query, dead peer, demoted server).
+
+    asyncpg may already have handed a lost connection back to the pool, in which
+    case the proxy refuses every call: then there is nothing left to do.
+    """
+    try:
+        connection.terminate()
+    except asyncpg.InterfaceError:
+        pass
+
+
 async def _no_reset(_connection: asyncpg.Connection) -> None:
     """Skip asyncpg's reset round trip on release: we never leave session state behind."""
 
@@ -247,15 +259,14 @@ class Database:
                 try:
                     return await work(connection)
                 except BaseException:
-                    # Its state is unknown (half-sent query, dead peer, demoted server): start afresh.
-                    connection.terminate()
+                    _discard(connection)
                     raise
                 finally:
                     await pool.release(connection)
         except DatabaseUnavailable:
             raise
         except TimeoutError as exc:
-            raise DatabaseUnavailable(f"PostgreSQL did not answer within {self._budget_s:.1f} s") from exc
+            raise DatabaseUnavailable("PostgreSQL did not answer in time (connect or command timeout)") from exc
         except Exception as exc:
             raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
 

@@ -3,7 +3,8 @@
 Starts a throwaway PostgreSQL (port 15432), redis-server (16379) and the app
 (18000) as child processes in their own sessions, and stops them by process
 group in `finally`. The DSN lists a dead host first (18009) so every
-connection also exercises the multi-host fallback.
+connection also exercises the multi-host fallback, and a standby port (18001)
+that the last test fills with a streaming replica, then promotes.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PG_PORT = 15432
 REDIS_PORT = 16379
 APP_PORT = 18000
+STANDBY_PORT = 18001
 DEAD_PORT = 18009  # nothing listens here: the first host of the DSN is unreachable
 REPO = Path(__file__).resolve().parents[2]
 
@@ -108,13 +110,17 @@ class Stack:
             "runuser", "-u", "postgres", "--", str(PG_BIN / "postgres"), "-D", str(pg_dir / "data"),
             "-p", str(PG_PORT), "-k", str(pg_dir), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
         ], root / "postgres.log")
+        self.standby = Service("standby", [
+            "runuser", "-u", "postgres", "--", str(PG_BIN / "postgres"), "-D", str(pg_dir / "standby"),
+            "-p", str(STANDBY_PORT), "-k", str(pg_dir), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+        ], root / "standby.log")
         self.redis = Service("redis", [
             "redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", str(root),
         ], root / "redis.log")
         env = {**os.environ,
-               "RSL_PG_DSN": f"postgresql://postgres@127.0.0.1:{DEAD_PORT},127.0.0.1:{PG_PORT}/postgres"
-                             "?target_session_attrs=read-write",
+               "RSL_PG_DSN": f"postgresql://postgres@127.0.0.1:{DEAD_PORT},127.0.0.1:{PG_PORT},"
+                             f"127.0.0.1:{STANDBY_PORT}/postgres?target_session_attrs=read-write",
                "RSL_REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}/0",
                "RSL_REPLICA": "api-test", "RSL_ZONE": "zone-a", "RSL_STARTUP_WAIT_S": "5"}
         for name in ("RSL_REDIS_SENTINELS",):
@@ -137,6 +143,23 @@ class Stack:
 
     def stop_postgres(self) -> None:
         self.postgres.stop(signal.SIGINT)  # fast shutdown: clients are disconnected at once
+
+    def sql(self, port: int, query: str) -> str:
+        return subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "psql"), "-h", "127.0.0.1",
+                               "-p", str(port), "-U", "postgres", "-Atc", query],
+                              check=True, capture_output=True, text=True, timeout=10).stdout.strip()
+
+    def start_standby(self) -> None:
+        """A streaming replica of the primary, as Patroni would build it."""
+        subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_basebackup"), "-h", "127.0.0.1",
+                        "-p", str(PG_PORT), "-U", "postgres", "-D", str(self.root / "pg" / "standby"),
+                        "-R", "-X", "stream"], check=True, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+        self.standby.start()
+        wait_until(lambda: port_open(STANDBY_PORT), 15, f"the standby on port {STANDBY_PORT}")
+
+    def standby_caught_up(self) -> bool:
+        sent = self.sql(PG_PORT, "SELECT pg_current_wal_lsn()")
+        return self.sql(STANDBY_PORT, f"SELECT pg_last_wal_replay_lsn() >= '{sent}'::pg_lsn") == "t"
 
     def start_redis(self) -> None:
         self.redis.start()
@@ -175,6 +198,7 @@ def stack() -> Iterator[Stack]:
         stack.app.stop(signal.SIGTERM)
         stack.redis.stop(signal.SIGTERM)
         stack.stop_postgres()
+        stack.standby.stop(signal.SIGINT)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -230,7 +254,9 @@ def test_orders_are_acknowledged_once_with_increasing_seq(stack: Stack) -> None:
 
 def test_menu_is_cached_and_served_without_redis(stack: Stack) -> None:
     first = stack.client.get("/menu")
-    assert first.status_code == 200 and len(first.json()["items"]) == 12
+    assert first.status_code == 200 and len(first.json()) == 12
+    assert first.json()[0] == {"item_id": 1, "name": "Bisi Bele Bath", "price": 45.0, "currency": "INR",
+                               "vegetarian": True, "description": first.json()[0]["description"]}
     cached = stack.client.get("/menu")
     assert cached.headers["x-cache"] == "hit" and cached.json() == first.json()
 
@@ -267,3 +293,27 @@ def test_postgres_outage_makes_the_replica_unready_and_it_recovers(stack: Stack)
     assert after.json()["seq"] > before.json()["seq"]
     assert stack.client.get(f"/orders/by-key/{before.json()['idempotency_key']}").status_code == 200
     assert "Traceback" not in stack.app.log_tail(200), stack.app.log_tail(200)
+
+
+def test_orders_follow_the_primary_to_a_promoted_standby(stack: Stack) -> None:
+    """Runs last: it leaves the standby as the only primary."""
+    stack.start_standby()
+    acked = []
+    for _ in range(20):
+        placed = stack.order()
+        assert placed.status_code == 201, placed.text
+        acked.append(placed.json())
+    wait_until(stack.standby_caught_up, 10, "the standby to replay the primary's WAL")
+
+    stack.postgres.stop(signal.SIGQUIT)  # immediate shutdown: the primary is gone, as in a crash
+    subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "promote", "-w",
+                    "-D", str(stack.root / "pg" / "standby")], check=True, capture_output=True, timeout=30)
+
+    wait_until(lambda: stack.order().status_code == 201, 10, "an order to succeed on the promoted standby")
+    wait_until(stack.ready, 5, "/health/ready to pass against the new primary")
+    after = stack.order()
+    assert after.status_code == 201 and after.json()["seq"] > max(order["seq"] for order in acked)
+    lookup = stack.client.post("/orders/lookup", json={"keys": [o["idempotency_key"] for o in acked]}).json()
+    assert lookup["missing"] == []
+    assert {key: found["order_id"] for key, found in lookup["found"].items()} == {
+        o["idempotency_key"]: o["order_id"] for o in acked}
