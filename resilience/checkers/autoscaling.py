@@ -63,10 +63,15 @@ def _int(detail: dict[str, Any] | None, key: str) -> int | None:
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def user_counts(records: Iterable[Record]) -> list[tuple[float, int]]:
+    """(t, users) of every load/users record, in history order."""
+    return [(r.t, n) for r in records if r.source == LOAD and r.op == USERS_OP
+            and (n := _int(r.detail, "users")) is not None]
+
+
 def load_step(records: list[Record]) -> tuple[float, int, int] | None:
     """(step time, baseline users, users at the step) from the history's `users` records, or None."""
-    users = [(r.t, n) for r in records if r.source == LOAD and r.op == USERS_OP
-             and (n := _int(r.detail, "users")) is not None]
+    users = user_counts(records)
     if not users:
         return None
     steady_start = min((r.t for r in records if r.source == PHASE and r.op == "steady"), default=None)
@@ -93,8 +98,7 @@ def autoscaling_latency(records: Iterable[Record], *, step_t: float | None = Non
             return AutoscalingResult(None, None, reason="no load step: no load/users record rises above the baseline")
         step_t, baseline_users, spike_users = step
 
-    users = [(r.t, n) for r in records if r.source == LOAD and r.op == USERS_OP
-             and (n := _int(r.detail, "users")) is not None]
+    users = user_counts(records)
     spike_end_t = next((t for (t, n), (_, previous) in zip(users[1:], users) if t > step_t and n < previous),
                        records[-1].t)
 

@@ -49,10 +49,10 @@ DEFINITION = (
     "ok/(ok+fail+unknown) >= the target ratio, and >= 1 ok POST /orders (write path; dropped only when "
     "the load placed no orders at all). The hold window is the first run of consecutive healthy buckets "
     "covering the hold time; no unhealthy bucket before it means RTO = 0. Otherwise the recovery moment "
-    "is the first ok completion after the last failed/unknown "
-    "completion of the unhealthy bucket just before the hold window (after that bucket's start if it had "
-    "none); the first ok POST /orders instead if that bucket had no ok order. No hold window before the load ends: unbounded (inf) if the load ran at least a hold window "
-    "past the fault, else inconclusive."
+    "is the first ok completion after the last failed/unknown completion of the unhealthy bucket just "
+    "before the hold window (after that bucket's start if it had none); the first ok POST /orders "
+    "instead if that bucket had no ok order. No hold window before the load ends: unbounded (inf) if "
+    "the load ran at least a hold window past the fault, else inconclusive."
 )
 
 
