@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, stages: list[Stage], user_class: type, recorder: Recorder) -> None:
-    """Drive the stages with a LocalRunner until they end or SIGTERM/SIGINT arrives."""
+    """Drive the stages with a LocalRunner until they end, SIGTERM/SIGINT arrives, or the parent dies."""
     import gevent
     import gevent.event
     from locust.env import Environment
@@ -244,9 +244,13 @@ def run(args: argparse.Namespace, stages: list[Stage], user_class: type, recorde
                 "target_users": current["users"], "requests": recorder.requests, **recorder.window(),
                 "stage": current["stage"], "done": done}
 
+    parent = os.getppid()
+
     def housekeeping() -> None:
         next_status = 0.0
         while True:
+            if os.getppid() != parent:  # the harness died without stopping us: do not load the platform forever
+                stop.set()
             recorder.flush()
             if time.monotonic() >= next_status:
                 write_status(args.status, status())
