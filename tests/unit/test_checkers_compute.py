@@ -27,7 +27,7 @@ def synthetic_run(step: float = 0.005, outage: tuple[float, float] = (30.0, 33.0
                Record(31.0, "load", "users", "info", detail={"users": 500}),
                Record(32.0, "controller", "replicas", "info", detail={"ready": 3, "desired": 6}),
                Record(45.0, "controller", "replicas", "info", detail={"ready": 6, "desired": 6})]
-    readbacks = []
+    readbacks: list[Record] = []
     for i in range(round(70.0 / step)):
         t = i * step
         status = "fail" if outage[0] <= t < outage[1] else "ok"
