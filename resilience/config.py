@@ -67,9 +67,9 @@ class StackSettings:
     zone_subnet: str = "10.231.0.0/16"  # only inside namespaces this project creates
     ports: Ports = field(default_factory=Ports)
     state_dir: str = os.environ.get("RESILIENCE_STATE_DIR", "/var/lib/resilience")
-    patroni_ttl_s: int = 20  # Patroni's minimum; failover happens within about ttl seconds
-    patroni_loop_wait_s: int = 2
-    patroni_retry_timeout_s: int = 5
+    patroni_ttl_s: int = 10  # leader lock TTL: a dead primary is replaced within about ttl seconds
+    patroni_loop_wait_s: int = 1
+    patroni_retry_timeout_s: int = 4
     redis_down_after_ms: int = 1000
     redis_failover_timeout_ms: int = 3000
     startup_timeout_s: float = 60.0
@@ -208,8 +208,8 @@ def validate(settings: Settings) -> Settings:
         raise UserError(f"{where}: 'stack.zone_subnet' is not a network ({exc}); use e.g. 10.231.0.0/16.") from None
     if net.prefixlen > 16 or net.version != 4:
         raise UserError(f"{where}: 'stack.zone_subnet' must be an IPv4 /16 or larger; got {s.zone_subnet}.")
-    if s.patroni_loop_wait_s + 2 * s.patroni_retry_timeout_s > s.patroni_ttl_s or s.patroni_ttl_s < 20:
-        raise UserError(f"{where}: Patroni needs loop_wait + 2 * retry_timeout <= ttl and ttl >= 20; got "
+    if s.patroni_loop_wait_s + 2 * s.patroni_retry_timeout_s > s.patroni_ttl_s or s.patroni_loop_wait_s < 1:
+        raise UserError(f"{where}: Patroni needs loop_wait >= 1 and loop_wait + 2 * retry_timeout <= ttl; got "
                         f"loop_wait={s.patroni_loop_wait_s}, retry_timeout={s.patroni_retry_timeout_s}, ttl={s.patroni_ttl_s}.")
     ports = dataclasses.asdict(s.ports)
     for name, port in ports.items():

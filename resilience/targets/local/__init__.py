@@ -1,0 +1,298 @@
+"""The local target: the whole platform as real processes on this machine.
+
+`LocalTarget` is the harness side. It starts the supervisor
+(`resilience.targets.local.supervisor`) in the background, talks to it over
+its control socket, and reads its `state.json` and `events.jsonl`.
+All state lives in one directory: `stack.state_dir` (default
+/var/lib/resilience, or $RESILIENCE_STATE_DIR).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ...config import Settings
+from ...errors import HarnessError, UserError
+from ..base import Component, PlatformEvent, RollbackStep, StackStatus, Target
+from .services import check_binaries, port_free
+from .supervisor import ERROR_FILE, EVENTS_FILE, PREFIX, SETTINGS_FILE, SOCKET_FILE, STATE_FILE
+
+
+class LocalTarget(Target):
+    name = "local"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.s = settings.stack
+        self.root = self.s.state_path
+
+    # -- supervisor plumbing ------------------------------------------------------------
+    def _state(self) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.root / STATE_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _supervisor_pid(self) -> int | None:
+        state = self._state()
+        pid = state.get("supervisor_pid") if state else None
+        if pid is None:
+            try:
+                pid = int((self.root / "supervisor.pid").read_text())
+            except (OSError, ValueError):
+                return None
+        return pid if _is_supervisor(pid) else None
+
+    def running(self) -> bool:
+        return self._supervisor_pid() is not None
+
+    def request(self, op: str, timeout: float = 120.0, **args: Any) -> dict[str, Any]:
+        """One request to the supervisor's control socket."""
+        path = self.root / SOCKET_FILE
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(timeout)
+                sock.connect(str(path))
+                sock.sendall((json.dumps({"op": op, **args}) + "\n").encode())
+                data = b""
+                while not data.endswith(b"\n"):
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise HarnessError(f"the local stack is not running (no supervisor at {path}). "
+                               f"Start it with `resilience up`.") from None
+        except socket.timeout:
+            raise HarnessError(f"the local stack's supervisor did not answer '{op}' within {timeout:.0f} s; "
+                               f"see {self.root}/logs/supervisor.log") from None
+        response = json.loads(data or b"{}")
+        if not response.get("ok"):
+            cls = UserError if response.get("user_error") else HarnessError
+            raise cls(f"local stack: {op} failed: {response.get('error', 'no answer')}")
+        return response
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def up(self) -> StackStatus:
+        if self.running():
+            return self.status()
+        check_binaries()
+        if os.geteuid() != 0:
+            raise UserError("the local stack needs root (network namespaces, cgroups, running PostgreSQL as "
+                            "'postgres'). Run `sudo .venv/bin/resilience up`.")
+        self._check_ports()
+        self._clean_leftovers()
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o755)
+        (self.root / "logs").mkdir(exist_ok=True)
+        for name in (ERROR_FILE, STATE_FILE):
+            (self.root / name).unlink(missing_ok=True)
+        settings_path = self.root / SETTINGS_FILE
+        settings_path.write_text(json.dumps(dataclasses.asdict(self.s), indent=1))
+        log = open(self.root / "logs" / "supervisor.log", "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "resilience.targets.local.supervisor",
+                                 "--settings", str(settings_path)],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, close_fds=True)
+        log.close()
+        (self.root / "supervisor.pid").write_text(str(proc.pid))
+        deadline = time.monotonic() + self.s.startup_timeout_s + 30
+        try:
+            while time.monotonic() < deadline:
+                state = self._state()
+                if state and state.get("ready"):
+                    return self.status()
+                if proc.poll() is not None:
+                    error = (self.root / ERROR_FILE).read_text() if (self.root / ERROR_FILE).exists() else \
+                        f"the supervisor exited with code {proc.returncode}; see {self.root}/logs/supervisor.log"
+                    raise HarnessError(f"`resilience up` failed and stopped everything it had started: {error}")
+                time.sleep(0.1)
+            raise HarnessError(f"the local stack was not ready within {deadline:.0f} s; "
+                               f"see {self.root}/logs/. Everything started was stopped again.")
+        except BaseException:
+            self.down()
+            raise
+        finally:
+            if proc.poll() is not None:
+                proc.wait()
+
+    def _check_ports(self) -> None:
+        ports = self.s.ports
+        for name, port in (("ports.lb", ports.lb), ("ports.lb_stats", ports.lb_stats)):
+            if not port_free("127.0.0.1", port):
+                raise UserError(f"port {port} on 127.0.0.1 (setting stack.{name}) is in use by another program. "
+                                f"Stop that program, or choose a free port in the config file (stack.{name}).")
+
+    def _clean_leftovers(self) -> None:
+        """Remove what a crashed earlier run left: its processes (by recorded PID), namespaces, cgroups."""
+        self._kill_recorded_components()
+        from . import cgroups
+        from .zones import ZoneNetwork
+        ZoneNetwork(list(self.s.zones), self.s.zone_subnet, prefix=PREFIX).destroy()
+        if cgroups.cgroups_available()[0]:
+            cgroups.cleanup(parent=PREFIX + "api")
+
+    def _kill_recorded_components(self) -> None:
+        state = self._state()
+        if not state:
+            return
+        for comp in state.get("components", []):
+            pid = comp.get("pid")
+            if pid and _same_process_group_alive(pid):
+                for sig in (signal.SIGCONT, signal.SIGKILL):
+                    try:
+                        os.killpg(pid, sig)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+        for i in (1, 2):
+            try:
+                pm = int((self.root / f"postgres-{i}" / "data" / "postmaster.pid").read_text().split()[0])
+                if _cmdline(pm).startswith("/usr/lib/postgresql/"):
+                    os.killpg(os.getpgid(pm), signal.SIGKILL)
+            except (OSError, ValueError, IndexError):
+                pass
+
+    def down(self) -> None:
+        pid = self._supervisor_pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and _is_supervisor(pid):
+                time.sleep(0.05)
+            if _is_supervisor(pid):
+                os.killpg(pid, signal.SIGKILL)
+        self._clean_leftovers()
+        for name in os.listdir(self.root) if self.root.exists() else []:
+            if name == "logs":
+                continue
+            path = self.root / name
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+    def status(self) -> StackStatus:
+        if not self.running():
+            return StackStatus(self.name, False, None, None, [], {"state_dir": str(self.root)})
+        response = self.request("status", timeout=10)
+        components = [Component(**c) for c in response["components"]]
+        detail = {k: response.get(k) for k in ("desired_replicas", "ready_replicas", "lost_zones", "primary_zone",
+                                                  "pg_leader", "redis_master")}
+        detail["state_dir"] = str(self.root)
+        return StackStatus(self.name, True, response["url"], response["zone_mode"], components, detail)
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.s.ports.lb}"
+
+    # -- observation --------------------------------------------------------------------
+    def ready_replicas(self) -> int:
+        return int(self.request("ready_replicas", timeout=10)["ready"])
+
+    def events_since(self, monotonic: float) -> list[PlatformEvent]:
+        events = []
+        try:
+            lines = (self.root / EVENTS_FILE).read_text().splitlines()
+        except OSError:
+            return []
+        for line in lines:
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue  # a line being written
+            if e["m"] >= monotonic:
+                events.append(PlatformEvent(e["m"], e["source"], e["op"], e.get("detail", {})))
+        return events
+
+    def primary_zone(self) -> str | None:
+        return self.request("status", timeout=10).get("primary_zone")
+
+    # -- faults --------------------------------------------------------------------------
+    def kill_replicas(self, count: int | None = None, percent: float | None = None,
+                      seed: int | None = None) -> RollbackStep:
+        desired = int(self.request("ready_replicas")["desired"])
+        self.request("kill_replicas", count=count, percent=percent, seed=seed)
+        return RollbackStep("wait_replicas", {"count": desired}, "wait until the controller has replaced the killed replicas")
+
+    def pause_replicas(self) -> RollbackStep:
+        self.request("pause_replicas", pause=True)
+        return RollbackStep("resume_replicas", {}, "SIGCONT every API replica")
+
+    def lose_zone(self, zone: str | None = None) -> RollbackStep:
+        zone = zone or self.primary_zone()
+        step = RollbackStep("restore_zone", {"zone": zone}, f"restore {zone}: network back, its services restarted")
+        self.request("lose_zone", zone=zone)
+        return step
+
+    def fail_over_database(self, mode: str = "kill") -> RollbackStep:
+        result = self.request("kill_db_primary", mode=mode)
+        return RollbackStep("restore_db", {"member": result["member"]},
+                            f"restart {result['member']} so it rejoins as a replica")
+
+    def stop_cache(self, mode: str = "failover") -> RollbackStep:
+        result = self.request("stop_cache", mode=mode)
+        return RollbackStep("restore_cache", {"members": result["members"]}, "restart the stopped Redis servers")
+
+    def pause_replication(self) -> RollbackStep:
+        self.request("pause_replication", pause=True)
+        return RollbackStep("resume_replication", {}, "SIGCONT the replica's WAL receiver")
+
+    def rollback(self, step: RollbackStep) -> None:
+        args = step.arguments
+        if step.capability == "restore_zone":
+            self.request("restore_zone", zone=args["zone"])
+        elif step.capability == "restore_db":
+            self.request("restore_db", member=args["member"])
+        elif step.capability == "restore_cache":
+            self.request("restore_cache", members=args.get("members", []))
+        elif step.capability == "resume_replicas":
+            self.request("pause_replicas", pause=False)
+        elif step.capability == "resume_replication":
+            try:
+                self.request("pause_replication", pause=False)
+            except HarnessError:
+                pass  # the receiver may be gone (the primary it streamed from was killed)
+        elif step.capability == "wait_replicas":
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if self.ready_replicas() >= int(args.get("count", 1)):
+                    return
+                time.sleep(0.2)
+            raise HarnessError(f"the controller did not restore {args.get('count')} ready replicas within 60 s")
+        else:
+            raise HarnessError(f"local target: unknown rollback step {step.capability!r}")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _is_supervisor(pid: int) -> bool:
+    """True when `pid` is alive and is our supervisor (guards against a reused PID)."""
+    cmd = _cmdline(pid)
+    if "resilience.targets.local.supervisor" not in cmd:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _same_process_group_alive(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return False

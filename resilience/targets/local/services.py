@@ -1,0 +1,312 @@
+"""The local stack's components: where each runs, its config files, its command and its readiness check.
+
+Placement (zones in config order a, b, c):
+- etcd member i and Redis Sentinel i in zone i (three of each, quorum 2);
+- PostgreSQL member 1 (Patroni) and Redis 1 in zone a; member 2 and Redis 2 in zone b;
+- API replicas spread over the zones; HAProxy in the root namespace on 127.0.0.1.
+Every component has its own port (see `config.Ports`), so the same layout works
+with zones as namespaces (each zone has its own address) and as process groups
+(everything on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from ...config import StackSettings
+from ...errors import UserError
+from .executor import ProcessSpec
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+REDIS_MASTER_NAME = "rsl-cache"
+PATRONI_SCOPE = "rsl-meals"
+DB_NAME = "meals"
+DB_USER = "app"
+DB_PASSWORD = "app-password"
+
+# binary → (Debian package that provides it)
+REQUIRED_BINARIES: dict[str, str] = {
+    str(PG_BIN / "postgres"): "postgresql-15",
+    "patroni": "patroni",
+    "etcd": "etcd-server",
+    "redis-server": "redis-server",
+    "redis-sentinel": "redis-sentinel",
+    "haproxy": "haproxy",
+    "ip": "iproute2",
+    "setpriv": "util-linux",
+}
+
+
+def check_binaries() -> None:
+    """Fail early, naming the package and the install command, when a binary is missing."""
+    missing = [(b, pkg) for b, pkg in REQUIRED_BINARIES.items()
+               if not (Path(b).is_file() if b.startswith("/") else shutil.which(b))]
+    if missing:
+        names = ", ".join(f"{b} (Debian package {pkg})" for b, pkg in missing)
+        pkgs = " ".join(sorted({pkg for _, pkg in missing}))
+        raise UserError(f"the local stack needs programs that are not installed: {names}. "
+                        f"Install them with `sudo bash scripts/bootstrap.sh` (or `apt-get install -y {pkgs}`), then retry.")
+    try:
+        import pwd
+        pwd.getpwnam("postgres")
+    except KeyError:
+        raise UserError("the local stack runs PostgreSQL as the user 'postgres', which does not exist. "
+                        "Install postgresql-15 with `sudo bash scripts/bootstrap.sh`, which creates it.") from None
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def tcp_open(host: str, port: int, timeout: float = 0.3) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def http_get(url: str, timeout: float = 0.5) -> tuple[int, bytes]:
+    """(status, body); status 0 when unreachable."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read() if exc.fp else b""
+    except (OSError, ValueError):
+        return 0, b""
+
+
+def http_json(url: str, timeout: float = 0.5) -> Any:
+    status, body = http_get(url, timeout)
+    if status == 0 or not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a component lives: zone, address and port."""
+
+    name: str
+    kind: str
+    zone: str | None
+    host: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class StackLayout:
+    """Names, addresses, ports, directories and commands of every component."""
+
+    def __init__(self, settings: StackSettings, zone_host: Callable[[str], str],
+                 zone_netns: Callable[[str], str | None]) -> None:
+        self.s = settings
+        self.zone_host = zone_host
+        self.zone_netns = zone_netns
+        self.root = settings.state_path
+        self.zones = list(settings.zones)
+
+    # -- placement ---------------------------------------------------------------
+    def etcd(self, i: int) -> Placement:
+        zone = self.zones[i - 1]
+        return Placement(f"etcd-{i}", "etcd", zone, self.zone_host(zone), self.s.ports.etcd_client_base + i)
+
+    def etcd_peer_url(self, i: int) -> str:
+        return f"http://{self.zone_host(self.zones[i - 1])}:{self.s.ports.etcd_peer_base + i}"
+
+    def postgres(self, i: int) -> Placement:
+        zone = self.zones[i - 1]
+        return Placement(f"postgres-{i}", "postgres", zone, self.zone_host(zone), self.s.ports.postgres_base + i)
+
+    def patroni_api(self, i: int) -> str:
+        return f"http://{self.zone_host(self.zones[i - 1])}:{self.s.ports.patroni_base + i}"
+
+    def redis(self, i: int) -> Placement:
+        zone = self.zones[i - 1]
+        return Placement(f"redis-{i}", "redis", zone, self.zone_host(zone), self.s.ports.redis_base + i)
+
+    def sentinel(self, i: int) -> Placement:
+        zone = self.zones[i - 1]
+        return Placement(f"sentinel-{i}", "sentinel", zone, self.zone_host(zone), self.s.ports.sentinel_base + i)
+
+    def api(self, slot: int, zone: str) -> Placement:
+        return Placement(f"api-{slot}", "api", zone, self.zone_host(zone), self.s.ports.api_base + slot)
+
+    def haproxy(self) -> Placement:
+        return Placement("haproxy", "haproxy", None, "127.0.0.1", self.s.ports.lb)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.s.ports.lb}"
+
+    def pg_dsn(self) -> str:
+        hosts = ",".join(self.postgres(i).address for i in (1, 2))
+        return f"postgresql://{DB_USER}:{DB_PASSWORD}@{hosts}/{DB_NAME}?target_session_attrs=read-write"
+
+    def sentinel_addresses(self) -> str:
+        return ",".join(self.sentinel(i).address for i in (1, 2, 3))
+
+    def dir(self, name: str) -> Path:
+        path = self.root / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def log(self, name: str) -> Path:
+        return self.dir("logs") / f"{name}.log"
+
+    # -- specs --------------------------------------------------------------------
+    def etcd_spec(self, i: int) -> ProcessSpec:
+        p = self.etcd(i)
+        cluster = ",".join(f"etcd-{k}={self.etcd_peer_url(k)}" for k in (1, 2, 3))
+        data = self.dir(f"etcd-{i}")
+        argv = ["etcd", "--name", p.name, "--data-dir", str(data / "data"),
+                "--listen-client-urls", f"http://{p.address}", "--advertise-client-urls", f"http://{p.address}",
+                "--listen-peer-urls", self.etcd_peer_url(i), "--initial-advertise-peer-urls", self.etcd_peer_url(i),
+                "--initial-cluster", cluster, "--initial-cluster-state", "new",
+                "--initial-cluster-token", "rsl-etcd", "--heartbeat-interval", "100",
+                "--election-timeout", "1000", "--log-level", "warn", "--logger", "zap"]
+        return ProcessSpec(p.name, argv, self.log(p.name), netns=self.zone_netns(p.zone or ""))
+
+    def patroni_config(self, i: int) -> dict[str, Any]:
+        p = self.postgres(i)
+        home = self.root / f"postgres-{i}"
+        api = self.patroni_api(i).removeprefix("http://")
+        s = self.s
+        return {
+            "scope": PATRONI_SCOPE,
+            "name": p.name,
+            "log": {"level": "WARNING"},
+            "restapi": {"listen": api, "connect_address": api},
+            "etcd3": {"hosts": [self.etcd(k).address for k in (1, 2, 3)], "protocol": "http"},
+            "bootstrap": {
+                "dcs": {
+                    "ttl": s.patroni_ttl_s, "loop_wait": s.patroni_loop_wait_s,
+                    "retry_timeout": s.patroni_retry_timeout_s,
+                    "maximum_lag_on_failover": 1048576,
+                    "synchronous_mode": s.synchronous_replication,
+                    "postgresql": {
+                        "use_pg_rewind": True, "use_slots": True,
+                        "parameters": {
+                            "wal_level": "replica", "hot_standby": "on", "wal_log_hints": "on",
+                            "max_wal_senders": 10, "max_replication_slots": 10, "wal_keep_size": "128MB",
+                            "max_connections": 200, "shared_buffers": "64MB",
+                            "synchronous_commit": "on",
+                        },
+                    },
+                },
+                "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}],
+                "pg_hba": [
+                    "local all all trust",
+                    "host replication replicator 0.0.0.0/0 scram-sha-256",
+                    "host all all 0.0.0.0/0 scram-sha-256",
+                ],
+                "post_bootstrap": str(home / "post_bootstrap.sh"),
+            },
+            "postgresql": {
+                "listen": p.address,
+                "connect_address": p.address,
+                "data_dir": str(home / "data"),
+                "bin_dir": str(PG_BIN),
+                "pgpass": str(home / "pgpass"),
+                "authentication": {
+                    "replication": {"username": "replicator", "password": "replicator-password"},
+                    "superuser": {"username": "postgres", "password": "postgres-password"},
+                    "rewind": {"username": "postgres", "password": "postgres-password"},
+                },
+                "parameters": {"unix_socket_directories": str(home)},
+                # a spread checkpoint would make the clone wait minutes
+                "basebackup": [{"checkpoint": "fast"}],
+            },
+            "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
+        }
+
+    def patroni_spec(self, i: int) -> ProcessSpec:
+        p = self.postgres(i)
+        home = self.dir(f"postgres-{i}")
+        config = home / "patroni.yml"
+        config.write_text(yaml.safe_dump(self.patroni_config(i), sort_keys=False))
+        hook = home / "post_bootstrap.sh"
+        hook.write_text("#!/bin/sh\nset -e\n"
+                        f"psql -v ON_ERROR_STOP=1 \"$1\" -c \"CREATE ROLE {DB_USER} LOGIN PASSWORD '{DB_PASSWORD}'\" "
+                        f"-c \"CREATE DATABASE {DB_NAME} OWNER {DB_USER}\"\n")
+        hook.chmod(0o755)
+        _chown_tree(home, "postgres")
+        env = {"PATH": f"{PG_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}", "HOME": str(home)}
+        return ProcessSpec(p.name, ["patroni", str(config)], self.log(p.name), env=env, cwd=home,
+                           user="postgres", netns=self.zone_netns(p.zone or ""))
+
+    def redis_spec(self, i: int, replicaof: str | None) -> ProcessSpec:
+        p = self.redis(i)
+        data = self.dir(f"redis-{i}")
+        argv = ["redis-server", "--bind", p.host, "--port", str(p.port), "--dir", str(data),
+                "--save", "", "--appendonly", "no", "--protected-mode", "no", "--daemonize", "no",
+                "--replica-announce-ip", p.host, "--loglevel", "warning"]
+        if replicaof:
+            host, port = replicaof.rsplit(":", 1)
+            argv += ["--replicaof", host, port]
+        return ProcessSpec(p.name, argv, self.log(p.name), netns=self.zone_netns(p.zone or ""))
+
+    def sentinel_spec(self, i: int, master: str) -> ProcessSpec:
+        p = self.sentinel(i)
+        data = self.dir(f"sentinel-{i}")
+        conf = data / "sentinel.conf"
+        host, port = master.rsplit(":", 1)
+        if not conf.exists():  # Sentinel rewrites its own config: keep what it learnt across restarts
+            conf.write_text("\n".join([
+                f"bind {p.host}", f"port {p.port}", f"dir {data}", "protected-mode no", "daemonize no",
+                f"sentinel announce-ip {p.host}",
+                f"sentinel monitor {REDIS_MASTER_NAME} {host} {port} 2",
+                f"sentinel down-after-milliseconds {REDIS_MASTER_NAME} {self.s.redis_down_after_ms}",
+                f"sentinel failover-timeout {REDIS_MASTER_NAME} {self.s.redis_failover_timeout_ms}",
+                f"sentinel parallel-syncs {REDIS_MASTER_NAME} 1", "loglevel warning", ""]))
+        return ProcessSpec(p.name, ["redis-sentinel", str(conf)], self.log(p.name), netns=self.zone_netns(p.zone or ""))
+
+    def haproxy_spec(self, config_text: str) -> ProcessSpec:
+        home = self.dir("haproxy")
+        cfg = home / "haproxy.cfg"
+        cfg.write_text(config_text)
+        return ProcessSpec("haproxy", ["haproxy", "-db", "-f", str(cfg)], self.log("haproxy"))
+
+    def haproxy_socket(self) -> Path:
+        return self.dir("haproxy") / "admin.sock"
+
+    def api_spec(self, slot: int, zone: str) -> ProcessSpec:
+        p = self.api(slot, zone)
+        env = {"RSL_PG_DSN": self.pg_dsn(), "RSL_REDIS_SENTINELS": self.sentinel_addresses(),
+               "RSL_REDIS_MASTER": REDIS_MASTER_NAME, "RSL_REPLICA": p.name, "RSL_ZONE": zone,
+               "PYTHONUNBUFFERED": "1"}
+        argv = [sys.executable, "-m", "resilience.platform", "--host", p.host, "--port", str(p.port)]
+        return ProcessSpec(p.name, argv, self.log(p.name), env=env, netns=self.zone_netns(zone))
+
+
+def _chown_tree(path: Path, user: str) -> None:
+    import pwd
+    entry = pwd.getpwnam(user)
+    for root, dirs, files in os.walk(path):
+        os.chown(root, entry.pw_uid, entry.pw_gid)
+        for name in files:
+            os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)

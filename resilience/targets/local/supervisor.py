@@ -1,0 +1,847 @@
+"""The local stack's supervisor: one long-lived process that owns every component.
+
+`resilience up` starts it in the background. It starts every service as its own
+child (so it can wait() on them: PID 1 here reaps slowly), then runs:
+- the replica controller: replaces dead API replicas (like a ReplicaSet) and
+  autoscales with the Kubernetes HPA algorithm on cgroup CPU usage;
+- a health loop that writes `state.json` (what `resilience status` shows) and
+  records failovers it observes as events;
+- a control socket (`control.sock`, one JSON request per connection) through
+  which the harness injects and rolls back faults.
+Every decision is appended to `events.jsonl` with its CLOCK_MONOTONIC time.
+On SIGTERM or the `shutdown` request it stops everything and cleans up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import dataclasses
+import json
+import os
+import random
+import signal
+import socket
+import socketserver
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ...config import Autoscaling, Ports, StackSettings
+from ...errors import HarnessError, UserError
+from . import cgroups, haproxy
+from .autoscaler import Autoscaler, HpaSpec
+from .executor import Executor, wait_for
+from .services import REDIS_MASTER_NAME, StackLayout, http_get, http_json
+from .zones import ProcessZones, ZoneNetwork, detect_zone_mode
+
+PREFIX = "rsl-"
+STATE_FILE = "state.json"
+EVENTS_FILE = "events.jsonl"
+SOCKET_FILE = "control.sock"
+ERROR_FILE = "startup-error.txt"
+SETTINGS_FILE = "settings.json"
+
+
+def settings_from_json(data: dict[str, Any]) -> StackSettings:
+    data = dict(data)
+    data["zones"] = tuple(data["zones"])
+    data["autoscaling"] = Autoscaling(**data["autoscaling"])
+    data["ports"] = Ports(**data["ports"])
+    return StackSettings(**data)
+
+
+def _redis(address: str, timeout: float = 0.3) -> Any:
+    import redis
+    host, port = address.rsplit(":", 1)
+    return redis.Redis(host=host, port=int(port), socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+@dataclass
+class Replica:
+    """One API replica in one HAProxy slot."""
+
+    slot: int
+    zone: str
+    executor: Executor
+    cpu: Any | None  # cgroups.CpuGroup
+    enabled: bool = False  # in HAProxy
+    lost: bool = False  # its zone was lost: frozen, not counted
+    stopping: bool = False
+    last_usage: float | None = None
+
+
+class Supervisor:
+    def __init__(self, settings: StackSettings) -> None:
+        self.s = settings
+        self.root = settings.state_path
+        self.lock = threading.RLock()
+        self.stop_event = threading.Event()
+        mode, reason = detect_zone_mode(settings.zone_mode)
+        self.zone_mode, self.zone_mode_reason = mode, reason
+        self.zones: Any = (ZoneNetwork(list(settings.zones), settings.zone_subnet, prefix=PREFIX)
+                           if mode == "netns" else ProcessZones(list(settings.zones)))
+        self.layout = StackLayout(settings, self.zones.address,
+                                  (lambda z: self.zones.netns(z) if z else None) if mode == "netns" else (lambda z: None))
+        self.cgroups_ok, self.cgroups_reason = cgroups.cgroups_available()
+        self.services: dict[str, Executor] = {}  # etcd, postgres (patroni), redis, sentinel, haproxy
+        self.replicas: dict[int, Replica] = {}
+        self.lost_zones: set[str] = set()
+        self.stopped_services: set[str] = set()  # killed by a fault; not restarted by the health loop
+        self.paused: set[str] = set()
+        self.admin: haproxy.HAProxyAdmin | None = None
+        self.autoscaler = Autoscaler(HpaSpec.from_settings(settings.autoscaling))
+        self.desired = settings.replicas
+        self.events_path = self.root / EVENTS_FILE
+        self.health: dict[str, bool] = {}
+        self.roles: dict[str, str] = {}
+        self.pg_leader: str | None = None
+        self.redis_master: str | None = None
+        self.last_ready: tuple[int, int] | None = None
+        self.last_cpu_t: float | None = None
+        self.postmasters: set[int] = set()
+        self._next_scale = 0.0
+
+    # -- events and state -----------------------------------------------------------
+    def event(self, source: str, op: str, **detail: Any) -> None:
+        line = json.dumps({"m": time.monotonic(), "wall": time.time(), "source": source, "op": op, "detail": detail})
+        with self.lock, self.events_path.open("a") as f:
+            f.write(line + "\n")
+
+    def write_state(self, ready: bool) -> None:
+        data = {"supervisor_pid": os.getpid(), "ready": ready, "url": self.layout.url,
+                "zone_mode": self.zone_mode, "zone_mode_reason": self.zone_mode_reason,
+                "cgroups": self.cgroups_ok, "lost_zones": sorted(self.lost_zones),
+                "desired_replicas": self.desired, "components": self.components(),
+                "updated_monotonic": time.monotonic()}
+        tmp = self.root / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(data, indent=1))
+        tmp.replace(self.root / STATE_FILE)
+
+    def components(self) -> list[dict[str, Any]]:
+        out = []
+        with self.lock:
+            for name, ex in self.services.items():
+                kind = name.split("-")[0]
+                place = self._placement(name)
+                out.append({"name": name, "kind": kind, "role": self.roles.get(name, "member"),
+                            "zone": place.zone if place else None, "pid": ex.pid if ex.alive() else None,
+                            "address": place.address if place else "", "healthy": self.health.get(name, False)})
+            for slot, r in sorted(self.replicas.items()):
+                place = self.layout.api(slot, r.zone)
+                out.append({"name": place.name, "kind": "api", "role": "lost" if r.lost else "replica",
+                            "zone": r.zone, "pid": r.executor.pid if r.executor.alive() else None,
+                            "address": place.address, "healthy": self.health.get(place.name, False)})
+        return out
+
+    def _placement(self, name: str) -> Any:
+        kind, _, idx = name.partition("-")
+        if kind == "haproxy":
+            return self.layout.haproxy()
+        fn = {"etcd": self.layout.etcd, "postgres": self.layout.postgres, "redis": self.layout.redis,
+              "sentinel": self.layout.sentinel}.get(kind)
+        return fn(int(idx)) if fn and idx.isdigit() else None
+
+    # -- start-up ---------------------------------------------------------------------
+    def start(self) -> None:
+        t0 = time.monotonic()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.events_path.write_text("")
+        _become_subreaper()
+        if self.zone_mode == "netns":
+            self.zones.create()
+        if self.cgroups_ok:
+            cgroups.cleanup(parent=PREFIX + "api")
+        self.event("platform", "starting", zone_mode=self.zone_mode)
+        # etcd (three members, one per zone) and Redis + Sentinel in parallel
+        for i in (1, 2, 3):
+            self._start_service(f"etcd-{i}", self.layout.etcd_spec(i), self._etcd_ready(i))
+        master = self.layout.redis(1).address
+        self._start_service("redis-1", self.layout.redis_spec(1, None), self._redis_ready("redis-1"))
+        self._start_service("redis-2", self.layout.redis_spec(2, master), self._redis_ready("redis-2"))
+        for i in (1, 2, 3):
+            self._start_service(f"sentinel-{i}", self.layout.sentinel_spec(i, master), self._redis_ready(f"sentinel-{i}"))
+        cfg = haproxy.render_config(bind="127.0.0.1", port=self.s.ports.lb, stats_port=self.s.ports.lb_stats,
+                                    socket_path=str(self.layout.haproxy_socket()),
+                                    slots=self.s.autoscaling.max_replicas)
+        self._start_service("haproxy", self.layout.haproxy_spec(cfg), lambda: self.layout.haproxy_socket().exists())
+        for i in (1, 2, 3):
+            self.services[f"etcd-{i}"].wait_ready(self.s.startup_timeout_s)
+        # PostgreSQL: member 1 bootstraps and leads; member 2 clones from it
+        self._start_service("postgres-1", self.layout.patroni_spec(1), self._patroni_role_ready(1, "primary"))
+        self.services["haproxy"].wait_ready(self.s.startup_timeout_s)
+        self.admin = haproxy.HAProxyAdmin(self.layout.haproxy_socket())
+        self.admin.wait_ready(10)
+        self.services["postgres-1"].wait_ready(self.s.startup_timeout_s)
+        self._start_service("postgres-2", self.layout.patroni_spec(2), self._patroni_role_ready(2, "replica"))
+        # API replicas, spread over the zones
+        for _ in range(self.s.replicas):
+            self._start_replica()
+        for name in ("redis-1", "redis-2", "sentinel-1", "sentinel-2", "sentinel-3"):
+            self.services[name].wait_ready(self.s.startup_timeout_s)
+        self.services["postgres-2"].wait_ready(self.s.startup_timeout_s)
+        wait_for(lambda: self._count_ready() >= self.s.replicas, self.s.startup_timeout_s,
+                 f"{self.s.replicas} API replicas ready in HAProxy (see {self.root}/logs/api-*.log)")
+        if self.s.synchronous_replication:
+            wait_for(self._sync_standby_present, self.s.startup_timeout_s, "a synchronous standby (Patroni)")
+        self.pg_leader = self._find_pg_leader()
+        self.redis_master = self._find_redis_master()
+        self._refresh_health()
+        self.event("platform", "ready", seconds=round(time.monotonic() - t0, 3))
+        self.write_state(ready=True)
+
+    def _start_service(self, name: str, spec: Any, ready: Any) -> Executor:
+        ex = Executor(spec, ready)
+        ex.start()
+        self.services[name] = ex
+        self.write_state(ready=False)  # record the PID at once: `down` must find it even if we crash
+        return ex
+
+    def _etcd_ready(self, i: int) -> Any:
+        url = f"http://{self.layout.etcd(i).address}/health"
+        return lambda: (http_json(url, 0.5) or {}).get("health") == "true"
+
+    def _redis_ready(self, name: str) -> Any:
+        place = self._placement(name)
+        return lambda: bool(_redis(place.address).ping())
+
+    def _patroni_role_ready(self, i: int, role: str) -> Any:
+        base = self.layout.patroni_api(i)
+
+        def check() -> bool:
+            if role == "primary":
+                return http_get(f"{base}/primary", 0.5)[0] == 200
+            data = http_json(f"{base}/patroni", 0.5) or {}
+            return data.get("state") == "running" and data.get("role") == "replica" and \
+                bool((data.get("replication_state") or "streaming") == "streaming")
+        return check
+
+    def _sync_standby_present(self) -> bool:
+        data = http_json(f"{self.layout.patroni_api(1)}/cluster", 0.5) or {}
+        return any(m.get("role") == "sync_standby" for m in data.get("members", []))
+
+    # -- replicas ----------------------------------------------------------------------
+    def _free_slot(self) -> int:
+        for slot in range(1, self.s.autoscaling.max_replicas + 1):
+            if slot not in self.replicas:
+                return slot
+        raise HarnessError("no free HAProxy slot: max_replicas reached")
+
+    def _pick_zone(self) -> str:
+        live = [z for z in self.s.zones if z not in self.lost_zones] or list(self.s.zones)
+        counts = {z: sum(1 for r in self.replicas.values() if r.zone == z and not r.lost) for z in live}
+        return min(live, key=lambda z: (counts[z], live.index(z)))
+
+    def _start_replica(self, slot: int | None = None, zone: str | None = None) -> Replica:
+        with self.lock:
+            slot = slot or self._free_slot()
+            zone = zone or self._pick_zone()
+            spec = self.layout.api_spec(slot, zone)
+            place = self.layout.api(slot, zone)
+            ex = Executor(spec, lambda: http_get(f"http://{place.address}/health/ready", 0.5)[0] == 200)
+            ex.start()
+            cpu = None
+            if self.cgroups_ok and ex.pid:
+                cpu = cgroups.CpuGroup(place.name, parent=PREFIX + "api")
+                cpu.create(self.s.replica_cpu_limit)
+                cpu.add(ex.pid)
+            replica = Replica(slot, zone, ex, cpu)
+            self.replicas[slot] = replica
+            return replica
+
+    def _stop_replica(self, replica: Replica, graceful: bool = True) -> None:
+        if self.admin and replica.enabled:
+            try:
+                self.admin.disable_server(replica.slot) if not graceful else self.admin.drain_server(replica.slot)
+            except Exception:
+                pass
+        replica.stopping = True
+        if graceful:
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline and self.admin:
+                try:
+                    state = self.admin.server_states().get(replica.slot)
+                    if state is None or state.current_sessions == 0:
+                        break
+                except Exception:
+                    break
+                time.sleep(0.05)
+        if self.admin:
+            try:
+                self.admin.disable_server(replica.slot)
+            except Exception:
+                pass
+        replica.executor.signal(signal.SIGCONT)
+        replica.executor.stop(timeout=3)
+        if replica.cpu is not None:
+            replica.cpu.destroy()
+        with self.lock:
+            self.replicas.pop(replica.slot, None)
+
+    def _count_ready(self) -> int:
+        self._enable_ready_replicas()
+        if not self.admin:
+            return 0
+        up = set(self.admin.up_slots())
+        return sum(1 for slot, r in self.replicas.items() if slot in up and not r.lost)
+
+    def _enable_ready_replicas(self) -> None:
+        for r in list(self.replicas.values()):
+            if not r.enabled and not r.lost and not r.stopping and r.executor.ready() and self.admin:
+                place = self.layout.api(r.slot, r.zone)
+                self.admin.enable_server(r.slot, place.host, place.port)
+                r.enabled = True
+                self.event("controller", "ready", replica=place.name, zone=r.zone,
+                           startup_s=round(time.monotonic() - (r.executor.started_at or 0), 3))
+
+    # -- controller loop ------------------------------------------------------------------
+    def control_loop(self) -> None:
+        period = self.s.autoscaling.sync_period_s
+        next_health = 0.0
+        while not self.stop_event.is_set():
+            started = time.monotonic()
+            try:
+                self._reap()
+                self._replace_dead()
+                self._autoscale()
+                ready = self._count_ready()
+                if (ready, self.desired) != self.last_ready:
+                    self.last_ready = (ready, self.desired)
+                    self.event("controller", "replicas", ready=ready, desired=self.desired)
+                if started >= next_health:
+                    self._refresh_health()
+                    self.write_state(ready=True)
+                    next_health = started + 1.0
+            except Exception:
+                traceback.print_exc()
+            self.stop_event.wait(max(0.05, min(0.25, period - (time.monotonic() - started))))
+
+    def _replace_dead(self) -> None:
+        with self.lock:
+            for r in list(self.replicas.values()):
+                if r.stopping or r.lost or r.executor.alive():
+                    continue
+                name = self.layout.api(r.slot, r.zone).name
+                if self.admin and r.enabled:
+                    try:
+                        self.admin.disable_server(r.slot)
+                    except Exception:
+                        pass
+                if r.cpu is not None:
+                    r.cpu.destroy()
+                self.replicas.pop(r.slot)
+                new = self._start_replica(slot=r.slot)
+                self.event("controller", "replace", replica=name, zone=r.zone, new_zone=new.zone,
+                           exit_code=r.executor.proc.returncode if r.executor.proc else None)
+            # keep the desired count over live (not lost) replicas
+            live = [r for r in self.replicas.values() if not r.lost and not r.stopping]
+            for _ in range(self.desired - len(live)):
+                new = self._start_replica()
+                self.event("controller", "create", replica=self.layout.api(new.slot, new.zone).name, zone=new.zone)
+
+    def _utilization(self) -> float | None:
+        """Mean CPU use of ready replicas as a percentage of their limit (None: no metrics)."""
+        if not self.cgroups_ok:
+            return None
+        now = time.monotonic()
+        values = []
+        for r in self.replicas.values():
+            if r.cpu is None or r.lost or not r.enabled:
+                continue
+            try:
+                usage = r.cpu.usage_seconds()
+            except OSError:
+                continue
+            if r.last_usage is not None and self.last_cpu_t is not None and now > self.last_cpu_t:
+                values.append(100.0 * cgroups.utilization(usage - r.last_usage, now - self.last_cpu_t,
+                                                          self.s.replica_cpu_limit))
+            r.last_usage = usage
+        self.last_cpu_t = now
+        return sum(values) / len(values) if values else None
+
+    def _autoscale(self) -> None:
+        now = time.monotonic()
+        if self._next_scale > now:
+            return
+        self._next_scale = now + self.s.autoscaling.sync_period_s
+        util = self._utilization()
+        with self.lock:
+            current = self.desired
+            decision = self.autoscaler.decide(now, current, util)
+            if decision.desired == current:
+                return
+            self.event("controller", "scale", **{"from": current, "to": decision.desired,
+                                                 "utilization": None if util is None else round(util, 1),
+                                                 "reason": decision.reason})
+            self.desired = decision.desired
+            live = sorted((r for r in self.replicas.values() if not r.lost and not r.stopping),
+                          key=lambda r: r.slot)
+            excess = len(live) - self.desired
+        for r in reversed(live[len(live) - max(0, excess):] if excess > 0 else []):
+            self._stop_replica(r, graceful=True)
+        # scale-up replicas are created by _replace_dead's desired-count rule
+
+    def _reap(self) -> None:
+        """Reap orphaned postmasters re-parented to us (a killed Patroni leaves its postmaster behind).
+
+        Only known postmaster PIDs are reaped: a blanket waitpid(-1) would steal
+        the exit codes of subprocess.run() calls made by other threads.
+        """
+        for i in (1, 2):
+            pid = _postmaster_pid(self.root / f"postgres-{i}" / "data")
+            if pid:
+                self.postmasters.add(pid)
+        for pid in list(self.postmasters):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # not our child (yet), or already reaped
+                if not _pid_alive(pid):
+                    self.postmasters.discard(pid)
+                continue
+            if done:
+                self.postmasters.discard(pid)
+
+    # -- health and failover detection ------------------------------------------------------
+    def _refresh_health(self) -> None:
+        health: dict[str, bool] = {}
+        roles: dict[str, str] = {}
+        for name, ex in list(self.services.items()):
+            ok = ex.alive() and name not in self.paused
+            kind = name.split("-")[0]
+            if ok and kind == "postgres":
+                data = http_json(f"{self.layout.patroni_api(int(name[-1]))}/patroni", 0.4) or {}
+                ok = data.get("state") == "running"
+                roles[name] = {"master": "primary"}.get(data.get("role", ""), data.get("role", "unknown"))
+            elif ok and kind in ("redis", "sentinel"):
+                try:
+                    client = _redis(self._placement(name).address)
+                    ok = bool(client.ping())
+                    if kind == "redis":
+                        roles[name] = client.info("replication").get("role", "unknown")
+                    else:
+                        roles[name] = "sentinel"
+                except Exception:
+                    ok = False
+            elif ok and kind == "etcd":
+                ok = self._etcd_ready(int(name[-1]))()
+                roles[name] = "member"
+            elif kind == "haproxy":
+                roles[name] = "lb"
+            health[name] = ok
+        states = {}
+        if self.admin:
+            try:
+                states = self.admin.server_states()
+            except Exception:
+                states = {}
+        for slot, r in list(self.replicas.items()):
+            st = states.get(slot)
+            health[self.layout.api(slot, r.zone).name] = bool(st and st.up and not r.lost)
+        self.health, self.roles = health, roles
+        leader = self._find_pg_leader()
+        if leader and leader != self.pg_leader:
+            if self.pg_leader is not None:
+                self.event("platform", "failover", component="postgres", old=self.pg_leader, new=leader)
+            self.pg_leader = leader
+        master = self._find_redis_master()
+        if master and master != self.redis_master:
+            if self.redis_master is not None:
+                self.event("platform", "failover", component="redis", old=self.redis_master, new=master)
+            self.redis_master = master
+
+    def _find_pg_leader(self) -> str | None:
+        for i in (1, 2):
+            if f"postgres-{i}" in self.paused:
+                continue
+            data = http_json(f"{self.layout.patroni_api(i)}/cluster", 0.4)
+            if data:
+                for m in data.get("members", []):
+                    if m.get("role") in ("leader", "master", "primary") and m.get("state") == "running":
+                        return str(m.get("name"))
+                return None
+        return None
+
+    def _find_redis_master(self) -> str | None:
+        for i in (1, 2, 3):
+            if f"sentinel-{i}" in self.paused or not self.services.get(f"sentinel-{i}", None):
+                continue
+            try:
+                addr = _redis(self.layout.sentinel(i).address).execute_command(
+                    "SENTINEL", "get-master-addr-by-name", REDIS_MASTER_NAME)
+            except Exception:
+                continue
+            if addr:
+                host, port = (a.decode() if isinstance(a, bytes) else a for a in addr)
+                for k in (1, 2):
+                    if self.layout.redis(k).address == f"{host}:{port}":
+                        return f"redis-{k}"
+        return None
+
+    # -- faults -----------------------------------------------------------------------------
+    def kill_replicas(self, count: int | None, percent: float | None, seed: int | None) -> dict[str, Any]:
+        with self.lock:
+            live = [r for r in self.replicas.values() if not r.lost and not r.stopping and r.executor.alive()]
+            n = count if count is not None else max(1, round(len(live) * (percent or 0) / 100.0))
+            n = max(0, min(n, len(live)))
+            chosen = random.Random(seed).sample(live, n)
+            names = [self.layout.api(r.slot, r.zone).name for r in chosen]
+            for r in chosen:
+                r.executor.signal(signal.SIGKILL)
+            self.event("fault", "kill_replicas", replicas=names)
+        return {"killed": names}
+
+    def pause_replicas(self, pause: bool) -> dict[str, Any]:
+        """SIGSTOP / SIGCONT every API replica (an outage of exactly known length)."""
+        sig = signal.SIGSTOP if pause else signal.SIGCONT
+        with self.lock:
+            names = []
+            for r in self.replicas.values():
+                r.executor.signal(sig)
+                names.append(self.layout.api(r.slot, r.zone).name)
+        self.event("fault", "pause_replicas" if pause else "resume_replicas", replicas=names)
+        return {"replicas": names}
+
+    def _zone_services(self, zone: str) -> list[str]:
+        return [n for n in self.services if (p := self._placement(n)) is not None and p.zone == zone]
+
+    def _signal_service(self, name: str, sig: int) -> None:
+        ex = self.services[name]
+        ex.signal(sig)
+        if name.startswith("postgres-"):
+            pid = _postmaster_pid(self.root / name / "data")
+            if pid:
+                try:
+                    os.killpg(os.getpgid(pid), sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+    def lose_zone(self, zone: str | None) -> dict[str, Any]:
+        zone = zone or self.primary_zone()
+        if zone not in self.s.zones:
+            raise UserError(f"unknown zone {zone!r}; zones are {list(self.s.zones)}")
+        with self.lock:
+            names = self._zone_services(zone)
+            for name in names:
+                self._signal_service(name, signal.SIGSTOP)
+                self.paused.add(name)
+            replicas = [r for r in self.replicas.values() if r.zone == zone and not r.lost]
+            for r in replicas:
+                r.executor.signal(signal.SIGSTOP)
+                r.lost = True
+            if self.zone_mode == "netns":
+                self.zones.cut(zone)
+            self.lost_zones.add(zone)
+        self.event("fault", "lose_zone", zone=zone, services=names,
+                   replicas=[self.layout.api(r.slot, r.zone).name for r in replicas], network_cut=self.zone_mode == "netns")
+        return {"zone": zone, "services": names}
+
+    def restore_zone(self, zone: str) -> dict[str, Any]:
+        """The zone comes back: its old processes are gone (like a power loss); its services restart and rejoin."""
+        with self.lock:
+            if zone not in self.lost_zones:
+                return {"zone": zone, "restored": False}
+            names = self._zone_services(zone)
+            for name in names:
+                self._signal_service(name, signal.SIGKILL)
+                self._signal_service(name, signal.SIGCONT)
+            for r in [r for r in self.replicas.values() if r.zone == zone and r.lost]:
+                r.executor.signal(signal.SIGKILL)
+                r.executor.signal(signal.SIGCONT)
+                self._stop_replica(r, graceful=False)
+            for name in names:
+                self.services[name].kill()
+                self.paused.discard(name)
+            if self.zone_mode == "netns":
+                self.zones.restore(zone)
+            self.lost_zones.discard(zone)
+        for name in sorted(names, key=_restart_order):
+            self._restart_service(name)
+        self.event("fault", "restore_zone", zone=zone, services=names)
+        return {"zone": zone, "restored": True, "services": names}
+
+    def _restart_service(self, name: str) -> None:
+        kind, _, idx = name.partition("-")
+        i = int(idx)
+        if kind == "etcd":
+            spec, ready = self.layout.etcd_spec(i), self._etcd_ready(i)
+        elif kind == "postgres":
+            spec, ready = self.layout.patroni_spec(i), self._patroni_role_ready(i, "replica")
+        elif kind == "redis":
+            master = self._current_redis_master_address()
+            own = self.layout.redis(i).address
+            spec, ready = self.layout.redis_spec(i, master if master and master != own else None), self._redis_ready(name)
+        elif kind == "sentinel":
+            spec, ready = self.layout.sentinel_spec(i, self.layout.redis(1).address), self._redis_ready(name)
+        else:
+            raise HarnessError(f"cannot restart {name}")
+        self._start_service(name, spec, ready)
+        self.stopped_services.discard(name)
+        self.event("platform", "restart", component=name)
+
+    def wait_services_ready(self, names: list[str], timeout: float) -> None:
+        for name in names:
+            self.services[name].wait_ready(timeout)
+
+    def _current_redis_master_address(self) -> str | None:
+        master = self._find_redis_master()
+        return self.layout.redis(int(master[-1])).address if master else None
+
+    def primary_zone(self) -> str:
+        leader = self._find_pg_leader() or self.pg_leader or "postgres-1"
+        place = self._placement(leader)
+        return place.zone if place else self.s.zones[0]
+
+    def kill_db_primary(self, mode: str) -> dict[str, Any]:
+        leader = self._find_pg_leader()
+        if not leader:
+            raise HarnessError("no PostgreSQL primary found (Patroni /cluster shows no running leader)")
+        if mode == "kill":
+            self._signal_service(leader, signal.SIGKILL)
+            self.stopped_services.add(leader)
+        elif mode == "freeze":
+            self._signal_service(leader, signal.SIGSTOP)
+            self.paused.add(leader)
+        else:
+            raise UserError(f"unknown database fault mode {mode!r}: use kill or freeze")
+        self.event("fault", "fail_over_database", member=leader, mode=mode)
+        return {"member": leader, "mode": mode}
+
+    def restore_db(self, member: str) -> dict[str, Any]:
+        if member in self.paused:
+            # a frozen (partitioned) primary: it lost its leader lock; kill it and let it rejoin
+            self._signal_service(member, signal.SIGKILL)
+            self._signal_service(member, signal.SIGCONT)
+            self.paused.discard(member)
+        ex = self.services.get(member)
+        if ex is not None:
+            self._signal_service(member, signal.SIGKILL)
+            ex.kill()
+        pid = _postmaster_pid(self.root / member / "data")
+        if pid:
+            wait_for(lambda: not _pid_alive(pid), 10, f"the old postmaster of {member} to exit")
+        self._restart_service(member)
+        self.event("fault", "restore_db", member=member)
+        return {"member": member}
+
+    def stop_cache(self, mode: str) -> dict[str, Any]:
+        if mode == "failover":
+            master = self._find_redis_master()
+            if not master:
+                raise HarnessError("no Redis master known to Sentinel")
+            targets = [master]
+        elif mode == "outage":
+            targets = ["redis-1", "redis-2"]
+        else:
+            raise UserError(f"unknown cache fault mode {mode!r}: use failover or outage")
+        for name in targets:
+            self._signal_service(name, signal.SIGKILL)
+            self.services[name].kill()
+            self.stopped_services.add(name)
+        self.event("fault", "stop_cache", mode=mode, members=targets)
+        return {"members": targets, "mode": mode}
+
+    def restore_cache(self, members: list[str]) -> dict[str, Any]:
+        for name in members:
+            if name in self.stopped_services or not self.services[name].alive():
+                self._restart_service(name)
+        self.event("fault", "restore_cache", members=members)
+        return {"members": members}
+
+    def pause_replication(self, pause: bool) -> dict[str, Any]:
+        """Hold the replica's WAL receiver (SIGSTOP) so acknowledged async writes never reach it."""
+        leader = self._find_pg_leader() or ""
+        replica = next((n for n in ("postgres-1", "postgres-2") if n != leader), None)
+        pid = _postmaster_pid(self.root / str(replica) / "data") if replica else None
+        receivers = [c for c in _children(pid) if "walreceiver" in _cmdline(c)] if pid else []
+        if pause and not receivers:
+            raise HarnessError(f"no walreceiver process under {replica}'s postmaster")
+        for c in receivers:
+            os.kill(c, signal.SIGSTOP if pause else signal.SIGCONT)
+        self.event("fault", "pause_replication" if pause else "resume_replication", member=replica, pids=receivers)
+        return {"member": replica, "pids": receivers}
+
+    # -- control socket ----------------------------------------------------------------------
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        if op == "status":
+            self._refresh_health()
+            return {"ok": True, "components": self.components(), "zone_mode": self.zone_mode,
+                    "url": self.layout.url, "desired_replicas": self.desired,
+                    "ready_replicas": self._count_ready(), "lost_zones": sorted(self.lost_zones),
+                    "primary_zone": self.primary_zone(), "pg_leader": self.pg_leader,
+                    "redis_master": self.redis_master}
+        if op == "ready_replicas":
+            return {"ok": True, "ready": self._count_ready(), "desired": self.desired}
+        if op == "kill_replicas":
+            return {"ok": True, **self.kill_replicas(request.get("count"), request.get("percent"), request.get("seed"))}
+        if op == "pause_replicas":
+            return {"ok": True, **self.pause_replicas(bool(request.get("pause", True)))}
+        if op == "lose_zone":
+            return {"ok": True, **self.lose_zone(request.get("zone"))}
+        if op == "restore_zone":
+            result = self.restore_zone(request["zone"])
+            self.wait_services_ready(result.get("services", []), 60)
+            return {"ok": True, **result}
+        if op == "kill_db_primary":
+            return {"ok": True, **self.kill_db_primary(request.get("mode", "kill"))}
+        if op == "restore_db":
+            result = self.restore_db(request["member"])
+            self.wait_services_ready([request["member"]], 60)
+            return {"ok": True, **result}
+        if op == "stop_cache":
+            return {"ok": True, **self.stop_cache(request.get("mode", "failover"))}
+        if op == "restore_cache":
+            return {"ok": True, **self.restore_cache(list(request.get("members", [])))}
+        if op == "pause_replication":
+            return {"ok": True, **self.pause_replication(bool(request.get("pause", True)))}
+        if op == "shutdown":
+            self.stop_event.set()
+            return {"ok": True}
+        return {"ok": False, "error": f"unknown op {op!r}"}
+
+    def serve(self) -> socketserver.UnixStreamServer:
+        supervisor = self
+        path = self.root / SOCKET_FILE
+        if path.exists():
+            path.unlink()
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                try:
+                    request = json.loads(self.rfile.readline())
+                    response = supervisor.handle(request)
+                except (UserError, HarnessError) as exc:
+                    response = {"ok": False, "error": str(exc), "user_error": isinstance(exc, UserError)}
+                except Exception as exc:  # report, keep serving
+                    response = {"ok": False, "error": f"{type(exc).__name__}: {exc}",
+                                "trace": traceback.format_exc()}
+                self.wfile.write((json.dumps(response) + "\n").encode())
+
+        server = socketserver.ThreadingUnixStreamServer(str(path), Handler)
+        server.daemon_threads = True
+        os.chmod(path, 0o600)
+        threading.Thread(target=server.serve_forever, name="control", daemon=True).start()
+        return server
+
+    # -- shutdown ----------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        self.event("platform", "stopping")
+        for r in list(self.replicas.values()):
+            r.executor.signal(signal.SIGCONT)
+            r.executor.stop(timeout=3)
+            if r.cpu is not None:
+                r.cpu.destroy()
+        self.replicas.clear()
+        for name in self.paused:
+            self._signal_service(name, signal.SIGCONT)
+        order = ["haproxy", "postgres-2", "postgres-1", "redis-2", "redis-1",
+                 "sentinel-1", "sentinel-2", "sentinel-3", "etcd-1", "etcd-2", "etcd-3"]
+        for name in order:
+            ex = self.services.get(name)
+            if ex is None:
+                continue
+            if name.startswith("postgres-"):
+                pid = _postmaster_pid(self.root / name / "data")
+                ex.stop(timeout=5)
+                if pid and _pid_alive(pid):
+                    try:
+                        os.killpg(os.getpgid(pid), signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+            else:
+                ex.stop(timeout=3)
+        self._reap()
+        if self.cgroups_ok:
+            cgroups.cleanup(parent=PREFIX + "api")
+        if self.zone_mode == "netns":
+            self.zones.destroy()
+
+
+def _restart_order(name: str) -> int:
+    return ["etcd", "redis", "sentinel", "postgres"].index(name.split("-")[0])
+
+
+def _postmaster_pid(data_dir: Path) -> int | None:
+    try:
+        return int((data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _become_subreaper() -> None:
+    """Orphans (a killed Patroni's postmaster) are re-parented to us, so we reap them (PID 1 here is slow)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except OSError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="the local stack supervisor (started by `resilience up`)")
+    parser.add_argument("--settings", required=True, help="JSON file with the stack settings")
+    args = parser.parse_args(argv)
+    settings = settings_from_json(json.loads(Path(args.settings).read_text()))
+    root = settings.state_path
+    supervisor: Supervisor | None = None
+    starting = True
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if starting:
+            raise KeyboardInterrupt  # abort start-up; the except below stops what was started
+        if supervisor is not None:
+            supervisor.stop_event.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        supervisor = Supervisor(settings)
+        server = supervisor.serve()
+        supervisor.start()
+    except BaseException as exc:
+        message = (str(exc) if isinstance(exc, (UserError, HarnessError)) else
+                   "start-up was interrupted" if isinstance(exc, KeyboardInterrupt) else traceback.format_exc())
+        (root / ERROR_FILE).write_text(message)
+        print(message, file=sys.stderr)
+        if supervisor is not None:
+            supervisor.shutdown()
+        return 2
+    starting = False
+    try:
+        supervisor.control_loop()
+    finally:
+        supervisor.shutdown()
+        server.shutdown()
+        (root / SOCKET_FILE).unlink(missing_ok=True)
+        (root / STATE_FILE).unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
