@@ -1,0 +1,192 @@
+"""The aws target against a moto server on 127.0.0.1: allow-list, NACL zone blackhole, RDS and cache failover."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import boto3
+import pytest
+
+from resilience.config import AwsSettings, Settings
+from resilience.errors import UserError
+from resilience.targets.aws import AwsTarget
+from resilience.targets.base import RollbackStep
+
+REGION = "ap-south-1"
+ZONES = ("ap-south-1a", "ap-south-1b", "ap-south-1c")
+MOTO_ACCOUNT = "123456789012"  # the account moto answers for
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION}.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def platform(moto_url: str, aws_env: None, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """A VPC with one subnet per zone, a Multi-AZ RDS cluster with a writer and a reader, a Redis group."""
+    suffix = request.node.name[-20:].replace("_", "-").strip("-").lower()
+    session = boto3.Session(region_name=REGION)
+    ec2 = session.client("ec2", endpoint_url=moto_url)
+    rds = session.client("rds", endpoint_url=moto_url)
+    cache = session.client("elasticache", endpoint_url=moto_url)
+    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]  # moto's, in memory: no traffic goes there
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.20.{i}.0/24", AvailabilityZone=z)["Subnet"]["SubnetId"]
+               for i, z in enumerate(ZONES)]
+    rds.create_db_subnet_group(DBSubnetGroupName=f"sg-{suffix}", DBSubnetGroupDescription="test",
+                               SubnetIds=subnets)
+    cluster = f"db-{suffix}"
+    rds.create_db_cluster(DBClusterIdentifier=cluster, Engine="aurora-postgresql", MasterUsername="app",
+                          MasterUserPassword="not-a-secret-1", DBSubnetGroupName=f"sg-{suffix}")
+    for name, zone in ((f"{cluster}-1", ZONES[1]), (f"{cluster}-2", ZONES[2])):
+        rds.create_db_instance(DBInstanceIdentifier=name, DBClusterIdentifier=cluster, Engine="aurora-postgresql",
+                               DBInstanceClass="db.r6g.large", AvailabilityZone=zone)
+    group = f"rg-{suffix}"
+    cache.create_replication_group(ReplicationGroupId=group, ReplicationGroupDescription="test", Engine="redis",
+                                   CacheNodeType="cache.t4g.small", NumCacheClusters=2, AutomaticFailoverEnabled=True)
+    settings = Settings(aws=AwsSettings(allowed_accounts=(MOTO_ACCOUNT,), region=REGION, rds_cluster=cluster,
+                                        elasticache_group=group, endpoint_url=moto_url))
+    return {"settings": settings, "session": session, "ec2": ec2, "rds": rds, "vpc": vpc, "subnets": subnets,
+            "url": moto_url}
+
+
+def associations(ec2: Any, subnets: list[str]) -> dict[str, str]:
+    """subnet id -> network ACL id currently associated."""
+    result = {}
+    for acl in ec2.describe_network_acls(Filters=[{"Name": "association.subnet-id", "Values": subnets}])["NetworkAcls"]:
+        for association in acl["Associations"]:
+            if association["SubnetId"] in subnets:
+                result[association["SubnetId"]] = acl["NetworkAclId"]
+    return result
+
+
+def test_account_not_in_allow_list_is_refused(platform: dict[str, Any]) -> None:
+    settings = replace(platform["settings"], aws=replace(platform["settings"].aws, allowed_accounts=("999999999999",)))
+    with pytest.raises(UserError, match="aws.allowed_accounts") as info:
+        AwsTarget(settings, session=platform["session"])
+    assert MOTO_ACCOUNT in str(info.value)
+
+
+def test_empty_allow_list_is_refused_even_in_a_dry_run() -> None:
+    with pytest.raises(UserError, match="aws.allowed_accounts"):
+        AwsTarget(Settings(), dry_run=True)
+
+
+def test_status_and_endpoints(platform: dict[str, Any]) -> None:
+    target = AwsTarget(platform["settings"], session=platform["session"])
+    assert target.account == MOTO_ACCOUNT
+    status = target.up()
+    roles = sorted((c.kind, c.role) for c in status.components)
+    assert roles.count(("postgres", "primary")) == 1 and roles.count(("postgres", "replica")) == 1
+    assert ("redis", "primary") in roles  # moto lists only the primary as a node-group member
+    endpoints = target.backend_endpoints()
+    assert endpoints.postgres_host and endpoints.redis_host
+
+
+def test_zone_outage_swaps_nacls_and_rollback_restores_them(platform: dict[str, Any]) -> None:
+    ec2, subnets = platform["ec2"], platform["subnets"]
+    before = associations(ec2, subnets)
+    target = AwsTarget(platform["settings"], session=platform["session"])
+
+    step = target.lose_zone(ZONES[0])
+    assert step.capability == "restore_zone"
+    assert step.arguments["subnets"] == [{"subnet_id": subnets[0], "original_acl_id": before[subnets[0]]}]
+    blackhole = step.arguments["blackhole_acl_id"]
+    during = associations(ec2, subnets)
+    assert during[subnets[0]] == blackhole
+    assert during[subnets[1]] == before[subnets[1]] and during[subnets[2]] == before[subnets[2]]
+    acl = ec2.describe_network_acls(NetworkAclIds=[blackhole])["NetworkAcls"][0]
+    assert not [e for e in acl["Entries"] if e["RuleAction"] == "allow"]  # deny-all
+
+    target.rollback(step)
+    target.rollback(RollbackStep(**step.to_json()))  # safe twice, and from its JSON form
+    assert associations(ec2, subnets) == before
+    remaining = ec2.describe_network_acls(Filters=[{"Name": "vpc-id", "Values": [platform["vpc"]]}])["NetworkAcls"]
+    assert blackhole not in {a["NetworkAclId"] for a in remaining}
+
+
+def test_zone_outage_defaults_to_the_writer_zone(platform: dict[str, Any]) -> None:
+    target = AwsTarget(platform["settings"], session=platform["session"])
+    writer_zone = target.primary_zone()
+    assert writer_zone in ZONES
+    step = target.lose_zone()
+    assert step.arguments["zone"] == writer_zone
+    target.rollback(step)
+
+
+def test_database_failover_goes_through_chaosaws(platform: dict[str, Any]) -> None:
+    target = AwsTarget(platform["settings"], session=platform["session"])
+    writer_before = next(c.name for c in target.status().components if c.role == "primary")
+    step = target.fail_over_database()
+    assert step.capability == "none"
+    writer_after = next(c.name for c in target.status().components if c.role == "primary")
+    assert writer_after != writer_before  # moto performed the failover chaosaws asked for
+
+
+def test_cache_failover_calls_test_failover_on_the_moto_endpoint(platform: dict[str, Any]) -> None:
+    """moto has no ElastiCache TestFailover: intercept the exact call chaosaws makes and answer it."""
+    import chaosaws  # noqa: F401  (chaosaws clients come from boto3's default session)
+    from botocore.awsrequest import AWSResponse
+    seen: list[dict[str, Any]] = []
+
+    def answer(model: Any, params: dict[str, Any], **kwargs: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        seen.append({"operation": model.name, "url": params["url"], "body": params["body"]})
+        return AWSResponse(params["url"], 200, {}, None), {"ReplicationGroup": {"Status": "modifying"}}
+
+    previous = boto3.DEFAULT_SESSION
+    boto3.setup_default_session(region_name=REGION)
+    assert boto3.DEFAULT_SESSION is not None
+    boto3.DEFAULT_SESSION.events.register("before-call.elasticache.TestFailover", answer)
+    try:
+        target = AwsTarget(platform["settings"], session=platform["session"])
+        step = target.stop_cache()
+    finally:
+        boto3.DEFAULT_SESSION = previous
+    assert step.arguments["node_group_id"]
+    assert len(seen) == 1 and seen[0]["operation"] == "TestFailover"
+    assert seen[0]["url"].startswith(platform["url"])
+    assert seen[0]["body"]["ReplicationGroupId"] == platform["settings"].aws.elasticache_group
+    assert seen[0]["body"]["NodeGroupId"] == step.arguments["node_group_id"]
+
+
+def test_events_since_reports_what_the_apis_offer(platform: dict[str, Any]) -> None:
+    import time
+    target = AwsTarget(platform["settings"], session=platform["session"])
+    events = target.events_since(time.monotonic() - 600)
+    components_unavailable = {e.detail.get("component") for e in events if e.op == "events-unavailable"}
+    assert "postgres" not in components_unavailable  # moto serves RDS DescribeEvents
+    assert all(e.source == "platform" for e in events)
+
+
+def test_dry_run_makes_no_call(aws_env: None) -> None:
+    lines: list[str] = []
+    settings = Settings(aws=AwsSettings(allowed_accounts=(MOTO_ACCOUNT,), endpoint_url="http://127.0.0.1:9"))
+    target = AwsTarget(settings, dry_run=True, echo=lines.append)
+    plan = target.plan_experiment([("lose_zone", {"zone": "ap-south-1a"}), ("fail_over_database", {})])
+    text = "\n".join(plan)
+    assert "sts:GetCallerIdentity" in text
+    assert "ec2:ReplaceNetworkAclAssociation" in text
+    assert "chaosaws.rds.actions.failover_db_cluster(db_cluster_identifier='school-meals-db'" in text
+    step = target.lose_zone("ap-south-1a")  # port 9 is never contacted: a call would fail loudly
+    target.rollback(step)
+    target.fail_over_database()
+    target.stop_cache()
+    assert lines and all(line.startswith("[dry-run] ") for line in lines)
