@@ -154,9 +154,10 @@ class LoadProcess:
             if code is not None:
                 self._close_log()
                 tail = self.log_tail()
-                if code == EXIT_BAD_INPUT:
-                    raise UserError(f"the load generator refused its input (exit {code}); its log "
-                                    f"{self.log_path} ends with:\n{tail}")
+                if code == EXIT_BAD_INPUT:  # the worker printed "error: <what to fix>"
+                    reasons = [line[len("error: "):] for line in tail.splitlines() if line.startswith("error: ")]
+                    raise UserError(reasons[-1] if reasons else f"the load generator refused its input (exit {code}); "
+                                    f"its log {self.log_path} ends with:\n{tail}")
                 raise HarnessError(f"the load generator exited with code {code} before starting; its log "
                                    f"{self.log_path} ends with:\n{tail}")
             if time.monotonic() > deadline:

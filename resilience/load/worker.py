@@ -175,7 +175,11 @@ def load_user_class(locustfile: Path, class_name: str) -> type:
         raise UserError(f"locustfile {locustfile} cannot be imported; it must be a Python file.")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 - whatever the locustfile raises, the fix is in the locustfile
+        raise UserError(f"locustfile {locustfile} failed to import: {type(exc).__name__}: {exc}. "
+                        f"Fix the locustfile (try `locust -f {locustfile} --help`).") from None
     user_class = getattr(module, class_name, None)
     if not (isinstance(user_class, type) and issubclass(user_class, User)):
         found = sorted(name for name, value in vars(module).items()
@@ -272,8 +276,9 @@ def run(args: argparse.Namespace, stages: list[Stage], user_class: type, recorde
     finally:
         keeper.kill()
         runner.quit()
-        current["users"] = 0
-        recorder.users_changed(0)
+        if current["users"] != 0:
+            current["users"] = 0
+            recorder.users_changed(0)
         recorder.flush()
         write_status(args.status, status(done=True))
 

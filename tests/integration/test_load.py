@@ -11,7 +11,10 @@ import itertools
 import json
 import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -148,11 +151,12 @@ def wait_for(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
 
 
 def pid_gone(pid: int) -> bool:
+    """No such process, or only its zombie (an orphan that PID 1 has not reaped yet)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
         return True
-    return False
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 @pytest.fixture
@@ -267,6 +271,31 @@ def test_load_stops_by_itself_when_the_stages_end(platform: StandInPlatform, loa
     menus = [r for r in load.records() if r.op == "GET /menu"]
     assert len(orders) > len(menus) - 5  # one menu read per user at start, then mostly orders
     assert all(r.t < 2.5 + 1.0 for r in load.records())  # nothing recorded after the stages plus shutdown
+
+
+ORPHANING_HARNESS = """
+import sys, time, os
+from pathlib import Path
+from resilience.load import LoadProcess, LoadSettings
+load = LoadProcess(sys.argv[1], LoadSettings(users=2, locustfile=sys.argv[2]), Path(sys.argv[3]), time.monotonic(), "orphan")
+load.start()
+print(load.pid, flush=True)
+os._exit(0)  # a harness that crashes without stopping its load
+"""
+
+
+def test_worker_stops_when_the_harness_dies(platform: StandInPlatform, tmp_path: Path) -> None:
+    harness = subprocess.run([sys.executable, "-c", ORPHANING_HARNESS, platform.url, LOCUSTFILE, str(tmp_path)],
+                             capture_output=True, text=True, timeout=30, cwd=REPO)
+    assert harness.returncode == 0, harness.stderr
+    pid = int(harness.stdout.split()[0])
+    try:
+        wait_for(lambda: pid_gone(pid), 10, f"the orphaned worker {pid} to stop")
+    finally:
+        if not pid_gone(pid):
+            os.killpg(pid, signal.SIGKILL)
+    status = json.loads((tmp_path / "load" / "status.json").read_text())
+    assert status["done"] is True
 
 
 def test_worker_refusing_its_input_is_a_user_error(platform: StandInPlatform, tmp_path: Path) -> None:
