@@ -72,7 +72,7 @@ def compliance_story(m: dict[str, Any]) -> list[Flowable]:
         table([["experiment", "verdict", "RTO", "RPO", "manifest sha256"]] +
               [[e["experiment"], e["verdict_word"], e["rto"] or "—", e["rpo"] or "—",
                 e["manifest_sha256"] or "not sealed"] for e in m["experiments"]],
-              [2.8 * cm, 2.3 * cm, 2.9 * cm, 2.3 * cm, PAGE_WIDTH - 10.3 * cm], sheet, mono_columns=(4,),
+              [2.8 * cm, 2.8 * cm, 2.7 * cm, 2.3 * cm, PAGE_WIDTH - 10.6 * cm], sheet, mono_columns=(4,),
               extra=_verdict_cells([e["verdict"] for e in m["experiments"]], 1)),
     ]
     for n, e in enumerate(m["experiments"], 1):
@@ -109,18 +109,18 @@ def compliance_story(m: dict[str, Any]) -> list[Flowable]:
         story.append(table([["id", "severity", "experiment", "finding", "remediation hint"]] +
                            [[f["id"], f["severity"], f["experiment"], f["finding"], f["remediation"]]
                             for f in m["findings"]],
-                           [1 * cm, 1.5 * cm, 2.4 * cm, 5.4 * cm, PAGE_WIDTH - 10.3 * cm], sheet))
+                           [1.2 * cm, 1.7 * cm, 2.4 * cm, 5.2 * cm, PAGE_WIDTH - 10.5 * cm], sheet))
     else:
         story.append(para("No findings: every measurement met its target.", body))
     story += _matrix(m, sheet, scope)
-    story += [para("8. Sign-off", h2),
+    story += [KeepTogether([para("8. Sign-off", h2),
               table([["role", "name", "date", "signature"]] + [[s["role"], "", "", ""] for s in m["sign_off"]],
                     [3 * cm, 5 * cm, 3 * cm, PAGE_WIDTH - 11 * cm], sheet,
                     extra=[("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white]),
                            ("TOPPADDING", (0, 1), (-1, -1), 14), ("BOTTOMPADDING", (0, 1), (-1, -1), 14)]),
               Spacer(1, 4),
               para("This report's directory carries its own MANIFEST.sha256; each run it cites is identified above "
-                   "by the SHA-256 of that run's manifest. Check any of them with `resilience verify DIR`.", small)]
+                   "by the SHA-256 of that run's manifest. Check any of them with `resilience verify DIR`.", small)])]
     return story
 
 
@@ -128,27 +128,27 @@ def _matrix(m: dict[str, Any], sheet: Any, scope: dict[str, str]) -> list[Flowab
     """The coverage matrix (✓ per experiment and control) and the per-control table with rationales."""
     controls = m["coverage"]["controls"]
     rows = m["coverage"]["rows"]
-    header = ["experiment"] + [f"{c['framework'].split(' ')[0]} {c['ref']}"
-                               + ("" if scope.get(c["framework"]) == "in scope" else " (readiness)")
-                               for c in controls]
-    data = [header] + [[f"{r['experiment']} ({r['verdict'].upper()})"] +
-                       ["✓" if c["id"] in r["controls"] else "" for c in controls] for r in rows]
-    first = 2.6 * cm
-    width = (PAGE_WIDTH - first) / len(controls)
+    # transposed for a portrait page: one row per control, one column per experiment
+    header = ["control"] + [f"{r['experiment']} ({r['verdict'].upper()})" for r in rows]
+    data = [header] + [[f"{c['id']}" + ("" if scope.get(c["framework"]) == "in scope" else " (readiness)")] +
+                       ["✓" if c["id"] in r["controls"] else "" for r in rows] for c in controls]
+    first = 5.6 * cm
+    width = (PAGE_WIDTH - first) / max(1, len(rows))
     extra = [("BACKGROUND", (j, i), (j, i), colors.HexColor(LIGHT_VERDICT_COLOURS.get(r["verdict"], "#eeeeee")))
-             for i, r in enumerate(rows, 1) for j, c in enumerate(controls, 1) if c["id"] in r["controls"]]
-    matrix = table(data, [first] + [width] * len(controls), sheet, extra=extra)
+             for i, c in enumerate(controls, 1) for j, r in enumerate(rows, 1) if c["id"] in r["controls"]]
+    extra.append(("ALIGN", (1, 1), (-1, -1), "CENTER"))
+    matrix = table(data, [first] + [width] * len(rows), sheet, extra=extra)
     per_control = [["control", "scope", "state", "evidence (experiment: rationale)"]] + [
         [f"{c['id']} — {c['title']}", scope.get(c["framework"], ""), m["coverage"]["summary"][c["id"]]["state"],
          Paragraph("<br/>".join(escape(f"{r['experiment']} ({r['verdict'].upper()}): {r['controls'][c['id']]}")
                                 for r in rows if c["id"] in r["controls"]) or "—", sheet["Cell"])]
         for c in controls]
     sheet_small = sheet["Small"]
-    return [para("7. Control coverage matrix", sheet["Heading2"]),
+    return [KeepTogether([para("7. Control coverage matrix", sheet["Heading2"]),
             para("✓ = the experiment is evidence for the control; the cell is coloured by the experiment's verdict "
                  "(green pass, red fail, yellow inconclusive, grey aborted). '(readiness)' marks frameworks not in "
                  "the audit scope.", sheet_small),
-            matrix, Spacer(1, 6),
+            matrix]), Spacer(1, 6),
             table(per_control, [4.5 * cm, 2.2 * cm, 3.2 * cm, PAGE_WIDTH - 9.9 * cm], sheet)]
 
 

@@ -71,6 +71,7 @@ def test_html_report_renders_plots_in_chromium(failing_run: Path, tmp_path: Path
     with Image.open(png) as image:
         assert image.size == (1280, 2400)
         banner = image.convert("RGB").getpixel((20, 20))
+    assert isinstance(banner, tuple)
     assert banner[0] > 150 and banner[1] < 80, f"the FAIL banner should be red, got {banner}"
     # the first plots sit between the measurements table and the event log: many colours there
     # (lines, shading, text), where a blank or broken page would have a handful

@@ -82,7 +82,7 @@ def test_junit_counts_and_parses(runs: dict[str, Path]) -> None:
     assert passing.get("name") == "pod-kill"
     assert (passing.get("failures"), passing.get("errors"), passing.get("tests")) == ("0", "0", "5")
     props = {p.get("name"): p.get("value") for p in passing.iter("property")}
-    assert props["target"] == "local" and props["run_dir"].endswith("20250310T053000Z-pod-kill")
+    assert props["target"] == "local" and str(props["run_dir"]).endswith("20250310T053000Z-pod-kill")
 
     failing = suite("fail")  # rto_s and p99_ms breached, plus the deviation
     assert failing.get("failures") == "3" and len(failing.findall("testcase/failure")) == 3
