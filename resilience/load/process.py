@@ -67,8 +67,14 @@ def user_classes_in(locustfile: Path) -> list[str]:
 
 
 def check_locustfile(settings: LoadSettings, base: Path | None = None) -> Path:
-    """The locustfile's absolute path, after checking it exists and defines the user class."""
+    """The locustfile's absolute path, after checking it exists and defines the user class.
+
+    A relative path is looked up in `base` (default: the current directory), then
+    in the checkout that holds this package (where scenarios/ lives).
+    """
     path = settings.locustfile_path(base)
+    if not path.is_file() and settings.locustfile_path(_PACKAGE_ROOT).is_file():
+        path = settings.locustfile_path(_PACKAGE_ROOT)
     if not path.is_file():
         raise UserError(f"{settings.source}: locustfile {path} does not exist. Set 'locustfile' to an existing "
                         f"file, e.g. scenarios/lunch_rush.py (relative paths start at the current directory).")

@@ -267,10 +267,14 @@ def test_load_stops_by_itself_when_the_stages_end(platform: StandInPlatform, loa
     assert load.wait(timeout_s=15) == 0, load.log_tail()
     stats = load.stats()
     assert stats is not None and stats.done and stats.users == 0
-    orders = [r for r in load.records() if r.op == "POST /orders"]
-    menus = [r for r in load.records() if r.op == "GET /menu"]
-    assert len(orders) > len(menus) - 5  # one menu read per user at start, then mostly orders
-    assert all(r.t < 2.5 + 1.0 for r in load.records())  # nothing recorded after the stages plus shutdown
+    records = load.records()
+    orders = [r for r in records if r.op == "POST /orders"]
+    menus = [r for r in records if r.op == "GET /menu"]
+    assert len(orders) > len(menus)  # one menu read per user at start, then 9 orders to 1 menu
+    users_rows = [r for r in records if r.op == "users"]
+    assert [r.detail for r in users_rows] == [{"users": 5}, {"users": 0}]
+    assert 1.9 < users_rows[1].t - users_rows[0].t < 3.0  # the stage lasted its 2 s, then the worker ended
+    assert all(r.t <= users_rows[1].t for r in records)
 
 
 ORPHANING_HARNESS = """
