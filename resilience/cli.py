@@ -88,6 +88,215 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_target_overrides(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise UserError(f"--set-target {pair!r}: use NAME=VALUE, e.g. --set-target rto_s=60.")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise UserError(f"--set-target {pair!r}: the value must be a number.") from None
+    return out
+
+
+def _load_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if args.users is not None:
+        out["users"] = args.users
+    if args.spawn_rate is not None:
+        out["spawn_rate"] = args.spawn_rate
+    if args.stages:
+        out["stages"] = args.stages
+    return out
+
+
+def run_experiment(name: str, args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """Run one experiment through Chaos Toolkit with our control; returns result.json's content."""
+    import logging
+
+    from chaoslib.experiment import run_experiment as chaos_run
+
+    from . import experiments
+    from . import run as run_module
+    spec = experiments.load(name, args.profile, load_overrides=_load_overrides(args))
+    experiments.validate_with_chaostoolkit(spec)
+    options = run_module.RunOptions(target=args.target, context=args.context,
+                                    target_overrides=_parse_target_overrides(args.set_target),
+                                    reports_dir=Path(args.reports_dir) if args.reports_dir else None,
+                                    keep_up=args.keep_up, seed=args.seed, progress=not args.quiet)
+    spec.targets(settings.targets, options.target_overrides)  # impossible targets: exit 2 before anything runs
+    run = run_module.Run(spec, settings, options)
+    run_module.set_current(run)
+    logging.getLogger("chaostoolkit").setLevel(logging.ERROR)  # our progress says what happens; the journal has the rest
+    try:
+        journal = chaos_run(spec.raw, settings={"runtime": {"rollbacks": {"strategy": "always"}}})
+        if run.result is None:
+            if run.run_dir is None and run.error is not None:
+                raise run.error
+            if run.run_dir is not None:
+                run.finish(journal)
+        if run.result is None:
+            raise HarnessError(f"the run produced no result: {run.error or 'see the journal'}")
+        return run.result
+    finally:
+        try:
+            run.close()
+        finally:
+            run_module.set_current(None)
+
+
+def _print_result(result: dict[str, Any]) -> None:
+    print(f"\n{result['experiment']} on target {result['target']}: verdict {result['verdict'].upper()}")
+    if result.get("aborted_reason"):
+        print(f"  aborted: {result['aborted_reason']}")
+    for d in result.get("deviations", []):
+        print(f"  deviation: {d}")
+    print(f"  {'measurement':<22} {'measured':>12} {'target':>12}  status")
+    for m in result["measurements"]:
+        value = m["value"]
+        shown = "-" if value is None else (value if isinstance(value, str) else f"{value:.4g}")
+        target = "-" if m["target"] is None else f"{m['comparison']} {m['target']:g}"
+        print(f"  {m['name']:<22} {str(shown) + ' ' + m['unit']:>12} {target:>12}  {m['status']}")
+    print(f"  evidence: {result['run_dir']}  (report.html, report.pdf, junit.xml, MANIFEST.sha256)")
+
+
+def _json_summary(result: dict[str, Any]) -> dict[str, Any]:
+    return {"schema_version": 1, "experiment": result["experiment"], "target": result["target"],
+            "run_dir": result["run_dir"], "verdict": result["verdict"],
+            "measurements": [{k: m[k] for k in ("name", "value", "unit", "target", "status")}
+                             for m in result["measurements"]]}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .checkers.measurement import EXIT_CODES
+    settings = _settings(args)
+    if args.dry_run:
+        return _dry_run(args, settings)
+    result = run_experiment(args.experiment, args, settings)
+    if args.json:
+        print(json.dumps(_json_summary(result), indent=2))
+    else:
+        _print_result(result)
+    if result.get("error"):
+        print(f"resilience: error: the run could not be completed: {result['error']}", file=sys.stderr)
+        return 2
+    return EXIT_CODES[result["verdict"]]
+
+
+def _dry_run(args: argparse.Namespace, settings: Settings) -> int:
+    from . import experiments
+    from .targets import make_target
+    spec = experiments.load(args.experiment, args.profile, load_overrides=_load_overrides(args))
+    target: Any = make_target(args.target, settings, context=args.context, dry_run=True)
+    if not hasattr(target, "plan_experiment"):
+        raise UserError(f"--dry-run is supported for the kubernetes and aws targets; the {args.target} target "
+                        f"runs on this machine (try `resilience validate {args.experiment}`).")
+    for line in target.plan_experiment(list(spec.faults)):
+        print(line)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from . import experiments
+    print(f"{'experiment':<16} {'fault':<22} title")
+    for path in experiments.catalogue():
+        print(experiments.summary_line(path))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from . import experiments
+    bad = 0
+    for name in args.files:
+        try:
+            spec = experiments.load(name)
+            for profile in ("short",):
+                if profile in (spec.raw.get("extensions") or [{}])[0].get("profiles", {}):
+                    experiments.load(name, profile)
+            experiments.validate_with_chaostoolkit(spec)
+            print(f"{name}: valid ({', '.join(f for f, _ in spec.faults)}; measures {', '.join(spec.measures)})")
+        except UserError as exc:
+            print(f"{name}: INVALID: {exc}", file=sys.stderr)
+            bad += 1
+    return 2 if bad else 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .checkers.measurement import EXIT_CODES
+    from .recheck import recheck
+    result, same = recheck(Path(args.run_dir))
+    if args.json:
+        print(json.dumps(_json_summary(result), indent=2))
+    else:
+        _print_result(result)
+        print("  recomputed offline from history.jsonl: " +
+              ("same measurements and verdict as stored" if same else "DIFFERENT from result.json (see above)"))
+    return EXIT_CODES[result["verdict"]]
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .reports import render, render_all
+    run_dir = Path(args.run_dir)
+    paths = render_all(run_dir) if args.format == "all" else [render(run_dir, args.format)]
+    for p in paths:
+        print(p)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .evidence import verify
+    result = verify(Path(args.run_dir), Path(args.public_key) if args.public_key else None)
+    print(result.summary())
+    return 0 if result.ok else 1
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from .evidence import keygen
+    public = keygen(Path(args.path))
+    print(f"private key {args.path} (mode 600), public key {public}. "
+          f"Set evidence.signing_key: {args.path} in resilience.yaml to sign every run.")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from .recheck import replay_rollbacks
+    for line in replay_rollbacks(Path(args.run_dir), _settings(args)):
+        print(line)
+    return 0
+
+
+def cmd_gameday(args: argparse.Namespace) -> int:
+    from .gameday import gameday_verdict, run_gameday
+    settings = _settings(args)
+    reports_dir = Path(args.reports_dir or settings.evidence.reports_dir)
+
+    def run_one(name: str) -> Path:
+        return Path(run_experiment(name, args, settings)["run_dir"])
+
+    report_dir = run_gameday(args.suite, run_one, reports_dir, settings)
+    final = gameday_verdict(report_dir)
+    print(f"game-day {args.suite}: {final.upper()}; compliance report: {report_dir}/compliance.html "
+          f"(and compliance.pdf, compliance.json)")
+    return 0 if final == "pass" else 1
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="full", choices=["full", "short"],
+                   help="durations and load: full (default) or short (CI, ~1 min per experiment)")
+    p.add_argument("--users", type=int, help="Locust users (overrides the experiment)")
+    p.add_argument("--spawn-rate", type=float, help="users started per second")
+    p.add_argument("--stages", help="load shape as DURATION:USERS[@RATE],... e.g. 20s:20,60s:100,20s:20")
+    p.add_argument("--set-target", action="append", metavar="NAME=VALUE",
+                   help="override a target for this run, e.g. --set-target rto_s=60 (repeatable)")
+    p.add_argument("--reports-dir", help="where run directories go (default: reports/)")
+    p.add_argument("--keep-up", action="store_true", help="leave a stack this run started running afterwards")
+    p.add_argument("--seed", type=int, help="random seed for fault choices (e.g. which replicas die)")
+    p.add_argument("--quiet", action="store_true", help="no live progress on stderr")
+    p.add_argument("--json", action="store_true", help="print one JSON object (schema in the README)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="resilience", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -110,6 +319,30 @@ def build_parser() -> argparse.ArgumentParser:
     add("down", cmd_down, "stop everything the target started and remove its namespaces and state")
     p = add("status", cmd_status, "show every component: name, kind, role, zone, pid, address, health")
     p.add_argument("--json", action="store_true", help="print JSON (schema in the README)")
+    p = add("run", cmd_run, "run one experiment under load and judge it against the targets (exit 0/1/2)")
+    p.add_argument("experiment", help="a catalogue name (see `resilience list`) or an experiment file")
+    p.add_argument("--dry-run", action="store_true", help="kubernetes/aws: print every action it would take")
+    _add_run_options(p)
+    add("list", cmd_list, "the experiment catalogue, one line each", target=False)
+    p = add("validate", cmd_validate, "check experiment files without running anything", target=False)
+    p.add_argument("files", nargs="+", metavar="FILE", help="experiment files or catalogue names")
+    p = add("check", cmd_check, "recompute measurements and verdict from a run directory, offline", target=False)
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p = add("report", cmd_report, "render a run's reports", target=False)
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--format", default="all", choices=["all", "html", "pdf", "json", "junit", "md"])
+    p = add("verify", cmd_verify, "check a run directory's SHA-256 manifest (and signature)", target=False)
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--public-key", help="the signer's public key (PEM) to check the signature against")
+    p = add("keygen", cmd_keygen, "make an Ed25519 key pair for signing run manifests", target=False)
+    p.add_argument("path", help="where to write the private key (the public key goes to PATH.pub)")
+    p = add("rollback", cmd_rollback, "undo the faults a crashed run left pending (reads RUN_DIR/rollback.json)",
+            target=False)
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p = add("gameday", cmd_gameday, "run a suite of experiments and write one compliance report")
+    p.add_argument("--suite", default="default", help="suite name from experiments/suites.yaml (default: default)")
+    _add_run_options(p)
     p = add("config", cmd_config, "print the resolved settings", target=False)
     p.add_argument("--defaults", action="store_true", help="print a complete settings file with every default")
     return parser

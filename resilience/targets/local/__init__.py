@@ -246,6 +246,10 @@ class LocalTarget(Target):
         self.request("pause_replication", pause=True)
         return RollbackStep("resume_replication", {}, "SIGCONT the replica's WAL receiver")
 
+    def heal(self) -> None:
+        """Undo every fault the stack knows of (rollback of last resort after a crash)."""
+        self.request("heal")
+
     def rollback(self, step: RollbackStep) -> None:
         args = step.arguments
         if step.capability == "restore_zone":
@@ -261,6 +265,8 @@ class LocalTarget(Target):
                 self.request("pause_replication", pause=False)
             except HarnessError:
                 pass  # the receiver may be gone (the primary it streamed from was killed)
+        elif step.capability == "heal":
+            self.heal()
         elif step.capability == "wait_replicas":
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:

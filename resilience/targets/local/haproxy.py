@@ -76,7 +76,7 @@ defaults
     mode http
     timeout connect 1s
     timeout client 30s
-    timeout server 5s
+    timeout server 10s
     timeout http-request 10s
     timeout http-keep-alive 10s
     timeout queue 5s
@@ -95,7 +95,7 @@ backend {BACKEND}
     http-check expect status 200
     # Layer-7 retries only for idempotent requests; connection failures are always retried.
     http-request disable-l7-retry if !METH_GET
-    default-server inter 500ms fall 2 rise 2 fastinter 250ms downinter 500ms
+    default-server inter 500ms fall 2 rise 2 fastinter 250ms downinter 100ms
 {servers}
 listen stats
     bind 127.0.0.1:{stats_port}

@@ -664,6 +664,32 @@ class Supervisor:
         self.event("fault", "pause_replication" if pause else "resume_replication", member=replica, pids=receivers)
         return {"member": replica, "pids": receivers}
 
+    def heal(self) -> dict[str, Any]:
+        """Undo every fault this supervisor knows of (a crashed run's rollback of last resort)."""
+        restored = []
+        for zone in sorted(self.lost_zones):
+            self.restore_zone(zone)
+            restored.append(zone)
+        self.pause_replicas(False)
+        for name in sorted(self.paused):
+            if name.startswith("postgres-"):
+                self.restore_db(name)
+            else:
+                self._signal_service(name, signal.SIGCONT)
+                self.paused.discard(name)
+        for name in sorted(self.stopped_services, key=_restart_order):
+            if name.startswith("postgres-"):
+                self.restore_db(name)
+            elif not self.services[name].alive():
+                self._restart_service(name)
+        self.stopped_services.clear()
+        try:
+            self.pause_replication(False)
+        except HarnessError:
+            pass
+        self.event("fault", "heal", zones=restored)
+        return {"zones": restored}
+
     # -- control socket ----------------------------------------------------------------------
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
@@ -698,6 +724,8 @@ class Supervisor:
             return {"ok": True, **self.restore_cache(list(request.get("members", [])))}
         if op == "pause_replication":
             return {"ok": True, **self.pause_replication(bool(request.get("pause", True)))}
+        if op == "heal":
+            return {"ok": True, **self.heal()}
         if op == "shutdown":
             self.stop_event.set()
             return {"ok": True}

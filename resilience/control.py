@@ -1,0 +1,56 @@
+"""The Chaos Toolkit control that turns an experiment into a measured run.
+
+Declared in every experiment (`controls: [{name: resilience, provider:
+{type: python, module: resilience.control}}]`), so plain `chaos run FILE`
+measures too. With `resilience run`, the CLI creates the `Run` first (with
+its options); with plain `chaos run`, the control creates it from the
+environment: RESILIENCE_TARGET (default local), RESILIENCE_PROFILE (default
+full), RESILIENCE_CONFIG.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from chaoslib.exceptions import InterruptExecution
+
+from . import run as run_module
+
+
+def before_experiment_control(context: dict[str, Any], configuration: Any = None, secrets: Any = None,
+                              **kwargs: Any) -> None:
+    run = run_module._current
+    if run is None:  # plain `chaos run`
+        from .config import load_settings
+        from .experiments import load_from_raw
+        profile = os.environ.get("RESILIENCE_PROFILE", "full")
+        spec = load_from_raw(context, profile)
+        run = run_module.Run(spec, load_settings(os.environ.get("RESILIENCE_CONFIG")),
+                             run_module.RunOptions(target=os.environ.get("RESILIENCE_TARGET", "local")))
+        run.owned_by_control = True
+        run_module.set_current(run)
+    try:
+        run.begin()
+    except run_module.Aborted as exc:
+        raise InterruptExecution(str(exc)) from None
+    except Exception as exc:
+        run.error = exc
+        raise InterruptExecution(f"the run could not start: {exc}") from None
+
+
+def after_experiment_control(context: dict[str, Any], state: dict[str, Any], configuration: Any = None,
+                             secrets: Any = None, **kwargs: Any) -> None:
+    run = run_module._current
+    if run is None:
+        return
+    try:
+        if run.run_dir is not None:
+            result = run.finish(state)
+            state.setdefault("extensions", []).append({"name": "resilience", "result": result})
+    except Exception as exc:
+        run.error = run.error or exc
+    finally:
+        if getattr(run, "owned_by_control", False):
+            run.close()
+            run_module.set_current(None)

@@ -1,0 +1,135 @@
+"""Our Chaos Toolkit extension: the actions and probes experiments call.
+
+Each fault names a capability (kill replicas, lose a zone, fail over the
+database, stop the cache, spike traffic), never a target's internals; the
+active run dispatches it to its target, writes the rollback first, records
+the injection in the history, and holds the fault for `hold_s` seconds
+(default: the experiment's `durations.fault_s`) while watching the stop condition.
+Chaos Toolkit gives python activities no timeout: every call here is bounded
+by the target's own timeouts and by `hold_s`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from chaoslib.exceptions import ActivityFailed, InterruptExecution
+
+from .errors import HarnessError, UserError
+from .history import FAULT, OK
+from .run import Aborted, Run, current
+
+__all__ = ["kill_replicas", "lose_zone", "fail_over_database", "stop_cache", "traffic_spike",
+           "pause_replicas", "hold_replication", "rollback", "platform_serving"]
+
+
+def _fault(name: str, arguments: dict[str, Any], hold_s: float | None) -> dict[str, Any]:
+    run = current()
+    try:
+        result = run.inject(name, arguments)
+        run.hold(run.spec.durations.fault_s if hold_s is None else float(hold_s))
+        return result
+    except Aborted as exc:
+        raise InterruptExecution(str(exc)) from None
+    except (UserError, HarnessError) as exc:
+        raise ActivityFailed(str(exc)) from None
+
+
+def kill_replicas(count: int | None = None, percent: float | None = None, hold_s: float | None = None) -> dict[str, Any]:
+    """SIGKILL API replicas chosen at random (by count, or a percentage of the live ones)."""
+    if count is None and percent is None:
+        raise ActivityFailed("kill_replicas needs 'count' or 'percent' in its arguments")
+    return _fault("kill_replicas", {"count": count, "percent": percent}, hold_s)
+
+
+def lose_zone(zone: str = "primary", hold_s: float | None = None) -> dict[str, Any]:
+    """Lose every component of one zone at once; zone 'primary' is the zone that holds the database primary."""
+    return _fault("lose_zone", {"zone": zone}, hold_s)
+
+
+def fail_over_database(mode: str = "kill", hold_s: float | None = None) -> dict[str, Any]:
+    """Kill ('kill') or freeze, as a partition ('freeze'), the PostgreSQL primary node."""
+    return _fault("fail_over_database", {"mode": mode}, hold_s)
+
+
+def stop_cache(mode: str = "failover", hold_s: float | None = None) -> dict[str, Any]:
+    """Kill the Redis master ('failover') or all of Redis ('outage')."""
+    return _fault("stop_cache", {"mode": mode}, hold_s)
+
+
+def pause_replicas(hold_s: float = 5.0) -> dict[str, Any]:
+    """Freeze every API replica for exactly `hold_s` seconds, then resume them (an outage of known length)."""
+    run = current()
+    result = _fault("pause_replicas", {}, hold_s)
+    run.rollback_all()
+    return result
+
+
+def hold_replication(hold_s: float = 5.0) -> dict[str, Any]:
+    """Hold the replica's WAL receiver for `hold_s` s, then kill the primary: with asynchronous
+    replication the writes acknowledged meanwhile exist only on the dead primary (RPO > 0)."""
+    run = current()
+    result = _fault("hold_replication", {}, hold_s)
+    try:
+        run.inject("fail_over_database", {"mode": "kill"})
+    except (UserError, HarnessError) as exc:
+        raise ActivityFailed(str(exc)) from None
+    # let the replica's receiver go: the primary is gone, so nothing more reaches it; promotion needs it running
+    for entry in run.rollbacks:
+        if entry.fault == "hold_replication" and entry.status == "pending" and entry.step is not None:
+            run.target.rollback(entry.step)
+            entry.status = "done"
+    run.hold(run.spec.durations.fault_s)
+    return result
+
+
+def traffic_spike(hold_s: float | None = None) -> dict[str, Any]:
+    """The load's own stages step up: wait for the step, record it as the fault, hold through the spike."""
+    run = current()
+    stages = run.spec.load.stages
+    if len(stages) < 2:
+        raise ActivityFailed("traffic_spike needs load stages with a step (at least two stages)")
+    try:
+        deadline = time.monotonic() + stages[0].duration_s + 30
+        while True:
+            run._check_abort()
+            stats = run.load.stats() if run.load else None
+            if stats is not None and stats.stage >= 1:
+                break
+            if time.monotonic() > deadline:
+                raise ActivityFailed("the load never reached its spike stage")
+            time.sleep(0.05)
+        step_t = run.history.now()
+        run.history.add(FAULT, "inject", OK, t=step_t,
+                        detail={"capability": "traffic_spike", "arguments": {"from_users": stages[0].users,
+                                                                            "to_users": stages[1].users}})
+        run.fault_info = {"capability": "traffic_spike", "arguments": {"to_users": stages[1].users},
+                          "injected_t": step_t}
+        run.mark_phase("fault", t=step_t)
+        run.hold(stages[1].duration_s if hold_s is None else float(hold_s))
+        run.fault_info["rolled_back_t"] = run.history.now()
+        run.mark_phase("recovery")
+    except Aborted as exc:
+        raise InterruptExecution(str(exc)) from None
+    return {"capability": "traffic_spike", "to_users": stages[1].users}
+
+
+def rollback() -> list[dict[str, Any]]:
+    """Undo every fault of the active run that is still pending (safe to call twice)."""
+    return current().rollback_all()
+
+
+def platform_serving(min_availability: float = 0.95, window_s: float = 5.0) -> bool:
+    """Steady-state probe: over the last `window_s` seconds the load's requests succeed at least this often,
+    and the target reports the platform healthy enough to serve (ready replicas > 0)."""
+    run: Run = current()
+    stats = run.load.stats() if run.load else None
+    if stats is None or stats.rps <= 0:
+        return False
+    availability = 1.0 - stats.error_pct / 100.0
+    try:
+        ready = run.target.ready_replicas()
+    except Exception:
+        ready = 0
+    return availability >= min_availability and ready > 0
