@@ -85,7 +85,8 @@ class Targets:
 
     rto_s: float = 900.0
     rpo_s: float = 300.0
-    availability: float = 0.999
+    availability: float = 0.999  # judged outside the fault window (steady + recovery)
+    availability_fault: float = 0.0  # judged during the fault only when > 0 (e.g. pod-kill: 0.99)
     p99_ms: float = 200.0
     autoscale_s: float = 120.0
     rto_hold_s: float = 10.0  # RTO: the service must stay healthy this long
@@ -218,6 +219,8 @@ def validate(settings: Settings) -> Settings:
     if not s.state_dir.startswith("/"):
         raise UserError(f"{where}: 'stack.state_dir' must be an absolute path; got {s.state_dir!r}.")
     t = settings.targets
+    if not 0 <= t.availability_fault <= 1:
+        raise UserError(f"{where}: 'targets.availability_fault' is a fraction in [0, 1] (0: not judged); got {t.availability_fault}.")
     if not 0 < t.availability <= 1:
         raise UserError(f"{where}: 'targets.availability' is a fraction in (0, 1], e.g. 0.999; got {t.availability}.")
     for name in ("rto_s", "rpo_s", "p99_ms", "autoscale_s", "rto_hold_s"):

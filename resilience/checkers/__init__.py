@@ -57,7 +57,8 @@ def compute(records: Iterable[Record], *, fault_t: float | None = None, targets:
 
     result: list[Measurement] = []
     if "availability" in measures:
-        result += availability.measurements(requests, overall=overall, phases=phases, target=targets.availability)
+        result += availability.measurements(requests, overall=overall, phases=phases, target=targets.availability,
+                                            fault_target=targets.availability_fault or None)
     if "p99" in measures:
         result += latency.measurements(requests, overall=overall, phases=phases, target_ms=targets.p99_ms)
     if "rto" in measures:

@@ -17,7 +17,10 @@ from .windows import PHASES, Window
 DEFINITION = (
     "Availability = ok / (ok + fail + unknown) over the load generator's requests whose start time "
     "falls in the window; a timeout ('unknown') counts as not ok. A window without requests is "
-    "inconclusive. 'overall' runs from the first phase's start to the end of the last phase."
+    "inconclusive. The judged 'availability' covers normal operation: the steady and recovery phases "
+    "(the platform's objective is for normal operation; what a fault costs is bounded by the RTO target "
+    "and shown as availability_fault, judged only when the experiment sets targets.availability_fault). "
+    "'availability_overall' runs from the first phase's start to the end of the last phase."
 )
 
 
@@ -55,22 +58,33 @@ def availability(records: Iterable[Record], window: Window | None = None) -> flo
 
 
 def measurements(records: Sequence[Record], *, overall: Window | None, phases: dict[str, Window],
-                 target: float | None) -> list[Measurement]:
-    """`availability` over the whole run, judged; `availability_<phase>` per phase, reported only.
+                 target: float | None, fault_target: float | None = None) -> list[Measurement]:
+    """`availability` outside the fault window, judged; overall and per phase, reported.
 
-    Per-phase figures are not judged: a fault phase is expected to dip, and
-    what counts is the whole run and how fast the service recovered (RTO).
-    A phase absent from the history gets no measurement.
+    The fault phase is judged only with an explicit `fault_target` (e.g. pod-kill:
+    only requests in flight may fail). A phase absent from the history gets no measurement.
     """
+    normal = [phases[p] for p in ("steady", "recovery") if p in phases]
+    if not normal and overall is not None:
+        normal = [overall]
+    counts = RequestCounts()
+    for window in normal:
+        c = count_requests(records, window)
+        counts = RequestCounts(ok=counts.ok + c.ok, fail=counts.fail + c.fail, unknown=counts.unknown + c.unknown)
+    reason = None if counts.total else "no load requests in the steady or recovery phase"
+    result = [judge("availability", counts.availability, "ratio", target, ">=", phase="steady+recovery",
+                    definition=DEFINITION, detail={**counts.to_json(), "windows": [list(w) for w in normal]},
+                    reason=reason)]
     counts = count_requests(records, overall) if overall is not None else RequestCounts()
-    reason = None if counts.total else "no load requests in the run"
-    result = [judge("availability", counts.availability, "ratio", target, ">=", phase="overall",
-                    definition=DEFINITION, detail={**counts.to_json(), "window": _as_list(overall)}, reason=reason)]
+    result.append(judge("availability_overall", counts.availability, "ratio", None, ">=", phase="overall",
+                        definition=DEFINITION, detail={**counts.to_json(), "window": _as_list(overall)},
+                        reason=None if counts.total else "no load requests in the run"))
     for phase in PHASES:
         if phase not in phases:
             continue
         counts = count_requests(records, phases[phase])
-        result.append(judge(f"availability_{phase}", counts.availability, "ratio", None, ">=", phase=phase,
+        judged = fault_target if phase == "fault" and fault_target else None
+        result.append(judge(f"availability_{phase}", counts.availability, "ratio", judged, ">=", phase=phase,
                             definition=DEFINITION, detail={**counts.to_json(), "window": list(phases[phase])},
                             reason=None if counts.total else f"no load requests in the {phase} phase"))
     return result

@@ -32,22 +32,37 @@ def test_window_is_half_open_on_start_time_and_empty_window_is_none():
     assert availability([]) is None
 
 
-def test_measurements_judge_overall_and_report_phases_present():
-    records = [req(t / 10) for t in range(100)] + [req(10.0 + t / 10, "fail") for t in range(10)]
-    phases = {"steady": (0.0, 10.0), "fault": (10.0, 11.0)}
-    result = {m.name: m for m in measurements(records, overall=(0.0, 11.0), phases=phases, target=0.95)}
-    assert set(result) == {"availability", "availability_steady", "availability_fault"}
-    overall = result["availability"]
-    assert overall.value == pytest.approx(100 / 110) and overall.status == "breached"
-    assert overall.phase == "overall" and overall.comparison == ">=" and "unknown" in overall.definition
-    assert overall.detail["requests"] == 110 and overall.detail["fail"] == 10
+def test_measurements_judge_normal_operation_and_report_overall_and_phases():
+    records = ([req(t / 10) for t in range(100)] + [req(10.0 + t / 10, "fail") for t in range(10)]
+               + [req(11.0 + t / 10) for t in range(9)] + [req(11.95, "unknown")])
+    phases = {"steady": (0.0, 10.0), "fault": (10.0, 11.0), "recovery": (11.0, 12.0)}
+    result = {m.name: m for m in measurements(records, overall=(0.0, 12.0), phases=phases, target=0.95)}
+    assert set(result) == {"availability", "availability_overall", "availability_steady", "availability_fault",
+                           "availability_recovery"}
+    judged = result["availability"]  # steady + recovery: 109 ok of 110 (the unknown is not ok)
+    assert judged.value == pytest.approx(109 / 110) and judged.status == "met"
+    assert judged.phase == "steady+recovery" and judged.comparison == ">=" and "unknown" in judged.definition
+    overall = result["availability_overall"]
+    assert overall.value == pytest.approx(109 / 120) and overall.target is None
+    assert overall.detail["requests"] == 120 and overall.detail["fail"] == 10
     assert result["availability_steady"].value == 1.0 and result["availability_steady"].target is None
-    assert result["availability_fault"].value == 0.0 and result["availability_fault"].phase == "fault"
+    assert result["availability_fault"].value == 0.0 and result["availability_fault"].target is None
+
+
+def test_fault_window_is_judged_only_with_a_fault_target():
+    records = [req(t / 10) for t in range(100)] + [req(10.0 + t / 10, "fail") for t in range(2)] + \
+        [req(10.2 + t / 10) for t in range(8)]
+    phases = {"steady": (0.0, 10.0), "fault": (10.0, 11.0)}
+    result = {m.name: m for m in measurements(records, overall=(0.0, 11.0), phases=phases, target=0.95,
+                                              fault_target=0.99)}
+    assert result["availability_fault"].value == pytest.approx(0.8)
+    assert result["availability_fault"].status == "breached" and result["availability_fault"].target == 0.99
+    assert result["availability"].status == "met"
 
 
 def test_measurements_met_and_inconclusive_without_requests():
     met = measurements([req(0.5)], overall=(0.0, 1.0), phases={}, target=0.999)
-    assert [m.status for m in met] == ["met"]
+    assert [m.status for m in met] == ["met", "met"]
     empty = measurements([], overall=None, phases={}, target=0.999)
     assert empty[0].status == "inconclusive" and empty[0].value is None and "no load requests" in empty[0].detail["reason"]
 
