@@ -60,7 +60,7 @@ class StackSettings:
 
     zones: tuple[str, ...] = ("zone-a", "zone-b", "zone-c")
     replicas: int = 3  # initial API replicas, spread over zones
-    replica_cpu_limit: float = 0.5  # CPUs per API replica (cgroup cfs quota)
+    replica_cpu_limit: float = 0.25  # CPUs per API replica (cgroup cfs quota): CPU utilisation drives the HPA
     autoscaling: Autoscaling = field(default_factory=Autoscaling)
     synchronous_replication: bool = True
     zone_mode: str = "auto"  # auto | netns | process

@@ -146,6 +146,9 @@ class Run:
             raise HarnessError(f"the platform is not healthy before the experiment ({', '.join(bad)} unhealthy); "
                                f"see `resilience status`.")
         self.history.add(PLATFORM, "stack", INFO, detail=status.to_json())
+        ready = self.target.ready_replicas()  # the replica count the run starts from (events only carry changes)
+        self.history.add(CONTROLLER, "replicas", INFO,
+                         detail={"ready": ready, "desired": status.detail.get("desired_replicas", ready)})
         load_settings = self.spec.load
         if not Path(load_settings.locustfile).is_absolute() and not Path(load_settings.locustfile).exists():
             import dataclasses

@@ -100,7 +100,7 @@ class LocalTarget(Target):
         settings_path = self.root / SETTINGS_FILE
         settings_path.write_text(json.dumps(dataclasses.asdict(self.s), indent=1))
         log = open(self.root / "logs" / "supervisor.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "resilience.targets.local.supervisor",
+        proc = subprocess.Popen([sys.executable, "-m", "resilience.targets.local",
                                  "--settings", str(settings_path)],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, close_fds=True)
@@ -140,6 +140,12 @@ class LocalTarget(Target):
         from .zones import ZoneNetwork
         ZoneNetwork(list(self.s.zones), self.s.zone_subnet, prefix=PREFIX).destroy()
         if cgroups.cgroups_available()[0]:
+            for pid in cgroups.member_pids(parent=PREFIX + "api"):  # API replicas a crashed supervisor left
+                for sig in (signal.SIGCONT, signal.SIGKILL):
+                    try:
+                        os.kill(pid, sig)
+                    except ProcessLookupError:
+                        pass
             cgroups.cleanup(parent=PREFIX + "api")
 
     def _kill_recorded_components(self) -> None:
@@ -288,7 +294,7 @@ def _cmdline(pid: int) -> str:
 def _is_supervisor(pid: int) -> bool:
     """True when `pid` is alive and is our supervisor (guards against a reused PID)."""
     cmd = _cmdline(pid)
-    if "resilience.targets.local.supervisor" not in cmd:
+    if "-m resilience.targets.local " not in cmd or "--settings" not in cmd:
         return False
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

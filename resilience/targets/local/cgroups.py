@@ -86,6 +86,14 @@ def _pids(group: Path) -> list[int]:
         return []
 
 
+def member_pids(parent: str = "rsl") -> list[int]:
+    """Every process in our CPU groups under `parent`: processes we placed there, so we may stop them."""
+    root = controller_root("cpu")
+    if root is None or not (root / parent).is_dir():
+        return []
+    return sorted({pid for group in (root / parent).rglob("*") if group.is_dir() for pid in _pids(group)})
+
+
 def _remove(group: Path, timeout_s: float) -> bool:
     """rmdir a group once it is empty (waiting up to `timeout_s` for exits); True when gone."""
     deadline = time.monotonic() + timeout_s

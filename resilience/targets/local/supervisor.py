@@ -181,6 +181,7 @@ class Supervisor:
         # API replicas, spread over the zones
         for _ in range(self.s.replicas):
             self._start_replica()
+        self.write_state(ready=False)
         for name in ("redis-1", "redis-2", "sentinel-1", "sentinel-2", "sentinel-3"):
             self.services[name].wait_ready(self.s.startup_timeout_s)
         self.services["postgres-2"].wait_ready(self.s.startup_timeout_s)
@@ -757,36 +758,49 @@ class Supervisor:
 
     # -- shutdown ----------------------------------------------------------------------------
     def shutdown(self) -> None:
+        """Stop everything, in waves of parallel stops: traffic first, then data, then coordination."""
         self.event("platform", "stopping")
-        for r in list(self.replicas.values()):
-            r.executor.signal(signal.SIGCONT)
-            r.executor.stop(timeout=3)
+        for name in self.paused:
+            self._signal_service(name, signal.SIGCONT)
+        replicas = [r.executor for r in self.replicas.values()]
+        for ex in replicas:
+            ex.signal(signal.SIGCONT)
+        waves = [replicas + [self.services[n] for n in ("haproxy",) if n in self.services],
+                 [self.services[n] for n in ("postgres-1", "postgres-2", "redis-1", "redis-2") if n in self.services],
+                 [ex for n, ex in self.services.items() if n.startswith(("sentinel-", "etcd-"))]]
+        postmasters = [pid for i in (1, 2) if (pid := _postmaster_pid(self.root / f"postgres-{i}" / "data"))]
+        # the API drains gracefully; data services get a short grace only: `down` deletes their data anyway
+        # (etcd and a synchronous primary otherwise wait seconds for peers that are stopping too)
+        for wave, grace in zip(waves, (3.0, 0.5, 0.5)):
+            _stop_together(wave, timeout=grace)
+        for pid in postmasters:  # Patroni stops PostgreSQL; make sure of it
+            if _pid_alive(pid):
+                try:
+                    os.killpg(os.getpgid(pid), signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        self._reap()
+        for r in self.replicas.values():
             if r.cpu is not None:
                 r.cpu.destroy()
         self.replicas.clear()
-        for name in self.paused:
-            self._signal_service(name, signal.SIGCONT)
-        order = ["haproxy", "postgres-2", "postgres-1", "redis-2", "redis-1",
-                 "sentinel-1", "sentinel-2", "sentinel-3", "etcd-1", "etcd-2", "etcd-3"]
-        for name in order:
-            ex = self.services.get(name)
-            if ex is None:
-                continue
-            if name.startswith("postgres-"):
-                pid = _postmaster_pid(self.root / name / "data")
-                ex.stop(timeout=5)
-                if pid and _pid_alive(pid):
-                    try:
-                        os.killpg(os.getpgid(pid), signal.SIGKILL)
-                    except (ProcessLookupError, PermissionError):
-                        pass
-            else:
-                ex.stop(timeout=3)
-        self._reap()
         if self.cgroups_ok:
             cgroups.cleanup(parent=PREFIX + "api")
         if self.zone_mode == "netns":
             self.zones.destroy()
+
+
+def _stop_together(executors: list[Executor], timeout: float) -> None:
+    """SIGTERM every process group at once, wait for all (bounded), then SIGKILL what is left."""
+    for ex in executors:
+        ex.signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(ex.alive() for ex in executors):
+        time.sleep(0.05)
+    for ex in executors:
+        ex.signal(signal.SIGKILL)
+    for ex in executors:
+        ex.stop(timeout=1.0)  # reaps
 
 
 def _restart_order(name: str) -> int:
