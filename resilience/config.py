@@ -66,7 +66,7 @@ class StackSettings:
     zone_mode: str = "auto"  # auto | netns | process
     zone_subnet: str = "10.231.0.0/16"  # only inside namespaces this project creates
     ports: Ports = field(default_factory=Ports)
-    state_dir: str = os.environ.get("RESILIENCE_STATE_DIR", "/var/lib/resilience")
+    state_dir: str = "/var/lib/resilience"  # $RESILIENCE_STATE_DIR overrides it (see load_settings)
     patroni_ttl_s: int = 10  # leader lock TTL: a dead primary is replaced within about ttl seconds
     patroni_loop_wait_s: int = 1
     patroni_retry_timeout_s: int = 4
@@ -241,7 +241,7 @@ def load_settings(path: str | Path | None = None) -> Settings:
                     path = name
                     break
     if path is None:
-        return validate(Settings())
+        return validate(_state_dir_from_env(Settings()))
     p = Path(path)
     if not p.is_file():
         raise UserError(f"config file {p} does not exist. Pass an existing file with --config, or omit it to use the defaults.")
@@ -251,7 +251,17 @@ def load_settings(path: str | Path | None = None) -> Settings:
         raise UserError(f"{p}: not valid YAML ({exc}). Fix the syntax; `resilience config --defaults` prints a valid file.") from None
     settings = _build(Settings, data, str(p), "")
     settings = dataclasses.replace(settings, source=str(p))
+    if "state_dir" not in (data.get("stack") or {}):
+        settings = _state_dir_from_env(settings)
     return validate(settings)
+
+
+def _state_dir_from_env(settings: Settings) -> Settings:
+    """$RESILIENCE_STATE_DIR moves all local-stack state (e.g. a test stack beside a user's)."""
+    env = os.environ.get("RESILIENCE_STATE_DIR")
+    if not env:
+        return settings
+    return dataclasses.replace(settings, stack=dataclasses.replace(settings.stack, state_dir=env))
 
 
 def override_targets(targets: Targets, overrides: dict[str, Any], where: str) -> Targets:

@@ -67,7 +67,7 @@ def pause_replicas(hold_s: float = 5.0) -> dict[str, Any]:
 
 
 def hold_replication(hold_s: float = 5.0) -> dict[str, Any]:
-    """Hold the replica's WAL receiver for `hold_s` s, then kill the primary: with asynchronous
+    """Hold replication (the primary's WAL senders) for `hold_s` s, then kill the primary: with asynchronous
     replication the writes acknowledged meanwhile exist only on the dead primary (RPO > 0)."""
     run = current()
     result = _fault("hold_replication", {}, hold_s)
@@ -75,7 +75,7 @@ def hold_replication(hold_s: float = 5.0) -> dict[str, Any]:
         run.inject("fail_over_database", {"mode": "kill"})
     except (UserError, HarnessError) as exc:
         raise ActivityFailed(str(exc)) from None
-    # let the replica's receiver go: the primary is gone, so nothing more reaches it; promotion needs it running
+    # release the held senders (they died with the primary; this only tidies up)
     for entry in run.rollbacks:
         if entry.fault == "hold_replication" and entry.status == "pending" and entry.step is not None:
             run.target.rollback(entry.step)

@@ -344,7 +344,9 @@ class Run:
     def _write_results(self, journal: dict[str, Any]) -> dict[str, Any]:
         from .evidence import seal_run
         assert self.run_dir is not None
-        records = self.history.sorted()
+        self.history.dump(self.path("history.jsonl"))
+        # measure the history exactly as stored, so `resilience check` recomputes the same figures
+        records = History.load(self.path("history.jsonl")).sorted()
         measurements = compute(records, targets=self.targets, measures=list(self.spec.measures))
         deviations = []
         if journal.get("deviated"):
@@ -357,7 +359,6 @@ class Run:
         result_verdict = verdict(measurements, aborted=bool(self.abort_reason), deviated=bool(deviations))
         phases = _phase_spans(records)
         ended = datetime.now(timezone.utc)
-        self.history.dump(self.path("history.jsonl"))
         with self.path("events.jsonl").open("w") as f:
             for r in records:
                 if r.source != LOAD:

@@ -23,7 +23,7 @@ from .latency import LatencySummary, latency_summary, percentile
 from .measurement import Measurement, judge, verdict
 from .recovery import RecoveryResult, recovery_time
 from .series import per_second_series
-from .windows import fault_time, load_requests, overall_window, phase_windows
+from .windows import fault_time, load_requests, loss_time, overall_window, phase_windows
 
 MEASURES = ("availability", "p99", "rto", "rpo", "autoscaling")
 
@@ -52,6 +52,7 @@ def compute(records: Iterable[Record], *, fault_t: float | None = None, targets:
     requests = load_requests(ordered)
     phases = phase_windows(ordered)
     overall = overall_window(ordered, phases)
+    fault_t_given = fault_t
     if fault_t is None:
         fault_t = fault_time(ordered)
 
@@ -66,7 +67,7 @@ def compute(records: Iterable[Record], *, fault_t: float | None = None, targets:
                             success_ratio=targets.rto_success_ratio)
         result.append(recovery.measurement(rto, target_s=targets.rto_s))
     if "rpo" in measures:
-        loss = data_loss(ordered, fault_t=fault_t)
+        loss = data_loss(ordered, fault_t=loss_time(ordered) if fault_t_given is None else fault_t_given)
         result += durability.measurements(loss, rpo_target_s=targets.rpo_s)
     if "autoscaling" in measures:
         scaling = autoscaling_latency(ordered, step_t=step_t)

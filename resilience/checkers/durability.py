@@ -25,7 +25,9 @@ DEFINITION_RPO = (
     "lost, and 0 when the only lost writes were acknowledged after the fault (they still count in "
     "lost_writes). Every acknowledged write must be read back: if some were not (or the read-back "
     "failed), RPO is inconclusive, unless the loss already found exceeds the target (then it is a lower "
-    "bound and breached). No acknowledged writes, or no fault time: inconclusive."
+    "bound and breached). No acknowledged writes, or no fault time: inconclusive. The fault time here is "
+    "the last fault injection: the failure that loses data (an earlier step, such as holding replication "
+    "back, only prepares it); with one fault it is the injection time."
 )
 DEFINITION_LOST = (
     "Lost writes = acknowledged orders (ok POST /orders with an order_id) that the read-back after "

@@ -86,6 +86,13 @@ def fault_time(records: Iterable[Record]) -> float | None:
     return fault_phase[0] if fault_phase else None
 
 
+def loss_time(records: Iterable[Record]) -> float | None:
+    """When data could be lost: the last `fault`/`inject` (the failure itself), else the fault phase start."""
+    records = list(records)
+    injections = [r.t for r in records if r.source == FAULT and r.op == "inject" and r.status == "ok"]
+    return max(injections) if injections else fault_time(records)
+
+
 def in_window(records: Iterable[Record], window: Window) -> list[Record]:
     start, end = window
     return [r for r in records if start <= r.t < end]

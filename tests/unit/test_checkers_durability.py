@@ -91,3 +91,22 @@ def test_matching_falls_back_on_order_id_and_the_last_readback_counts():
     loss = data_loss(records, fault_t=FAULT)
     assert loss.found == 2 and loss.unverified == 0
     assert [w.ack_t for w in acknowledged_writes(records)] == [1.01, 2.01]
+
+
+def test_rpo_is_measured_from_the_last_injection_the_failure_itself():
+    """Holding replication at t=10, killing the primary at t=14: writes acked at 11..13 are lost,
+    so the data-loss window reaches back from the kill (14) to the earliest lost ack (11)."""
+    from resilience.checkers import compute
+    from resilience.config import Targets
+    from resilience.history import Record
+    records = [Record(0.0, "phase", "steady", "info"), Record(10.0, "phase", "fault", "info"),
+               Record(10.0, "fault", "inject", "ok", detail={"capability": "hold_replication"}),
+               Record(14.0, "fault", "inject", "ok", detail={"capability": "fail_over_database"}),
+               Record(30.0, "phase", "end", "info")]
+    for t in (5.0, 11.0, 12.0, 13.0):
+        key = f"k{t}"
+        records.append(Record(t, "load", "POST /orders", "ok", 0.0, key, {"order_id": key, "seq": 1}))
+        records.append(Record(31.0, "check", "readback", "ok" if t < 10 else "fail", None, key, {"ack_t": t}))
+    result = {m.name: m for m in compute(records, targets=Targets(rpo_s=1.0), measures=["rpo"])}
+    assert result["lost_writes"].value == 3
+    assert result["rpo_s"].value == 3.0 and result["rpo_s"].status == "breached"

@@ -163,10 +163,18 @@ class LocalTarget(Target):
         for i in (1, 2):
             try:
                 pm = int((self.root / f"postgres-{i}" / "data" / "postmaster.pid").read_text().split()[0])
-                if _cmdline(pm).startswith("/usr/lib/postgresql/"):
-                    os.killpg(os.getpgid(pm), signal.SIGKILL)
             except (OSError, ValueError, IndexError):
-                pass
+                continue
+            if _cmdline(pm).startswith("/usr/lib/postgresql/"):
+                try:
+                    children = [int(c) for c in Path(f"/proc/{pm}/task/{pm}/children").read_text().split()]
+                except OSError:
+                    children = []
+                for pid in [pm, *children]:  # each PostgreSQL backend is its own process group
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
 
     def down(self) -> None:
         pid = self._supervisor_pid()
@@ -250,7 +258,7 @@ class LocalTarget(Target):
 
     def pause_replication(self) -> RollbackStep:
         self.request("pause_replication", pause=True)
-        return RollbackStep("resume_replication", {}, "SIGCONT the replica's WAL receiver")
+        return RollbackStep("resume_replication", {}, "SIGCONT the primary's held WAL senders")
 
     def heal(self) -> None:
         """Undo every fault the stack knows of (rollback of last resort after a crash)."""
@@ -270,7 +278,7 @@ class LocalTarget(Target):
             try:
                 self.request("pause_replication", pause=False)
             except HarnessError:
-                pass  # the receiver may be gone (the primary it streamed from was killed)
+                pass
         elif step.capability == "heal":
             self.heal()
         elif step.capability == "wait_replicas":

@@ -80,7 +80,7 @@ defaults
     timeout http-request 10s
     timeout http-keep-alive 10s
     timeout queue 5s
-    timeout check 1s
+    timeout check 500ms
     retries 3
     option redispatch 1
     retry-on conn-failure empty-response response-timeout

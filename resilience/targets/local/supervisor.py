@@ -104,6 +104,7 @@ class Supervisor:
         self.last_ready: tuple[int, int] | None = None
         self.last_cpu_t: float | None = None
         self.postmasters: set[int] = set()
+        self.held_walsenders: list[int] = []
         self._next_scale = 0.0
 
     # -- events and state -----------------------------------------------------------
@@ -510,15 +511,24 @@ class Supervisor:
         return [n for n in self.services if (p := self._placement(n)) is not None and p.zone == zone]
 
     def _signal_service(self, name: str, sig: int) -> None:
+        """Signal a component; for PostgreSQL, the postmaster and every backend by PID.
+
+        Each PostgreSQL child calls setsid(), so the postmaster's process group does not
+        reach the backends and WAL senders: a "dead" node would keep streaming otherwise.
+        """
         ex = self.services[name]
         ex.signal(sig)
         if name.startswith("postgres-"):
             pid = _postmaster_pid(self.root / name / "data")
-            if pid:
-                try:
-                    os.killpg(os.getpgid(pid), sig)
-                except (ProcessLookupError, PermissionError):
-                    pass
+            if pid and _pid_alive(pid):
+                children = _children(pid)
+                for target in [pid, *children]:
+                    try:
+                        os.kill(target, sig)
+                    except ProcessLookupError:
+                        pass
+                if sig == signal.SIGKILL:
+                    self.postmasters.add(pid)
 
     def lose_zone(self, zone: str | None) -> dict[str, Any]:
         zone = zone or self.primary_zone()
@@ -653,17 +663,30 @@ class Supervisor:
         return {"members": members}
 
     def pause_replication(self, pause: bool) -> dict[str, Any]:
-        """Hold the replica's WAL receiver (SIGSTOP) so acknowledged async writes never reach it."""
-        leader = self._find_pg_leader() or ""
-        replica = next((n for n in ("postgres-1", "postgres-2") if n != leader), None)
-        pid = _postmaster_pid(self.root / str(replica) / "data") if replica else None
-        receivers = [c for c in _children(pid) if "walreceiver" in _cmdline(c)] if pid else []
-        if pause and not receivers:
-            raise HarnessError(f"no walreceiver process under {replica}'s postmaster")
-        for c in receivers:
-            os.kill(c, signal.SIGSTOP if pause else signal.SIGCONT)
-        self.event("fault", "pause_replication" if pause else "resume_replication", member=replica, pids=receivers)
-        return {"member": replica, "pids": receivers}
+        """Hold the primary's WAL senders (SIGSTOP): WAL committed meanwhile stays on the primary alone.
+
+        Stopping the sender, not the replica's receiver: a stopped receiver still gets
+        the WAL into its socket buffer, and would apply it after resuming.
+        """
+        if not pause:
+            for pid in self.held_walsenders:
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+            released, self.held_walsenders = self.held_walsenders, []
+            self.event("fault", "resume_replication", pids=released)
+            return {"pids": released}
+        leader = self._find_pg_leader()
+        pid = _postmaster_pid(self.root / str(leader) / "data") if leader else None
+        senders = [c for c in _children(pid) if "walsender" in _cmdline(c)] if pid else []
+        if not senders:
+            raise HarnessError(f"no WAL sender under the primary {leader}'s postmaster: is the replica streaming?")
+        for c in senders:
+            os.kill(c, signal.SIGSTOP)
+        self.held_walsenders += senders
+        self.event("fault", "pause_replication", member=leader, pids=senders)
+        return {"member": leader, "pids": senders}
 
     def heal(self) -> dict[str, Any]:
         """Undo every fault this supervisor knows of (a crashed run's rollback of last resort)."""
@@ -773,11 +796,11 @@ class Supervisor:
         # (etcd and a synchronous primary otherwise wait seconds for peers that are stopping too)
         for wave, grace in zip(waves, (3.0, 0.5, 0.5)):
             _stop_together(wave, timeout=grace)
-        for pid in postmasters:  # Patroni stops PostgreSQL; make sure of it
-            if _pid_alive(pid):
+        for pid in postmasters:  # Patroni stops PostgreSQL; make sure of it (backends are their own groups)
+            for target in ([pid, *_children(pid)] if _pid_alive(pid) else []):
                 try:
-                    os.killpg(os.getpgid(pid), signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
+                    os.kill(target, signal.SIGKILL)
+                except ProcessLookupError:
                     pass
         self._reap()
         for r in self.replicas.values():

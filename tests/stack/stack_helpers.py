@@ -1,0 +1,89 @@
+"""Helpers for the local-stack tests: settings, waiting on conditions, continuous order traffic."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+import pytest
+
+from resilience.config import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+STATE_DIR = "/var/lib/resilience-test"
+
+
+def stack_settings(**stack_overrides: Any) -> Settings:
+    base = load_settings(None)
+    stack = dataclasses.replace(base.stack, state_dir=STATE_DIR, **stack_overrides)
+    return dataclasses.replace(base, stack=stack)
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> float:
+    """Seconds it took; fails the test with `what` after `timeout`."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        try:
+            if condition():
+                return time.monotonic() - t0
+        except Exception:
+            pass
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def place_order(client: httpx.Client, key: str) -> httpx.Response:
+    return client.post("/orders", json={"idempotency_key": key, "student_id": "s-test",
+                                        "items": [{"item_id": 1, "qty": 1}]})
+
+
+@dataclass
+class Traffic:
+    """Orders placed continuously through the platform URL from a thread; every outcome kept."""
+
+    url: str
+    interval: float = 0.02
+    outcomes: list[tuple[float, str, int]] = field(default_factory=list)  # (t, key, status code or 0)
+    acked: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> "Traffic":
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        prefix = uuid.uuid4().hex[:6]
+        n = 0
+        with httpx.Client(base_url=self.url, timeout=2.0) as client:
+            while not self._stop.is_set():
+                n += 1
+                key = f"t-{prefix}-{n}"
+                try:
+                    resp = place_order(client, key)
+                    code = resp.status_code
+                    if code == 201:
+                        self.acked[key] = resp.json()
+                except Exception:  # a timeout, a reset, a broken answer: not acknowledged
+                    code = 0
+                self.outcomes.append((time.monotonic(), key, code))
+                self._stop.wait(self.interval)
+
+    def failures_since(self, t: float) -> int:
+        return sum(1 for (tt, _, code) in list(self.outcomes) if tt >= t and code != 201)
+
+    def successes_since(self, t: float) -> int:
+        return sum(1 for (tt, _, code) in list(self.outcomes) if tt >= t and code == 201)
+
+

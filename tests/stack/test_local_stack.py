@@ -1,0 +1,134 @@
+"""Issue 2's must-shows, on the real local stack: processes, zones, failovers, teardown."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from resilience.targets.local import LocalTarget
+
+from stack_helpers import place_order, wait_until
+
+pytestmark = pytest.mark.stack
+
+
+def test_up_is_healthy_in_three_zones_and_orders_read_back(stack: LocalTarget) -> None:
+    status = stack.status()
+    assert status.healthy, [c for c in status.components if not c.healthy]
+    assert status.zone_mode == "netns"
+    assert status.zones() == {"zone-a", "zone-b", "zone-c"}
+    kinds = sorted(c.kind for c in status.components)
+    assert kinds.count("etcd") == 3 and kinds.count("sentinel") == 3 and kinds.count("postgres") == 2
+    assert {c.zone for c in status.components if c.kind == "api"} == {"zone-a", "zone-b", "zone-c"}
+    with httpx.Client(base_url=status.url or "", timeout=5) as client:
+        created = [place_order(client, f"up-{i}") for i in range(5)]
+        assert all(r.status_code == 201 for r in created)
+        seqs = [r.json()["seq"] for r in created]
+        assert seqs == sorted(seqs) and len(set(seqs)) == 5
+        for r in created:
+            got = client.get(f"/orders/{r.json()['order_id']}")
+            assert got.status_code == 200 and got.json()["idempotency_key"] == r.json()["idempotency_key"]
+
+
+def test_up_on_a_running_stack_reports_it_instead_of_starting_another(stack: LocalTarget) -> None:
+    pid_before = stack._supervisor_pid()
+    status = stack.up()
+    assert status.running and stack._supervisor_pid() == pid_before
+
+
+def test_killed_replica_is_replaced_and_requests_keep_succeeding(stack: LocalTarget, traffic) -> None:
+    wait_until(lambda: stack.ready_replicas() >= 3, 30, "3 ready replicas")
+    before = {c.pid for c in stack.status().components if c.kind == "api"}
+
+    def replaced() -> bool:
+        api = [c for c in stack.status().components if c.kind == "api"]
+        new = [c for c in api if c.pid is not None and c.pid not in before]
+        return bool(new) and all(c.healthy for c in api) and len(api) >= 3
+
+    with traffic() as t:
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        stack.kill_replicas(count=1, seed=7)
+        took = wait_until(replaced, 30, "the controller to replace the killed replica, ready in the load balancer")
+        time.sleep(1.0)
+    assert t.successes_since(t0) > 20
+    # only requests in flight on the killed replica may fail
+    assert t.failures_since(t0) <= 3, t.failures_since(t0)
+    events = [e for e in stack.events_since(t0 - 0.5) if e.op == "replace"]
+    assert events, "the controller recorded no replace event"
+    print(f"replica replaced and ready in {took:.2f} s; {t.failures_since(t0)} failed requests")
+
+
+def test_postgres_primary_kill_promotes_replica_and_loses_no_acknowledged_order(stack: LocalTarget, traffic) -> None:
+    leader_before = stack.status().detail["pg_leader"]
+    with traffic() as t:
+        time.sleep(2.0)
+        t0 = time.monotonic()
+        step = stack.fail_over_database("kill")
+        took = wait_until(lambda: stack.status().detail["pg_leader"] not in (None, leader_before), 60,
+                          "Patroni to promote the replica")
+        wait_until(lambda: t.successes_since(time.monotonic() - 0.5) > 0, 30, "orders to succeed again")
+        time.sleep(1.0)
+    acked = dict(t.acked)
+    assert len(acked) > 50
+    with httpx.Client(base_url=stack.url(), timeout=10) as client:
+        found = client.post("/orders/lookup", json={"keys": list(acked)}).json()["found"]
+    lost = [k for k in acked if k not in found]
+    assert lost == [], f"{len(lost)} acknowledged orders lost with synchronous replication"
+    print(f"promoted in {took:.1f} s; {t.failures_since(t0)} failed requests; {len(acked)} acknowledged, 0 lost")
+    stack.rollback(step)
+    wait_until(lambda: stack.status().healthy, 60, "the old primary to rejoin as a replica")
+
+
+def test_redis_master_kill_fails_over_and_orders_keep_succeeding(stack: LocalTarget, traffic) -> None:
+    master_before = stack.status().detail["redis_master"]
+    with traffic() as t:
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        step = stack.stop_cache("failover")
+        wait_until(lambda: stack.status().detail["redis_master"] not in (None, master_before), 30,
+                   "Sentinel to promote the Redis replica")
+        time.sleep(1.0)
+    total = t.successes_since(t0) + t.failures_since(t0)
+    assert total > 20 and t.failures_since(t0) / total < 0.02, (t.failures_since(t0), total)
+    stack.rollback(step)
+    wait_until(lambda: stack.status().healthy, 60, "the old Redis master to return as a replica")
+
+
+def test_cut_zone_leaves_the_load_balancer_and_traffic_continues(stack: LocalTarget, traffic) -> None:
+    status = stack.status()
+    busy = {c.zone for c in status.components if c.role in ("primary", "master")}
+    zone = next(z for z in ("zone-c", "zone-b", "zone-a") if z not in busy)
+    zone_replicas = {c.name for c in status.components if c.kind == "api" and c.zone == zone}
+    assert zone_replicas
+    with traffic() as t:
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        step = stack.lose_zone(zone)
+        wait_until(lambda: not any(c.healthy for c in stack.status().components if c.name in zone_replicas),
+                   10, f"{zone}'s replicas to leave the load balancer")
+        took = wait_until(lambda: t.successes_since(time.monotonic() - 1.0) > 10, 15, "orders to flow again")
+    assert t.failures_since(t0) <= 5, t.failures_since(t0)
+    print(f"orders flowing again {took:.2f} s after the cut; {t.failures_since(t0)} failed")
+    stack.rollback(step)
+    wait_until(lambda: stack.status().healthy, 60, f"{zone} to come back")
+    assert stack.ready_replicas() >= 3
+
+
+def test_port_in_use_is_a_clear_error_and_starts_nothing(tmp_path) -> None:
+    """A second stack on a port that is taken: exit 2 naming the port and the setting, nothing left running."""
+    config = tmp_path / "resilience.yaml"
+    config.write_text("stack:\n  state_dir: /var/lib/resilience-porttest\n  ports: {lb: 18080}\n")
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 18080))
+        blocker.listen()
+        proc = subprocess.run([sys.executable, "-m", "resilience.cli", "up", "--config", str(config)], capture_output=True,
+                              text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "18080" in proc.stderr and "stack.ports.lb" in proc.stderr
+    assert not (tmp_path / "state.json").exists()
