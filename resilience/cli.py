@@ -193,7 +193,7 @@ def _dry_run(args: argparse.Namespace, settings: Settings) -> int:
     if not hasattr(target, "plan_experiment"):
         raise UserError(f"--dry-run is supported for the kubernetes and aws targets; the {args.target} target "
                         f"runs on this machine (try `resilience validate {args.experiment}`).")
-    for line in target.plan_experiment(list(spec.faults)):
+    for line in target.plan_experiment(spec.capabilities()):
         print(line)
     return 0
 
@@ -268,6 +268,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_gameday(args: argparse.Namespace) -> int:
+    from .experiments import experiments_dir
     from .gameday import gameday_verdict, run_gameday
     settings = _settings(args)
     reports_dir = Path(args.reports_dir or settings.evidence.reports_dir)
@@ -275,7 +276,7 @@ def cmd_gameday(args: argparse.Namespace) -> int:
     def run_one(name: str) -> Path:
         return Path(run_experiment(name, args, settings)["run_dir"])
 
-    report_dir = run_gameday(args.suite, run_one, reports_dir, settings)
+    report_dir = run_gameday(args.suite, run_one, reports_dir, settings, suites_file=experiments_dir() / "suites.yaml")
     final = gameday_verdict(report_dir)
     print(f"game-day {args.suite}: {final.upper()}; compliance report: {report_dir}/compliance.html "
           f"(and compliance.pdf, compliance.json)")

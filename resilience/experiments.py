@@ -67,6 +67,16 @@ class ExperimentSpec:
     profile: str
     faults: tuple[tuple[str, dict[str, Any]], ...] = field(default=())  # (function, arguments) in method order
 
+    def capabilities(self) -> list[tuple[str, dict[str, Any]]]:
+        """The faults as target capabilities: `zone: primary` means "the zone the target finds the primary in"."""
+        out = []
+        for func, args in self.faults:
+            args = {k: v for k, v in args.items() if k != "hold_s"}
+            if func == "lose_zone" and args.get("zone") in (None, "primary"):
+                args["zone"] = None
+            out.append((func, args))
+        return out
+
     def targets(self, base: Targets, cli_overrides: dict[str, Any] | None = None) -> Targets:
         merged = {**self.target_overrides, **(cli_overrides or {})}
         return override_targets(base, merged, str(self.path)) if merged else base

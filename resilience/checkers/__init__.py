@@ -22,7 +22,6 @@ from .durability import DurabilityResult, data_loss
 from .latency import LatencySummary, latency_summary, percentile
 from .measurement import Measurement, judge, verdict
 from .recovery import RecoveryResult, recovery_time
-from .series import per_second_series
 from .windows import fault_time, load_requests, loss_time, overall_window, phase_windows
 
 MEASURES = ("availability", "p99", "rto", "rpo", "autoscaling")
@@ -30,7 +29,7 @@ MEASURES = ("availability", "p99", "rto", "rpo", "autoscaling")
 __all__ = [
     "MEASURES", "AutoscalingResult", "DurabilityResult", "LatencySummary", "Measurement", "RecoveryResult",
     "RequestCounts", "autoscaling_latency", "compute", "count_requests", "data_loss", "fault_time", "judge",
-    "latency_summary", "overall_window", "per_second_series", "percentile", "phase_windows", "recovery_time",
+    "latency_summary", "overall_window", "percentile", "phase_windows", "recovery_time",
     "verdict",
 ]
 

@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from ..checkers.latency import percentile  # the checkers' nearest rank: plots and verdicts agree
 from ..history import CONTROLLER, LOAD, PLATFORM, Record  # noqa: E402
 from .run import RunView  # noqa: E402
 
@@ -47,12 +48,6 @@ class SecondStats:
         return self.ok / self.requests if self.requests else None
 
 
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending list (q in 0..1)."""
-    rank = max(1, math.ceil(q * len(sorted_values)))
-    return sorted_values[rank - 1]
-
-
 def per_second_series(records: Iterable[Record]) -> list[SecondStats]:
     """One SecondStats per second from the first to the last load request (empty seconds included).
 
@@ -77,8 +72,8 @@ def per_second_series(records: Iterable[Record]) -> list[SecondStats]:
         ok, fail, unknown = counts.get(second, [0, 0, 0])
         values = sorted(latencies.get(second, []))
         series.append(SecondStats(second, ok, fail, unknown,
-                                  percentile(values, 0.50) if values else None,
-                                  percentile(values, 0.99) if values else None))
+                                  percentile(values, 50),
+                                  percentile(values, 99)))
     return series
 
 

@@ -3,7 +3,6 @@
 import pytest
 
 from resilience.checkers.availability import availability, count_requests, measurements
-from resilience.checkers.series import per_second_series
 from resilience.history import Record
 
 
@@ -72,19 +71,3 @@ def test_phase_without_requests_is_inconclusive_not_a_pass():
                           target=0.9)
     recovery = [m for m in result if m.name == "availability_recovery"][0]
     assert recovery.status == "inconclusive"
-
-
-def test_per_second_series_rows():
-    records = [req(10.1, latency=0.010), req(10.2, latency=0.020), req(10.3, "unknown", latency=2.0),
-               req(12.5, "fail", latency=0.001), req(13.0)]  # 13.0 is outside [10, 13)
-    rows = per_second_series(records, 10.0, 13.0)
-    assert [r["t"] for r in rows] == [10.0, 11.0, 12.0]
-    assert rows[0] == {"t": 10.0, "requests": 3, "ok": 2, "fail": 0, "unknown": 1,
-                       "availability": pytest.approx(2 / 3), "p50_ms": 20.0, "p99_ms": 2000.0}
-    assert rows[1]["requests"] == 0 and rows[1]["availability"] is None and rows[1]["p99_ms"] is None
-    assert rows[2]["fail"] == 1 and rows[2]["availability"] == 0.0 and rows[2]["p50_ms"] == 1.0
-
-
-def test_per_second_series_partial_last_second_and_empty_range():
-    assert len(per_second_series([req(1.2)], 0.0, 1.5)) == 2
-    assert per_second_series([req(1.0)], 5.0, 5.0) == []

@@ -165,9 +165,9 @@ def test_per_second_series_counts_statuses_and_fills_gaps() -> None:
 
 def test_percentile_is_nearest_rank() -> None:
     values = [float(v) for v in range(1, 101)]
-    assert percentile(values, 0.99) == 99.0
-    assert percentile(values, 0.50) == 50.0
-    assert percentile([7.0], 0.99) == 7.0
+    assert percentile(values, 99) == 99.0
+    assert percentile(values, 50) == 50.0
+    assert percentile([7.0], 99) == 7.0
 
 
 def test_replica_series_reads_controller_records() -> None:

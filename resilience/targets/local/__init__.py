@@ -154,7 +154,8 @@ class LocalTarget(Target):
             return
         for comp in state.get("components", []):
             pid = comp.get("pid")
-            if pid and _same_process_group_alive(pid):
+            program = _PROGRAMS.get(comp.get("kind", ""), "?")
+            if pid and _same_process_group_alive(pid) and program in _cmdline(pid):  # not a reused PID
                 for sig in (signal.SIGCONT, signal.SIGKILL):
                     try:
                         os.killpg(pid, sig)
@@ -290,6 +291,11 @@ class LocalTarget(Target):
             raise HarnessError(f"the controller did not restore {args.get('count')} ready replicas within 60 s")
         else:
             raise HarnessError(f"local target: unknown rollback step {step.capability!r}")
+
+
+# what each kind of component runs: a recorded PID is only signalled if it still runs that program
+_PROGRAMS = {"etcd": "etcd", "postgres": "patroni", "redis": "redis-server", "sentinel": "redis-sentinel",
+             "haproxy": "haproxy", "api": "resilience.platform"}
 
 
 def _cmdline(pid: int) -> str:

@@ -218,6 +218,8 @@ class Supervisor:
             if role == "primary":
                 return http_get(f"{base}/primary", 0.5)[0] == 200
             data = http_json(f"{base}/patroni", 0.5) or {}
+            if role == "any":
+                return data.get("state") == "running"
             return data.get("state") == "running" and data.get("role") == "replica" and \
                 bool((data.get("replication_state") or "streaming") == "streaming")
         return check
@@ -310,6 +312,7 @@ class Supervisor:
                 self._reap()
                 self._replace_dead()
                 self._autoscale()
+                self._rebalance()
                 ready = self._count_ready()
                 if (ready, self.desired) != self.last_ready:
                     self.last_ready = (ready, self.desired)
@@ -344,6 +347,33 @@ class Supervisor:
             for _ in range(self.desired - len(live)):
                 new = self._start_replica()
                 self.event("controller", "create", replica=self.layout.api(new.slot, new.zone).name, zone=new.zone)
+
+    def _rebalance(self) -> None:
+        """Topology spread (maxSkew 1) over live zones: after a zone returns, move replicas back into it.
+
+        Surge first, like a rolling update: start one in the emptiest zone, and once it is
+        in the load balancer, stop one in the fullest zone.
+        """
+        if self.lost_zones:
+            return
+        with self.lock:
+            live = [r for r in self.replicas.values() if not r.lost and not r.stopping]
+            if any(not r.enabled for r in live):
+                return  # wait until new replicas are in the load balancer
+            counts = {z: sum(1 for r in live if r.zone == z) for z in self.s.zones}
+            fullest = max(self.s.zones, key=lambda z: counts[z])
+            emptiest = min(self.s.zones, key=lambda z: counts[z])
+            if len(live) > self.desired:
+                victim = max((r for r in live if r.zone == fullest), key=lambda r: r.slot)
+            elif counts[fullest] - counts[emptiest] > 1:
+                new = self._start_replica(zone=emptiest)
+                self.event("controller", "rebalance", replica=self.layout.api(new.slot, new.zone).name,
+                           zone=emptiest, counts=counts)
+                return
+            else:
+                return
+        self.event("controller", "rebalance", stop=self.layout.api(victim.slot, victim.zone).name, zone=victim.zone)
+        self._stop_replica(victim, graceful=True)
 
     def _utilization(self) -> float | None:
         """Mean CPU use of ready replicas as a percentage of their limit (None: no metrics)."""
@@ -580,7 +610,8 @@ class Supervisor:
         if kind == "etcd":
             spec, ready = self.layout.etcd_spec(i), self._etcd_ready(i)
         elif kind == "postgres":
-            spec, ready = self.layout.patroni_spec(i), self._patroni_role_ready(i, "replica")
+            # usually it rejoins as a replica; if the fault was shorter than Patroni's ttl it may still lead
+            spec, ready = self.layout.patroni_spec(i), self._patroni_role_ready(i, "any")
         elif kind == "redis":
             master = self._current_redis_master_address()
             own = self.layout.redis(i).address
@@ -678,8 +709,8 @@ class Supervisor:
             self.event("fault", "resume_replication", pids=released)
             return {"pids": released}
         leader = self._find_pg_leader()
-        pid = _postmaster_pid(self.root / str(leader) / "data") if leader else None
-        senders = [c for c in _children(pid) if "walsender" in _cmdline(c)] if pid else []
+        postmaster = _postmaster_pid(self.root / str(leader) / "data") if leader else None
+        senders = [c for c in _children(postmaster) if "walsender" in _cmdline(c)] if postmaster else []
         if not senders:
             raise HarnessError(f"no WAL sender under the primary {leader}'s postmaster: is the replica streaming?")
         for c in senders:
