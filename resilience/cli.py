@@ -363,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("resilience: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `resilience status | head -1`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ STATE_DIR = "/var/lib/resilience-test"
 
 def stack_settings(**stack_overrides: Any) -> Settings:
     base = load_settings(None)
-    stack = dataclasses.replace(base.stack, state_dir=STATE_DIR, **stack_overrides)
+    stack = dataclasses.replace(base.stack, **{"state_dir": STATE_DIR, **stack_overrides})
     return dataclasses.replace(base, stack=stack)
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> float:

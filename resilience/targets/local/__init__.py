@@ -127,8 +127,17 @@ class LocalTarget(Target):
                 proc.wait()
 
     def _check_ports(self) -> None:
+        """HAProxy's ports always; in process mode every component's, since all share 127.0.0.1."""
         ports = self.s.ports
-        for name, port in (("ports.lb", ports.lb), ("ports.lb_stats", ports.lb_stats)):
+        wanted = [("ports.lb", ports.lb), ("ports.lb_stats", ports.lb_stats)]
+        if self.s.zone_mode == "process":
+            a = self.s.autoscaling
+            wanted += [("ports.api_base", ports.api_base + i) for i in range(1, a.max_replicas + 1)]
+            wanted += [(f"ports.{name}", getattr(ports, name) + i) for i in (1, 2, 3)
+                       for name in ("etcd_client_base", "etcd_peer_base", "sentinel_base")]
+            wanted += [(f"ports.{name}", getattr(ports, name) + i) for i in (1, 2)
+                       for name in ("postgres_base", "patroni_base", "redis_base")]
+        for name, port in wanted:
             if not port_free("127.0.0.1", port):
                 raise UserError(f"port {port} on 127.0.0.1 (setting stack.{name}) is in use by another program. "
                                 f"Stop that program, or choose a free port in the config file (stack.{name}).")
