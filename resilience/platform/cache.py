@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -55,9 +55,14 @@ def make_redis_client(settings: PlatformSettings) -> Redis | None:
         "max_connections": 50,
     }
     if settings.redis_sentinels:
+        # No retries towards a Sentinel: redis-py's default retries made one unreachable Sentinel
+        # (a lost zone) cost ~7 s per discovery, longer than a call's budget, so discovery never
+        # finished and never moved the dead Sentinel off the front of its list: Redis stayed
+        # unusable for the whole outage. Without retries it costs one timeout, once.
         sentinel = Sentinel(list(settings.redis_sentinels),
                             sentinel_kwargs={"socket_timeout": settings.redis_timeout_s,
-                                             "socket_connect_timeout": settings.redis_timeout_s},
+                                             "socket_connect_timeout": settings.redis_timeout_s,
+                                             "retry": Retry(NoBackoff(), 0)},
                             **connection_options)
         client: Redis = sentinel.master_for(settings.redis_master)
         return client
