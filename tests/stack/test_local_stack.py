@@ -132,3 +132,31 @@ def test_port_in_use_is_a_clear_error_and_starts_nothing(tmp_path) -> None:
     assert proc.returncode == 2
     assert "18080" in proc.stderr and "stack.ports.lb" in proc.stderr
     assert not (tmp_path / "state.json").exists()
+
+
+def test_losing_the_cache_zone_leaves_redis_usable_through_sentinel(stack: LocalTarget) -> None:
+    """After the zone holding the Redis master (and one Sentinel) is lost, the API finds the new master:
+    menus come from the cache again, fast (a dead first Sentinel once made every cache call time out)."""
+    wait_until(lambda: stack.status().healthy, 60, "a healthy stack")
+    master = stack.status().detail["redis_master"]
+    zone = next(c.zone for c in stack.status().components if c.name == master)
+    step = stack.lose_zone(zone)
+    try:
+        with httpx.Client(base_url=stack.url(), timeout=3) as client:
+            def cached_and_fast() -> bool:
+                t0 = time.monotonic()
+                resp = client.get("/menu")
+                return (resp.status_code == 200 and resp.headers.get("x-cache") == "hit"
+                        and time.monotonic() - t0 < 0.25)
+            took = wait_until(cached_and_fast, 40, "menus served from Redis again after the failover")
+            slow = 0
+            for _ in range(40):
+                t0 = time.monotonic()
+                client.get("/menu")
+                slow += time.monotonic() - t0 > 0.5
+                time.sleep(0.05)
+        assert slow <= 2, f"{slow} of 40 menu requests took over 0.5 s after the cache failed over"
+        print(f"menus cached again {took:.1f} s after losing {zone}")
+    finally:
+        stack.rollback(step)
+    wait_until(lambda: stack.status().healthy, 90, f"{zone} back")
