@@ -13,11 +13,9 @@ is injected, and rollbacks run on success, failure, abort, Ctrl-C and errors;
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
-import traceback
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,7 +26,7 @@ import yaml
 
 from . import __version__
 from .checkers import compute, verdict
-from .checkers.measurement import ABORTED, Measurement
+from .checkers.measurement import Measurement
 from .config import Settings
 from .errors import HarnessError, UserError
 from .experiments import ExperimentSpec, PROJECT_ROOT
@@ -492,10 +490,3 @@ def _tool_versions() -> dict[str, str]:
         except PackageNotFoundError:
             pass
     return out
-
-
-def format_exception(exc: BaseException) -> str:
-    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
-
-
-__all__ = ["Run", "RunOptions", "Aborted", "current", "set_current", "readback", "ABORTED", "os"]

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import dataclasses
 import json
 import os
 import random
 import signal
-import socket
 import socketserver
 import sys
 import threading
