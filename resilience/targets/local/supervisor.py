@@ -292,6 +292,10 @@ class Supervisor:
         return sum(1 for slot, r in self.replicas.items() if slot in up and not r.lost)
 
     def _enable_ready_replicas(self) -> None:
+        with self.lock:  # the control socket and the controller both get here; enable each slot once
+            self._enable_ready_replicas_locked()
+
+    def _enable_ready_replicas_locked(self) -> None:
         for r in list(self.replicas.values()):
             if not r.enabled and not r.lost and not r.stopping and r.executor.ready() and self.admin:
                 place = self.layout.api(r.slot, r.zone)
