@@ -73,6 +73,8 @@ class StackSettings:
     redis_down_after_ms: int = 1000
     redis_failover_timeout_ms: int = 3000
     startup_timeout_s: float = 60.0
+    heal_timeout_s: float = 120.0  # a rollback waits this long for every restored component to rejoin
+    reinit_after_s: float = 20.0  # a PostgreSQL member not streaming this long after its restart is re-cloned
 
     @property
     def state_path(self) -> Path:
@@ -212,6 +214,9 @@ def validate(settings: Settings) -> Settings:
     if s.patroni_loop_wait_s + 2 * s.patroni_retry_timeout_s > s.patroni_ttl_s or s.patroni_loop_wait_s < 1:
         raise UserError(f"{where}: Patroni needs loop_wait >= 1 and loop_wait + 2 * retry_timeout <= ttl; got "
                         f"loop_wait={s.patroni_loop_wait_s}, retry_timeout={s.patroni_retry_timeout_s}, ttl={s.patroni_ttl_s}.")
+    if not 0 < s.reinit_after_s < s.heal_timeout_s:
+        raise UserError(f"{where}: 'stack.reinit_after_s' must be positive and below 'stack.heal_timeout_s'; got "
+                        f"reinit_after_s={s.reinit_after_s}, heal_timeout_s={s.heal_timeout_s}.")
     ports = dataclasses.asdict(s.ports)
     for name, port in ports.items():
         if not 1024 <= port <= 65000:

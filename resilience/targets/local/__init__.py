@@ -211,7 +211,7 @@ class LocalTarget(Target):
         response = self.request("status", timeout=10)
         components = [Component(**c) for c in response["components"]]
         detail = {k: response.get(k) for k in ("desired_replicas", "ready_replicas", "lost_zones", "primary_zone",
-                                                  "pg_leader", "redis_master")}
+                                                  "pg_leader", "redis_master", "problems")}
         detail["state_dir"] = str(self.root)
         return StackStatus(self.name, True, response["url"], response["zone_mode"], components, detail)
 
@@ -271,17 +271,22 @@ class LocalTarget(Target):
         return RollbackStep("resume_replication", {}, "SIGCONT the primary's held WAL senders")
 
     def heal(self) -> None:
-        """Undo every fault the stack knows of (rollback of last resort after a crash)."""
-        self.request("heal")
+        """Undo every fault the stack knows of (rollback of last resort after a crash), and wait until it is whole."""
+        self.request("heal", timeout=self._heal_wait())
+
+    def _heal_wait(self) -> float:
+        """How long a restoring request may take: the supervisor's own heal deadline, plus restarting."""
+        return self.s.heal_timeout_s + 60
 
     def rollback(self, step: RollbackStep) -> None:
+        """Undo one fault; returns once every restored component has rejoined (or raises, naming what did not)."""
         args = step.arguments
         if step.capability == "restore_zone":
-            self.request("restore_zone", zone=args["zone"])
+            self.request("restore_zone", timeout=self._heal_wait(), zone=args["zone"])
         elif step.capability == "restore_db":
-            self.request("restore_db", member=args["member"])
+            self.request("restore_db", timeout=self._heal_wait(), member=args["member"])
         elif step.capability == "restore_cache":
-            self.request("restore_cache", members=args.get("members", []))
+            self.request("restore_cache", timeout=self._heal_wait(), members=args.get("members", []))
         elif step.capability == "resume_replicas":
             self.request("pause_replicas", pause=False)
         elif step.capability == "resume_replication":

@@ -85,8 +85,18 @@ def tcp_open(host: str, port: int, timeout: float = 0.3) -> bool:
 
 def http_get(url: str, timeout: float = 0.5) -> tuple[int, bytes]:
     """(status, body); status 0 when unreachable."""
+    return _http(url, timeout)
+
+
+def http_post(url: str, body: Any, timeout: float = 2.0) -> tuple[int, bytes]:
+    """POST a JSON body: (status, response body); status 0 when unreachable."""
+    return _http(urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                        headers={"Content-Type": "application/json"}), timeout)
+
+
+def _http(request: str | urllib.request.Request, timeout: float) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read() if exc.fp else b""
@@ -199,7 +209,8 @@ class StackLayout:
         return {
             "scope": PATRONI_SCOPE,
             "name": p.name,
-            "log": {"level": "WARNING"},
+            # INFO: the log then says what a rejoining member had to do (pg_rewind, removing its data)
+            "log": {"level": "INFO"},
             "restapi": {"listen": api, "connect_address": api},
             "etcd3": {"hosts": [self.etcd(k).address for k in (1, 2, 3)], "protocol": "http"},
             "bootstrap": {
@@ -240,6 +251,10 @@ class StackLayout:
                 "parameters": {"unix_socket_directories": str(home)},
                 # a spread checkpoint would make the clone wait minutes
                 "basebackup": [{"checkpoint": "fast"}],
+                # a former primary whose timeline forked off is rewound; if that is impossible or
+                # fails, it is cloned again from the new primary instead of waiting for WAL forever
+                "remove_data_directory_on_rewind_failure": True,
+                "remove_data_directory_on_diverged_timelines": True,
             },
             "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
         }

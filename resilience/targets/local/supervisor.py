@@ -34,7 +34,8 @@ from ...errors import HarnessError, UserError
 from . import cgroups, haproxy
 from .autoscaler import Autoscaler, HpaSpec
 from .executor import Executor, wait_for
-from .services import REDIS_MASTER_NAME, StackLayout, http_get, http_json
+from .healing import HealProgress, heal_action, postgres_problems, redis_problems
+from .services import REDIS_MASTER_NAME, StackLayout, http_get, http_json, http_post
 from .zones import ProcessZones, ZoneNetwork, detect_zone_mode
 
 PREFIX = "rsl-"
@@ -43,6 +44,7 @@ EVENTS_FILE = "events.jsonl"
 SOCKET_FILE = "control.sock"
 ERROR_FILE = "startup-error.txt"
 SETTINGS_FILE = "settings.json"
+API_REPLICAS = "api-replicas"  # the heal's name for "as many API replicas ready as desired"
 
 
 def settings_from_json(data: dict[str, Any]) -> StackSettings:
@@ -97,11 +99,12 @@ class Supervisor:
         self.events_path = self.root / EVENTS_FILE
         self.health: dict[str, bool] = {}
         self.roles: dict[str, str] = {}
+        self.problems: dict[str, str] = {}  # component → why it is not whole (see healing.py)
+        self.restart_marks: dict[str, int] = {}  # component → its log's size when it was last restarted
         self.pg_leader: str | None = None
         self.redis_master: str | None = None
         self.last_ready: tuple[int, int] | None = None
         self.last_cpu_t: float | None = None
-        self.postmasters: set[int] = set()
         self.held_walsenders: list[int] = []
         self._next_scale = 0.0
 
@@ -289,7 +292,7 @@ class Supervisor:
         if not self.admin:
             return 0
         up = set(self.admin.up_slots())
-        return sum(1 for slot, r in self.replicas.items() if slot in up and not r.lost)
+        return sum(1 for slot, r in self.replicas.items() if slot in up and _serving(r))
 
     def _enable_ready_replicas(self) -> None:
         with self.lock:  # the control socket and the controller both get here; enable each slot once
@@ -420,52 +423,62 @@ class Supervisor:
         # scale-up replicas are created by _replace_dead's desired-count rule
 
     def _reap(self) -> None:
-        """Reap orphaned postmasters re-parented to us (a killed Patroni leaves its postmaster behind).
+        """Reap PostgreSQL processes re-parented to us once they exit (we are their subreaper).
 
-        Only known postmaster PIDs are reaped: a blanket waitpid(-1) would steal
-        the exit codes of subprocess.run() calls made by other threads.
+        Patroni starts each postmaster detached, so it is re-parented to us; a killed
+        Patroni leaves its postmaster behind too. Unreaped, an exited postmaster stays a
+        zombie, and Patroni, which waits for it to vanish before pg_rewind, waits forever
+        (seen: a rewind "in progress" for minutes after a zone came back). Only zombies
+        named postgres are reaped: a blanket waitpid(-1) would steal the exit codes of
+        subprocess.run() calls made by other threads, and we never start postgres ourselves.
         """
-        for i in (1, 2):
-            pid = _postmaster_pid(self.root / f"postgres-{i}" / "data")
-            if pid:
-                self.postmasters.add(pid)
-        for pid in list(self.postmasters):
+        for pid in _zombie_children(os.getpid(), "postgres"):
             try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:  # not our child (yet), or already reaped
-                if not _pid_alive(pid):
-                    self.postmasters.discard(pid)
-                continue
-            if done:
-                self.postmasters.discard(pid)
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
 
     # -- health and failover detection ------------------------------------------------------
     def _refresh_health(self) -> None:
+        """Each component's health, from what the services report: running is not enough, it must have rejoined."""
         health: dict[str, bool] = {}
         roles: dict[str, str] = {}
+        patroni: dict[str, dict[str, Any] | None] = {}
+        infos: dict[str, dict[str, Any] | None] = {}
+        sentinels: dict[str, str | None] = {}
         for name, ex in list(self.services.items()):
             ok = ex.alive() and name not in self.paused
             kind = name.split("-")[0]
-            if ok and kind == "postgres":
-                data = http_json(f"{self.layout.patroni_api(int(name[-1]))}/patroni", 0.4) or {}
+            if kind == "postgres":
+                data = (http_json(f"{self.layout.patroni_api(int(name[-1]))}/patroni", 0.4) if ok else None) or {}
+                patroni[name] = data or None
                 ok = data.get("state") == "running"
                 roles[name] = {"master": "primary"}.get(data.get("role", ""), data.get("role", "unknown"))
-            elif ok and kind in ("redis", "sentinel"):
-                try:
-                    client = _redis(self._placement(name).address)
-                    ok = bool(client.ping())
-                    if kind == "redis":
-                        roles[name] = client.info("replication").get("role", "unknown")
-                    else:
-                        roles[name] = "sentinel"
-                except Exception:
-                    ok = False
+            elif kind in ("redis", "sentinel"):
+                answer: Any = None
+                if ok:
+                    try:
+                        client = _redis(self._placement(name).address)
+                        answer = client.info("replication") if kind == "redis" else \
+                            _address(client.execute_command("SENTINEL", "get-master-addr-by-name", REDIS_MASTER_NAME))
+                    except Exception:
+                        answer = None
+                ok = answer is not None
+                if kind == "redis":
+                    infos[name] = answer
+                    roles[name] = (answer or {}).get("role", "unknown")
+                else:
+                    sentinels[name] = answer
+                    roles[name] = "sentinel"
             elif ok and kind == "etcd":
                 ok = self._etcd_ready(int(name[-1]))()
                 roles[name] = "member"
             elif kind == "haproxy":
                 roles[name] = "lb"
             health[name] = ok
+        problems = postgres_problems(patroni, self.s.synchronous_replication, self._sync_standbys(patroni))
+        problems.update(redis_problems(infos, {n: self._placement(n).address for n in infos}, sentinels))
+        problems.update({n: "not running or not answering" for n, ok in health.items() if not ok})
         states = {}
         if self.admin:
             try:
@@ -474,8 +487,9 @@ class Supervisor:
                 states = {}
         for slot, r in list(self.replicas.items()):
             st = states.get(slot)
-            health[self.layout.api(slot, r.zone).name] = bool(st and st.up and not r.lost)
-        self.health, self.roles = health, roles
+            health[self.layout.api(slot, r.zone).name] = bool(st and st.up and _serving(r))
+        self.health = {n: ok and n not in problems for n, ok in health.items()}
+        self.roles, self.problems = roles, problems
         leader = self._find_pg_leader()
         if leader and leader != self.pg_leader:
             if self.pg_leader is not None:
@@ -486,6 +500,76 @@ class Supervisor:
             if self.redis_master is not None:
                 self.event("platform", "failover", component="redis", old=self.redis_master, new=master)
             self.redis_master = master
+
+    def _sync_standbys(self, patroni: dict[str, dict[str, Any] | None]) -> set[str]:
+        """Members Patroni's /sync key names as synchronous standby (read from the primary's /cluster)."""
+        leader = next((n for n, d in patroni.items() if d and d.get("role") in ("master", "primary")), None)
+        if leader is None:
+            return set()
+        data = http_json(f"{self.layout.patroni_api(int(leader[-1]))}/cluster", 0.4) or {}
+        return {str(m.get("name")) for m in data.get("members", []) if m.get("role") == "sync_standby"}
+
+    # -- healing -------------------------------------------------------------------------------
+    def wait_healed(self, names: list[str], started: float) -> dict[str, Any]:
+        """Wait until every restored component has rejoined (and the API replicas are back); record the heal.
+
+        A PostgreSQL member still not streaming `reinit_after_s` after its restart is
+        re-cloned from the primary (Patroni's reinitialize). A heal that does not
+        complete within `heal_timeout_s` is an event with each component's log
+        excerpt, and an error for the rollback that asked for it: never a silent
+        degraded stack.
+        """
+        progress = HealProgress(list(names) + [API_REPLICAS], started)
+        deadline = started + self.s.heal_timeout_s
+        while True:
+            self._refresh_health()
+            ready = self._count_ready()
+            problems = {n: self.problems.get(n, "unhealthy") for n in names if not self.health.get(n)}
+            if ready < self.desired:
+                problems[API_REPLICAS] = f"{ready} of {self.desired} API replicas ready"
+            now = time.monotonic()
+            progress.observe(now, problems)
+            if progress.done or now >= deadline:
+                break
+            for name in problems:
+                if name.startswith("postgres-") and name != self.pg_leader and \
+                        progress.may_reinitialize(name, now, self.s.reinit_after_s):
+                    self._reinitialize(name, problems[name], progress)
+            self.stop_event.wait(0.25)
+        actions = {n: heal_action(self._log_since_restart(n), n in progress.reinitialized) if n.startswith("postgres-")
+                   else "rejoin" for n in names}
+        if not progress.done:
+            pending = progress.pending()
+            excerpts = {n: self._log_excerpt(n) for n in pending if n in self.services}
+            self.event("platform", "heal_failed", components=pending, seconds=round(time.monotonic() - started, 3),
+                       actions=actions, logs=excerpts)
+            lines = "; ".join(f"{n}: {why}" for n, why in pending.items())
+            logs = "\n".join(f"--- {n} ({self.services[n].spec.log_path}) ends with:\n{text}" for n, text in excerpts.items())
+            raise HarnessError(f"the stack did not heal within {self.s.heal_timeout_s:.0f} s ({lines}). "
+                               f"Inspect it with `resilience status`; `resilience down` and `up` rebuild it.\n{logs}")
+        detail = {n: {"seconds": progress.seconds(n), "action": actions.get(n, "rejoin")} for n in progress.components}
+        self.event("platform", "heal", components=detail, seconds=round(max(progress.healed_at.values()) - started, 3))
+        return {"healed": detail}
+
+    def _reinitialize(self, name: str, problem: str, progress: HealProgress) -> None:
+        status, body = http_post(f"{self.layout.patroni_api(int(name[-1]))}/reinitialize", {"force": True}, 5.0)
+        if status == 200:
+            progress.reinitialized.add(name)
+            self.event("platform", "reinitialize", component=name, reason=problem)
+
+    def _log_since_restart(self, name: str) -> str:
+        ex = self.services.get(name)
+        if ex is None:
+            return ""
+        try:
+            with ex.spec.log_path.open("rb") as f:
+                f.seek(self.restart_marks.get(name, 0))
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def _log_excerpt(self, name: str, lines: int = 12) -> str:
+        return "\n".join(line[:300] for line in self._log_since_restart(name).splitlines()[-lines:])
 
     def _find_pg_leader(self) -> str | None:
         for i in (1, 2):
@@ -508,11 +592,10 @@ class Supervisor:
                     "SENTINEL", "get-master-addr-by-name", REDIS_MASTER_NAME)
             except Exception:
                 continue
-            if addr:
-                host, port = (a.decode() if isinstance(a, bytes) else a for a in addr)
-                for k in (1, 2):
-                    if self.layout.redis(k).address == f"{host}:{port}":
-                        return f"redis-{k}"
+            address = _address(addr)
+            for k in (1, 2):
+                if address and self.layout.redis(k).address == address:
+                    return f"redis-{k}"
         return None
 
     # -- faults -----------------------------------------------------------------------------
@@ -559,8 +642,6 @@ class Supervisor:
                         os.kill(target, sig)
                     except ProcessLookupError:
                         pass
-                if sig == signal.SIGKILL:
-                    self.postmasters.add(pid)
 
     def lose_zone(self, zone: str | None) -> dict[str, Any]:
         zone = zone or self.primary_zone()
@@ -622,13 +703,13 @@ class Supervisor:
             spec, ready = self.layout.sentinel_spec(i, self.layout.redis(1).address), self._redis_ready(name)
         else:
             raise HarnessError(f"cannot restart {name}")
+        try:
+            self.restart_marks[name] = spec.log_path.stat().st_size
+        except OSError:
+            self.restart_marks[name] = 0
         self._start_service(name, spec, ready)
         self.stopped_services.discard(name)
         self.event("platform", "restart", component=name)
-
-    def wait_services_ready(self, names: list[str], timeout: float) -> None:
-        for name in names:
-            self.services[name].wait_ready(timeout)
 
     def _current_redis_master_address(self) -> str | None:
         master = self._find_redis_master()
@@ -756,7 +837,7 @@ class Supervisor:
                     "url": self.layout.url, "desired_replicas": self.desired,
                     "ready_replicas": self._count_ready(), "lost_zones": sorted(self.lost_zones),
                     "primary_zone": self.primary_zone(), "pg_leader": self.pg_leader,
-                    "redis_master": self.redis_master}
+                    "redis_master": self.redis_master, "problems": dict(self.problems)}
         if op == "ready_replicas":
             return {"ok": True, "ready": self._count_ready(), "desired": self.desired}
         if op == "kill_replicas":
@@ -766,23 +847,27 @@ class Supervisor:
         if op == "lose_zone":
             return {"ok": True, **self.lose_zone(request.get("zone"))}
         if op == "restore_zone":
+            t0 = time.monotonic()
             result = self.restore_zone(request["zone"])
-            self.wait_services_ready(result.get("services", []), 60)
-            return {"ok": True, **result}
+            return {"ok": True, **result, **self.wait_healed(result.get("services", []), t0)}
         if op == "kill_db_primary":
             return {"ok": True, **self.kill_db_primary(request.get("mode", "kill"))}
         if op == "restore_db":
+            t0 = time.monotonic()
             result = self.restore_db(request["member"])
-            self.wait_services_ready([request["member"]], 60)
-            return {"ok": True, **result}
+            return {"ok": True, **result, **self.wait_healed([request["member"]], t0)}
         if op == "stop_cache":
             return {"ok": True, **self.stop_cache(request.get("mode", "failover"))}
         if op == "restore_cache":
-            return {"ok": True, **self.restore_cache(list(request.get("members", [])))}
+            t0 = time.monotonic()
+            result = self.restore_cache(list(request.get("members", [])))
+            return {"ok": True, **result, **self.wait_healed(list(result["members"]), t0)}
         if op == "pause_replication":
             return {"ok": True, **self.pause_replication(bool(request.get("pause", True)))}
         if op == "heal":
-            return {"ok": True, **self.heal()}
+            t0 = time.monotonic()
+            result = self.heal()
+            return {"ok": True, **result, **self.wait_healed(sorted(self.services), t0)}
         if op == "shutdown":
             self.stop_event.set()
             return {"ok": True}
@@ -846,6 +931,15 @@ class Supervisor:
             self.zones.destroy()
 
 
+def _serving(replica: Replica) -> bool:
+    """A replica counts as ready only while its process lives and we put it in the load balancer.
+
+    HAProxy keeps a killed server UP until its health checks fail (about a second),
+    and a replacement reuses the slot: its state alone would count a dead replica.
+    """
+    return replica.enabled and not replica.lost and replica.executor.alive()
+
+
 def _stop_together(executors: list[Executor], timeout: float) -> None:
     """SIGTERM every process group at once, wait for all (bounded), then SIGKILL what is left."""
     for ex in executors:
@@ -857,6 +951,14 @@ def _stop_together(executors: list[Executor], timeout: float) -> None:
         ex.signal(signal.SIGKILL)
     for ex in executors:
         ex.stop(timeout=1.0)  # reaps
+
+
+def _address(answer: Any) -> str | None:
+    """host:port from Sentinel's get-master-addr-by-name answer."""
+    if not answer:
+        return None
+    host, port = (a.decode() if isinstance(a, bytes) else a for a in answer)
+    return f"{host}:{port}"
 
 
 def _restart_order(name: str) -> int:
@@ -876,6 +978,23 @@ def _pid_alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def _zombie_children(parent: int, comm: str) -> list[int]:
+    """PIDs of exited, unreaped children of `parent` whose program name is `comm`."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                head, _, rest = f.read().rpartition(")")
+        except OSError:
+            continue
+        fields = rest.split()
+        if len(fields) > 1 and fields[0] == "Z" and int(fields[1]) == parent and head.partition("(")[2] == comm:
+            found.append(int(entry.name))
+    return found
 
 
 def _children(pid: int) -> list[int]:
