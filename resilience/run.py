@@ -139,10 +139,15 @@ class Run:
             self.started_stack = True
             self.history.add(PLATFORM, "deployed", INFO, detail={"seconds": round(time.monotonic() - t0, 2)})
         status = self.target.status()
+        deadline = time.monotonic() + 30  # a stack just healed by the previous experiment may still be settling
+        while not status.healthy and time.monotonic() < deadline:
+            time.sleep(0.5)
+            status = self.target.status()
         if not status.healthy:
-            bad = [c.name for c in status.components if not c.healthy]
-            raise HarnessError(f"the platform is not healthy before the experiment ({', '.join(bad)} unhealthy); "
-                               f"see `resilience status`.")
+            problems = status.detail.get("problems") or {}
+            bad = [f"{c.name}: {problems.get(c.name, 'unhealthy')}" for c in status.components if not c.healthy]
+            raise HarnessError(f"the platform is not healthy before the experiment ({'; '.join(bad)}); "
+                               f"see `resilience status`, or rebuild it with `resilience down` and `resilience up`.")
         self.history.add(PLATFORM, "stack", INFO, detail=status.to_json())
         ready = self.target.ready_replicas()  # the replica count the run starts from (events only carry changes)
         self.history.add(CONTROLLER, "replicas", INFO,
@@ -346,14 +351,8 @@ class Run:
         # measure the history exactly as stored, so `resilience check` recomputes the same figures
         records = History.load(self.path("history.jsonl")).sorted()
         measurements = compute(records, targets=self.targets, measures=list(self.spec.measures))
-        deviations = []
-        if journal.get("deviated"):
-            deviations.append("the steady-state hypothesis did not hold after the fault (Chaos Toolkit: deviated)")
-        if journal.get("status") == "failed":
-            deviations.append("an activity failed (see journal.json)")
-        failed_rollbacks = [r.to_json() for r in self.rollbacks if r.status == "failed"]
-        if failed_rollbacks:
-            deviations.append(f"{len(failed_rollbacks)} rollback(s) failed")
+        failed_rollbacks = sum(1 for r in self.rollbacks if r.status == "failed")
+        deviations = run_deviations(journal, failed_rollbacks, records)
         result_verdict = verdict(measurements, aborted=bool(self.abort_reason), deviated=bool(deviations))
         phases = _phase_spans(records)
         ended = datetime.now(timezone.utc)
@@ -409,6 +408,22 @@ class Run:
         if self.started_stack and not self.options.keep_up:
             self.progress.say("stopping the stack this run started (use --keep-up to keep it) ...")
             self.target.down()
+
+
+def run_deviations(journal: dict[str, Any], failed_rollbacks: int, records: list[Record]) -> list[str]:
+    """Why a run did not go as planned: each reason makes the verdict at best a deviation, never a pass."""
+    deviations = []
+    if journal.get("deviated"):
+        deviations.append("the steady-state hypothesis did not hold after the fault (Chaos Toolkit: deviated)")
+    if journal.get("status") == "failed":
+        deviations.append("an activity failed (see journal.json)")
+    if failed_rollbacks:
+        deviations.append(f"{failed_rollbacks} rollback(s) failed")
+    for r in records:
+        if r.source == PLATFORM and r.op == "heal_failed":
+            pending = ", ".join(f"{n}: {why}" for n, why in (r.detail or {}).get("components", {}).items())
+            deviations.append(f"the stack did not heal after the fault ({pending}); see the event log")
+    return deviations
 
 
 def readback(url: str, records: list[Record], now: Any, batch: int = 2000) -> list[Record]:

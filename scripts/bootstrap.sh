@@ -3,13 +3,8 @@
 # the platform's services from apt, and a virtualenv (.venv) with the project and its deps.
 # Idempotent: a second run installs nothing new.
 set -euo pipefail
+source "$(dirname "$0")/as-root.sh"
 cd "$(dirname "$0")/.."
-
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
-    echo "bootstrap: needs root (or sudo) to install apt packages; run it as root." >&2; exit 2; fi
-fi
 
 APT_PACKAGES=(postgresql-15 redis-server redis-sentinel haproxy patroni etcd-server etcd-client
               iproute2 nftables procps python3 python3-venv python3-dev gcc chromium fonts-dejavu-core
@@ -20,8 +15,8 @@ for p in "${APT_PACKAGES[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "bootstrap: installing apt packages: ${missing[*]}"
-  $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
 PY=${PYTHON:-python3}

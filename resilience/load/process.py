@@ -47,13 +47,15 @@ class LoadStats:
     p99_ms: float | None  # None when no request ended in the window
     stage: int  # index of the current stage
     done: bool  # the worker has finished and flushed everything
+    locust_requests: int | None = None  # Locust's own count of requests (successes and failures)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "LoadStats":
         return cls(t=float(data["t"]), users=int(data["users"]), target_users=int(data.get("target_users", 0)),
                    requests=int(data["requests"]), rps=float(data["rps"]), error_pct=float(data["error_pct"]),
                    p99_ms=None if data.get("p99_ms") is None else float(data["p99_ms"]),
-                   stage=int(data.get("stage", 0)), done=bool(data.get("done", False)))
+                   stage=int(data.get("stage", 0)), done=bool(data.get("done", False)),
+                   locust_requests=None if data.get("locust_requests") is None else int(data["locust_requests"]))
 
 
 def user_classes_in(locustfile: Path) -> list[str]:

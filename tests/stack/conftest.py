@@ -8,6 +8,7 @@ default ports and the `rsl-` namespace prefix: stop your own stack
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 os.environ["RESILIENCE_STATE_DIR"] = "/var/lib/resilience-test"
 
 from resilience.targets.local import LocalTarget  # noqa: E402
-from stack_helpers import Traffic, stack_settings  # noqa: E402
+from stack_helpers import Traffic, make_whole, stack_settings  # noqa: E402
 
 
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
@@ -26,16 +27,37 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
                 item.add_marker(skip)
 
 
+def pytest_configure(config: Any) -> None:
+    config.addinivalue_line("markers", "own_stack: the test starts and stops a stack of its own (not the shared one)")
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalTarget]:
-    """One shared stack (synchronous replication) for the session; always torn down."""
+    """The shared stack (synchronous replication); started on demand by `whole_stack`, always torn down."""
     target = LocalTarget(stack_settings())
     target.down()  # leftovers of an earlier crashed session
     try:
-        target.up()
         yield target
     finally:
         target.down()
+
+
+@pytest.fixture(autouse=True)
+def whole_stack(request: Any, stack: LocalTarget) -> Iterator[None]:
+    """Each stack test starts from a whole stack, whatever the test before it left behind.
+
+    A test marked `own_stack` gets the shared stack stopped instead (same ports and names).
+    When the previous test left the stack broken, this repairs it and says so as a warning,
+    so that test's failure stays its own and does not cascade.
+    """
+    if request.node.get_closest_marker("own_stack"):
+        stack.down()
+        yield
+        return
+    action = make_whole(stack)
+    if action in ("healed", "rebuilt"):
+        warnings.warn(f"{request.node.nodeid}: the stack was not whole before this test; it was {action}")
+    yield
 
 
 @pytest.fixture

@@ -25,16 +25,56 @@ def stack_settings(**stack_overrides: Any) -> Settings:
     return dataclasses.replace(base, stack=stack)
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> float:
-    """Seconds it took; fails the test with `what` after `timeout`."""
+    """Seconds it took; fails the test with `what` after `timeout`, naming the last exception the condition raised.
+
+    An exception counts as "not yet" (mid-fault, a status request may fail), but a
+    condition that always raises is a bug in the test: the failure message shows it.
+    """
     t0 = time.monotonic()
+    last: BaseException | None = None
     while time.monotonic() - t0 < timeout:
         try:
             if condition():
                 return time.monotonic() - t0
+        except Exception as exc:
+            last = exc
+        time.sleep(interval)
+    seen = f"; the condition last raised {type(last).__name__}: {last}" if last is not None else ""
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}{seen}")
+
+
+def whole(target: Any) -> bool:
+    """Every component rejoined (see healing.py) and as many API replicas ready as desired."""
+    status = target.status()
+    return bool(status.healthy and status.detail["ready_replicas"] >= status.detail["desired_replicas"])
+
+
+def make_whole(target: Any, grace_s: float = 60.0) -> str:
+    """Bring a stack test's precondition about: a whole stack. Returns what it took.
+
+    "whole": it already was (or became so within `grace_s`); "started": it was down;
+    "healed": `heal` repaired what the previous test left; "rebuilt": down and up.
+    """
+    if not target.running():
+        target.up()
+        return "started"
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            if whole(target):
+                return "whole"
         except Exception:
             pass
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.2)
+    try:
+        target.heal()
+        if whole(target):
+            return "healed"
+    except Exception:
+        pass
+    target.down()
+    target.up()
+    return "rebuilt"
 
 
 def place_order(client: httpx.Client, key: str) -> httpx.Response:

@@ -12,7 +12,8 @@ import pytest
 
 from resilience.targets.local import LocalTarget
 
-from stack_helpers import place_order, wait_until
+from resilience.errors import HarnessError
+from stack_helpers import place_order, stack_settings, wait_until, whole
 
 pytestmark = pytest.mark.stack
 
@@ -81,8 +82,17 @@ def test_postgres_primary_kill_promotes_replica_and_loses_no_acknowledged_order(
     lost = [k for k in acked if k not in found]
     assert lost == [], f"{len(lost)} acknowledged orders lost with synchronous replication"
     print(f"promoted in {took:.1f} s; {t.failures_since(t0)} failed requests; {len(acked)} acknowledged, 0 lost")
-    stack.rollback(step)
-    wait_until(lambda: stack.status().healthy, 60, "the old primary to rejoin as a replica")
+    t_heal = time.monotonic()
+    stack.rollback(step)  # returns once the old primary has rejoined: streaming, and the synchronous standby again
+    status = stack.status()
+    assert status.healthy, status.detail["problems"]
+    roles = {c.name: c.role for c in status.components if c.kind == "postgres"}
+    assert roles[leader_before] == "replica", roles
+    heals = [e for e in stack.events_since(t_heal) if e.op == "heal"]
+    assert heals, "the heal was not recorded as an event"
+    rejoined = heals[0].detail["components"][leader_before]
+    assert rejoined["action"] in ("rejoin", "rewind", "reinit") and 0 < rejoined["seconds"] < 120, rejoined
+    print(f"{leader_before} rejoined in {rejoined['seconds']} s ({rejoined['action']})")
 
 
 def test_redis_master_kill_fails_over_and_orders_keep_succeeding(stack: LocalTarget, traffic) -> None:
@@ -96,8 +106,10 @@ def test_redis_master_kill_fails_over_and_orders_keep_succeeding(stack: LocalTar
         time.sleep(1.0)
     total = t.successes_since(t0) + t.failures_since(t0)
     assert total > 20 and t.failures_since(t0) / total < 0.02, (t.failures_since(t0), total)
-    stack.rollback(step)
-    wait_until(lambda: stack.status().healthy, 60, "the old Redis master to return as a replica")
+    stack.rollback(step)  # returns once the old master is a linked replica of the new one
+    status = stack.status()
+    assert status.healthy, status.detail["problems"]
+    assert {c.name: c.role for c in status.components if c.kind == "redis"}[master_before] == "slave"
 
 
 def test_cut_zone_leaves_the_load_balancer_and_traffic_continues(stack: LocalTarget, traffic) -> None:
@@ -160,3 +172,27 @@ def test_losing_the_cache_zone_leaves_redis_usable_through_sentinel(stack: Local
     finally:
         stack.rollback(step)
     wait_until(lambda: stack.status().healthy, 90, f"{zone} back")
+
+
+@pytest.mark.own_stack
+def test_a_heal_that_cannot_complete_says_so_with_the_log_and_fails_the_rollback() -> None:
+    """A stack whose heal deadline is shorter than any rejoin: the rollback raises, naming the member and
+    quoting its log, and the history gets a heal_failed event. Never a silent degraded stack."""
+    short = LocalTarget(stack_settings(heal_timeout_s=1.0, reinit_after_s=0.5))
+    try:
+        short.up()
+        step = short.fail_over_database("kill")
+        wait_until(lambda: short.status().detail["pg_leader"] not in (None, step.arguments["member"]), 60,
+                   "Patroni to promote the standby")
+        t0 = time.monotonic()
+        with pytest.raises(HarnessError) as failed:
+            short.rollback(step)
+        message = str(failed.value)
+        assert "did not heal within 1 s" in message and step.arguments["member"] in message
+        assert "ends with:" in message  # the member's log excerpt
+        events = [e for e in short.events_since(t0) if e.op == "heal_failed"]
+        assert events and step.arguments["member"] in events[0].detail["components"]
+        # nothing is left broken for good: with time, the member rejoins
+        wait_until(lambda: whole(short), 120, "the member to rejoin after all")
+    finally:
+        short.down()

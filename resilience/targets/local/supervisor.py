@@ -193,7 +193,8 @@ class Supervisor:
             wait_for(self._sync_standby_present, self.s.startup_timeout_s, "a synchronous standby (Patroni)")
         self.pg_leader = self._find_pg_leader()
         self.redis_master = self._find_redis_master()
-        self._refresh_health()
+        wait_for(self._whole, self.s.startup_timeout_s,
+                 "every component to report that it has joined (replication streaming, Sentinels agreeing)")
         self.event("platform", "ready", seconds=round(time.monotonic() - t0, 3))
         self.write_state(ready=True)
 
@@ -500,6 +501,10 @@ class Supervisor:
             if self.redis_master is not None:
                 self.event("platform", "failover", component="redis", old=self.redis_master, new=master)
             self.redis_master = master
+
+    def _whole(self) -> bool:
+        self._refresh_health()
+        return not self.problems
 
     def _sync_standbys(self, patroni: dict[str, dict[str, Any] | None]) -> set[str]:
         """Members Patroni's /sync key names as synchronous standby (read from the primary's /cluster)."""

@@ -1,5 +1,5 @@
 """Zones as process groups (no network namespaces): a lost zone is frozen; traffic continues.
-Runs after the other stack tests: it needs the shared stack down (same HAProxy port)."""
+Runs on a stack of its own (the shared one is stopped first: same HAProxy port)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ import pytest
 from resilience.targets.local import LocalTarget
 from stack_helpers import Traffic, stack_settings, wait_until  # noqa: I001
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.own_stack]
 
 
-def test_process_mode_zone_loss_freezes_the_zone_and_traffic_continues(stack: LocalTarget) -> None:
-    stack.down()
+def test_process_mode_zone_loss_freezes_the_zone_and_traffic_continues() -> None:
     target = LocalTarget(stack_settings(zone_mode="process", state_dir="/var/lib/resilience-test-proc"))
     target.down()
     try:
