@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable
 
 import matplotlib
 
@@ -96,7 +96,7 @@ class Marker:
 
 
 def markers(run: RunView) -> list[Marker]:
-    """Vertical lines: fault start, recovery (fault + RTO, when finite), failovers."""
+    """Vertical lines: fault start, recovery (fault + RTO, when finite), failovers, completed heals."""
     found: list[Marker] = []
     injected = run.fault.get("injected_t")
     if isinstance(injected, (int, float)):
@@ -108,9 +108,22 @@ def markers(run: RunView) -> list[Marker]:
         if r.source == PLATFORM and r.op == "failover":
             detail = r.detail or {}
             what = detail.get("component", "failover")
-            new = detail.get("new_primary") or detail.get("new primary") or detail.get("to")
+            new = detail.get("new") or detail.get("new_primary")
             found.append(Marker(r.t, f"failover: {what}" + (f" → {new}" if new else ""), "#8250df", ":"))
+        elif r.source == PLATFORM and r.op in ("heal", "heal_failed"):
+            found.append(Marker(r.t, _heal_label(r.op, r.detail or {}), "#0969da" if r.op == "heal" else "#cf222e", ":"))
     return found
+
+
+def _heal_label(op: str, detail: dict[str, Any]) -> str:
+    """e.g. "healed: postgres-1 rewind 3.1 s" or "heal FAILED: postgres-1"."""
+    components = detail.get("components") or {}
+    if op == "heal_failed":
+        return "heal FAILED: " + ", ".join(sorted(components))
+    parts = [f"{name} {info.get('action', '')} {info.get('seconds', '?')} s".replace("  ", " ")
+             for name, info in sorted(components.items())
+             if isinstance(info, dict) and name != "api-replicas"]
+    return "healed: " + ("; ".join(parts) if parts else f"{detail.get('seconds', '?')} s")
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ def test_html_is_self_contained(runs: dict[str, Path]) -> None:
     assert "<link" not in html and "<script" not in html
     assert html.count("<svg") == 4  # latency, availability, requests, replicas
     assert "failover: postgres → postgres-2" in html
+    assert "healed: postgres-1 rewind 3.1 s" in html
     assert "recovered (RTO 21.5 s)" in html
 
 
