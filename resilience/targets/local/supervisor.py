@@ -477,9 +477,10 @@ class Supervisor:
             elif kind == "haproxy":
                 roles[name] = "lb"
             health[name] = ok
-        problems = postgres_problems(patroni, self.s.synchronous_replication, self._sync_standbys(patroni))
+        problems = {n: "not running or not answering" for n, ok in health.items() if not ok}
+        problems.update(postgres_problems(patroni, self.s.synchronous_replication, self._sync_standbys(patroni)))
         problems.update(redis_problems(infos, {n: self._placement(n).address for n in infos}, sentinels))
-        problems.update({n: "not running or not answering" for n, ok in health.items() if not ok})
+        problems.update({n: "frozen by a fault" for n in self.paused if n in health})
         states = {}
         if self.admin:
             try:
@@ -488,7 +489,10 @@ class Supervisor:
                 states = {}
         for slot, r in list(self.replicas.items()):
             st = states.get(slot)
-            health[self.layout.api(slot, r.zone).name] = bool(st and st.up and _serving(r))
+            name = self.layout.api(slot, r.zone).name
+            health[name] = bool(st and st.up and _serving(r))
+            if not health[name]:
+                problems[name] = "lost with its zone" if r.lost else "not ready in the load balancer"
         self.health = {n: ok and n not in problems for n, ok in health.items()}
         self.roles, self.problems = roles, problems
         leader = self._find_pg_leader()
