@@ -235,6 +235,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         _print_result(result)
         print("  recomputed offline from history.jsonl: " +
               ("same measurements and verdict as stored" if same else "DIFFERENT from result.json (see above)"))
+        print(f"  (the inputs — settings.json, result.json, history.jsonl — are trusted only as far as "
+              f"`resilience verify {args.run_dir}` shows them unchanged)")
+    if not same:  # the stored verdict is not what its own history gives: the evidence does not hold
+        print(f"resilience: the stored result in {Path(args.run_dir) / 'result.json'} is DIFFERENT from the one "
+              f"recomputed from history.jsonl", file=sys.stderr)
+        return 1
     return EXIT_CODES[result["verdict"]]
 
 

@@ -225,3 +225,13 @@ def test_a_bad_trusted_key_setting_names_the_setting(tmp_path: Path, capsys: pyt
         evidence.load_public_key(not_a_key)
     assert verify_cli(run_dir, config(tmp_path, [not_a_key])) == 2
 
+
+def test_check_exits_1_when_the_stored_result_differs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir: Path = load_generator().make_run(tmp_path / "reports", "pass")  # hand-written figures: not recomputable
+    assert main(["check", str(run_dir)]) == 1
+    captured = capsys.readouterr()
+    assert "DIFFERENT from result.json" in captured.out and "DIFFERENT" in captured.err
+    recomputed, _ = recheck(run_dir)
+    (run_dir / "result.json").write_text(json.dumps(recomputed))
+    assert main(["check", str(run_dir)]) == 0  # same, and a pass: exit codes as before
+    assert "same measurements and verdict as stored" in capsys.readouterr().out
