@@ -150,6 +150,7 @@ def run_experiment(name: str, args: argparse.Namespace, settings: Settings) -> d
 
 
 def _print_result(result: dict[str, Any]) -> None:
+    from .checkers.measurement import status_label
     print(f"\n{result['experiment']} on target {result['target']}: verdict {result['verdict'].upper()}")
     if result.get("aborted_reason"):
         print(f"  aborted: {result['aborted_reason']}")
@@ -160,7 +161,8 @@ def _print_result(result: dict[str, Any]) -> None:
         value = m["value"]
         shown = "-" if value is None else (value if isinstance(value, str) else f"{value:.4g}")
         target = "-" if m["target"] is None else f"{m['comparison']} {m['target']:g}"
-        print(f"  {m['name']:<22} {str(shown) + ' ' + m['unit']:>12} {target:>12}  {m['status']}")
+        print(f"  {m['name']:<22} {str(shown) + ' ' + m['unit']:>12} {target:>12}  "
+              f"{status_label(m['status'], m['target'])}")
     print(f"  evidence: {result['run_dir']}  (report.html, report.pdf, junit.xml, MANIFEST.sha256)")
 
 

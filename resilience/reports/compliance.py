@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..checkers.measurement import status_label
 from ..config import Settings
 from .compliance_render import write_compliance_html, write_compliance_pdf
 from .run import RunView, fmt_number, fmt_target, load_run, measurement_label
@@ -244,6 +245,7 @@ def _experiment_section(entry: GamedayEntry) -> dict[str, Any]:
     measurements = [{"name": measurement_label(m), "measure": m.name, "phase": m.phase, "unit": m.unit,
                      "value": _number(m.value), "observed": fmt_number(m.value, m.unit), "target": _number(m.target),
                      "expected": fmt_target(m), "comparison": m.comparison, "status": m.status,
+                     "label": status_label(m.status, m.target),
                      "definition": m.definition, "reason": (m.detail or {}).get("reason")}
                     for m in run.measurements]
     rto, rpo = run.measurement("rto_s"), run.measurement("rpo_s")

@@ -95,10 +95,10 @@ def compliance_story(m: dict[str, Any]) -> list[Flowable]:
         if e["measurements"]:
             rows = [["measurement", "expected", "observed", "status", "definition"]] + \
                    [[x["name"], x["expected"], x["observed"] + (f" ({x['reason']})" if x["reason"] else ""),
-                     x["status"], x["definition"]] for x in e["measurements"]]
+                     x["label"], x["definition"]] for x in e["measurements"]]
             story += [Spacer(1, 3), table(rows, [3.2 * cm, 2.4 * cm, 3.2 * cm, 2 * cm, PAGE_WIDTH - 10.8 * cm], sheet,
                                           mono_columns=(0,),
-                                          extra=status_cell_styles([x["status"] for x in e["measurements"]], 3))]
+                                          extra=status_cell_styles([x["label"] for x in e["measurements"]], 3))]
         else:
             story.append(para("No measurements were made.", small))
     story.append(para("5. Deviations", h2))
