@@ -235,3 +235,17 @@ def test_check_exits_1_when_the_stored_result_differs(tmp_path: Path, capsys: py
     (run_dir / "result.json").write_text(json.dumps(recomputed))
     assert main(["check", str(run_dir)]) == 0  # same, and a pass: exit codes as before
     assert "same measurements and verdict as stored" in capsys.readouterr().out
+
+
+def test_the_compliance_report_shows_a_never_sealed_run_and_the_ledger_head(tmp_path: Path) -> None:
+    from resilience.config import Settings
+    from resilience.reports.compliance import GamedayEntry, build_compliance
+    reports = tmp_path / "reports"
+    finished = sealed_run(reports, "pass")
+    crashed = evidence.new_run_dir(reports, "zone-failure", evidence.datetime(2025, 3, 10, tzinfo=evidence.timezone.utc))
+    evidence.record_start(crashed, "zone-failure")
+    model = build_compliance([GamedayEntry("pod-kill", finished), GamedayEntry("zone-failure", crashed)], Settings(),
+                             "quick", "r-1", evidence.datetime(2025, 3, 10, 6, tzinfo=evidence.timezone.utc), reports)
+    assert model["ledger"]["head"] == evidence.verify_ledger(reports).head
+    assert model["ledger"]["never_sealed"] == [crashed.name]
+    assert any(f["run_dir"] == crashed.name and "never sealed" in f["finding"] for f in model["findings"])
