@@ -357,7 +357,8 @@ def build_compliance(entries: list[GamedayEntry], settings: Settings, suite: str
     sections = [_experiment_section(e) for e in entries]
     ledger = ledger_status(reports_dir)
     found = findings(sections)
-    for name in (ledger or {}).get("never_sealed", []):
+    reported = {Path(s["run_dir"]).name for s in sections if s.get("run_dir")}  # these have their own findings
+    for name in (n for n in (ledger or {}).get("never_sealed", []) if n not in reported):
         found.append({"id": f"F-{len(found) + 1}", "experiment": name, "run_dir": name, "severity": "medium",
                       "finding": "the ledger records this run's start, but it was never sealed",
                       "remediation": "Find out why the run stopped (crash, kill, host loss), roll back its faults "

@@ -244,8 +244,8 @@ def test_the_compliance_report_shows_a_never_sealed_run_and_the_ledger_head(tmp_
     finished = sealed_run(reports, "pass")
     crashed = evidence.new_run_dir(reports, "zone-failure", evidence.datetime(2025, 3, 10, tzinfo=evidence.timezone.utc))
     evidence.record_start(crashed, "zone-failure")
-    model = build_compliance([GamedayEntry("pod-kill", finished), GamedayEntry("zone-failure", crashed)], Settings(),
-                             "quick", "r-1", evidence.datetime(2025, 3, 10, 6, tzinfo=evidence.timezone.utc), reports)
+    model = build_compliance([GamedayEntry("pod-kill", finished)], Settings(), "quick", "r-1",
+                             evidence.datetime(2025, 3, 10, 6, tzinfo=evidence.timezone.utc), reports)
     assert model["ledger"]["head"] == evidence.verify_ledger(reports).head
-    assert model["ledger"]["never_sealed"] == [crashed.name]
+    assert model["ledger"]["never_sealed"] == [crashed.name]  # not part of the suite, still not omitted
     assert any(f["run_dir"] == crashed.name and "never sealed" in f["finding"] for f in model["findings"])
