@@ -150,6 +150,7 @@ def run_experiment(name: str, args: argparse.Namespace, settings: Settings) -> d
 
 
 def _print_result(result: dict[str, Any]) -> None:
+    from .checkers.measurement import status_label
     print(f"\n{result['experiment']} on target {result['target']}: verdict {result['verdict'].upper()}")
     if result.get("aborted_reason"):
         print(f"  aborted: {result['aborted_reason']}")
@@ -160,7 +161,8 @@ def _print_result(result: dict[str, Any]) -> None:
         value = m["value"]
         shown = "-" if value is None else (value if isinstance(value, str) else f"{value:.4g}")
         target = "-" if m["target"] is None else f"{m['comparison']} {m['target']:g}"
-        print(f"  {m['name']:<22} {str(shown) + ' ' + m['unit']:>12} {target:>12}  {m['status']}")
+        print(f"  {m['name']:<22} {str(shown) + ' ' + m['unit']:>12} {target:>12}  "
+              f"{status_label(m['status'], m['target'])}")
     print(f"  evidence: {result['run_dir']}  (report.html, report.pdf, junit.xml, MANIFEST.sha256)")
 
 
@@ -235,6 +237,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         _print_result(result)
         print("  recomputed offline from history.jsonl: " +
               ("same measurements and verdict as stored" if same else "DIFFERENT from result.json (see above)"))
+        print(f"  (the inputs — settings.json, result.json, history.jsonl — are trusted only as far as "
+              f"`resilience verify {args.run_dir}` shows them unchanged)")
+    if not same:  # the stored verdict is not what its own history gives: the evidence does not hold
+        print(f"resilience: the stored result in {Path(args.run_dir) / 'result.json'} is DIFFERENT from the one "
+              f"recomputed from history.jsonl", file=sys.stderr)
+        return 1
     return EXIT_CODES[result["verdict"]]
 
 
@@ -248,8 +256,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .evidence import verify
-    result = verify(Path(args.run_dir), Path(args.public_key) if args.public_key else None)
+    """Exit 0 only when the files, the signature (by a trusted key, when any is configured) and the ledger agree."""
+    from .evidence import LEDGER, verify
+    settings = _settings(args)
+    run_dir = Path(args.run_dir)
+    ledger = Path(args.ledger) if args.ledger else run_dir.resolve().parent / LEDGER  # where `run` appends
+    result = verify(run_dir, Path(args.public_key) if args.public_key else None,
+                    trusted_keys=[Path(p) for p in settings.evidence.trusted_public_keys], ledger=ledger,
+                    ledger_anchor=args.ledger_head)
     print(result.summary())
     return 0 if result.ok else 1
 
@@ -335,9 +349,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("report", cmd_report, "render a run's reports", target=False)
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--format", default="all", choices=["all", "html", "pdf", "json", "junit", "md"])
-    p = add("verify", cmd_verify, "check a run directory's SHA-256 manifest (and signature)", target=False)
+    p = add("verify", cmd_verify, "check a run directory's SHA-256 manifest, signature and ledger record",
+            target=False)
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--public-key", help="the signer's public key (PEM) to check the signature against")
+    p.add_argument("--public-key", help="the signer's public key (PEM) to check the signature against "
+                                        "(instead of evidence.trusted_public_keys)")
+    p.add_argument("--ledger", metavar="FILE", help="the ledger the run was sealed into (default: ledger.jsonl "
+                                                    "beside the run directory)")
+    p.add_argument("--ledger-head", metavar="SHA256", help="a ledger head recorded earlier (e.g. in CI or the "
+                                                           "compliance report): the ledger must still contain it")
     p = add("keygen", cmd_keygen, "make an Ed25519 key pair for signing run manifests", target=False)
     p.add_argument("path", help="where to write the private key (the public key goes to PATH.pub)")
     p = add("rollback", cmd_rollback, "undo the faults a crashed run left pending (reads RUN_DIR/rollback.json)",

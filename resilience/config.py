@@ -116,6 +116,9 @@ class AwsSettings:
 class EvidenceSettings:
     reports_dir: str = "reports"
     signing_key: str | None = None  # path to an Ed25519 private key (resilience keygen)
+    # paths to Ed25519 public keys (PEM, the .pub files keygen writes): when set, `verify` requires a valid
+    # signature by one of them, so an unsigned, re-sealed or re-signed run does not pass as intact
+    trusted_public_keys: tuple[str, ...] = ()
     frameworks_in_scope: tuple[str, ...] = ("SOC 2", "ISO/IEC 27001:2022")
 
 
@@ -231,7 +234,23 @@ def validate(settings: Settings) -> Settings:
     for name in ("rto_s", "rpo_s", "p99_ms", "autoscale_s", "rto_hold_s"):
         if getattr(t, name) <= 0:
             raise UserError(f"{where}: 'targets.{name}' must be positive; got {getattr(t, name)}.")
+    _validate_trusted_keys(settings.evidence.trusted_public_keys, where)
     return settings
+
+
+def _validate_trusted_keys(paths: tuple[str, ...], where: str) -> None:
+    """Each trusted key must load now: a typo would otherwise surface only when an auditor runs `verify`."""
+    if not paths:
+        return
+    from .evidence import load_public_key  # cryptography is loaded only when keys are configured
+    for path in paths:
+        if not path.strip():
+            raise UserError(f"{where}: 'evidence.trusted_public_keys' has an empty entry; list paths to Ed25519 "
+                            f"public keys (the .pub files `resilience keygen` writes).")
+        try:
+            load_public_key(Path(path))
+        except UserError as exc:
+            raise UserError(f"{where}: 'evidence.trusted_public_keys' entry {path!r}: {exc}") from None
 
 
 def load_settings(path: str | Path | None = None) -> Settings:

@@ -10,7 +10,10 @@ unnoticed. So, after the reports are rendered:
    manifest digest and the hash of the previous line (a hash chain), so a run
    that is deleted or whose ledger line is edited is noticed too.
 
-`seal_run` does all three in that order; `verify` and `verify_ledger` check them.
+`seal_run` does all three in that order; `record_start` adds a "started" line
+when the run directory is created, so a run that never finished still shows.
+`verify` checks a run (files, signature, trusted keys, its ledger lines and the
+whole chain); `verify_ledger` checks every run the ledger names.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -43,6 +46,13 @@ UNSIGNED_INTACT = "unsigned-intact"  # files match the manifest; there is no sig
 MODIFIED = "modified"  # a file was changed, removed or added since the manifest was written
 SIGNATURE_INVALID = "signature-invalid"  # files match the manifest, but the manifest is not what was signed
 NO_MANIFEST = "no-manifest"  # the run was never sealed
+UNSIGNED = "unsigned"  # files match the manifest, but a signature by a trusted key is required and there is none
+NOT_IN_LEDGER = "not-in-ledger"  # the ledger has no "sealed" line for the run (or there is no ledger)
+LEDGER_BROKEN = "ledger-broken"  # the ledger's hash chain does not hold (a line was edited, inserted or removed)
+
+# ledger line kinds ("event"); lines written before the field existed are seals
+STARTED = "started"  # the run directory was created
+SEALED = "sealed"  # the run was sealed: the line quotes its manifest digest
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -205,6 +215,9 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
         data = Path(path).read_bytes()
     except FileNotFoundError:
         raise UserError(f"public key {path} does not exist. Pass the .pub file `resilience keygen` wrote.") from None
+    except OSError as exc:
+        raise UserError(f"public key {path} cannot be read ({exc.strerror or exc}). Fix its permissions or pass "
+                        f"another file.") from None
     try:
         key: Any = serialization.load_pem_public_key(data)
     except ValueError:
@@ -251,8 +264,12 @@ class VerifyResult:
     signed: bool = False
     signature_valid: bool | None = None  # None: no signature
     key_fingerprint: str | None = None
-    key_trusted: bool = False  # checked against a public key the caller supplied
+    key_trusted: bool = False  # checked against a key the caller trusts (--public-key or evidence.trusted_public_keys)
+    trusted_by: str | None = None  # which keys those were, for people
     manifest_digest: str | None = None
+    ledger: Path | None = None  # the ledger the run was checked against (None: not checked)
+    ledger_line: int | None = None  # the line that recorded the run's seal
+    ledger_head: str | None = None  # hash of the ledger's last line: record it elsewhere to anchor the chain
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -268,10 +285,13 @@ class VerifyResult:
         if self.manifest_digest:
             lines.append(f"  manifest sha256: {self.manifest_digest}")
         if self.signed:
-            trust = "checked against the key you supplied" if self.key_trusted else \
-                "NOT checked against a trusted key (pass --public-key to do so)"
+            trust = f"checked against {self.trusted_by}" if self.key_trusted else \
+                "NOT checked against a trusted key (pass --public-key or set evidence.trusted_public_keys)"
             lines.append(f"  signature: {'valid' if self.signature_valid else 'INVALID'}; key {self.key_fingerprint}, "
                          f"{trust}")
+        if self.ledger is not None:
+            sealed = f"seal recorded at line {self.ledger_line}" if self.ledger_line else "no seal recorded"
+            lines.append(f"  ledger {self.ledger}: {sealed}; head {self.ledger_head}")
         lines.extend(f"  {note}" for note in self.notes)
         return "\n".join(lines)
 
@@ -279,18 +299,33 @@ class VerifyResult:
         return {"run_dir": str(self.run_dir), "status": self.status, "ok": self.ok, "changed": self.changed,
                 "missing": self.missing, "extra": self.extra, "signed": self.signed,
                 "signature_valid": self.signature_valid, "key_fingerprint": self.key_fingerprint,
-                "key_trusted": self.key_trusted, "manifest_digest": self.manifest_digest, "notes": self.notes}
+                "key_trusted": self.key_trusted, "manifest_digest": self.manifest_digest,
+                "ledger": None if self.ledger is None else str(self.ledger), "ledger_line": self.ledger_line,
+                "ledger_head": self.ledger_head, "notes": self.notes}
 
 
-def verify(run_dir: Path, public_key: Path | None = None) -> VerifyResult:
-    """Compare every file with the manifest and check the signature (against `public_key` if given)."""
+def verify(run_dir: Path, public_key: Path | None = None, *, trusted_keys: Sequence[Path] = (),
+           ledger: Path | None = None, ledger_anchor: str | None = None) -> VerifyResult:
+    """Compare every file with the manifest, check the signature, and (given `ledger`) the run's ledger lines.
+
+    `public_key`, or else `trusted_keys`, makes a valid signature by one of those
+    keys mandatory: without trusted keys a signature only shows the manifest was
+    not changed after *someone* signed it. `ledger` adds what the run directory
+    alone cannot show: that its manifest is the one recorded when it was sealed
+    (a forger can rewrite a run and its manifest together, but not the ledger's
+    older lines without breaking the chain). `ledger_anchor` is a ledger head
+    recorded elsewhere earlier; the ledger must still contain that line.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"{run_dir} is not a directory. Pass a run directory, e.g. reports/20250101T000000Z-pod-kill.")
     manifest = run_dir / MANIFEST
     if not manifest.is_file():
-        return VerifyResult(run_dir, NO_MANIFEST, notes=[f"no {MANIFEST}: the run was never sealed, so its integrity "
-                                                         f"cannot be shown"])
+        result = VerifyResult(run_dir, NO_MANIFEST, notes=[f"no {MANIFEST}: the run was never sealed, so its "
+                                                           f"integrity cannot be shown"])
+        if ledger is not None:
+            _check_ledger(run_dir, Path(ledger), ledger_anchor, result)
+        return result
     result = VerifyResult(run_dir, UNSIGNED_INTACT, manifest_digest=sha256_file(manifest))
     listed = _parse_manifest(manifest.read_text(encoding="utf-8"), manifest)
     present = set(_evidence_files(run_dir))
@@ -300,20 +335,29 @@ def verify(run_dir: Path, public_key: Path | None = None) -> VerifyResult:
         elif sha256_file(run_dir / name) != digest:
             result.changed.append(name)
     result.extra = sorted(present - set(listed))
-    _check_signature(run_dir, public_key, result)
+    if public_key is not None:
+        keys, result.trusted_by = [load_public_key(public_key)], f"the supplied key {public_key}"
+    else:
+        keys = [load_public_key(path) for path in trusted_keys]
+        result.trusted_by = "the keys in evidence.trusted_public_keys" if keys else None
+    _check_signature(run_dir, keys, result)
     if result.changed or result.missing or result.extra:
         result.status = MODIFIED
     elif result.signed and not result.signature_valid:
         result.status = SIGNATURE_INVALID
     elif result.signed:
         result.status = INTACT
-    elif public_key is not None:
-        result.status = SIGNATURE_INVALID
-        result.notes.append(f"a public key was supplied but the run has no {SIGNATURE}")
+    elif keys:
+        result.status = UNSIGNED
+        result.notes.append(f"a signature by {result.trusted_by} is required, but the run has no {SIGNATURE} "
+                            f"(never signed, or re-sealed without the key)")
+    if ledger is not None:
+        _check_ledger(run_dir, Path(ledger), ledger_anchor, result)
     return result
 
 
-def _check_signature(run_dir: Path, public_key: Path | None, result: VerifyResult) -> None:
+def _check_signature(run_dir: Path, keys: Sequence[Ed25519PublicKey], result: VerifyResult) -> None:
+    """Check MANIFEST.sig; with `keys`, only a signature by one of them counts."""
     path = run_dir / SIGNATURE
     if not path.is_file():
         return
@@ -331,12 +375,15 @@ def _check_signature(run_dir: Path, public_key: Path | None, result: VerifyResul
     if result.key_fingerprint != key_fingerprint(embedded):
         result.notes.append(f"{SIGNATURE}: the fingerprint does not match the embedded public key")
         return
-    if public_key is not None:
-        key = load_public_key(public_key)
+    if keys:
         result.key_trusted = True
-        if key_fingerprint(key) != result.key_fingerprint:
-            result.notes.append(f"signed by {result.key_fingerprint}, not by the supplied key {key_fingerprint(key)}")
+        match = next((k for k in keys if key_fingerprint(k) == result.key_fingerprint), None)
+        if match is None:
+            wanted = ", ".join(key_fingerprint(k) for k in keys)
+            result.notes.append(f"signed by {result.key_fingerprint}, not by {result.trusted_by} ({wanted}): "
+                                f"re-signed with another key, or the key is not trusted yet")
             return
+        key = match
     try:
         key.verify(signature, (run_dir / MANIFEST).read_bytes())
     except InvalidSignature:
@@ -345,18 +392,87 @@ def _check_signature(run_dir: Path, public_key: Path | None, result: VerifyResul
     result.signature_valid = True
 
 
+def _check_ledger(run_dir: Path, ledger: Path, anchor: str | None, result: VerifyResult) -> None:
+    """The run's seal as the ledger recorded it, and the whole chain; sets the status when the files alone were ok."""
+    result.ledger = ledger
+    if not ledger.is_file():
+        result.notes.append(f"ledger {ledger} does not exist, so nothing shows this run was sealed when it ran. "
+                            f"Pass the ledger the run was sealed into with --ledger FILE.")
+        _worsen(result, NOT_IN_LEDGER)
+        return
+    chain = read_ledger(ledger, anchor)
+    result.ledger_head = chain.head
+    mine = [line for line in chain.lines if line.run_dir == run_dir.name]
+    sealed = [line for line in mine if line.event == SEALED]
+    if not sealed:
+        started = next((line for line in mine if line.event == STARTED), None)
+        if started is not None:
+            result.notes.append(f"{ledger}:{started.number} records the run's start, but the run was never sealed "
+                                f"(it did not finish, or its 'sealed' line was removed)")
+        else:
+            result.notes.append(f"{ledger} has no line for {run_dir.name}: the run was not sealed into this ledger, "
+                                f"or its line was removed")
+        _worsen(result, NOT_IN_LEDGER)
+    else:
+        first = sealed[0]
+        result.ledger_line = first.number
+        if len(sealed) > 1:
+            result.notes.append(f"{ledger}: the run was sealed {len(sealed)} times (lines "
+                                f"{', '.join(str(line.number) for line in sealed)}); a run is sealed once, so only "
+                                f"line {first.number} counts")
+        recorded = first.entry.get("manifest_sha256")
+        if recorded != result.manifest_digest:
+            result.notes.append(f"modified: the manifest differs from the one the ledger recorded when the run was "
+                                f"sealed ({ledger}:{first.number} recorded {recorded}, {MANIFEST} is now "
+                                f"{result.manifest_digest})")
+            _worsen(result, MODIFIED)
+        verdict_now, verdict_then = run_verdict(run_dir), first.entry.get("verdict")
+        if verdict_now is not None and verdict_then is not None and verdict_now != verdict_then:
+            result.notes.append(f"modified: {ledger}:{first.number} recorded verdict {verdict_then!r}, the run now "
+                                f"says {verdict_now!r}")
+            _worsen(result, MODIFIED)
+    if chain.problems:
+        result.notes.extend(chain.problems)
+        _worsen(result, LEDGER_BROKEN)
+
+
+def _worsen(result: VerifyResult, status: str) -> None:
+    """Set `status` unless the files themselves already failed (that finding is the more specific one)."""
+    if result.ok or (result.status == NO_MANIFEST and status != NOT_IN_LEDGER):
+        result.status = status
+
+
+def run_verdict(run_dir: Path) -> str | None:
+    """The verdict a run (result.json) or a game-day (compliance.json) states now; None when unreadable."""
+    for name, key in (("result.json", "verdict"), ("compliance.json", "overall_verdict")):
+        try:
+            data = json.loads((run_dir / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get(key) is not None:
+            return str(data[key])
+    return None
+
+
 # -- ledger ----------------------------------------------------------------------
 
 def _line_hash(line: str) -> str:
     return hashlib.sha256(line.rstrip("\n").encode("utf-8")).hexdigest()
 
 
-def ledger_entry(run_dir: Path, experiment: str, verdict: str, digest: str | None,
-                 now: datetime | None = None) -> dict[str, Any]:
-    """The fields of one ledger line (append_ledger adds `prev`)."""
+def ledger_entry(run_dir: Path, experiment: str, verdict: str | None, digest: str | None,
+                 now: datetime | None = None, event: str = SEALED) -> dict[str, Any]:
+    """The fields of one ledger line (append_ledger adds `prev`).
+
+    `event` is "sealed" (the default: the line quotes the manifest digest) or
+    "started"; older lines have no `event` and are read as seals.
+    """
     when = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    return {"run_dir": run_dir.name, "experiment": experiment, "verdict": verdict, "manifest_sha256": digest,
-            "time": when.isoformat().replace("+00:00", "Z")}
+    entry = {"run_dir": run_dir.name, "experiment": experiment, "verdict": verdict, "manifest_sha256": digest,
+             "time": when.isoformat().replace("+00:00", "Z"), "event": event}
+    if event == STARTED:
+        del entry["verdict"], entry["manifest_sha256"]
+    return entry
 
 
 def append_ledger(reports_dir: Path, entry: dict[str, Any]) -> str:
@@ -383,6 +499,73 @@ def append_ledger(reports_dir: Path, entry: dict[str, Any]) -> str:
     return _line_hash(line)
 
 
+def record_start(run_dir: Path, experiment: str, now: datetime | None = None) -> str:
+    """Add a "started" line for a new run directory, so a run that never finishes still shows in the ledger."""
+    return append_ledger(run_dir.parent, ledger_entry(run_dir, experiment, None, None, now, event=STARTED))
+
+
+@dataclass(frozen=True)
+class LedgerLine:
+    """One parsed ledger line: its number (1-based), its hash (what the next line's `prev` quotes) and fields."""
+
+    number: int
+    hash: str
+    entry: dict[str, Any]
+
+    @property
+    def event(self) -> str:
+        return str(self.entry.get("event") or SEALED)
+
+    @property
+    def run_dir(self) -> str | None:
+        name = self.entry.get("run_dir")
+        return None if name is None else str(name)
+
+
+@dataclass
+class LedgerChain:
+    """The ledger's lines, where its chain breaks, and its head (the last line's hash)."""
+
+    path: Path
+    lines: list[LedgerLine]
+    head: str
+    problems: list[str]
+
+
+def read_ledger(path: Path, anchor: str | None = None) -> LedgerChain:
+    """Parse the ledger and check that every line's `prev` is the hash of the line before.
+
+    An edited, inserted or removed line breaks the chain at the next line, which
+    is named. The last line has no successor, so its edits show only against the
+    run (manifest digest, verdict) or against a head recorded earlier (`anchor`):
+    the ledger must still contain the line with that hash.
+    """
+    problems: list[str] = []
+    lines: list[LedgerLine] = []
+    prev = GENESIS
+    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not text.strip():
+            continue
+        digest = _line_hash(text)
+        try:
+            entry = json.loads(text)
+        except json.JSONDecodeError:
+            entry = None
+        if not isinstance(entry, dict):
+            problems.append(f"{path}:{number}: not a JSON object (edited?)")
+            prev = digest
+            continue
+        if entry.get("prev") != prev:
+            problems.append(f"{path}:{number}: chain broken — 'prev' does not match the hash of the line before "
+                            f"(a line was edited, inserted or removed above line {number})")
+        prev = digest
+        lines.append(LedgerLine(number, digest, entry))
+    if anchor is not None and anchor.lower() not in {line.hash for line in lines}:
+        problems.append(f"{path}: no line has the recorded head {anchor}: the ledger was rewritten up to or "
+                        f"beyond the point where that head was recorded")
+    return LedgerChain(path, lines, prev, problems)
+
+
 @dataclass
 class LedgerResult:
     """What verify_ledger found; `head` is the last line's hash (write it down somewhere else to anchor the chain)."""
@@ -391,51 +574,50 @@ class LedgerResult:
     entries: int
     head: str
     problems: list[str] = field(default_factory=list)
+    never_sealed: list[str] = field(default_factory=list)  # runs that started but have no "sealed" line
 
 
-def verify_ledger(reports_dir: Path) -> LedgerResult:
+def verify_ledger(reports_dir: Path, anchor: str | None = None) -> LedgerResult:
     """Check the hash chain, and that ledger and run directories agree.
 
     An edited or removed line breaks the chain at the next line. A removed last
     line, or a deleted run, shows as a run directory without a line or a line
     without its directory; a re-sealed run shows as a manifest digest mismatch.
+    A run that started but never sealed is listed in `never_sealed`: a crash is a
+    fact to report, not a break in the evidence.
     """
     path = reports_dir / LEDGER
     if not path.is_file():
         return LedgerResult(False, 0, GENESIS, [f"{path} does not exist"])
-    problems: list[str] = []
-    prev = GENESIS
-    names: dict[str, str | None] = {}
-    lines = path.read_text(encoding="utf-8").splitlines()
-    count = 0
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
+    chain = read_ledger(path, anchor)
+    problems = list(chain.problems)
+    sealed: dict[str, LedgerLine] = {}
+    started: dict[str, LedgerLine] = {}
+    for line in chain.lines:
+        if line.run_dir is None:
             continue
-        count += 1
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            problems.append(f"{path}:{number}: not JSON (edited?)")
-            prev = _line_hash(line)
-            continue
-        if entry.get("prev") != prev:
-            problems.append(f"{path}:{number}: chain broken — 'prev' does not match the hash of the line before "
-                            f"(a line was edited, inserted or removed above line {number})")
-        prev = _line_hash(line)
-        if isinstance(entry, dict) and "run_dir" in entry:
-            names[str(entry["run_dir"])] = entry.get("manifest_sha256")
-    for name, digest in names.items():
+        book = sealed if line.event == SEALED else started
+        book.setdefault(line.run_dir, line)
+    for name in sorted(set(sealed) | set(started)):
+        if not (reports_dir / name).is_dir():
+            problems.append(f"{name}: listed in the ledger but the run directory is gone")
+    for name, line in sealed.items():
         run_dir = reports_dir / name
         if not run_dir.is_dir():
-            problems.append(f"{name}: listed in the ledger but the run directory is gone")
             continue
-        current = manifest_digest(run_dir)
+        digest, current = line.entry.get("manifest_sha256"), manifest_digest(run_dir)
         if digest is not None and current != digest:
-            problems.append(f"{name}: manifest digest {current} differs from the ledger's {digest}")
+            problems.append(f"{name}: manifest digest {current} differs from the ledger's {digest} "
+                            f"(line {line.number})")
+        verdict_now, verdict_then = run_verdict(run_dir), line.entry.get("verdict")
+        if verdict_now is not None and verdict_then is not None and verdict_now != verdict_then:
+            problems.append(f"{name}: verdict {verdict_now!r} differs from the ledger's {verdict_then!r} "
+                            f"(line {line.number})")
     for child in sorted(reports_dir.iterdir()):
-        if child.is_dir() and (child / MANIFEST).is_file() and child.name not in names:
+        if child.is_dir() and (child / MANIFEST).is_file() and child.name not in sealed:
             problems.append(f"{child.name}: sealed run directory with no ledger line (line removed?)")
-    return LedgerResult(not problems, count, prev, problems)
+    never = sorted(name for name in started if name not in sealed)
+    return LedgerResult(not problems, len(chain.lines), chain.head, problems, never)
 
 
 # -- all of it, in order ---------------------------------------------------------

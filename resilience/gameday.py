@@ -87,7 +87,7 @@ def write_gameday_report(suite: str, entries: list[GamedayEntry], reports_dir: P
                          now: datetime) -> Path:
     """The compliance report directory, sealed like a run (manifest, optional signature, ledger line)."""
     report_dir = new_run_dir(Path(reports_dir), f"gameday-{suite}", now)
-    model = build_compliance(entries, settings, suite, report_dir.name, now)
+    model = build_compliance(entries, settings, suite, report_dir.name, now, Path(reports_dir))
     write_compliance(report_dir, model)
     digest = write_manifest(report_dir)
     if settings.evidence.signing_key:

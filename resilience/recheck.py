@@ -32,6 +32,10 @@ def recheck(run_dir: Path) -> tuple[dict[str, Any], bool]:
     """Recompute measurements and verdict from history.jsonl; (new result, same as stored?)."""
     stored = _read_json(run_dir / "result.json")
     used = _read_json(run_dir / "settings.json")
+    for key in ("targets", "measures"):
+        if not isinstance(used, dict) or key not in used:
+            raise UserError(f"{run_dir / 'settings.json'} has no '{key}', so the verdict cannot be recomputed; "
+                            f"`resilience verify {run_dir}` shows whether the file was changed.")
     targets = Targets(**used["targets"])
     history_path = run_dir / "history.jsonl"
     if not history_path.exists():

@@ -123,11 +123,12 @@ class Run:
         self.progress.phase(phase)
 
     def begin(self) -> None:
-        from .evidence import new_run_dir
+        from .evidence import new_run_dir, record_start
         from .load.process import LoadProcess
         reports = Path(self.options.reports_dir or self.settings.evidence.reports_dir).resolve()
         reports.mkdir(parents=True, exist_ok=True)
         self.run_dir = new_run_dir(reports, self.spec.name, self.started_at)
+        record_start(self.run_dir, self.spec.name, self.started_at)  # a run that never seals still shows
         self.path("experiment.yaml").write_text(yaml.safe_dump(self.spec.raw, sort_keys=False))
         self._write_json("settings.json", self._settings_json())
         self._write_rollbacks()

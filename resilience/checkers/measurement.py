@@ -82,3 +82,15 @@ def verdict(measurements: list[Measurement], *, aborted: bool = False, deviated:
 
 
 EXIT_CODES = {PASS: 0, FAIL: 1, INCONCLUSIVE: 1, ABORTED: 1}
+
+REPORTED = "reported"  # a label for people, never a stored status: see status_label
+
+
+def status_label(status: str, target: float | None) -> str:
+    """What reports show: "reported" for a figure measured for context but judged against no target.
+
+    The stored status of such a figure stays "met" (the documented JSON values,
+    and what `resilience check` recomputes for older runs); shown as a green
+    "met" it would read as an objective that was achieved, which it never was.
+    """
+    return REPORTED if target is None and status == MET else status

@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..checkers.measurement import status_label
 from ..config import Settings
+from ..evidence import LEDGER, verify_ledger
 from .compliance_render import write_compliance_html, write_compliance_pdf
 from .run import RunView, fmt_number, fmt_target, load_run, measurement_label
 
@@ -244,6 +246,7 @@ def _experiment_section(entry: GamedayEntry) -> dict[str, Any]:
     measurements = [{"name": measurement_label(m), "measure": m.name, "phase": m.phase, "unit": m.unit,
                      "value": _number(m.value), "observed": fmt_number(m.value, m.unit), "target": _number(m.target),
                      "expected": fmt_target(m), "comparison": m.comparison, "status": m.status,
+                     "label": status_label(m.status, m.target),
                      "definition": m.definition, "reason": (m.detail or {}).get("reason")}
                     for m in run.measurements]
     rto, rpo = run.measurement("rto_s"), run.measurement("rpo_s")
@@ -288,7 +291,8 @@ def findings(sections: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for d in s["deviations"]:
             add(s, "medium", f"deviation: {d}", "Explain or remove the deviation and re-run the experiment as planned.")
         if s["run_dir"] and not s["manifest_sha256"]:
-            add(s, "medium", "the run directory has no MANIFEST.sha256: its integrity cannot be shown",
+            add(s, "medium", "never sealed: the run directory has no MANIFEST.sha256, so its integrity cannot be "
+                             "shown",
                 "Seal runs (the harness writes the manifest at the end of every run); re-run the experiment.")
     return found
 
@@ -337,10 +341,33 @@ def _target_details(sections: list[dict[str, Any]]) -> dict[str, Any]:
     return details
 
 
+def ledger_status(reports_dir: Path | None) -> dict[str, Any] | None:
+    """The ledger as this report found it: its head (to keep where the run host cannot rewrite it), whether the
+    chain and the runs agree, and every run that started but was never sealed (a crash is reported, not omitted)."""
+    if reports_dir is None or not (reports_dir / LEDGER).is_file():
+        return None
+    found = verify_ledger(reports_dir)
+    return {"path": str(reports_dir / LEDGER), "head": found.head, "entries": found.entries, "ok": found.ok,
+            "problems": found.problems, "never_sealed": found.never_sealed}
+
+
 def build_compliance(entries: list[GamedayEntry], settings: Settings, suite: str, report_id: str,
-                     now: datetime) -> dict[str, Any]:
-    """The compliance report as data (also written as compliance.json)."""
+                     now: datetime, reports_dir: Path | None = None) -> dict[str, Any]:
+    """The compliance report as data (also written as compliance.json); `reports_dir` holds the ledger."""
     sections = [_experiment_section(e) for e in entries]
+    ledger = ledger_status(reports_dir)
+    found = findings(sections)
+    reported = {Path(s["run_dir"]).name for s in sections if s.get("run_dir")}  # these have their own findings
+    for name in (n for n in (ledger or {}).get("never_sealed", []) if n not in reported):
+        found.append({"id": f"F-{len(found) + 1}", "experiment": name, "run_dir": name, "severity": "medium",
+                      "finding": "the ledger records this run's start, but it was never sealed",
+                      "remediation": "Find out why the run stopped (crash, kill, host loss), roll back its faults "
+                                     "with `resilience rollback`, and re-run the experiment."})
+    for problem in (ledger or {}).get("problems", []):
+        found.append({"id": f"F-{len(found) + 1}", "experiment": "ledger", "run_dir": None, "severity": "high",
+                      "finding": f"ledger: {problem}",
+                      "remediation": "Treat the evidence named here as altered until explained; compare with a "
+                                     "ledger head kept outside the run host."})
     scope, unknown = framework_scope(settings.evidence.frameworks_in_scope)
     harness = next((s["harness"] for s in sections if s.get("harness")), {}) or {"version": __version__}
     tools: dict[str, Any] = {}
@@ -389,7 +416,8 @@ def build_compliance(entries: list[GamedayEntry], settings: Settings, suite: str
                                  "as 'not measured' and makes its run inconclusive, never a pass.",
         "experiments": sections,
         "deviations": [{"experiment": s["experiment"], "deviation": d} for s in sections for d in s["deviations"]],
-        "findings": findings(sections),
+        "findings": found,
+        "ledger": ledger,
         "coverage": coverage_matrix(sections),
         "sign_off": [{"role": role, "name": "", "date": "", "signature": ""} for role in ("Reviewer", "Approver")],
     }

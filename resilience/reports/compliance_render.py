@@ -55,7 +55,7 @@ def compliance_story(m: dict[str, Any]) -> list[Flowable]:
                ["Generated at", f"{meta['generated_at_utc']} (UTC) · {meta['generated_at_ist']}"],
                ["Harness", f"resilience {meta['harness_version']}, git commit {meta['harness_git_commit'] or 'unknown'}"],
                ["Tool versions", ", ".join(f"{k} {v}" for k, v in sorted(meta["tool_versions"].items())) or "—"],
-               ["Target", ", ".join(meta["targets"])],
+               ["Target", ", ".join(meta["targets"])]] + _ledger_rows(m.get("ledger")) + [
                ["Environment", " · ".join(f"{k}: {v}" for k, v in sorted(meta["environment"].items()))]],
               [3.5 * cm, PAGE_WIDTH - 3.5 * cm], sheet, header=False),
         para("2. Scope", h2),
@@ -71,7 +71,7 @@ def compliance_story(m: dict[str, Any]) -> list[Flowable]:
         para("4. Results per experiment", h2),
         table([["experiment", "verdict", "RTO", "RPO", "manifest sha256"]] +
               [[e["experiment"], e["verdict_word"], e["rto"] or "—", e["rpo"] or "—",
-                e["manifest_sha256"] or "not sealed"] for e in m["experiments"]],
+                e["manifest_sha256"] or "never sealed"] for e in m["experiments"]],
               [2.8 * cm, 2.8 * cm, 2.7 * cm, 2.3 * cm, PAGE_WIDTH - 10.6 * cm], sheet, mono_columns=(4,),
               extra=_verdict_cells([e["verdict"] for e in m["experiments"]], 1)),
     ]
@@ -80,7 +80,7 @@ def compliance_story(m: dict[str, Any]) -> list[Flowable]:
                 table([["Title", e["title"] or "—"], ["Hypothesis", e["hypothesis"] or "—"], ["Method", e["method"]],
                        ["Target", e["target"] or "—"],
                        ["Run", f"{e['started_at'] or '—'} → {e['ended_at'] or '—'} · {e['run_dir'] or 'none'}"],
-                       ["Evidence integrity", f"manifest sha256 {e['manifest_sha256'] or '— (not sealed)'}"
+                       ["Evidence integrity", f"manifest sha256 {e['manifest_sha256'] or '— (never sealed)'}"
                                               f"{' · signed' if e['signed'] else ''}"],
                        ["Measured RTO / RPO", f"{e['rto'] or '—'} / {e['rpo'] or '—'}"]] +
                       ([["Aborted", e["aborted_reason"]]] if e["aborted_reason"] else []) +
@@ -95,10 +95,10 @@ def compliance_story(m: dict[str, Any]) -> list[Flowable]:
         if e["measurements"]:
             rows = [["measurement", "expected", "observed", "status", "definition"]] + \
                    [[x["name"], x["expected"], x["observed"] + (f" ({x['reason']})" if x["reason"] else ""),
-                     x["status"], x["definition"]] for x in e["measurements"]]
+                     x["label"], x["definition"]] for x in e["measurements"]]
             story += [Spacer(1, 3), table(rows, [3.2 * cm, 2.4 * cm, 3.2 * cm, 2 * cm, PAGE_WIDTH - 10.8 * cm], sheet,
                                           mono_columns=(0,),
-                                          extra=status_cell_styles([x["status"] for x in e["measurements"]], 3))]
+                                          extra=status_cell_styles([x["label"] for x in e["measurements"]], 3))]
         else:
             story.append(para("No measurements were made.", small))
     story.append(para("5. Deviations", h2))
@@ -122,6 +122,16 @@ def compliance_story(m: dict[str, Any]) -> list[Flowable]:
               para("This report's directory carries its own MANIFEST.sha256; each run it cites is identified above "
                    "by the SHA-256 of that run's manifest. Check any of them with `resilience verify DIR`.", small)])]
     return story
+
+
+def _ledger_rows(ledger: dict[str, Any] | None) -> list[list[str]]:
+    """The ledger head and never-sealed runs for the metadata table (nothing for a report without a ledger)."""
+    if not ledger:
+        return []
+    state = "chain and runs agree" if ledger["ok"] else "PROBLEMS: see the findings"
+    return [["Ledger head", f"{ledger['head']} ({ledger['entries']} lines, {state}): keep this value outside the run "
+                            f"host and pass it to `resilience verify --ledger-head` later"],
+            ["Runs never sealed", ", ".join(ledger["never_sealed"]) or "none"]]
 
 
 def _matrix(m: dict[str, Any], sheet: Any, scope: dict[str, str]) -> list[Flowable]:

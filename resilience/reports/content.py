@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from ..checkers.measurement import status_label
 from ..history import CHECK, CONTROLLER, Record
 from .run import RunView, detail_text, fmt_number, fmt_target, fmt_utc, measurement_label
 
@@ -33,7 +34,8 @@ def measurement_rows(run: RunView) -> list[MeasurementRow]:
     for m in run.measurements:
         reason = str(m.detail.get("reason", "")) if m.detail else ""
         rows.append(MeasurementRow(measurement_label(m), fmt_target(m), fmt_number(m.value, m.unit), m.unit,
-                                   m.status, m.definition or "(no definition recorded)", reason))
+                                   status_label(m.status, m.target), m.definition or "(no definition recorded)",
+                                   reason))
     return rows
 
 
@@ -90,9 +92,11 @@ def _event_row(run: RunView, r: Record) -> EventRow:
 
 
 def summary_counts(run: RunView) -> dict[str, int]:
-    statuses = Counter(m.status for m in run.measurements)
+    """Counts by shown label: a reported-only figure is counted as "reported", not as a met target."""
+    statuses = Counter(status_label(m.status, m.target) for m in run.measurements)
     return {"met": statuses.get("met", 0), "breached": statuses.get("breached", 0),
-            "inconclusive": statuses.get("inconclusive", 0), "total": len(run.measurements)}
+            "inconclusive": statuses.get("inconclusive", 0), "reported": statuses.get("reported", 0),
+            "total": len(run.measurements)}
 
 
 def metadata_rows(run: RunView) -> list[tuple[str, str]]:

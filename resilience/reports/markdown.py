@@ -8,7 +8,8 @@ from .content import measurement_rows, summary_counts
 from .run import RunView
 
 ICONS = {"pass": "✅", "fail": "❌", "inconclusive": "⚠️", "aborted": "⛔"}
-STATUS_ICONS = {"met": "✅ met", "breached": "❌ breached", "inconclusive": "⚠️ inconclusive"}
+STATUS_ICONS = {"met": "✅ met", "breached": "❌ breached", "inconclusive": "⚠️ inconclusive",
+                "reported": "ℹ️ reported"}  # reported: measured for context, judged against no target
 
 
 def _cell(text: str) -> str:
@@ -38,7 +39,8 @@ def render_markdown(run: RunView) -> str:
     else:
         lines += ["No measurements were made.", ""]
     lines.append(f"{counts['met']} met · {counts['breached']} breached · {counts['inconclusive']} inconclusive · "
-                 f"run `{run.run_dir.name}` · started {run.result.get('started_at') or '—'} · full report: "
+                 f"{counts['reported']} reported only · run `{run.run_dir.name}` · "
+                 f"started {run.result.get('started_at') or '—'} · full report: "
                  f"`report.html` / `report.pdf` in the run directory.")
     return "\n".join(lines) + "\n"
 

@@ -137,7 +137,8 @@ def run_story(run: RunView) -> list[Flowable]:
     story: list[Flowable] = [
         banner(run.verdict_word, f"{run.result.get('title') or run.experiment} — experiment {run.experiment} on "
                                  f"target {run.target}; {counts['met']} met, {counts['breached']} breached, "
-                                 f"{counts['inconclusive']} inconclusive", VERDICT_COLOURS.get(run.verdict, "#57606a"),
+                                 f"{counts['inconclusive']} inconclusive, {counts['reported']} reported only",
+               VERDICT_COLOURS.get(run.verdict, "#57606a"),
                sheet),
         Spacer(1, 8),
     ]

@@ -21,7 +21,8 @@ from ..history import LOAD, History, Record
 SCHEMA_VERSION = 1
 VERDICT_WORDS = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE", "aborted": "ABORTED"}
 VERDICT_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "inconclusive": "#9a6700", "aborted": "#57606a"}
-STATUS_COLOURS = {"met": "#1a7f37", "breached": "#cf222e", "inconclusive": "#9a6700"}
+# "reported" (measured for context, judged against no target) is neutral grey: neither achieved nor missed
+STATUS_COLOURS = {"met": "#1a7f37", "breached": "#cf222e", "inconclusive": "#9a6700", "reported": "#6e7781"}
 
 
 @dataclass

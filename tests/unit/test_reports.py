@@ -113,7 +113,7 @@ def test_json_report_is_strict_json_with_schema_version(runs: dict[str, Path]) -
     text = (runs["inconclusive"] / "report.json").read_text()
     data = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     assert data["schema_version"] == 1 and data["report"]["kind"] == "resilience-run-report"
-    assert data["report"]["summary"] == {"met": 3, "breached": 0, "inconclusive": 2, "total": 5}
+    assert data["report"]["summary"] == {"met": 3, "breached": 0, "inconclusive": 2, "reported": 0, "total": 5}
 
 
 def test_rendering_is_deterministic_so_a_sealed_run_stays_intact(runs: dict[str, Path]) -> None:
@@ -176,3 +176,28 @@ def test_replica_series_reads_controller_records() -> None:
                Record(1.0, "controller", "replicas", "info", detail={"ready": 3, "desired": 3}),
                Record(1.5, "controller", "scale", "info", detail={"from": 3, "to": 4})]
     assert replica_series(records) == [(1.0, 3, 3), (2.0, 2, 3)]
+
+
+def test_a_reported_only_figure_is_labelled_reported_never_met(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A figure judged against no target (target null) is context, not an achieved objective."""
+    from resilience.cli import _print_result
+    from resilience.reports.run import STATUS_COLOURS
+    run_dir = load_generator().make_run(tmp_path, "pass")
+    result = json.loads((run_dir / "result.json").read_text())
+    result["measurements"].append({"name": "p99_ms_fault", "value": 2003.0, "unit": "ms", "target": None,
+                                   "comparison": "<=", "status": "met", "phase": "fault", "definition": "context",
+                                   "detail": {}})
+    (run_dir / "result.json").write_text(json.dumps(result))
+    html = render(run_dir, "html").read_text()
+    row = next(r for r in html.split("<tr>") if "p99_ms_fault" in r).split("</tr>")[0]
+    assert ">reported</span>" in row and ">met</span>" not in row
+    assert STATUS_COLOURS["reported"] in row and STATUS_COLOURS["met"] not in row
+    assert "1 reported only" in html
+    md = render(run_dir, "md").read_text()
+    assert next(line for line in md.splitlines() if "p99_ms_fault" in line).endswith("ℹ️ reported |")
+    assert json.loads(render(run_dir, "json").read_text())["measurements"][-1]["status"] == "met"  # JSON unchanged
+    assert render(run_dir, "pdf").stat().st_size > 0
+    _print_result(result)
+    line = next(line for line in capsys.readouterr().out.splitlines() if "p99_ms_fault" in line)
+    assert line.rstrip().endswith("reported") and not line.rstrip().endswith("met")
