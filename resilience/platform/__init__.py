@@ -14,6 +14,7 @@ Configuration (environment variables; every one is optional):
 | `RSL_PG_POOL_MIN` / `RSL_PG_POOL_MAX` | 1 / 5 | connection pool size |
 | `RSL_REDIS_SENTINELS` | (none) | comma list of Sentinel `host:port`; the master is found through them |
 | `RSL_REDIS_MASTER` | `rsl-cache` | the Sentinel master name |
+| `RSL_REDIS_PASSWORD` | (none) | password of the Redis servers and the Sentinels (`requirepass`) |
 | `RSL_REDIS_URL` | (none) | plain Redis URL, used only when no Sentinels are given; no Redis at all is fine too |
 | `RSL_REDIS_TIMEOUT_S` | 0.3 | Redis socket and connect timeout |
 | `RSL_MENU_TTL_S` | 5 | how long the menu stays cached in Redis |

@@ -53,6 +53,7 @@ def make_redis_client(settings: PlatformSettings) -> Redis | None:
         "retry_on_error": [RedisConnectionError, RedisTimeoutError],
         "health_check_interval": 1,
         "max_connections": 50,
+        "password": settings.redis_password,
     }
     if settings.redis_sentinels:
         # No retries towards a Sentinel: redis-py's default retries made one unreachable Sentinel
@@ -60,7 +61,7 @@ def make_redis_client(settings: PlatformSettings) -> Redis | None:
         # finished and never moved the dead Sentinel off the front of its list: Redis stayed
         # unusable for the whole outage. Without retries it costs one timeout, once.
         sentinel = Sentinel(list(settings.redis_sentinels),
-                            sentinel_kwargs={"socket_timeout": settings.redis_timeout_s,
+                            sentinel_kwargs={"socket_timeout": settings.redis_timeout_s, "password": settings.redis_password,
                                              "socket_connect_timeout": settings.redis_timeout_s,
                                              "retry": Retry(NoBackoff(), 0)},
                             **connection_options)

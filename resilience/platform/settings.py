@@ -33,6 +33,7 @@ class PlatformSettings:
     pg_pool_min: int = 1
     pg_pool_max: int = 5
     redis_timeout_s: float = 0.3
+    redis_password: str | None = None  # for the Redis servers and the Sentinels
     menu_ttl_s: int = 5
     ready_interval_s: float = 0.5  # how often the primary is checked
     ready_max_age_s: float = 1.5  # /health/ready fails when the last good check is older
@@ -91,6 +92,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> PlatformSettings:
         redis_sentinels=parse_sentinels(env.get("RSL_REDIS_SENTINELS", "")),
         redis_master=env.get("RSL_REDIS_MASTER", "").strip() or DEFAULT_REDIS_MASTER,
         redis_url=env.get("RSL_REDIS_URL", "").strip() or None,
+        redis_password=env.get("RSL_REDIS_PASSWORD") or None,
         replica=env.get("RSL_REPLICA", "").strip() or defaults.replica,
         zone=env.get("RSL_ZONE", "").strip() or defaults.zone,
         pg_connect_timeout_s=_number(env, "RSL_PG_CONNECT_TIMEOUT_S", defaults.pg_connect_timeout_s, minimum=0.05),

@@ -93,7 +93,7 @@ class LocalTarget(Target):
         self._check_ports()
         self._clean_leftovers()
         self.root.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.root, 0o755)
+        os.chmod(self.root, 0o711)  # others may pass through (PostgreSQL runs as 'postgres'), not look in
         (self.root / "logs").mkdir(exist_ok=True)
         for name in (ERROR_FILE, STATE_FILE):
             (self.root / name).unlink(missing_ok=True)

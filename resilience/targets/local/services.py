@@ -11,6 +11,7 @@ with zones as namespaces (each zone has its own address) and as process groups
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -27,13 +28,13 @@ import yaml
 from ...config import StackSettings
 from ...errors import UserError
 from .executor import ProcessSpec
+from .secrets import PATRONI_API_USER, StackSecrets, load_or_create, write_private
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 REDIS_MASTER_NAME = "rsl-cache"
 PATRONI_SCOPE = "rsl-meals"
 DB_NAME = "meals"
 DB_USER = "app"
-DB_PASSWORD = "app-password"
 
 # binary → (Debian package that provides it)
 REQUIRED_BINARIES: dict[str, str] = {
@@ -88,10 +89,12 @@ def http_get(url: str, timeout: float = 0.5) -> tuple[int, bytes]:
     return _http(url, timeout)
 
 
-def http_post(url: str, body: Any, timeout: float = 2.0) -> tuple[int, bytes]:
-    """POST a JSON body: (status, response body); status 0 when unreachable."""
-    return _http(urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                        headers={"Content-Type": "application/json"}), timeout)
+def http_post(url: str, body: Any, timeout: float = 2.0, auth: tuple[str, str] | None = None) -> tuple[int, bytes]:
+    """POST a JSON body (with HTTP basic auth when given): (status, response body); status 0 when unreachable."""
+    headers = {"Content-Type": "application/json"}
+    if auth is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+    return _http(urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers=headers), timeout)
 
 
 def _http(request: str | urllib.request.Request, timeout: float) -> tuple[int, bytes]:
@@ -139,6 +142,14 @@ class StackLayout:
         self.zone_netns = zone_netns
         self.root = settings.state_path
         self.zones = list(settings.zones)
+        self._secrets: StackSecrets | None = None
+
+    @property
+    def secrets(self) -> StackSecrets:
+        """Read (or create) on first use: `up` makes the state directory before anything starts."""
+        if self._secrets is None:
+            self._secrets = load_or_create(self.dir("."))
+        return self._secrets
 
     # -- placement ---------------------------------------------------------------
     def etcd(self, i: int) -> Placement:
@@ -175,14 +186,17 @@ class StackLayout:
 
     def pg_dsn(self) -> str:
         hosts = ",".join(self.postgres(i).address for i in (1, 2))
-        return f"postgresql://{DB_USER}:{DB_PASSWORD}@{hosts}/{DB_NAME}?target_session_attrs=read-write"
+        return f"postgresql://{DB_USER}:{self.secrets.postgres_app}@{hosts}/{DB_NAME}?target_session_attrs=read-write"
 
     def sentinel_addresses(self) -> str:
         return ",".join(self.sentinel(i).address for i in (1, 2, 3))
 
     def dir(self, name: str) -> Path:
+        """A directory in the state directory; only its owner may enter it (configs, sockets, data)."""
         path = self.root / name
         path.mkdir(parents=True, exist_ok=True)
+        if path != self.root:
+            os.chmod(path, 0o700)
         return path
 
     def log(self, name: str) -> Path:
@@ -211,7 +225,9 @@ class StackLayout:
             "name": p.name,
             # INFO: the log then says what a rejoining member had to do (pg_rewind, removing its data)
             "log": {"level": "INFO"},
-            "restapi": {"listen": api, "connect_address": api},
+            # reads (GET /patroni, /cluster) stay open; anything that changes state needs the password
+            "restapi": {"listen": api, "connect_address": api,
+                        "authentication": {"username": PATRONI_API_USER, "password": self.secrets.patroni_api}},
             "etcd3": {"hosts": [self.etcd(k).address for k in (1, 2, 3)], "protocol": "http"},
             "bootstrap": {
                 "dcs": {
@@ -231,7 +247,7 @@ class StackLayout:
                 },
                 "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}],
                 "pg_hba": [
-                    "local all all trust",
+                    "local all all scram-sha-256",
                     "host replication replicator 0.0.0.0/0 scram-sha-256",
                     "host all all 0.0.0.0/0 scram-sha-256",
                 ],
@@ -244,11 +260,12 @@ class StackLayout:
                 "bin_dir": str(PG_BIN),
                 "pgpass": str(home / "pgpass"),
                 "authentication": {
-                    "replication": {"username": "replicator", "password": "replicator-password"},
-                    "superuser": {"username": "postgres", "password": "postgres-password"},
-                    "rewind": {"username": "postgres", "password": "postgres-password"},
+                    "replication": {"username": "replicator", "password": self.secrets.postgres_replication},
+                    "superuser": {"username": "postgres", "password": self.secrets.postgres_superuser},
+                    "rewind": {"username": "postgres", "password": self.secrets.postgres_superuser},
                 },
-                "parameters": {"unix_socket_directories": str(home)},
+                "parameters": {"unix_socket_directories": str(home), "unix_socket_permissions": "0700",
+                               "password_encryption": "scram-sha-256"},
                 # a spread checkpoint would make the clone wait minutes
                 "basebackup": [{"checkpoint": "fast"}],
                 # a former primary whose timeline forked off is rewound; if that is impossible or
@@ -263,12 +280,12 @@ class StackLayout:
         p = self.postgres(i)
         home = self.dir(f"postgres-{i}")
         config = home / "patroni.yml"
-        config.write_text(yaml.safe_dump(self.patroni_config(i), sort_keys=False))
+        write_private(config, yaml.safe_dump(self.patroni_config(i), sort_keys=False))
         hook = home / "post_bootstrap.sh"
-        hook.write_text("#!/bin/sh\nset -e\n"
-                        f"psql -v ON_ERROR_STOP=1 \"$1\" -c \"CREATE ROLE {DB_USER} LOGIN PASSWORD '{DB_PASSWORD}'\" "
-                        f"-c \"CREATE DATABASE {DB_NAME} OWNER {DB_USER}\"\n")
-        hook.chmod(0o755)
+        write_private(hook, "#!/bin/sh\nset -e\n"
+                      f"psql -v ON_ERROR_STOP=1 \"$1\" -c \"CREATE ROLE {DB_USER} LOGIN PASSWORD "
+                      f"'{self.secrets.postgres_app}'\" -c \"CREATE DATABASE {DB_NAME} OWNER {DB_USER}\"\n")
+        hook.chmod(0o700)
         _chown_tree(home, "postgres")
         env = {"PATH": f"{PG_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}", "HOME": str(home)}
         return ProcessSpec(p.name, ["patroni", str(config)], self.log(p.name), env=env, cwd=home,
@@ -277,7 +294,9 @@ class StackLayout:
     def redis_spec(self, i: int, replicaof: str | None) -> ProcessSpec:
         p = self.redis(i)
         data = self.dir(f"redis-{i}")
-        argv = ["redis-server", "--bind", p.host, "--port", str(p.port), "--dir", str(data),
+        secret = data / "auth.conf"  # passwords in a 0600 file: argv is visible to every user in `ps`
+        write_private(secret, f"requirepass {self.secrets.redis}\nmasterauth {self.secrets.redis}\n")
+        argv = ["redis-server", str(secret), "--bind", p.host, "--port", str(p.port), "--dir", str(data),
                 "--save", "", "--appendonly", "no", "--protected-mode", "no", "--daemonize", "no",
                 "--replica-announce-ip", p.host, "--loglevel", "warning"]
         if replicaof:
@@ -291,13 +310,16 @@ class StackLayout:
         conf = data / "sentinel.conf"
         host, port = master.rsplit(":", 1)
         if not conf.exists():  # Sentinel rewrites its own config: keep what it learnt across restarts
-            conf.write_text("\n".join([
+            write_private(conf, "\n".join([
                 f"bind {p.host}", f"port {p.port}", f"dir {data}", "protected-mode no", "daemonize no",
                 f"sentinel announce-ip {p.host}",
                 f"sentinel monitor {REDIS_MASTER_NAME} {host} {port} 2",
                 f"sentinel down-after-milliseconds {REDIS_MASTER_NAME} {self.s.redis_down_after_ms}",
                 f"sentinel failover-timeout {REDIS_MASTER_NAME} {self.s.redis_failover_timeout_ms}",
-                f"sentinel parallel-syncs {REDIS_MASTER_NAME} 1", "loglevel warning", ""]))
+                f"sentinel parallel-syncs {REDIS_MASTER_NAME} 1",
+                f"sentinel auth-pass {REDIS_MASTER_NAME} {self.secrets.redis}",
+                f"sentinel sentinel-pass {self.secrets.redis}", f"requirepass {self.secrets.redis}",
+                "loglevel warning", ""]))
         return ProcessSpec(p.name, ["redis-sentinel", str(conf)], self.log(p.name), netns=self.zone_netns(p.zone or ""))
 
     def haproxy_spec(self, config_text: str) -> ProcessSpec:
@@ -312,7 +334,8 @@ class StackLayout:
     def api_spec(self, slot: int, zone: str) -> ProcessSpec:
         p = self.api(slot, zone)
         env = {"RSL_PG_DSN": self.pg_dsn(), "RSL_REDIS_SENTINELS": self.sentinel_addresses(),
-               "RSL_REDIS_MASTER": REDIS_MASTER_NAME, "RSL_REPLICA": p.name, "RSL_ZONE": zone,
+               "RSL_REDIS_MASTER": REDIS_MASTER_NAME, "RSL_REDIS_PASSWORD": self.secrets.redis,
+               "RSL_REPLICA": p.name, "RSL_ZONE": zone,
                "PYTHONUNBUFFERED": "1"}
         argv = [sys.executable, "-m", "resilience.platform", "--host", p.host, "--port", str(p.port)]
         return ProcessSpec(p.name, argv, self.log(p.name), env=env, netns=self.zone_netns(zone))

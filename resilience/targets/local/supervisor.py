@@ -35,6 +35,7 @@ from . import cgroups, haproxy
 from .autoscaler import Autoscaler, HpaSpec
 from .executor import Executor, wait_for
 from .healing import HealProgress, heal_action, postgres_problems, redis_problems
+from .secrets import PATRONI_API_USER
 from .services import REDIS_MASTER_NAME, StackLayout, http_get, http_json, http_post
 from .zones import ProcessZones, ZoneNetwork, detect_zone_mode
 
@@ -55,10 +56,11 @@ def settings_from_json(data: dict[str, Any]) -> StackSettings:
     return StackSettings(**data)
 
 
-def _redis(address: str, timeout: float = 0.3) -> Any:
+def _redis(address: str, password: str, timeout: float = 0.3) -> Any:
     import redis
     host, port = address.rsplit(":", 1)
-    return redis.Redis(host=host, port=int(port), socket_timeout=timeout, socket_connect_timeout=timeout)
+    return redis.Redis(host=host, port=int(port), password=password, socket_timeout=timeout,
+                       socket_connect_timeout=timeout)
 
 
 @dataclass
@@ -211,7 +213,7 @@ class Supervisor:
 
     def _redis_ready(self, name: str) -> Any:
         place = self._placement(name)
-        return lambda: bool(_redis(place.address).ping())
+        return lambda: bool(_redis(place.address, self.layout.secrets.redis).ping())
 
     def _patroni_role_ready(self, i: int, role: str) -> Any:
         base = self.layout.patroni_api(i)
@@ -459,7 +461,7 @@ class Supervisor:
                 answer: Any = None
                 if ok:
                     try:
-                        client = _redis(self._placement(name).address)
+                        client = _redis(self._placement(name).address, self.layout.secrets.redis)
                         answer = client.info("replication") if kind == "redis" else \
                             _address(client.execute_command("SENTINEL", "get-master-addr-by-name", REDIS_MASTER_NAME))
                     except Exception:
@@ -561,7 +563,8 @@ class Supervisor:
         return {"healed": detail}
 
     def _reinitialize(self, name: str, problem: str, progress: HealProgress) -> None:
-        status, body = http_post(f"{self.layout.patroni_api(int(name[-1]))}/reinitialize", {"force": True}, 5.0)
+        status, body = http_post(f"{self.layout.patroni_api(int(name[-1]))}/reinitialize", {"force": True}, 5.0,
+                                 auth=(PATRONI_API_USER, self.layout.secrets.patroni_api))
         if status == 200:
             progress.reinitialized.add(name)
             self.event("platform", "reinitialize", component=name, reason=problem)
@@ -597,7 +600,7 @@ class Supervisor:
             if f"sentinel-{i}" in self.paused or not self.services.get(f"sentinel-{i}", None):
                 continue
             try:
-                addr = _redis(self.layout.sentinel(i).address).execute_command(
+                addr = _redis(self.layout.sentinel(i).address, self.layout.secrets.redis).execute_command(
                     "SENTINEL", "get-master-addr-by-name", REDIS_MASTER_NAME)
             except Exception:
                 continue
