@@ -50,8 +50,8 @@ def read_text(path: Path, what: str, limit: int = MAX_FILE_BYTES) -> str:
         raise UserError(f"{what} {path} cannot be read ({exc.strerror or exc}). Check the path and its "
                         f"permissions.") from None
     if len(data) > limit:
-        raise UserError(f"{path}: the file is larger than {limit // 1024} KiB, the limit for a {what}. "
-                        f"A {what} is a few KiB of YAML; check that this is the right file.")
+        raise UserError(f"{path}: the file is larger than {limit // 1024} KiB, the limit for this {what}; such "
+                        f"files are a few KiB of YAML. Check that this is the right file.")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -69,10 +69,15 @@ def load_yaml(path: Path, what: str = "experiment file") -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = exc.problem or exc.context or "syntax error"
+        problem = " ".join((exc.problem or exc.context or "syntax error").split())
         raise UserError(f"{path}: {line}not valid YAML ({problem}). Fix the syntax.") from None
+    except yaml.reader.ReaderError as exc:
+        row = text[:exc.position].count("\n") + 1
+        char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+        raise UserError(f"{path}: line {row}: the character #x{char:04x} is not allowed in YAML. Remove it "
+                        f"(control characters and NUL bytes have no place in an experiment file).") from None
     except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({exc}). Fix the syntax.") from None
+        raise UserError(f"{path}: not valid YAML ({' '.join(str(exc).split())}). Fix the syntax.") from None
     except (ValueError, OverflowError, RecursionError) as exc:  # e.g. a 5000-digit number
         raise UserError(f"{path}: a value cannot be read ({type(exc).__name__}: {str(exc)[:200]}). "
                         f"Use ordinary numbers and strings.") from None

@@ -68,7 +68,7 @@ def parse_duration(text: str, where: str = "duration") -> float:
         seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         position = match.end()
     if not seconds <= MAX_DURATION_S:
-        raise UserError(f"{where}: duration {text!r} is longer than 24 h. Use at most '24h', or 'inf' for a last "
+        raise UserError(f"{where}: duration {text[:40]!r} is longer than 24 h. Use at most '24h', or 'inf' for a last "
                         f"stage that runs until the load is stopped.")
     return seconds
 
