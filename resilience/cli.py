@@ -33,6 +33,12 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(getattr(args, "config", None))
 
 
+def _policy(settings: Settings) -> Any:
+    """What experiments may run (settings' allow-lists); checked before anything is imported or started."""
+    from .policy import Policy
+    return Policy.from_settings(settings)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from .targets import make_target
     target = make_target(args.target, _settings(args), context=getattr(args, "context", None))
@@ -122,7 +128,7 @@ def run_experiment(name: str, args: argparse.Namespace, settings: Settings) -> d
 
     from . import experiments
     from . import run as run_module
-    spec = experiments.load(name, args.profile, load_overrides=_load_overrides(args))
+    spec = experiments.load(name, args.profile, load_overrides=_load_overrides(args), policy=_policy(settings))
     experiments.validate_with_chaostoolkit(spec)
     options = run_module.RunOptions(target=args.target, context=args.context,
                                     target_overrides=_parse_target_overrides(args.set_target),
@@ -192,7 +198,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _dry_run(args: argparse.Namespace, settings: Settings) -> int:
     from . import experiments
     from .targets import make_target
-    spec = experiments.load(args.experiment, args.profile, load_overrides=_load_overrides(args))
+    spec = experiments.load(args.experiment, args.profile, load_overrides=_load_overrides(args),
+                            policy=_policy(settings))
     target: Any = make_target(args.target, settings, context=args.context, dry_run=True)
     if not hasattr(target, "plan_experiment"):
         raise UserError(f"--dry-run is supported for the kubernetes and aws targets; the {args.target} target "
@@ -204,22 +211,23 @@ def _dry_run(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from . import experiments
+    policy = _policy(_settings(args))
     print(f"{'experiment':<16} {'fault':<22} title")
     for path in experiments.catalogue():
-        print(experiments.summary_line(path))
+        print(experiments.summary_line(path, policy))
     return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from . import experiments
+    policy = _policy(_settings(args))
     bad = 0
     for name in args.files:
         try:
-            spec = experiments.load(name)
-            for profile in ("short",):
-                if profile in (spec.raw.get("extensions") or [{}])[0].get("profiles", {}):
-                    experiments.load(name, profile)
-            experiments.validate_with_chaostoolkit(spec)
+            spec = experiments.load(name, policy=policy)
+            if "short" in experiments.profiles_of(spec):
+                experiments.load(name, "short", policy=policy)
+            experiments.validate_with_chaostoolkit(spec)  # may import modules: only allowed ones are left
             print(f"{name}: valid ({', '.join(f for f, _ in spec.faults)}; measures {', '.join(spec.measures)})")
         except UserError as exc:
             print(f"{name}: INVALID: {exc}", file=sys.stderr)

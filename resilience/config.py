@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,9 +125,37 @@ class EvidenceSettings:
 
 
 @dataclass(frozen=True)
+class ExperimentsSettings:
+    """What experiment files may run. Experiment files are code: by default only our own extension runs.
+
+    Chaos Toolkit python activities and controls may always use resilience.faults and
+    resilience.control; anything else must be listed here by the operator.
+    """
+
+    # python modules (or package prefixes: 'mychaos' allows 'mychaos' and 'mychaos.*') whose functions
+    # experiments may call as actions, probes, rollbacks, controls or dynamic configuration
+    allowed_modules: tuple[str, ...] = ()
+    # absolute paths of executables a `process` provider may run (exactly these; empty: none may run)
+    allowed_executables: tuple[str, ...] = ()
+    # hosts an `http` provider may call besides 127.0.0.0/8, ::1 and localhost: names or IP networks (CIDR)
+    allowed_http_hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LoadSafetySettings:
+    """Where Locust scenarios may come from: a locustfile is code the load process executes."""
+
+    # folders (besides the project's scenarios/) whose locustfiles experiments may use; relative paths
+    # are taken from the current directory
+    allowed_locustfile_dirs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Settings:
     stack: StackSettings = field(default_factory=StackSettings)
     targets: Targets = field(default_factory=Targets)
+    experiments: ExperimentsSettings = field(default_factory=ExperimentsSettings)
+    load: LoadSafetySettings = field(default_factory=LoadSafetySettings)
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
     aws: AwsSettings = field(default_factory=AwsSettings)
     evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
@@ -231,11 +261,41 @@ def validate(settings: Settings) -> Settings:
         raise UserError(f"{where}: 'targets.availability_fault' is a fraction in [0, 1] (0: not judged); got {t.availability_fault}.")
     if not 0 < t.availability <= 1:
         raise UserError(f"{where}: 'targets.availability' is a fraction in (0, 1], e.g. 0.999; got {t.availability}.")
+    for name, value in dataclasses.asdict(t).items():
+        if not math.isfinite(value):
+            raise UserError(f"{where}: 'targets.{name}' must be a finite number; got {value}.")
     for name in ("rto_s", "rpo_s", "p99_ms", "autoscale_s", "rto_hold_s"):
         if getattr(t, name) <= 0:
             raise UserError(f"{where}: 'targets.{name}' must be positive; got {getattr(t, name)}.")
     _validate_trusted_keys(settings.evidence.trusted_public_keys, where)
+    _validate_experiments(settings.experiments, where)
+    for entry in settings.load.allowed_locustfile_dirs:
+        if not entry.strip() or "\0" in entry:
+            raise UserError(f"{where}: 'load.allowed_locustfile_dirs' has the entry {entry!r}; list folders that "
+                            f"hold trusted locustfiles, e.g. [scenarios-extra].")
     return settings
+
+
+_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def _validate_experiments(e: ExperimentsSettings, where: str) -> None:
+    """The allow-lists must say exactly what they allow: module names, absolute paths, hosts."""
+    for module in e.allowed_modules:
+        if not _MODULE_NAME.match(module):
+            raise UserError(f"{where}: 'experiments.allowed_modules' entry {module!r} is not a python module name; "
+                            f"list dotted names such as 'mychaos' or 'mychaos.actions'.")
+    for exe in e.allowed_executables:
+        if not exe.startswith("/") or "\0" in exe:
+            raise UserError(f"{where}: 'experiments.allowed_executables' entry {exe!r} must be an absolute path "
+                            f"(e.g. /usr/local/bin/my-fault); a bare name would be looked up on PATH.")
+    for host in e.allowed_http_hosts:
+        try:
+            ipaddress.ip_network(host, strict=False)
+        except ValueError:
+            if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", host):
+                raise UserError(f"{where}: 'experiments.allowed_http_hosts' entry {host!r} is neither a host "
+                                f"name nor an IP network; use e.g. 'staging.internal' or '10.0.0.0/8'.") from None
 
 
 def _validate_trusted_keys(paths: tuple[str, ...], where: str) -> None:
@@ -269,10 +329,8 @@ def load_settings(path: str | Path | None = None) -> Settings:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"config file {p} does not exist. Pass an existing file with --config, or omit it to use the defaults.")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"{p}: not valid YAML ({exc}). Fix the syntax; `resilience config --defaults` prints a valid file.") from None
+    from .inputs import load_yaml
+    data = load_yaml(p, "settings file") or {}
     settings = _build(Settings, data, str(p), "")
     settings = dataclasses.replace(settings, source=str(p))
     if "state_dir" not in (data.get("stack") or {}):

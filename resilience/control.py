@@ -16,6 +16,7 @@ from typing import Any
 from chaoslib.exceptions import InterruptExecution
 
 from . import run as run_module
+from .errors import UserError
 
 
 def before_experiment_control(context: dict[str, Any], configuration: Any = None, secrets: Any = None,
@@ -24,9 +25,14 @@ def before_experiment_control(context: dict[str, Any], configuration: Any = None
     if run is None:  # plain `chaos run`
         from .config import load_settings
         from .experiments import load_from_raw
+        from .policy import Policy
         profile = os.environ.get("RESILIENCE_PROFILE", "full")
-        spec = load_from_raw(context, profile)
-        run = run_module.Run(spec, load_settings(os.environ.get("RESILIENCE_CONFIG")),
+        settings = load_settings(os.environ.get("RESILIENCE_CONFIG"))
+        try:  # the same allow-lists as `resilience run`: a refused activity stops the run before it starts
+            spec = load_from_raw(context, profile, Policy.from_settings(settings))
+        except UserError as exc:
+            raise InterruptExecution(str(exc)) from None
+        run = run_module.Run(spec, settings,
                              run_module.RunOptions(target=os.environ.get("RESILIENCE_TARGET", "local")))
         run.owned_by_control = True
         run_module.set_current(run)

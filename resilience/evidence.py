@@ -33,6 +33,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from .atomic import atomic_open, atomic_write_text
 from .errors import UserError
 
 MANIFEST = "MANIFEST.sha256"
@@ -83,13 +84,9 @@ def new_run_dir(reports_dir: Path, experiment: str, now: datetime) -> Path:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON through a temporary file and a rename, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    with atomic_open(path, fsync=True) as f:  # a fresh mkstemp file: never a link planted at a fixed name
         json.dump(data, f, indent=2, sort_keys=False, default=str)
         f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
 
 
 def sha256_file(path: Path) -> str:
@@ -130,9 +127,7 @@ def write_manifest(run_dir: Path) -> str:
     """
     text = manifest_text(run_dir)
     path = run_dir / MANIFEST
-    tmp = path.with_name(f".{MANIFEST}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, text)
     stale = run_dir / SIGNATURE
     if stale.exists():  # a signature over an older manifest would only mislead
         stale.unlink()
@@ -327,7 +322,12 @@ def verify(run_dir: Path, public_key: Path | None = None, *, trusted_keys: Seque
             _check_ledger(run_dir, Path(ledger), ledger_anchor, result)
         return result
     result = VerifyResult(run_dir, UNSIGNED_INTACT, manifest_digest=sha256_file(manifest))
-    listed = _parse_manifest(manifest.read_text(encoding="utf-8"), manifest)
+    try:
+        manifest_text_ = manifest.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError) as exc:
+        raise UserError(f"{manifest} cannot be read ({exc}); it is damaged: the run's integrity cannot be "
+                        f"shown.") from None
+    listed = _parse_manifest(manifest_text_, manifest)
     present = set(_evidence_files(run_dir))
     for name, digest in listed.items():
         if name not in present:
@@ -543,7 +543,12 @@ def read_ledger(path: Path, anchor: str | None = None) -> LedgerChain:
     problems: list[str] = []
     lines: list[LedgerLine] = []
     prev = GENESIS
-    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        ledger_text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        raise UserError(f"{path}: line {line}: not UTF-8 text; the ledger is damaged.") from None
+    for number, text in enumerate(ledger_text.splitlines(), 1):
         if not text.strip():
             continue
         digest = _line_hash(text)

@@ -18,23 +18,32 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .checkers import MEASURES
 from .config import Targets, override_targets
 from .errors import UserError
-from .load.shape import LoadSettings
+from .inputs import check_tree, load_yaml
+from .load.shape import MAX_DURATION_S, LoadSettings
+from .policy import Policy, check_experiment, check_locustfile
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXTENSION_NAME = "resilience"
 FAULT_FUNCTIONS = ("kill_replicas", "lose_zone", "fail_over_database", "stop_cache", "traffic_spike",
                    "pause_replicas", "hold_replication")
 PROFILES = ("full", "short")
+# the fields of our extension block; a profile may override any of them except the first two
+EXTENSION_FIELDS = ("name", "experiment", "hypothesis", "measures", "targets", "load", "durations",
+                    "stop_condition", "profiles")
+PROFILE_FIELDS = ("hypothesis", "measures", "targets", "load", "durations", "stop_condition")
+# an experiment's name names its run directory and ledger entries: no path separators, no leading dot
+EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+ACTIVITY_TYPES = ("action", "probe")
 
 
 @dataclass(frozen=True)
@@ -132,40 +141,60 @@ def _dataclass_from(cls: type, data: Any, where: str) -> Any:
     if unknown:
         raise UserError(f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(names)}.")
     for k, v in data.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
             raise UserError(f"{where}.{k} must be a number >= 0, got {v!r}.")
+        if v > MAX_DURATION_S:
+            raise UserError(f"{where}.{k} is {v!r}; at most {MAX_DURATION_S:.0f} (24 h). Shorten it.")
     return cls(**{k: float(v) for k, v in data.items()})
 
 
-def load(name_or_path: str, profile: str = "full", *, load_overrides: dict[str, Any] | None = None) -> ExperimentSpec:
-    """Load and validate an experiment (ours and Chaos Toolkit's rules). Touches nothing."""
+def load(name_or_path: str, profile: str = "full", *, load_overrides: dict[str, Any] | None = None,
+         policy: Policy | None = None) -> ExperimentSpec:
+    """Load and validate an experiment (ours and Chaos Toolkit's rules, and what it may run). Touches nothing.
+
+    `policy` says which modules, programs, hosts and locustfiles the operator allows (default: only ours).
+    """
     path = resolve(name_or_path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({exc}). Fix the syntax.") from None
-    return parse(raw, path, profile, load_overrides=load_overrides)
+    raw = load_yaml(path, "experiment file")
+    return parse(raw, path, profile, load_overrides=load_overrides, policy=policy)
 
 
-def load_from_raw(raw: dict[str, Any], profile: str = "full") -> ExperimentSpec:
+def load_from_raw(raw: dict[str, Any], profile: str = "full", policy: Policy | None = None) -> ExperimentSpec:
     """An experiment handed over by Chaos Toolkit (plain `chaos run`): named by its extension's `experiment`."""
     ext = _extension(raw, "the experiment") if isinstance(raw, dict) else {}
-    name = str(ext.get("experiment") or "experiment")
-    return parse(raw, Path(f"{name}.yaml"), profile)
+    name = ext.get("experiment") or "experiment"
+    if not isinstance(name, str) or not EXPERIMENT_NAME.match(name):
+        name = "experiment"  # parse() refuses the bad name with the full message
+    return parse(raw, Path(f"{name}.yaml"), profile, policy=policy)
 
 
 def parse(raw: Any, path: Path, profile: str = "full", *,
-          load_overrides: dict[str, Any] | None = None) -> ExperimentSpec:
-    """Validate an experiment mapping; `path` names it in messages."""
+          load_overrides: dict[str, Any] | None = None, policy: Policy | None = None) -> ExperimentSpec:
+    """Validate an experiment mapping; `path` names it in messages.
+
+    The order matters: plain data first (types, depth), then what it may run (the
+    policy, by module name only), and only then anything that could import code
+    (Chaos Toolkit's own validation, done by the caller).
+    """
     where = str(path)
     if not isinstance(raw, dict):
         raise UserError(f"{where}: an experiment must be a YAML mapping with title, method, extensions.")
+    check_tree(raw, where)
     for key in ("title", "description", "method"):
         if key not in raw:
             raise UserError(f"{where}: missing '{key}', which Chaos Toolkit requires. Add it (see experiments/pod-kill.yaml).")
+    _check_chaos_structure(raw, where)
+    policy = policy or Policy()
+    check_experiment(raw, where, policy)
     ext = _extension(raw, where)
     if profile not in PROFILES:
         raise UserError(f"unknown profile {profile!r}: use one of {', '.join(PROFILES)}.")
+    _check_extension_fields(ext, where)
+    name = ext.get("experiment") if ext.get("experiment") is not None else path.stem
+    if not isinstance(name, str) or not EXPERIMENT_NAME.match(name):
+        raise UserError(f"{where}: the experiment name {name!r} (extensions.resilience.experiment, or the file "
+                        f"name) names its run directory: use 1 to 64 letters, digits, '.', '_' and '-', starting "
+                        f"with a letter or digit (no '/', no leading '.'), e.g. experiment: zone-failure.")
     profiles = ext.get("profiles") or {}
     if profile != "full":
         if profile not in profiles:
@@ -175,16 +204,21 @@ def parse(raw: Any, path: Path, profile: str = "full", *,
     if not isinstance(hypothesis, str) or not hypothesis.strip():
         raise UserError(f"{where}: extensions.resilience.hypothesis must state, in words, what must hold.")
     measures = ext.get("measures")
-    if not isinstance(measures, list) or not measures or any(m not in MEASURES for m in measures):
+    if (not isinstance(measures, list) or not measures or not all(isinstance(m, str) for m in measures)
+            or any(m not in MEASURES for m in measures)):
         raise UserError(f"{where}: extensions.resilience.measures must be a non-empty list from {list(MEASURES)}; "
                         f"got {measures!r}.")
     overrides = ext.get("targets") or {}
     if not isinstance(overrides, dict):
         raise UserError(f"{where}: extensions.resilience.targets must be a mapping such as {{rto_s: 60}}.")
     override_targets(Targets(), overrides, f"{where}: extensions.resilience")  # validates names and values
+    if not isinstance(ext.get("load") or {}, dict):
+        raise UserError(f"{where}: extensions.resilience.load must be a mapping such as {{users: 50}}; "
+                        f"got {ext.get('load')!r}.")
     load_data = dict(ext.get("load") or {})
     load_data.update(load_overrides or {})
     load_settings = LoadSettings.from_mapping(load_data, f"{where}: extensions.resilience.load")
+    check_locustfile(load_settings.locustfile, f"{where}: extensions.resilience.load", policy)
     durations = _dataclass_from(Durations, ext.get("durations"), f"{where}: extensions.resilience.durations")
     stop = _dataclass_from(StopCondition, ext.get("stop_condition"), f"{where}: extensions.resilience.stop_condition")
     if not 0 <= stop.availability_floor <= 1:
@@ -196,7 +230,6 @@ def parse(raw: Any, path: Path, profile: str = "full", *,
     raw_with_profile = copy.deepcopy(raw)
     raw_with_profile["extensions"] = [ext if (isinstance(e, dict) and e.get("name") == EXTENSION_NAME) else e
                                       for e in raw.get("extensions", [])]
-    name = str(ext.get("experiment") or path.stem)
     return ExperimentSpec(name=name, path=path, raw=raw_with_profile, title=str(raw["title"]),
                           hypothesis=hypothesis.strip(), measures=tuple(measures), target_overrides=overrides,
                           load=load_settings, durations=durations, stop_condition=stop, profile=profile,
@@ -210,13 +243,146 @@ def _faults(raw: dict[str, Any], where: str) -> list[tuple[str, dict[str, Any]]]
         if provider.get("type") == "python" and provider.get("module") == "resilience.faults":
             func = provider.get("func")
             if func in FAULT_FUNCTIONS:
-                out.append((func, dict(provider.get("arguments") or {})))
+                arguments = dict(provider.get("arguments") or {})
+                _check_fault_arguments(arguments, f"{where}: method[{i}] ({activity.get('name')!r})")
+                out.append((func, arguments))
             elif activity.get("type") == "action":
                 raise UserError(f"{where}: method[{i}].provider.func {func!r} is not a fault we provide. "
                                 f"Use one of: {', '.join(FAULT_FUNCTIONS)}.")
     if not out:
         raise UserError(f"{where}: the method has no fault action from resilience.faults ({', '.join(FAULT_FUNCTIONS)}).")
     return out
+
+
+def _check_fault_arguments(arguments: dict[str, Any], where: str) -> None:
+    """Numbers our faults take: finite, not negative, and bounded, so a typo cannot hold a fault for a year."""
+    for key, value in arguments.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue  # strings (zone, mode) are checked by the fault itself, before anything is touched
+        if value < 0:
+            raise UserError(f"{where}: argument {key} is {value!r}; it must be 0 or more.")
+        if key.endswith("_s") and value > MAX_DURATION_S:
+            raise UserError(f"{where}: argument {key} is {value!r} s; at most {MAX_DURATION_S:.0f} (24 h).")
+        if key == "percent" and value > 100:
+            raise UserError(f"{where}: argument percent is {value!r}; a percentage is 0..100.")
+        if key == "count" and value > 10_000:
+            raise UserError(f"{where}: argument count is {value!r}; at most 10000 replicas.")
+
+
+def _check_extension_fields(ext: dict[str, Any], where: str) -> None:
+    """Our block's fields have the right shapes, in every profile too (typos are refused, not ignored)."""
+    unknown = sorted(set(ext) - set(EXTENSION_FIELDS))
+    if unknown:
+        raise UserError(f"{where}: extensions.resilience has unknown field(s) {unknown}; known: "
+                        f"{', '.join(EXTENSION_FIELDS)}. Remove them or fix the spelling.")
+    for key in ("load", "durations", "stop_condition", "targets"):
+        if ext.get(key) is not None and not isinstance(ext[key], dict):
+            raise UserError(f"{where}: extensions.resilience.{key} must be a mapping (key: value pairs); "
+                            f"got {ext[key]!r}.")
+    profiles = ext.get("profiles")
+    if profiles is None:
+        return
+    if not isinstance(profiles, dict):
+        raise UserError(f"{where}: extensions.resilience.profiles must be a mapping such as "
+                        f"{{short: {{durations: {{fault_s: 20}}}}}}; got {profiles!r}.")
+    for name, override in profiles.items():
+        here = f"{where}: extensions.resilience.profiles.{name}"
+        if name not in PROFILES or name == "full":
+            raise UserError(f"{here}: unknown profile; the only profile a file may define is 'short'.")
+        if not isinstance(override, dict):
+            raise UserError(f"{here} must be a mapping of fields to override (e.g. durations, load); "
+                            f"got {override!r}.")
+        bad = sorted(set(override) - set(PROFILE_FIELDS))
+        if bad:
+            raise UserError(f"{here}: cannot override {bad}; a profile may override {', '.join(PROFILE_FIELDS)}.")
+        for key in ("load", "durations", "stop_condition", "targets"):
+            if override.get(key) is not None and not isinstance(override[key], dict):
+                raise UserError(f"{here}.{key} must be a mapping (key: value pairs); got {override[key]!r}.")
+
+
+def _check_activity(activity: Any, path: str, where: str) -> None:
+    """One Chaos Toolkit activity: a mapping with type, name and a provider mapping (or a `ref`)."""
+    if not isinstance(activity, dict):
+        raise UserError(f"{where}: {path} must be an activity (a mapping with type, name and provider); "
+                        f"got {activity!r}.")
+    if "ref" in activity:
+        if not isinstance(activity["ref"], str):
+            raise UserError(f"{where}: {path}.ref must be the name of an activity; got {activity['ref']!r}.")
+        return
+    name = activity.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise UserError(f"{where}: {path}.name must be a short text naming the activity; got {name!r}.")
+    label = f"{path} ({name!r})"
+    if activity.get("type") not in ACTIVITY_TYPES:
+        raise UserError(f"{where}: {label}.type must be action or probe; got {activity.get('type')!r}.")
+    provider = activity.get("provider")
+    if not isinstance(provider, dict):
+        raise UserError(f"{where}: {label}.provider must be a mapping with type, module and func; got {provider!r}.")
+    if provider.get("arguments") is not None and not isinstance(provider["arguments"], (dict, list, str)):
+        raise UserError(f"{where}: {label}.provider.arguments must be a mapping; got {provider['arguments']!r}.")
+    if provider.get("type") == "python" and not isinstance(provider.get("arguments") or {}, dict):
+        raise UserError(f"{where}: {label}.provider.arguments must be a mapping of argument names to values; "
+                        f"got {provider['arguments']!r}.")
+    pauses = activity.get("pauses")
+    if pauses is not None:
+        if not isinstance(pauses, dict) or set(pauses) - {"before", "after"}:
+            raise UserError(f"{where}: {label}.pauses must be a mapping with before and/or after (seconds).")
+        for key, value in pauses.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_DURATION_S:
+                raise UserError(f"{where}: {label}.pauses.{key} must be 0..{MAX_DURATION_S:.0f} seconds; got {value!r}.")
+    if activity.get("controls") is not None:
+        _check_controls(activity["controls"], f"{label}.controls", where)
+
+
+def _check_list(raw: dict[str, Any], key: str, where: str) -> list[Any]:
+    value = raw.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise UserError(f"{where}: '{key}' must be a list; got {type(value).__name__}. Write it as a YAML list.")
+    return value
+
+
+def _check_controls(controls: Any, path: str, where: str) -> None:
+    if not isinstance(controls, list):
+        raise UserError(f"{where}: {path} must be a list of controls (name, provider); got {controls!r}.")
+    for i, control in enumerate(controls):
+        if not isinstance(control, dict) or not isinstance(control.get("name"), str):
+            raise UserError(f"{where}: {path}[{i}] must be a mapping with a name and a provider; got {control!r}.")
+        provider = control.get("provider")
+        if provider is not None and not isinstance(provider, dict):
+            raise UserError(f"{where}: {path}[{i}] ({control['name']!r}).provider must be a mapping; got {provider!r}.")
+
+
+def _check_chaos_structure(raw: dict[str, Any], where: str) -> None:
+    """The Chaos Toolkit parts have the shapes Chaos Toolkit expects, so no later step meets a surprise type."""
+    for key in ("title", "description"):
+        if not isinstance(raw[key], str) or not raw[key].strip():
+            raise UserError(f"{where}: '{key}' must be text; got {raw[key]!r}.")
+    tags = _check_list(raw, "tags", where)
+    if not all(isinstance(t, str) for t in tags):
+        raise UserError(f"{where}: 'tags' must be a list of words; got {tags!r}.")
+    method = _check_list(raw, "method", where)
+    for i, activity in enumerate(method):
+        _check_activity(activity, f"method[{i}]", where)
+    for i, activity in enumerate(_check_list(raw, "rollbacks", where)):
+        _check_activity(activity, f"rollbacks[{i}]", where)
+    _check_controls(_check_list(raw, "controls", where), "controls", where)
+    extensions = _check_list(raw, "extensions", where)
+    if not all(isinstance(e, dict) for e in extensions):
+        raise UserError(f"{where}: every entry of 'extensions' must be a mapping with a name.")
+    for key in ("configuration", "secrets"):
+        if raw.get(key) is not None and not isinstance(raw[key], dict):
+            raise UserError(f"{where}: '{key}' must be a mapping; got {type(raw[key]).__name__}.")
+    ssh = raw.get("steady-state-hypothesis")
+    if ssh is not None:
+        if not isinstance(ssh, dict) or not isinstance(ssh.get("title"), str):
+            raise UserError(f"{where}: 'steady-state-hypothesis' must be a mapping with a title and probes.")
+        probes = ssh.get("probes") or []
+        if not isinstance(probes, list):
+            raise UserError(f"{where}: 'steady-state-hypothesis.probes' must be a list of probes.")
+        for i, probe in enumerate(probes):
+            _check_activity(probe, f"steady-state-hypothesis.probes[{i}]", where)
 
 
 def validate_with_chaostoolkit(spec: ExperimentSpec) -> None:
@@ -229,10 +395,15 @@ def validate_with_chaostoolkit(spec: ExperimentSpec) -> None:
         raise UserError(f"{spec.path}: Chaos Toolkit rejects this experiment: {exc}. Fix the field it names.") from None
 
 
-def summary_line(path: Path) -> str:
+def profiles_of(spec: ExperimentSpec) -> list[str]:
+    """The profiles an experiment file defines (besides 'full')."""
+    return list(_extension(spec.raw, str(spec.path)).get("profiles") or {})
+
+
+def summary_line(path: Path, policy: Policy | None = None) -> str:
     """One line for `resilience list`: name, fault, title."""
     try:
-        spec = load(str(path))
+        spec = load(str(path), policy=policy)
         faults = ", ".join(f for f, _ in spec.faults)
         return f"{spec.name:<16} {faults:<22} {spec.title}"
     except UserError as exc:

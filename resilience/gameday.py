@@ -12,7 +12,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-import yaml
 
 from .config import Settings
 from .errors import UserError
@@ -28,10 +27,8 @@ def load_suites(path: Path = DEFAULT_SUITES_FILE) -> dict[str, list[str]]:
     if not path.is_file():
         raise UserError(f"suites file {path} does not exist. Create it with 'suites: {{default: [pod-kill, ...]}}' "
                         f"or pass the right path.")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({exc}). Fix the syntax.") from None
+    from .inputs import load_yaml
+    data = load_yaml(path, "suites file")
     suites = data.get("suites") if isinstance(data, dict) else None
     if not isinstance(suites, dict) or not suites:
         raise UserError(f"{path}: expected a top-level 'suites' mapping of suite name to a list of experiment "

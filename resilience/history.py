@@ -16,6 +16,7 @@ array per record: `[t, source, op, status, latency, key, detail]`.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -116,24 +117,61 @@ class History:
         }
 
     def dump(self, path: Path) -> None:
-        """Write header + records sorted by time; atomically (tmp file then rename)."""
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
+        """Write header + records sorted by time; atomically (a fresh temporary file, then rename)."""
+        from .atomic import atomic_open
+        with atomic_open(path) as f:
             f.write(json.dumps(self.header()) + "\n")
             for record in self.sorted():
                 f.write(json.dumps(record.to_row(), separators=(",", ":")) + "\n")
-        tmp.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> "History":
-        with path.open(encoding="utf-8") as f:
-            lines = iter(f)
-            header = json.loads(next(lines))
-            if header.get("kind") != "resilience-history":
-                raise ValueError(f"{path}: not a resilience history (first line has no kind=resilience-history)")
-            history = cls(origin_monotonic=header["origin_monotonic"], origin_wall=header["origin_wall"])
-            history.records = [Record.from_row(json.loads(line)) for line in lines if line.strip()]
+        """Read history.jsonl; a damaged file raises ValueError naming the file and the line (never a traceback
+        of some other type: `check` and `report` turn it into one paragraph and exit 2)."""
+        try:
+            with path.open(encoding="utf-8") as f:
+                header = _parse_line(path, 1, f.readline())
+                if not isinstance(header, dict) or header.get("kind") != "resilience-history":
+                    raise ValueError(f"{path}: line 1: not a resilience history (the first line must be a JSON "
+                                     f"object with kind=resilience-history)")
+                origin_monotonic: Any = header.get("origin_monotonic")
+                origin_wall: Any = header.get("origin_wall")
+                if not (_finite(origin_monotonic) and _finite(origin_wall)):
+                    raise ValueError(f"{path}: line 1: the header has no numeric origin_monotonic and origin_wall")
+                history = cls(origin_monotonic=float(origin_monotonic), origin_wall=float(origin_wall))
+                history.records = [_record(path, n, line) for n, line in enumerate(f, start=2) if line.strip()]
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot be read ({exc.strerror or exc})") from None
         return history
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _parse_line(path: Path, number: int, line: str) -> Any:
+    if not line.strip():
+        raise ValueError(f"{path}: line {number}: empty (the history is truncated or empty)")
+    try:
+        return json.loads(line)
+    except ValueError as exc:
+        raise ValueError(f"{path}: line {number}: not valid JSON ({exc}); the line may be truncated") from None
+
+
+def _record(path: Path, number: int, line: str) -> Record:
+    """One history row, checked field by field so a damaged row names its line."""
+    row = _parse_line(path, number, line)
+    if not isinstance(row, list) or len(row) != 7:
+        raise ValueError(f"{path}: line {number}: expected a row [t, source, op, status, latency, key, detail]")
+    t, source, op, status, latency, key, detail = row
+    numbers_ok = _finite(t) and (latency is None or _finite(latency))
+    if not numbers_ok or not all(isinstance(v, str) for v in (source, op, status)) or \
+            not (key is None or isinstance(key, str)) or not (detail is None or isinstance(detail, dict)):
+        raise ValueError(f"{path}: line {number}: a field has the wrong type (t and latency are numbers, "
+                         f"source, op, status and key are text, detail is an object)")
+    return Record.from_row(row)
 
 
 def read_rows(path: Path) -> Iterator[Record]:

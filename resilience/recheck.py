@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkers import compute, verdict
-from .config import Settings, Targets
+from .config import Settings, Targets, override_targets
 from .errors import UserError
 from .history import History
 from .run import _measurement_json
@@ -28,20 +28,50 @@ def _read_json(path: Path) -> Any:
         raise UserError(f"{path} is not valid JSON ({exc}); `resilience verify {path.parent}` shows if it was changed.") from None
 
 
+def _read_object(path: Path) -> dict[str, Any]:
+    """A JSON object from a run directory, or a UserError naming the file (missing, not UTF-8, not an object)."""
+    try:
+        data = _read_json(path)
+    except (UnicodeDecodeError, IsADirectoryError, PermissionError) as exc:
+        raise UserError(f"{path} cannot be read ({exc}); `resilience verify {path.parent}` shows if it was "
+                        f"changed.") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object, got {type(data).__name__}; `resilience verify "
+                        f"{path.parent}` shows whether the file was changed.")
+    return data
+
+
 def recheck(run_dir: Path) -> tuple[dict[str, Any], bool]:
-    """Recompute measurements and verdict from history.jsonl; (new result, same as stored?)."""
-    stored = _read_json(run_dir / "result.json")
-    used = _read_json(run_dir / "settings.json")
+    """Recompute measurements and verdict from history.jsonl; (new result, same as stored?).
+
+    Any damage in the run directory is a UserError naming the file (and line), never a traceback.
+    """
+    stored = _read_object(run_dir / "result.json")
+    used = _read_object(run_dir / "settings.json")
     for key in ("targets", "measures"):
-        if not isinstance(used, dict) or key not in used:
+        if key not in used:
             raise UserError(f"{run_dir / 'settings.json'} has no '{key}', so the verdict cannot be recomputed; "
                             f"`resilience verify {run_dir}` shows whether the file was changed.")
-    targets = Targets(**used["targets"])
+    if not isinstance(used["targets"], dict) or not isinstance(used["measures"], list):
+        raise UserError(f"{run_dir / 'settings.json'}: 'targets' must be an object and 'measures' a list; "
+                        f"`resilience verify {run_dir}` shows whether the file was changed.")
+    targets = override_targets(Targets(), used["targets"], str(run_dir / "settings.json"))
+    if not isinstance(stored.get("measurements"), list) or not isinstance(stored.get("verdict"), str):
+        raise UserError(f"{run_dir / 'result.json'} has no 'measurements' list or 'verdict'; "
+                        f"`resilience verify {run_dir}` shows whether the file was changed.")
     history_path = run_dir / "history.jsonl"
     if not history_path.exists():
         raise UserError(f"{history_path} does not exist; cannot re-check without the history.")
-    history = History.load(history_path)
-    measurements = compute(history.sorted(), targets=targets, measures=used["measures"])
+    try:
+        history = History.load(history_path)
+    except ValueError as exc:
+        raise UserError(f"{exc}. The history is damaged; `resilience verify {run_dir}` shows whether it was "
+                        f"changed.") from None
+    try:
+        measurements = compute(history.sorted(), targets=targets, measures=used["measures"])
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise UserError(f"{history_path}: its records cannot be measured ({type(exc).__name__}: {exc}); the "
+                        f"history or settings.json is damaged. `resilience verify {run_dir}` shows what changed.") from None
     new_verdict = verdict(measurements, aborted=bool(stored.get("aborted_reason")),
                           deviated=bool(stored.get("deviations")))
     result = dict(stored)

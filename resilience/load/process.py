@@ -65,6 +65,9 @@ def user_classes_in(locustfile: Path) -> list[str]:
     except SyntaxError as exc:
         raise UserError(f"locustfile {locustfile} is not valid Python (line {exc.lineno}: {exc.msg}). "
                         f"Fix the syntax error.") from None
+    except (ValueError, RecursionError, MemoryError) as exc:  # not UTF-8, NUL bytes, absurd nesting
+        raise UserError(f"locustfile {locustfile} cannot be read as Python source ({type(exc).__name__}: "
+                        f"{str(exc)[:200]}). Save it as UTF-8 Python.") from None
     return [node.name for node in tree.body if isinstance(node, ast.ClassDef)]
 
 

@@ -28,6 +28,10 @@ DEFAULT_LOCUSTFILE = "scenarios/lunch_rush.py"
 DEFAULT_USER_CLASS = "LunchRushUser"
 DEFAULT_SPAWN_RATE = 10.0
 FOREVER = math.inf
+# Upper bounds: a typo (an extra zero, 1e9) must be refused, not run for a year or fork a million users.
+MAX_USERS = 100_000
+MAX_SPAWN_RATE = 100_000.0
+MAX_DURATION_S = 24 * 3600.0  # any stage, hold or wait; only the documented "forever" stage is longer
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -63,6 +67,9 @@ def parse_duration(text: str, where: str = "duration") -> float:
             raise UserError(f"{where}: cannot read duration {text!r}. Write it like '20s', '2m', '1m30s', '500ms' or 'inf'.")
         seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         position = match.end()
+    if not seconds <= MAX_DURATION_S:
+        raise UserError(f"{where}: duration {text[:40]!r} is longer than 24 h. Use at most '24h', or 'inf' for a last "
+                        f"stage that runs until the load is stopped.")
     return seconds
 
 
@@ -97,13 +104,19 @@ def validate_stages(stages: Sequence[Stage], where: str = "load stages") -> None
         name = f"{where}: stage {i + 1}"
         if not stage.duration_s > 0:
             raise UserError(f"{name} must last longer than 0 s; got {stage.duration_s}.")
+        if not math.isinf(stage.duration_s) and stage.duration_s > MAX_DURATION_S:
+            raise UserError(f"{name} lasts {stage.duration_s} s, more than 24 h. Shorten it, or make the last "
+                            f"stage last forever (duration: inf).")
         if math.isinf(stage.duration_s) and i != len(stages) - 1:
             raise UserError(f"{name} lasts forever, so the stages after it would never run. "
                             f"Give it a duration, or make it the last stage.")
         if stage.users < 0:
             raise UserError(f"{name} has {stage.users} users; use 0 or more.")
-        if not stage.spawn_rate > 0:
-            raise UserError(f"{name} has spawn rate {stage.spawn_rate}; it must be more than 0 users per second.")
+        if stage.users > MAX_USERS:
+            raise UserError(f"{name} has {stage.users} users; at most {MAX_USERS}.")
+        if not 0 < stage.spawn_rate <= MAX_SPAWN_RATE:
+            raise UserError(f"{name} has spawn rate {stage.spawn_rate}; it must be more than 0 and at most "
+                            f"{MAX_SPAWN_RATE:.0f} users per second.")
 
 
 def _stage_mapping_from_text(part: str, index: int, where: str) -> dict[str, Any]:
@@ -129,7 +142,7 @@ def _stage_from_mapping(item: Mapping[str, Any], index: int, default_spawn_rate:
     if "users" not in item or ("duration_s" not in item and "duration" not in item):
         raise UserError(f"{name} needs 'duration_s' (or 'duration') and 'users'; got {dict(item)!r}.")
     raw_duration = item["duration_s"] if "duration_s" in item else item["duration"]
-    if raw_duration is None:
+    if raw_duration is None or (isinstance(raw_duration, float) and math.isinf(raw_duration) and raw_duration > 0):
         duration = FOREVER
     elif isinstance(raw_duration, str):
         duration = parse_duration(raw_duration, name)
@@ -149,8 +162,8 @@ def _number(value: Any, kind: type, what: str) -> Any:
             value = float(value.strip())
         except ValueError:
             raise UserError(f"{what} must be a number; got {value!r}.") from None
-    if not isinstance(value, (int, float)) or math.isnan(value):
-        raise UserError(f"{what} must be a number; got {value!r}.")
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UserError(f"{what} must be a finite number; got {value!r}.")
     if kind is int:
         if value != int(value):
             raise UserError(f"{what} must be a whole number; got {value!r}.")
@@ -203,16 +216,17 @@ class LoadSettings:
 
     def __post_init__(self) -> None:
         where = self.source
-        if isinstance(self.users, bool) or not isinstance(self.users, int) or self.users < 0:
-            raise UserError(f"{where}: 'users' must be a whole number >= 0; got {self.users!r}.")
-        if not self.spawn_rate > 0:
-            raise UserError(f"{where}: 'spawn_rate' must be more than 0 users per second; got {self.spawn_rate!r}.")
-        if not self.timeout_s > 0:
-            raise UserError(f"{where}: 'timeout_s' must be more than 0 seconds; got {self.timeout_s!r}.")
-        if not 0 <= self.wait_min_s <= self.wait_max_s:
-            raise UserError(f"{where}: need 0 <= 'wait_min_s' <= 'wait_max_s'; got {self.wait_min_s!r} and "
+        if (isinstance(self.users, bool) or not isinstance(self.users, int) or not 0 <= self.users <= MAX_USERS):
+            raise UserError(f"{where}: 'users' must be a whole number from 0 to {MAX_USERS}; got {self.users!r}.")
+        if not 0 < self.spawn_rate <= MAX_SPAWN_RATE:
+            raise UserError(f"{where}: 'spawn_rate' must be more than 0 users per second (at most "
+                            f"{MAX_SPAWN_RATE:.0f}); got {self.spawn_rate!r}.")
+        if not 0 < self.timeout_s <= MAX_DURATION_S:
+            raise UserError(f"{where}: 'timeout_s' must be more than 0 seconds (at most 24 h); got {self.timeout_s!r}.")
+        if not 0 <= self.wait_min_s <= self.wait_max_s <= MAX_DURATION_S:
+            raise UserError(f"{where}: need 0 <= 'wait_min_s' <= 'wait_max_s' <= 86400; got {self.wait_min_s!r} and "
                             f"{self.wait_max_s!r}.")
-        if not self.user_class.isidentifier():
+        if not isinstance(self.user_class, str) or not self.user_class.isidentifier() or len(self.user_class) > 200:
             raise UserError(f"{where}: 'user_class' must be a Python class name such as {DEFAULT_USER_CLASS!r}; "
                             f"got {self.user_class!r}.")
         if not self.locustfile:

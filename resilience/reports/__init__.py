@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from ..atomic import private_temp_path
 from ..errors import UserError
 from .html import write_html
 from .json_report import write_json
@@ -49,9 +50,8 @@ def _write(run: RunView, fmt: str, out_dir: Path | None) -> Path:
     target_dir = Path(out_dir) if out_dir is not None else run.run_dir
     target_dir.mkdir(parents=True, exist_ok=True)
     path = target_dir / name
-    tmp = path.with_name(f".{name}.tmp")
-    writer(run, tmp)
-    tmp.replace(path)
+    with private_temp_path(path) as tmp:  # a fresh private directory: no planted link can be followed
+        writer(run, tmp)
     return path
 
 

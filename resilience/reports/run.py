@@ -107,8 +107,8 @@ def load_run(run_dir: Path) -> RunView:
     if history_path.is_file():
         try:
             history = History.load(history_path)
-        except (ValueError, KeyError, StopIteration) as exc:
-            raise UserError(f"{history_path}: cannot be read ({exc}). The history is damaged; "
+        except ValueError as exc:  # History.load names the file and line
+            raise UserError(f"{exc}. The history is damaged; "
                             f"`resilience verify {run_dir}` shows whether it was changed.") from None
     settings_path = run_dir / "settings.json"
     settings = _read_json(settings_path) if settings_path.is_file() else {}
@@ -119,8 +119,11 @@ def load_run(run_dir: Path) -> RunView:
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON ({exc}).") from None
+    except ValueError as exc:  # not JSON, or not UTF-8 text
+        raise UserError(f"{path}: not valid JSON ({exc}). `resilience verify {path.parent}` shows whether the "
+                        f"file was changed.") from None
+    except OSError as exc:
+        raise UserError(f"{path} cannot be read ({exc.strerror or exc}).") from None
 
 
 # -- formatting shared by every report ---------------------------------------------
