@@ -133,7 +133,15 @@ def run_experiment(name: str, args: argparse.Namespace, settings: Settings) -> d
     run_module.set_current(run)
     logging.getLogger("chaostoolkit").setLevel(logging.ERROR)  # our progress says what happens; the journal has the rest
     try:
-        journal = chaos_run(spec.raw, settings={"runtime": {"rollbacks": {"strategy": "always"}}})
+        try:
+            journal = chaos_run(spec.raw, settings={"runtime": {"rollbacks": {"strategy": "always"}}},
+                                event_handlers=[_interrupt_noter(run)])
+        except KeyboardInterrupt:
+            # Ctrl-C where neither Chaos Toolkit nor Run.finish catches it (e.g. while Chaos Toolkit wraps up):
+            # finish the run here, as aborted; a second Ctrl-C (or one that escaped finish) stops at once
+            if run.run_dir is None or run.result is not None or not run.note_interrupt(run.phase):
+                raise
+            journal = {"status": "interrupted", "deviated": False}
         if run.result is None:
             if run.run_dir is None and run.error is not None:
                 raise run.error
@@ -147,6 +155,23 @@ def run_experiment(name: str, args: argparse.Namespace, settings: Settings) -> d
             run.close()
         finally:
             run_module.set_current(None)
+
+
+def _interrupt_noter(run: Any) -> Any:
+    """A Chaos Toolkit event handler that notes a Ctrl-C in the phase it happened.
+
+    Chaos Toolkit swallows the Ctrl-C and rolls back (which moves the run to the
+    recovery phase); without this the run would only learn of it in finish() and
+    name the wrong phase in its aborted reason.
+    """
+    from chaoslib.run import RunEventHandler
+
+    class InterruptNoter(RunEventHandler):
+        def signal_exit(self) -> None:
+            if run.run_dir is not None and not run.abort_reason:
+                run.note_interrupt(run.phase)
+
+    return InterruptNoter()
 
 
 def _print_result(result: dict[str, Any]) -> None:
