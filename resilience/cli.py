@@ -139,7 +139,15 @@ def run_experiment(name: str, args: argparse.Namespace, settings: Settings) -> d
     run_module.set_current(run)
     logging.getLogger("chaostoolkit").setLevel(logging.ERROR)  # our progress says what happens; the journal has the rest
     try:
-        journal = chaos_run(spec.raw, settings={"runtime": {"rollbacks": {"strategy": "always"}}})
+        try:
+            journal = chaos_run(spec.raw, settings={"runtime": {"rollbacks": {"strategy": "always"}}},
+                                event_handlers=[_interrupt_noter(run)])
+        except KeyboardInterrupt:
+            # Ctrl-C where neither Chaos Toolkit nor Run.finish catches it (e.g. while Chaos Toolkit wraps up):
+            # finish the run here, as aborted; a second Ctrl-C (or one that escaped finish) stops at once
+            if run.run_dir is None or run.result is not None or not run.note_interrupt(run.phase):
+                raise
+            journal = {"status": "interrupted", "deviated": False}
         if run.result is None:
             if run.run_dir is None and run.error is not None:
                 raise run.error
@@ -153,6 +161,23 @@ def run_experiment(name: str, args: argparse.Namespace, settings: Settings) -> d
             run.close()
         finally:
             run_module.set_current(None)
+
+
+def _interrupt_noter(run: Any) -> Any:
+    """A Chaos Toolkit event handler that notes a Ctrl-C in the phase it happened.
+
+    Chaos Toolkit swallows the Ctrl-C and rolls back (which moves the run to the
+    recovery phase); without this the run would only learn of it in finish() and
+    name the wrong phase in its aborted reason.
+    """
+    from chaoslib.run import RunEventHandler
+
+    class InterruptNoter(RunEventHandler):
+        def signal_exit(self) -> None:
+            if run.run_dir is not None and not run.abort_reason:
+                run.note_interrupt(run.phase)
+
+    return InterruptNoter()
 
 
 def _print_result(result: dict[str, Any]) -> None:
@@ -238,6 +263,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from .checkers.measurement import EXIT_CODES
     from .recheck import recheck
+    _refuse_unsealed(Path(args.run_dir))
     result, same = recheck(Path(args.run_dir))
     if args.json:
         print(json.dumps(_json_summary(result), indent=2))
@@ -257,6 +283,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .reports import render, render_all
     run_dir = Path(args.run_dir)
+    _refuse_unsealed(run_dir)
     paths = render_all(run_dir) if args.format == "all" else [render(run_dir, args.format)]
     for p in paths:
         print(p)
@@ -265,7 +292,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Exit 0 only when the files, the signature (by a trusted key, when any is configured) and the ledger agree."""
-    from .evidence import LEDGER, verify
+    from .evidence import LEDGER, NO_MANIFEST, verify
     settings = _settings(args)
     run_dir = Path(args.run_dir)
     ledger = Path(args.ledger) if args.ledger else run_dir.resolve().parent / LEDGER  # where `run` appends
@@ -273,6 +300,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
                     trusted_keys=[Path(p) for p in settings.evidence.trusted_public_keys], ledger=ledger,
                     ledger_anchor=args.ledger_head)
     print(result.summary())
+    from .salvage import unsealed_message
+    message = unsealed_message(run_dir) if result.status == NO_MANIFEST else None
+    if message:
+        print(f"  {message}")
     return 0 if result.ok else 1
 
 
@@ -285,10 +316,24 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from .recheck import replay_rollbacks
-    for line in replay_rollbacks(Path(args.run_dir), _settings(args)):
-        print(line)
+    """Undo what a crashed run left pending, then seal the run (as aborted) if it was never sealed."""
+    from .salvage import rollback_and_seal
+    salvage = rollback_and_seal(Path(args.run_dir), _settings(args))
+    if salvage.failed_rollbacks:
+        print(f"resilience: error: {salvage.failed_rollbacks} rollback step(s) failed (see above; rollback.json marks "
+              f"them failed): the stack may still be faulted. `resilience status` shows what is down; run "
+              f"`resilience rollback {args.run_dir}` again once the cause is fixed.", file=sys.stderr)
+        return 2
     return 0
+
+
+def _refuse_unsealed(run_dir: Path) -> None:
+    """A killed run's directory has no result.json: say so, and how to seal it (exit 2), instead of 'missing file'."""
+    from .salvage import unsealed_message
+    if not (run_dir / "result.json").is_file():
+        message = unsealed_message(run_dir)
+        if message:
+            raise UserError(message)
 
 
 def cmd_gameday(args: argparse.Namespace) -> int:

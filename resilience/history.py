@@ -11,12 +11,21 @@ any record is `origin_wall + t`; it is stored once, in the header.
 
 On disk (`history.jsonl`): a header line (a JSON object) then one compact JSON
 array per record: `[t, source, op, status, latency, key, detail]`.
+
+While a run is live, `History.stream_to` appends each harness record (every
+source but `load`, whose rows the Locust process streams to `load/rows.jsonl`)
+to `history.partial.jsonl` in the same format, flushed as it is added, so a
+harness killed with SIGKILL still leaves every record up to the kill. The run
+removes that file once `history.jsonl` (a superset) is written; `resilience
+rollback` turns a killed run's partial file and rows into `history.jsonl`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,6 +33,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal
 
 FORMAT_VERSION = 1
+PARTIAL = "history.partial.jsonl"  # the streamed harness records of a live (or killed) run
 
 # Record.status values. "unknown" means the outcome is not known (a timeout):
 # it is never counted as ok. "info" is for events that have no outcome.
@@ -73,6 +83,8 @@ class History:
     origin_monotonic: float = field(default_factory=time.monotonic)
     origin_wall: float = field(default_factory=time.time)
     records: list[Record] = field(default_factory=list)
+    _stream: Any = field(default=None, init=False, repr=False, compare=False)  # open text file, or None
+    _stream_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     def now(self) -> float:
         """Seconds since the origin, on the shared monotonic clock."""
@@ -88,6 +100,7 @@ class History:
 
     def append(self, record: Record) -> None:
         self.records.append(record)
+        self._emit([record])
 
     def add(self, source: str, op: str, status: str = INFO, *, t: float | None = None,
             latency: float | None = None, key: str | None = None,
@@ -95,10 +108,47 @@ class History:
         """Append a record stamped now (or at `t`) and return it."""
         record = Record(self.now() if t is None else t, source, op, status, latency, key, detail)
         self.records.append(record)
+        self._emit([record])
         return record
 
     def extend(self, records: Iterable[Record]) -> None:
-        self.records.extend(records)
+        added = list(records)
+        self.records.extend(added)
+        self._emit(added)
+
+    # -- streaming: what a killed run leaves behind --------------------------------
+    def stream_to(self, path: Path, pid: int | None = None) -> None:
+        """Append every record from now on (and those already held) to `path`, flushed as added.
+
+        The header also names the harness process (`pid`), so `resilience rollback`
+        can tell a killed run from one that is still running. Load records are
+        not streamed: the load process streams them itself (load/rows.jsonl).
+        """
+        f = path.open("a", encoding="utf-8")
+        header = {**self.header(), "partial": True, "pid": os.getpid() if pid is None else pid}
+        with self._stream_lock:
+            f.write(json.dumps(header) + "\n")
+            self._stream = f
+        self._emit(list(self.records))
+
+    def close_stream(self) -> None:
+        """Stop streaming (the final history.jsonl is about to replace the partial file)."""
+        with self._stream_lock:
+            if self._stream is not None:
+                self._stream.close()
+                self._stream = None
+
+    def _emit(self, records: list[Record]) -> None:
+        """Write harness records to the stream, one flush per call: after a SIGKILL they are on disk."""
+        if self._stream is None:
+            return
+        lines = "".join(json.dumps(r.to_row(), separators=(",", ":")) + "\n" for r in records if r.source != LOAD)
+        if not lines:
+            return
+        with self._stream_lock:
+            if self._stream is not None:
+                self._stream.write(lines)
+                self._stream.flush()
 
     def sorted(self) -> list[Record]:
         return sorted(self.records, key=lambda r: r.t)
@@ -172,6 +222,24 @@ def _record(path: Path, number: int, line: str) -> Record:
         raise ValueError(f"{path}: line {number}: a field has the wrong type (t and latency are numbers, "
                          f"source, op, status and key are text, detail is an object)")
     return Record.from_row(row)
+
+
+def load_partial(path: Path) -> tuple["History", dict[str, Any]]:
+    """A streamed history (header + rows) and its header; a last line cut by a kill is skipped.
+
+    Raises ValueError naming the file when the header is missing or not a history header.
+    """
+    text = path.read_text(encoding="utf-8")
+    complete = text[:text.rfind("\n") + 1]  # a line without its newline was being written at the kill
+    lines = [line for line in complete.splitlines() if line.strip()]
+    if not lines:
+        raise ValueError(f"{path}: empty (the harness was killed before it wrote the header)")
+    header = json.loads(lines[0])
+    if not isinstance(header, dict) or header.get("kind") != "resilience-history":
+        raise ValueError(f"{path}: not a resilience history (first line has no kind=resilience-history)")
+    history = History(origin_monotonic=float(header["origin_monotonic"]), origin_wall=float(header["origin_wall"]))
+    history.records = [Record.from_row(json.loads(line)) for line in lines[1:]]
+    return history, header
 
 
 def read_rows(path: Path) -> Iterator[Record]:

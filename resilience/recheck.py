@@ -7,16 +7,18 @@ same measurements and verdict, offline, on any machine.
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .checkers import compute, verdict
-from .config import Settings, Targets, override_targets
+from .config import Targets, override_targets
 from .errors import UserError
 from .history import History
+from .rollbackfile import ROLLBACK, UNDONE, read_rollback_file, write_rollback_file
 from .run import _measurement_json
-from .targets import make_target
-from .targets.base import RollbackStep
+from .targets.base import RollbackStep, Target
 
 
 def _read_json(path: Path) -> Any:
@@ -81,23 +83,48 @@ def recheck(run_dir: Path) -> tuple[dict[str, Any], bool]:
     return result, same
 
 
-def replay_rollbacks(run_dir: Path, settings: Settings) -> list[str]:
-    """Run every rollback step a crashed run left pending; mark each done in rollback.json."""
-    path = run_dir / "rollback.json"
-    data = _read_json(path)
-    target = make_target(data.get("target", "local"), settings, context=data.get("context"))
-    lines = []
-    for entry in reversed(data.get("steps", [])):
-        if entry.get("status") not in ("pending", "injecting", "failed"):
+@dataclass
+class Replay:
+    """What `replay_rollbacks` did: a line per step for people, and each step's outcome for the history."""
+
+    lines: list[str] = field(default_factory=list)
+    steps: list[tuple[float, str, RollbackStep, str | None]] = field(default_factory=list)  # (monotonic, fault, step, error)
+    failed: int = 0  # steps whose replay failed now
+    still_failed: int = 0  # steps rollback.json marks failed after the replay (failed earlier or now)
+
+
+def replay_rollbacks(run_dir: Path, target: Target) -> Replay:
+    """Run every rollback step a crashed run left undone, newest first; mark each in rollback.json (atomically).
+
+    rollback.json is checked first (a damaged file: UserError naming the field, nothing touched). A step
+    that fails is marked failed and the others still run: one stuck fault must not hide the rest.
+    """
+    path = run_dir / ROLLBACK
+    data = read_rollback_file(path)
+    replay = Replay()
+    for entry in reversed(data["steps"]):
+        if entry["status"] not in UNDONE:
             continue
         raw = entry.get("step") or {"capability": "heal", "arguments": {},
                                     "description": "restore everything the fault may have touched"}
         step = RollbackStep(raw["capability"], raw.get("arguments", {}), raw.get("description", ""))
-        if step.capability == "heal":
-            getattr(target, "heal")()
-        else:
-            target.rollback(step)
-        entry["status"] = "done"
-        path.write_text(json.dumps(data, indent=1))
-        lines.append(f"rolled back {entry.get('fault')}: {step.description or step.capability}")
-    return lines or ["nothing to roll back: every fault of this run was already undone"]
+        at = time.monotonic()
+        error: str | None = None
+        try:
+            if step.capability == "heal":
+                getattr(target, "heal")()
+            else:
+                target.rollback(step)
+            entry["status"] = "done"
+            replay.lines.append(f"rolled back {entry['fault']}: {step.description or step.capability}")
+        except Exception as exc:  # noqa: BLE001 - any failure is reported with the step; the rest still run
+            error = f"{type(exc).__name__}: {exc}"
+            entry["status"] = "failed"
+            replay.failed += 1
+            replay.lines.append(f"ROLLBACK FAILED for {entry['fault']}: {step.description or step.capability}: {error}")
+        write_rollback_file(path, data)
+        replay.steps.append((at, str(entry["fault"]), step, error))
+    replay.still_failed = sum(1 for entry in data["steps"] if entry["status"] == "failed")
+    if not replay.lines:
+        replay.lines.append("nothing to roll back: every fault of this run was already undone")
+    return replay

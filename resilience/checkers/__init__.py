@@ -22,7 +22,7 @@ from .durability import DurabilityResult, data_loss
 from .latency import LatencySummary, latency_summary, percentile
 from .measurement import Measurement, judge, verdict
 from .recovery import RecoveryResult, recovery_time
-from .windows import fault_time, load_requests, loss_time, overall_window, phase_windows
+from .windows import cut_short, fault_time, load_requests, loss_time, overall_window, phase_windows
 
 MEASURES = ("availability", "p99", "rto", "rpo", "autoscaling")
 
@@ -63,7 +63,7 @@ def compute(records: Iterable[Record], *, fault_t: float | None = None, targets:
         result += latency.measurements(requests, overall=overall, phases=phases, target_ms=targets.p99_ms)
     if "rto" in measures:
         rto = recovery_time(requests, fault_t=fault_t, hold_s=targets.rto_hold_s,
-                            success_ratio=targets.rto_success_ratio)
+                            success_ratio=targets.rto_success_ratio, cut_short=cut_short(ordered))
         result.append(recovery.measurement(rto, target_s=targets.rto_s))
     if "rpo" in measures:
         loss = data_loss(ordered, fault_t=loss_time(ordered) if fault_t_given is None else fault_t_given)

@@ -29,6 +29,12 @@ The rule, step by step (the report prints DEFINITION):
 6. No hold window before the load ends: RTO is unbounded (inf) if at least
    one hold window's worth of load followed the fault, else inconclusive (too
    little data to say). No fault time, or no load after it: inconclusive.
+7. Cut short: when the run was aborted (`cut_short`: the history has a
+   `phase`/`abort` record) and it ended less than a hold window after the last
+   failed/unknown completion without recovering, the observation stopped before
+   recovery could have been seen: RTO is inconclusive, not unbounded. (A complete
+   run, or an aborted one that still showed a whole hold window after its last
+   failure without being healthy, keeps rule 6.)
 """
 
 from __future__ import annotations
@@ -102,8 +108,8 @@ class _Bucket:
 
 
 def recovery_time(records: Iterable[Record], *, fault_t: float | None, hold_s: float = 10.0,
-                  success_ratio: float = 0.99) -> RecoveryResult:
-    """The RTO of a history (see the module docstring for the rule)."""
+                  success_ratio: float = 0.99, cut_short: bool = False) -> RecoveryResult:
+    """The RTO of a history (see the module docstring for the rule; `cut_short` is rule 7)."""
     requests = [r for r in records if is_load_request(r)]
     check_writes = any(r.op == WRITE_OP for r in requests)
     completions = ((r.t + (r.latency or 0.0), r) for r in requests)  # see completion_time()
@@ -138,6 +144,12 @@ def recovery_time(records: Iterable[Record], *, fault_t: float | None, hold_s: f
     hold_start = _first_healthy_run(buckets, hold_buckets, success_ratio, check_writes)
     if hold_start is None:
         unhealthy = sum(1 for b in buckets if not b.healthy(success_ratio, check_writes))
+        last_bad = max((moment for moment, r in after if r.status != OK), default=fault_t)
+        if cut_short and observed_until - last_bad < hold_s:
+            return result(None, unhealthy_seconds=unhealthy, extra={"cut_short": True, "last_bad_t": last_bad},
+                          reason=f"the run was cut short (aborted) {observed_until - last_bad:.1f} s after the last "
+                                 f"failed request, before a {hold_s:g} s hold window could show recovery: whether "
+                                 f"and when the service recovered was not observed")
         if judged_seconds >= hold_buckets:
             return result(math.inf, unhealthy_seconds=unhealthy,
                           reason=f"the service never stayed healthy for {hold_s:g} s before the load ended "

@@ -13,6 +13,7 @@ from ..history import FAIL, FAULT, LOAD, OK, PHASE, UNKNOWN, Record
 
 PHASES = ("steady", "fault", "recovery")  # the phases measurements are reported for
 END_PHASE = "end"  # marks the end of the last phase; not a window of its own
+ABORT_PHASE = "abort"  # the run was stopped early (stop condition, Ctrl-C, error, a killed harness)
 REQUEST_STATUSES = (OK, FAIL, UNKNOWN)
 WRITE_OP = "POST /orders"  # the write path: an ok one with detail.order_id is an acknowledged write
 
@@ -84,6 +85,16 @@ def fault_time(records: Iterable[Record]) -> float | None:
         return min(injections)
     fault_phase = phase_windows(records).get("fault")
     return fault_phase[0] if fault_phase else None
+
+
+def cut_short(records: Iterable[Record]) -> bool:
+    """Whether the run's observation was cut short: the history has a `phase`/`abort` record.
+
+    The harness writes one whenever a run ends early (the stop condition, Ctrl-C,
+    a harness error) and `resilience rollback` writes one when it seals a run whose
+    harness was killed, so a re-check finds the same answer in the history alone.
+    """
+    return any(r.source == PHASE and r.op == ABORT_PHASE for r in records)
 
 
 def loss_time(records: Iterable[Record]) -> float | None:

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from resilience.cli import main
-from resilience.evidence import verify
+from resilience.evidence import LEDGER, MANIFEST, verify
+from resilience.history import PARTIAL, History, load_partial
 from resilience.recheck import recheck
 from resilience.targets.local import LocalTarget
 
@@ -95,15 +96,27 @@ def test_invalid_experiment_is_exit_2_and_touches_nothing(healthy: LocalTarget, 
     assert healthy.status().components == before.components
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT back to its default, so Python turns it into KeyboardInterrupt (Ctrl-C) even when
+    the test runner was started with SIGINT ignored (e.g. in the background), which the child would inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _streamed_phases(run_dir: Path) -> list[str]:
+    """The phases the live run has streamed to history.partial.jsonl so far."""
+    return [r.op for r in load_partial(run_dir / PARTIAL)[0].records if r.source == "phase"]
+
+
 def _start_run_and_wait_for_fault(reports: Path) -> tuple[subprocess.Popen[str], Path]:
     proc = subprocess.Popen([sys.executable, "-m", "resilience.cli", "run", "zone-failure", "--profile", "short",
                              "--keep-up", "--quiet", "--reports-dir", str(reports)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_default_sigint)
 
     def fault_pending() -> bool:
         files = list(reports.glob("*-zone-failure/rollback.json"))
-        return bool(files) and any(s["status"] == "pending" for s in json.loads(files[0].read_text())["steps"])
+        return (bool(files) and any(s["status"] == "pending" for s in json.loads(files[0].read_text())["steps"])
+                and "fault" in _streamed_phases(files[0].parent))
     try:
         wait_until(fault_pending, 90, "the zone-failure fault to be injected")
     except BaseException:
@@ -111,6 +124,26 @@ def _start_run_and_wait_for_fault(reports: Path) -> tuple[subprocess.Popen[str],
         proc.wait()
         raise
     return proc, next(reports.glob("*-zone-failure"))
+
+
+def _check_aborted_evidence(run_dir: Path, reports: Path) -> dict[str, Any]:
+    """An aborted run with everything a finished run has: result, history, reports, manifest, ledger line."""
+    for name in ("experiment.yaml", "settings.json", "journal.json", "history.jsonl", "events.jsonl",
+                 "rollback.json", "result.json", "report.html", "report.pdf", "junit.xml", MANIFEST):
+        assert (run_dir / name).is_file(), f"{name} missing from {run_dir}"
+    assert not (run_dir / PARTIAL).exists(), "the streamed history is folded into history.jsonl when sealed"
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["verdict"] == "aborted", result
+    checked = verify(run_dir, ledger=reports / LEDGER)
+    assert checked.status in ("intact", "unsigned-intact"), checked.summary()
+    sealed = [json.loads(line) for line in (reports / LEDGER).read_text().splitlines() if line.strip()]
+    assert any(e.get("event") == "sealed" and e["run_dir"] == run_dir.name and e["verdict"] == "aborted"
+               for e in sealed), sealed
+    assert recheck(run_dir)[1], "resilience check recomputed different measurements from the stored history"
+    cli = subprocess.run([sys.executable, "-m", "resilience.cli", "verify", str(run_dir)], capture_output=True,
+                         text=True, cwd=ROOT, timeout=60)
+    assert cli.returncode == 0 and "intact" in cli.stdout, cli.stdout + cli.stderr
+    return result
 
 
 def test_ctrl_c_mid_fault_rolls_back_and_reports_aborted(healthy: LocalTarget, tmp_path: Path) -> None:
@@ -123,7 +156,33 @@ def test_ctrl_c_mid_fault_rolls_back_and_reports_aborted(healthy: LocalTarget, t
     assert healthy.status().detail["lost_zones"] == []
     result = json.loads((run_dir / "result.json").read_text())
     assert result["verdict"] == "aborted" and proc.returncode == 1, (proc.returncode, err[-500:])
+    _check_aborted_evidence(run_dir, tmp_path)
     wait_until(lambda: healthy.status().healthy, 90, "the stack healthy again after Ctrl-C")
+
+
+def test_ctrl_c_during_recovery_ends_aborted_with_full_evidence(healthy: LocalTarget, tmp_path: Path) -> None:
+    """Issue 10: Ctrl-C after the rollback, in the recovery window, used to exit 130 with no result at all."""
+    proc, run_dir = _start_run_and_wait_for_fault(tmp_path)
+
+    def recovering() -> bool:
+        steps = json.loads((run_dir / "rollback.json").read_text())["steps"]
+        return "recovery" in _streamed_phases(run_dir) and bool(steps) and all(s["status"] == "done" for s in steps)
+    try:
+        wait_until(recovering, 240, "the fault rolled back and the recovery phase streamed")
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 1, (proc.returncode, err[-800:])
+    result = _check_aborted_evidence(run_dir, tmp_path)
+    reason = result["aborted_reason"]
+    assert reason.startswith("interrupted (Ctrl-C") and "recovery" in reason, reason
+    phases = [r.op for r in History.load(run_dir / "history.jsonl").sorted() if r.source == "phase"]
+    assert phases[:3] == ["steady", "fault", "recovery"] and phases[-2:] == ["abort", "end"], phases
+    assert healthy.status().detail["lost_zones"] == []
+    wait_until(lambda: healthy.status().healthy, 90, "the stack healthy again after Ctrl-C in recovery")
 
 
 def test_crash_mid_fault_is_undone_by_resilience_rollback(healthy: LocalTarget, tmp_path: Path) -> None:
@@ -136,4 +195,20 @@ def test_crash_mid_fault_is_undone_by_resilience_rollback(healthy: LocalTarget, 
     assert out.returncode == 0, out.stderr
     assert "rolled back lose_zone" in out.stdout
     assert healthy.status().detail["lost_zones"] == []
+    # issue 10: the killed run is sealed as aborted, with every record up to the kill
+    assert "sealed" in out.stdout and "ABORTED" in out.stdout, out.stdout
+    result = _check_aborted_evidence(run_dir, tmp_path)
+    reason = result["aborted_reason"]
+    assert reason.startswith("the harness was killed during fault; sealed by `resilience rollback` at "), reason
+    history = History.load(run_dir / "history.jsonl")
+    rows = [line for line in (run_dir / "load" / "rows.jsonl").read_text().splitlines(keepends=True)
+            if line.endswith("\n")]
+    assert sum(1 for r in history.records if r.source == "load") == len(rows)
+    assert any(r.source == "fault" and r.op == "inject" for r in history.records)
+    phases = [r.op for r in history.sorted() if r.source == "phase"]
+    assert phases[:2] == ["steady", "fault"] and phases[-2:] == ["abort", "end"], phases
+    assert any(r.source == "fault" and r.op == "rollback" and r.detail and r.detail.get("replayed_by")
+               for r in history.records)
+    rpo = {m["name"]: m for m in result["measurements"]}["lost_writes"]
+    assert rpo["detail"]["unverified"] == 0, rpo  # the stack was back: every acknowledged order was read back
     wait_until(lambda: healthy.status().healthy, 90, "the stack healthy again after `resilience rollback`")

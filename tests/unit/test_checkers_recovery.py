@@ -154,3 +154,47 @@ def test_measurement_is_judged_against_the_target_and_carries_the_definition():
     assert met.name == "rto_s" and met.unit == "s" and met.status == "met" and "hold window" in met.definition
     assert met.detail["fault_t"] == FAULT and met.detail["recovered_t"] == pytest.approx(15.0, abs=0.05)
     assert measurement(result, target_s=4.0).status == "breached"
+
+
+# -- a run cut short (aborted: Ctrl-C, stop condition, a killed harness) ---------------------------------------
+
+def test_an_aborted_run_that_ends_before_a_hold_window_after_its_last_failure_is_inconclusive():
+    """Failing until 30 s, load until 35 s, then the run was stopped: recovery could not have been seen."""
+    records = traffic(0.0, 35.0, fails_between(10.0, 30.0))
+    complete = recovery_time(records, fault_t=FAULT)
+    assert complete.rto_s == math.inf  # a complete run that ended like this never recovered: breached
+    cut = recovery_time(records, fault_t=FAULT, cut_short=True)
+    assert cut.rto_s is None and "cut short" in (cut.reason or "")
+    assert cut.detail()["cut_short"] is True and cut.detail()["last_bad_t"] == pytest.approx(30.0, abs=0.05)
+    assert measurement(cut, target_s=900.0).status == "inconclusive"
+
+
+def test_an_aborted_run_still_failing_at_the_very_end_is_inconclusive():
+    cut = recovery_time(traffic(0.0, 30.0, fails_between(10.0, 30.0)), fault_t=FAULT, cut_short=True)
+    assert cut.rto_s is None and measurement(cut, target_s=900.0).status == "inconclusive"
+
+
+def test_an_aborted_run_observed_a_whole_hold_window_past_its_last_failure_stays_breached():
+    """The write path stayed broken without failed requests (no orders at all) for more than a hold window."""
+    records = [r for r in traffic(0.0, 40.0, fails_between(10.0, 12.0))
+               if not (r.op == "POST /orders" and r.t >= 12.0)]
+    cut = recovery_time(records, fault_t=FAULT, cut_short=True)
+    assert cut.rto_s == math.inf and "never stayed healthy" in (cut.reason or "")
+    assert measurement(cut, target_s=900.0).status == "breached"
+
+
+def test_an_aborted_run_that_recovered_keeps_its_rto():
+    records = traffic(0.0, 40.0, fails_between(10.0, 15.0))
+    assert recovery_time(records, fault_t=FAULT, cut_short=True).rto_s == pytest.approx(5.0, abs=0.05)
+
+
+def test_compute_reads_cut_short_from_an_abort_record_in_the_history():
+    from resilience.checkers import compute
+    from resilience.config import Targets
+    records = traffic(0.0, 35.0, fails_between(10.0, 30.0))
+    phases = [Record(0.0, "phase", "steady", "info"), Record(FAULT, "phase", "fault", "info")]
+    [complete] = compute(records + phases, targets=Targets(), measures=["rto"])
+    assert complete.status == "breached" and complete.value == math.inf
+    abort = Record(35.0, "phase", "abort", "info", detail={"reason": "interrupted (Ctrl-C) during fault"})
+    [cut] = compute(records + phases + [abort], targets=Targets(), measures=["rto"])
+    assert cut.status == "inconclusive" and cut.value is None and "cut short" in cut.detail["reason"]
