@@ -11,6 +11,7 @@ a link at the target name instead of following it).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -37,10 +38,36 @@ def atomic_open(path: Path, mode: str = "w", *, fsync: bool = False, perms: int 
         raise
 
 
-def atomic_write_text(path: Path, text: str, *, fsync: bool = False) -> None:
-    """Write `text` to `path` atomically (see atomic_open)."""
-    with atomic_open(path, "w", fsync=fsync) as f:
+def atomic_write_text(path: Path, text: str, *, fsync: bool = False, perms: int = 0o644) -> None:
+    """Write `text` to `path` atomically (see atomic_open); with `fsync`, the rename survives a power cut too."""
+    with atomic_open(path, "w", fsync=fsync, perms=perms) as f:
         f.write(text)
+    if fsync:
+        _fsync_dir(Path(path).parent)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """JSON (indented, non-JSON values as strings), fsync'ed: a kill at any instant leaves the old file or the new."""
+    atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n", fsync=True)
+
+
+def is_leftover_temp(path: Path) -> bool:
+    """A temporary file of an atomic write that a kill interrupted (ours, or History.dump's)."""
+    name = path.name
+    return (name.startswith(".") and name.endswith(".tmp")) or name == "history.jsonl.tmp"
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on a directory; the rename itself is still atomic
+        pass
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

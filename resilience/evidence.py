@@ -33,7 +33,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .atomic import atomic_open, atomic_write_text
+from .atomic import atomic_open, atomic_write_text, write_json_atomic
 from .errors import UserError
 
 MANIFEST = "MANIFEST.sha256"
@@ -80,13 +80,6 @@ def new_run_dir(reports_dir: Path, experiment: str, now: datetime) -> Path:
             continue
         return candidate
     raise UserError(f"{reports_dir}: more than 999 run directories named {base}*; remove old ones.")
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file and a rename, so readers never see half a file."""
-    with atomic_open(path, fsync=True) as f:  # a fresh mkstemp file: never a link planted at a fixed name
-        json.dump(data, f, indent=2, sort_keys=False, default=str)
-        f.write("\n")
 
 
 def sha256_file(path: Path) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .files import write_json_atomic
+from .atomic import write_json_atomic
 
 ROLLBACK = "rollback.json"
 STATUSES = ("injecting", "pending", "done", "failed")

@@ -39,7 +39,7 @@ from .checkers.windows import ABORT_PHASE
 from .config import Settings, Targets
 from .errors import HarnessError, UserError
 from .experiments import ExperimentSpec, PROJECT_ROOT
-from .files import write_json_atomic
+from .atomic import write_json_atomic
 from .history import (CHECK, CONTROLLER, FAIL, FAULT, INFO, LOAD, OK, PARTIAL, PHASE, PLATFORM, UNKNOWN, History,
                       Record)
 from .progress import Progress

@@ -39,7 +39,7 @@ from .checkers.windows import ABORT_PHASE, END_PHASE, history_end
 from .config import Settings, Targets
 from .errors import UserError
 from .evidence import MANIFEST, seal_run
-from .files import is_leftover_temp
+from .atomic import is_leftover_temp
 from .history import FAIL, FAULT, INFO, LOAD, OK, PARTIAL, PHASE, History, Record, load_partial
 from .load.process import read_new_rows
 from .recheck import Replay, replay_rollbacks

@@ -18,7 +18,7 @@ from resilience import evidence
 from resilience import run as run_module
 from resilience.config import load_settings
 from resilience.experiments import load as load_experiment
-from resilience.files import write_json_atomic
+from resilience.atomic import write_json_atomic
 from resilience.history import PARTIAL, History, Record, load_partial
 from resilience.rollbackfile import write_rollback_file
 from resilience.targets.base import RollbackStep

@@ -10,10 +10,11 @@ user could otherwise read or change the platform under test, or disturb a run.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from ...atomic import atomic_write_text
 
 SECRETS_FILE = "secrets.json"
 PATRONI_API_USER = "rsl-admin"
@@ -45,13 +46,5 @@ def load_or_create(root: Path) -> StackSecrets:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read, never through a planted link, atomically."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write a file only its owner can read, atomically, never through a planted link."""
+    atomic_write_text(path, text, perms=0o600)
