@@ -34,7 +34,7 @@ from ...errors import HarnessError, UserError
 from . import cgroups, haproxy
 from .autoscaler import Autoscaler, HpaSpec
 from .executor import Executor, wait_for
-from .healing import HealProgress, heal_action, postgres_problems, redis_problems
+from .healing import HealProgress, agreed_master, heal_action, postgres_problems, redis_problems
 from .secrets import PATRONI_API_USER
 from .services import REDIS_MASTER_NAME, StackLayout, http_get, http_json, http_post
 from .zones import ProcessZones, ZoneNetwork, detect_zone_mode
@@ -596,19 +596,24 @@ class Supervisor:
         return None
 
     def _find_redis_master(self) -> str | None:
+        """The master a majority of the reachable Sentinels name.
+
+        Not the first answer: a Sentinel restarted with its zone still holds the master it
+        knew before the outage for a moment, and trusting it recorded a failover and a
+        failback that never happened.
+        """
+        answers: dict[str, str | None] = {}
         for i in (1, 2, 3):
             if f"sentinel-{i}" in self.paused or not self.services.get(f"sentinel-{i}", None):
                 continue
             try:
-                addr = _redis(self.layout.sentinel(i).address, self.layout.secrets.redis).execute_command(
-                    "SENTINEL", "get-master-addr-by-name", REDIS_MASTER_NAME)
+                answers[f"sentinel-{i}"] = _address(_redis(self.layout.sentinel(i).address, self.layout.secrets.redis)
+                                                    .execute_command("SENTINEL", "get-master-addr-by-name",
+                                                                     REDIS_MASTER_NAME))
             except Exception:
                 continue
-            address = _address(addr)
-            for k in (1, 2):
-                if address and self.layout.redis(k).address == address:
-                    return f"redis-{k}"
-        return None
+        address = agreed_master(answers)
+        return next((f"redis-{k}" for k in (1, 2) if address and self.layout.redis(k).address == address), None)
 
     # -- faults -----------------------------------------------------------------------------
     def kill_replicas(self, count: int | None, percent: float | None, seed: int | None) -> dict[str, Any]:
