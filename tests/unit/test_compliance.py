@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -17,18 +15,10 @@ from resilience.config import EvidenceSettings, Settings
 from resilience.errors import UserError
 from resilience.gameday import gameday_verdict, load_suites, run_gameday
 from resilience.reports.compliance import (CONTROL_IDS, COVERAGE, framework_scope, overall_verdict)
+from run_fixtures import load_generator
 
-GENERATOR = Path(__file__).resolve().parents[1] / "fixtures" / "runs" / "generate.py"
 SUITES = Path(__file__).resolve().parents[2] / "experiments" / "suites.yaml"
 NOW = datetime(2025, 3, 10, 6, 0, 0, tzinfo=timezone.utc)
-
-
-def load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fixture_runs", GENERATOR)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,8 @@ the way a forger with write access to the reports directory would do it.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -18,16 +16,8 @@ from resilience import evidence
 from resilience.cli import main
 from resilience.errors import UserError
 from resilience.recheck import recheck
+from run_fixtures import load_generator
 
-GENERATOR = Path(__file__).resolve().parents[1] / "fixtures" / "runs" / "generate.py"
-
-
-def load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fixture_runs", GENERATOR)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(autouse=True)

@@ -8,13 +8,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Callable
 
 import pytest
@@ -24,10 +22,10 @@ from resilience import evidence
 from resilience.cli import main
 from resilience.history import History
 from resilience.policy import BUILTIN_MODULES
+from run_fixtures import load_generator
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = (ROOT / "experiments" / "pod-kill.yaml").read_text()
-GENERATOR = ROOT / "tests" / "fixtures" / "runs" / "generate.py"
 
 
 def _mutate(change: Callable[[dict[str, Any]], None]) -> str:
@@ -350,17 +348,9 @@ def test_bad_allow_list_entries_are_refused(setting: str, value: str, tmp_path: 
 
 # -- damaged run directories, planted links ---------------------------------------------------------
 
-def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fixture_runs_issue10", GENERATOR)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture()
 def run_dir(tmp_path: Path) -> Path:
-    made: Path = _generator().make_run(tmp_path / "reports", "pass")
+    made: Path = load_generator().make_run(tmp_path / "reports", "pass")
     return made
 
 

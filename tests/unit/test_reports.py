@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -16,16 +14,8 @@ from resilience.errors import UserError
 from resilience.history import Record
 from resilience.reports import FORMATS, render, render_all
 from resilience.reports.plots import per_second_series, percentile, replica_series
+from run_fixtures import load_generator
 
-GENERATOR = Path(__file__).resolve().parents[1] / "fixtures" / "runs" / "generate.py"
-
-
-def load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fixture_runs", GENERATOR)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
