@@ -60,8 +60,9 @@ class Argument:
         return value
 
     def bounds(self) -> str:
-        low = "" if self.minimum is None else (f"> {self.minimum:g}" if self.above_minimum else f">= {self.minimum:g}")
-        high = "" if self.maximum is None else f"<= {self.maximum:g}"
+        low = "" if self.minimum is None else (f"> {_number(self.minimum)}" if self.above_minimum
+                                               else f">= {_number(self.minimum)}")
+        high = "" if self.maximum is None else f"<= {_number(self.maximum)}"
         return " and ".join(p for p in (low, high) if p) or "any value"
 
     def to_json(self) -> dict[str, Any]:
@@ -134,6 +135,10 @@ class FaultType:
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "summary": self.summary, "touches_target": self.touches_target,
                 "arguments": [a.to_json() for a in self.arguments]}
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _hold(default: float | None) -> Argument:
