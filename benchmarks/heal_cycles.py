@@ -35,7 +35,8 @@ import httpx  # noqa: E402
 
 from resilience.config import load_settings  # noqa: E402
 from resilience.targets.base import RollbackStep  # noqa: E402
-from resilience.targets.local import LocalTarget  # noqa: E402
+from resilience.fault_registry import fault_call
+from resilience.targets.local.target import LocalTarget  # noqa: E402
 
 HEAL_DEADLINE_S = 240.0  # rollback start -> whole stack; past it the cycle counts as not healed
 
@@ -103,14 +104,14 @@ class OrderTraffic:
 # -- the faults: inject, then wait for the effect a real outage would have -------------------------
 def db_kill(target: LocalTarget, cycle: int) -> RollbackStep:
     before = target.status().detail["pg_leader"]
-    step = target.fail_over_database("kill")
+    step = target.inject(fault_call("fail_over_database", {"mode": "kill"}))
     until(lambda: target.status().detail["pg_leader"] not in (None, before), 90, "Patroni to promote the standby")
     return step
 
 
 def redis_kill(target: LocalTarget, cycle: int) -> RollbackStep:
     before = target.status().detail["redis_master"]
-    step = target.stop_cache("failover")
+    step = target.inject(fault_call("stop_cache", {"mode": "failover"}))
     until(lambda: target.status().detail["redis_master"] not in (None, before), 60, "Sentinel to promote the replica")
     return step
 
@@ -118,7 +119,7 @@ def redis_kill(target: LocalTarget, cycle: int) -> RollbackStep:
 def zone_primary(target: LocalTarget, cycle: int) -> RollbackStep:
     status = target.status()
     zone, before = status.detail["primary_zone"], status.detail["pg_leader"]
-    step = target.lose_zone(zone)
+    step = target.inject(fault_call("lose_zone", {"zone": zone}))
     until(lambda: target.status().detail["pg_leader"] not in (None, before), 90,
           f"a new PostgreSQL primary outside {zone}")
     return step
@@ -130,7 +131,7 @@ def zone_other(target: LocalTarget, cycle: int) -> RollbackStep:
     others = [z for z in sorted(status.zones()) if z != status.detail["primary_zone"]]
     zone = others[cycle % len(others)]
     replicas = {c.name for c in status.components if c.kind == "api" and c.zone == zone}
-    step = target.lose_zone(zone)
+    step = target.inject(fault_call("lose_zone", {"zone": zone}))
     until(lambda: not any(c.healthy for c in target.status().components if c.name in replicas), 30,
           f"{zone}'s replicas to leave the load balancer")
     time.sleep(2.0)  # the zone stays lost a little while, as in an experiment's fault window
@@ -139,7 +140,7 @@ def zone_other(target: LocalTarget, cycle: int) -> RollbackStep:
 
 def pod_kill(target: LocalTarget, cycle: int) -> RollbackStep:
     before = {c.name: c.pid for c in target.status().components if c.kind == "api"}
-    step = target.kill_replicas(percent=50, seed=cycle)
+    step = target.inject(fault_call("kill_replicas", {"percent": 50, "seed": cycle}))
     until(lambda: any(not c.healthy or before.get(c.name) != c.pid
                       for c in target.status().components if c.kind == "api"), 30,
           "the killed replicas to leave the load balancer")

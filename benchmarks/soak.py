@@ -35,7 +35,7 @@ from resilience.experiments import PROJECT_ROOT  # noqa: E402
 from resilience.history import LOAD, OK  # noqa: E402
 from resilience.load.process import LoadProcess  # noqa: E402
 from resilience.load.shape import LoadSettings  # noqa: E402
-from resilience.targets.local import LocalTarget  # noqa: E402
+from resilience.targets.local.target import LocalTarget  # noqa: E402
 
 ORDER = ["pod-kill", "redis-kill", "db-kill", "zone-other", "zone-primary"]
 

@@ -21,7 +21,8 @@ os.environ.setdefault("RESILIENCE_STATE_DIR", "/var/lib/resilience-bench")
 import httpx  # noqa: E402
 
 from resilience.config import load_settings  # noqa: E402
-from resilience.targets.local import LocalTarget  # noqa: E402
+from resilience.fault_registry import fault_call
+from resilience.targets.local.target import LocalTarget  # noqa: E402
 
 
 def until(condition, timeout: float = 90.0, interval: float = 0.01) -> float:
@@ -59,7 +60,7 @@ def main() -> None:
         client = httpx.Client(base_url=target.url(), timeout=2.0)
         # replica kill -> HAProxy takes it out
         admin_before = {c.name for c in target.status().components if c.kind == "api" and c.healthy}
-        target.kill_replicas(count=1, seed=r)
+        target.inject(fault_call("kill_replicas", {"count": 1, "seed": r}))
         figures["replica_out_of_lb"].append(until(
             lambda: len({c.name for c in target.status().components if c.kind == "api" and c.healthy}
                         & admin_before) < len(admin_before)))
@@ -70,12 +71,12 @@ def main() -> None:
         def write() -> bool:
             n[0] += 1
             return order(client, f"bench-{r}-{n[0]}")
-        step = target.fail_over_database("kill")
+        step = target.inject(fault_call("fail_over_database", {"mode": "kill"}))
         figures["pg_first_write"].append(until(write, interval=0.05))
         target.rollback(step)
         # Redis master kill -> new master
         before = target.status().detail["redis_master"]
-        step = target.stop_cache("failover")
+        step = target.inject(fault_call("stop_cache", {"mode": "failover"}))
         figures["redis_new_master"].append(until(lambda: target.status().detail["redis_master"] not in (None, before),
                                                  interval=0.05))
         target.rollback(step)

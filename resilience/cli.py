@@ -22,6 +22,7 @@ examples:
   resilience status                  every component, its zone, role and health
   resilience run zone-failure        the release gate: lose a zone under load, measure RTO/RPO/P99/availability
   resilience list                    the experiment catalogue
+  resilience faults                  every fault, its arguments, and which targets can inject it
   resilience check reports/<run>     recompute verdicts from a stored history, offline
   resilience down                    stop everything and remove namespaces
 
@@ -136,6 +137,7 @@ def run_experiment(name: str, args: argparse.Namespace, settings: Settings) -> d
                                     keep_up=args.keep_up, seed=args.seed, progress=not args.quiet)
     spec.targets(settings.targets, options.target_overrides)  # impossible targets: exit 2 before anything runs
     run = run_module.Run(spec, settings, options)
+    run.target.check(list(spec.faults))  # a fault this target would refuse: exit 2 before anything runs
     run_module.set_current(run)
     logging.getLogger("chaostoolkit").setLevel(logging.ERROR)  # our progress says what happens; the journal has the rest
     try:
@@ -221,16 +223,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _dry_run(args: argparse.Namespace, settings: Settings) -> int:
+    """Every step the run would take on its target, without one call; a step it would refuse: exit 2."""
     from . import experiments
     from .targets import make_target
     spec = experiments.load(args.experiment, args.profile, load_overrides=_load_overrides(args),
                             policy=_policy(settings))
-    target: Any = make_target(args.target, settings, context=args.context, dry_run=True)
-    if not hasattr(target, "plan_experiment"):
-        raise UserError(f"--dry-run is supported for the kubernetes and aws targets; the {args.target} target "
-                        f"runs on this machine (try `resilience validate {args.experiment}`).")
-    for line in target.plan_experiment(spec.capabilities()):
+    target = make_target(args.target, settings, context=args.context, dry_run=True)
+    for line in target.plan(list(spec.faults)):
         print(line)
+    return 0
+
+
+def cmd_faults(args: argparse.Namespace) -> int:
+    from .fault_table import faults_json, faults_text
+    print(json.dumps(faults_json(), indent=2) if args.json else faults_text())
     return 0
 
 
@@ -253,7 +259,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             if "short" in experiments.profiles_of(spec):
                 experiments.load(name, "short", policy=policy)
             experiments.validate_with_chaostoolkit(spec)  # may import modules: only allowed ones are left
-            print(f"{name}: valid ({', '.join(f for f, _ in spec.faults)}; measures {', '.join(spec.measures)})")
+            print(f"{name}: valid ({', '.join(spec.fault_names())}; measures {', '.join(spec.measures)})")
         except UserError as exc:
             print(f"{name}: INVALID: {exc}", file=sys.stderr)
             bad += 1
@@ -380,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help, formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--config", metavar="FILE", help="settings file (YAML); default: resilience.yaml if present")
         if target:
-            p.add_argument("--target", default="local", help="local (default), kubernetes or aws")
+            p.add_argument("--target", default="local",
+                           help="local (default), kubernetes, or aws (EKS + RDS + ElastiCache); see `resilience faults`")
             p.add_argument("--context", help="kubeconfig context (kubernetes target; must be allow-listed)")
         p.set_defaults(func=func)
         return p
@@ -391,9 +398,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON (schema in the README)")
     p = add("run", cmd_run, "run one experiment under load and judge it against the targets (exit 0/1/2)")
     p.add_argument("experiment", help="a catalogue name (see `resilience list`) or an experiment file")
-    p.add_argument("--dry-run", action="store_true", help="kubernetes/aws: print every action it would take")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print every step the run would take on the target (API calls included), taking none; "
+                        "exit 2 if the target would refuse a fault")
     _add_run_options(p)
     add("list", cmd_list, "the experiment catalogue, one line each", target=False)
+    p = add("faults", cmd_faults, "every fault: its arguments, and which targets support it (and why not)",
+            target=False)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p = add("validate", cmd_validate, "check experiment files without running anything", target=False)
     p.add_argument("files", nargs="+", metavar="FILE", help="experiment files or catalogue names")
     p = add("check", cmd_check, "recompute measurements and verdict from a run directory, offline", target=False)

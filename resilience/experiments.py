@@ -28,14 +28,13 @@ from typing import Any
 from .checkers import MEASURES
 from .config import Targets, override_targets
 from .errors import UserError
+from .fault_registry import FAULTS, FaultCall, fault_type
 from .inputs import check_tree, load_yaml
 from .load.shape import MAX_DURATION_S, LoadSettings
 from .policy import Policy, check_experiment, check_locustfile
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXTENSION_NAME = "resilience"
-FAULT_FUNCTIONS = ("kill_replicas", "lose_zone", "fail_over_database", "stop_cache", "traffic_spike",
-                   "pause_replicas", "hold_replication")
 PROFILES = ("full", "short")
 # the fields of our extension block; a profile may override any of them except the first two
 EXTENSION_FIELDS = ("name", "experiment", "hypothesis", "measures", "targets", "load", "durations",
@@ -74,17 +73,10 @@ class ExperimentSpec:
     durations: Durations
     stop_condition: StopCondition
     profile: str
-    faults: tuple[tuple[str, dict[str, Any]], ...] = field(default=())  # (function, arguments) in method order
+    faults: tuple[FaultCall, ...] = field(default=())  # the method's faults, checked by the registry, in order
 
-    def capabilities(self) -> list[tuple[str, dict[str, Any]]]:
-        """The faults as target capabilities: `zone: primary` means "the zone the target finds the primary in"."""
-        out = []
-        for func, args in self.faults:
-            args = {k: v for k, v in args.items() if k != "hold_s"}
-            if func == "lose_zone" and args.get("zone") in (None, "primary"):
-                args["zone"] = None
-            out.append((func, args))
-        return out
+    def fault_names(self) -> list[str]:
+        return [call.fault for call in self.faults]
 
     def targets(self, base: Targets, cli_overrides: dict[str, Any] | None = None) -> Targets:
         merged = {**self.target_overrides, **(cli_overrides or {})}
@@ -236,37 +228,22 @@ def parse(raw: Any, path: Path, profile: str = "full", *,
                           faults=faults)
 
 
-def _faults(raw: dict[str, Any], where: str) -> list[tuple[str, dict[str, Any]]]:
+def _faults(raw: dict[str, Any], where: str) -> list[FaultCall]:
+    """The method's fault actions, each checked against the fault registry (names, types, bounds)."""
     out = []
     for i, activity in enumerate(raw.get("method") or []):
         provider = activity.get("provider", {}) if isinstance(activity, dict) else {}
         if provider.get("type") == "python" and provider.get("module") == "resilience.faults":
             func = provider.get("func")
-            if func in FAULT_FUNCTIONS:
-                arguments = dict(provider.get("arguments") or {})
-                _check_fault_arguments(arguments, f"{where}: method[{i}] ({activity.get('name')!r})")
-                out.append((func, arguments))
+            if func in FAULTS:
+                out.append(fault_type(func).call(provider.get("arguments"),
+                                                 f"{where}: method[{i}] ({activity.get('name')!r})"))
             elif activity.get("type") == "action":
                 raise UserError(f"{where}: method[{i}].provider.func {func!r} is not a fault we provide. "
-                                f"Use one of: {', '.join(FAULT_FUNCTIONS)}.")
+                                f"Use one of: {', '.join(FAULTS)} (`resilience faults` describes them).")
     if not out:
-        raise UserError(f"{where}: the method has no fault action from resilience.faults ({', '.join(FAULT_FUNCTIONS)}).")
+        raise UserError(f"{where}: the method has no fault action from resilience.faults ({', '.join(FAULTS)}).")
     return out
-
-
-def _check_fault_arguments(arguments: dict[str, Any], where: str) -> None:
-    """Numbers our faults take: finite, not negative, and bounded, so a typo cannot hold a fault for a year."""
-    for key, value in arguments.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue  # strings (zone, mode) are checked by the fault itself, before anything is touched
-        if value < 0:
-            raise UserError(f"{where}: argument {key} is {value!r}; it must be 0 or more.")
-        if key.endswith("_s") and value > MAX_DURATION_S:
-            raise UserError(f"{where}: argument {key} is {value!r} s; at most {MAX_DURATION_S:.0f} (24 h).")
-        if key == "percent" and value > 100:
-            raise UserError(f"{where}: argument percent is {value!r}; a percentage is 0..100.")
-        if key == "count" and value > 10_000:
-            raise UserError(f"{where}: argument count is {value!r}; at most 10000 replicas.")
 
 
 def _check_extension_fields(ext: dict[str, Any], where: str) -> None:
@@ -404,7 +381,7 @@ def summary_line(path: Path, policy: Policy | None = None) -> str:
     """One line for `resilience list`: name, fault, title."""
     try:
         spec = load(str(path), policy=policy)
-        faults = ", ".join(f for f, _ in spec.faults)
+        faults = ", ".join(spec.fault_names())
         return f"{spec.name:<16} {faults:<22} {spec.title}"
     except UserError as exc:
         return f"{path.stem:<16} INVALID: {exc}"

@@ -1,8 +1,8 @@
 """Our Chaos Toolkit extension: the actions and probes experiments call.
 
-Each fault names a capability (kill replicas, lose a zone, fail over the
-database, stop the cache, spike traffic), never a target's internals; the
-active run dispatches it to its target, writes the rollback first, records
+Each function is one fault of the registry (`resilience.fault_registry`, which
+checks its arguments; a unit test keeps the signatures equal to it), never a
+target's internals; the active run hands it to its target, writes the rollback first, records
 the injection in the history, and holds the fault for `hold_s` seconds
 (default: the experiment's `durations.fault_s`) while watching the stop condition.
 Chaos Toolkit gives python activities no timeout: every call here is bounded
@@ -36,11 +36,10 @@ def _fault(name: str, arguments: dict[str, Any], hold_s: float | None) -> dict[s
         raise ActivityFailed(str(exc)) from None
 
 
-def kill_replicas(count: int | None = None, percent: float | None = None, hold_s: float | None = None) -> dict[str, Any]:
+def kill_replicas(count: int | None = None, percent: float | None = None, seed: int | None = None,
+                  hold_s: float | None = None) -> dict[str, Any]:
     """SIGKILL API replicas chosen at random (by count, or a percentage of the live ones)."""
-    if count is None and percent is None:
-        raise ActivityFailed("kill_replicas needs 'count' or 'percent' in its arguments")
-    return _fault("kill_replicas", {"count": count, "percent": percent}, hold_s)
+    return _fault("kill_replicas", {"count": count, "percent": percent, "seed": seed}, hold_s)
 
 
 def lose_zone(zone: str = "primary", hold_s: float | None = None) -> dict[str, Any]:

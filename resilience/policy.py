@@ -30,13 +30,13 @@ from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 from .errors import UserError
+from .fault_registry import FAULTS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS_DIR = PROJECT_ROOT / "scenarios"
 # our extension: module -> the functions an experiment may call (None: a control module, no functions)
 BUILTIN_MODULES: dict[str, tuple[str, ...] | None] = {
-    "resilience.faults": ("kill_replicas", "lose_zone", "fail_over_database", "stop_cache", "traffic_spike",
-                          "pause_replicas", "hold_replication", "rollback", "platform_serving"),
+    "resilience.faults": (*FAULTS, "rollback", "platform_serving"),
     "resilience.control": None,
 }
 PROVIDER_TYPES = ("python", "process", "http")

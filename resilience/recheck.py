@@ -18,7 +18,8 @@ from .errors import UserError
 from .history import History
 from .rollbackfile import ROLLBACK, UNDONE, read_rollback_file, write_rollback_file
 from .run import _measurement_json
-from .targets.base import RollbackStep, Target
+from .targets.base import RollbackStep
+from .targets.target import Target
 
 
 def _read_json(path: Path) -> Any:
@@ -107,14 +108,11 @@ def replay_rollbacks(run_dir: Path, target: Target) -> Replay:
             continue
         raw = entry.get("step") or {"capability": "heal", "arguments": {},
                                     "description": "restore everything the fault may have touched"}
-        step = RollbackStep(raw["capability"], raw.get("arguments", {}), raw.get("description", ""))
+        step = RollbackStep.from_json(raw)
         at = time.monotonic()
         error: str | None = None
         try:
-            if step.capability == "heal":
-                getattr(target, "heal")()
-            else:
-                target.rollback(step)
+            target.rollback(step)  # a "heal" step (a crash mid-inject) heals through every nemesis
             entry["status"] = "done"
             replay.lines.append(f"rolled back {entry['fault']}: {step.description or step.capability}")
         except Exception as exc:  # noqa: BLE001 - any failure is reported with the step; the rest still run

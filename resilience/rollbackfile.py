@@ -26,7 +26,7 @@ STATUSES = ("injecting", "pending", "done", "failed")
 UNDONE = ("injecting", "pending", "failed")  # what `resilience rollback` replays
 _TOP: dict[str, Any] = {"target": str, "context": (str, type(None)), "config": (str, type(None)), "steps": list}
 _ENTRY: dict[str, Any] = {"fault": str, "arguments": dict, "status": str, "step": (dict, type(None))}
-_STEP: dict[str, Any] = {"capability": str, "arguments": dict, "description": str}
+_STEP: dict[str, Any] = {"capability": str, "arguments": dict, "description": str, "nemesis": str}
 _REQUIRED_STEP = ("capability",)
 
 

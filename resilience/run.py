@@ -40,12 +40,14 @@ from .config import Settings, Targets
 from .errors import HarnessError, UserError
 from .experiments import ExperimentSpec, PROJECT_ROOT
 from .atomic import write_json_atomic
+from .fault_registry import fault_call
 from .history import (CHECK, CONTROLLER, FAIL, FAULT, INFO, LOAD, OK, PARTIAL, PHASE, PLATFORM, UNKNOWN, History,
                       Record)
 from .progress import Progress
 from .rollbackfile import ROLLBACK, write_rollback_file
 from .targets import make_target
-from .targets.base import RollbackStep, Target
+from .targets.base import RollbackStep
+from .targets.target import Target
 
 RESULT_SCHEMA_VERSION = 1
 _current: "Run | None" = None
@@ -272,22 +274,9 @@ class Run:
         return {"capability": fault, "arguments": arguments, "rollback": step.to_json()}
 
     def _call_target(self, fault: str, arguments: dict[str, Any]) -> RollbackStep:
-        target: Any = self.target
-        if fault == "kill_replicas":
-            return target.kill_replicas(arguments.get("count"), arguments.get("percent"),
-                                        arguments.get("seed", self.options.seed))
-        if fault == "lose_zone":
-            zone = arguments.get("zone")
-            return target.lose_zone(None if zone in (None, "primary") else zone)
-        if fault == "fail_over_database":
-            return target.fail_over_database(arguments.get("mode", "kill"))
-        if fault == "stop_cache":
-            return target.stop_cache(arguments.get("mode", "failover"))
-        if fault == "pause_replicas":
-            return target.pause_replicas()
-        if fault == "hold_replication":
-            return target.pause_replication()
-        raise UserError(f"unknown fault {fault!r}")
+        """The registry checks the arguments; the target's nemesis for this fault injects it."""
+        call = fault_call(fault, arguments, f"fault {fault}")
+        return self.target.inject(call, seed=self.options.seed)
 
     def rollback_all(self) -> list[dict[str, Any]]:
         """Undo every fault still pending, newest first; safe to call twice."""
@@ -298,10 +287,7 @@ class Run:
             step = entry.step or RollbackStep("heal", {}, "restore everything the fault may have touched")
             t = self.history.now()
             try:
-                if step.capability == "heal":
-                    getattr(self.target, "heal")()
-                else:
-                    self.target.rollback(step)
+                self.target.rollback(step)
                 entry.status = "done"
                 self.history.add(FAULT, "rollback", OK, t=t, detail=step.to_json())
             except Exception as exc:

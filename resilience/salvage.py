@@ -46,7 +46,7 @@ from .recheck import Replay, replay_rollbacks
 from .rollbackfile import ROLLBACK, read_rollback_file
 from .run import RunFacts, readback, stack_answers, target_detail, write_results
 from .targets import make_target
-from .targets.base import Target
+from .targets.target import Target
 
 WORKER_WAIT_S = 15.0  # the orphaned load generator notices its parent died within a second and flushes
 SEALED_BY = "resilience rollback"

@@ -1,16 +1,20 @@
-"""The interface every target implements: deploy, observe, and the fault capabilities.
+"""The two protocols a target is made of, and the values they exchange.
 
-Experiments name capabilities (kill replicas, lose a zone, fail over the
-database, stop the cache, read the replica count), never a target's internals.
-Every fault returns the `RollbackStep` that undoes it; the harness writes it to
-the run directory *before* calling the fault, so a crash can still be undone.
+A `Platform` is where the school-meal platform runs (deploy, stop, status, URL,
+observations); a `Nemesis` is what can be broken there and how. A target
+(targets/target.py) composes one platform with the nemeses that handle each
+fault, e.g. the API on Kubernetes with its database and cache faults on AWS.
+Every fault returns the `RollbackStep` that undoes it; the harness writes the
+step to the run directory *before* calling the fault, so a crash can be undone.
 """
 
 from __future__ import annotations
 
 import abc
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Mapping
+
+from ..fault_registry import FaultCall
 
 
 @dataclass(frozen=True)
@@ -62,14 +66,20 @@ class StackStatus:
 
 @dataclass(frozen=True)
 class RollbackStep:
-    """How to undo one fault: a capability name and its arguments (JSON-able)."""
+    """How to undo one fault: a capability name and its arguments (JSON-able), and which nemesis made it."""
 
-    capability: str  # e.g. "restore_zone"
+    capability: str  # e.g. "restore_zone"; "none" when the platform heals by itself
     arguments: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    nemesis: str = ""  # the nemesis that injected the fault and undoes it ("" in files from before compositions)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "RollbackStep":
+        return cls(str(data["capability"]), dict(data.get("arguments") or {}), str(data.get("description", "")),
+                   str(data.get("nemesis") or ""))
 
 
 @dataclass(frozen=True)
@@ -82,19 +92,18 @@ class PlatformEvent:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-class Target(abc.ABC):
-    """A place where the platform runs. Subclasses: local, kubernetes, aws."""
+class Platform(abc.ABC):
+    """Where the platform runs: deploy it, stop it, observe it. Knows nothing of faults."""
 
     name: str = "abstract"
 
-    # -- lifecycle ---------------------------------------------------------
     @abc.abstractmethod
     def up(self) -> StackStatus:
         """Deploy the platform and wait until it is ready; report an existing stack instead of a second one."""
 
     @abc.abstractmethod
     def down(self) -> None:
-        """Remove everything this target created."""
+        """Remove everything this platform created."""
 
     @abc.abstractmethod
     def status(self) -> StackStatus:
@@ -104,7 +113,6 @@ class Target(abc.ABC):
     def url(self) -> str:
         """The platform's base URL (the load balancer)."""
 
-    # -- observation -------------------------------------------------------
     @abc.abstractmethod
     def ready_replicas(self) -> int:
         """API replicas currently ready to serve (in the load balancer)."""
@@ -113,28 +121,48 @@ class Target(abc.ABC):
     def events_since(self, monotonic: float) -> list[PlatformEvent]:
         """Platform events at or after an absolute monotonic time."""
 
-    # -- faults (each returns how to undo it) -------------------------------
-    @abc.abstractmethod
-    def kill_replicas(self, count: int | None = None, percent: float | None = None,
-                      seed: int | None = None) -> RollbackStep:
-        """SIGKILL API replicas chosen at random; the platform must replace them."""
+    def primary_zone(self) -> str | None:
+        """The zone that holds the database primary, if the platform knows."""
+        return None
+
+    def plan_up(self) -> list[str]:
+        """The dry-run lines for deploying (and checking) the platform: what `up` would do, without doing it."""
+        return []
+
+
+class Nemesis(abc.ABC):
+    """What can be broken on one kind of infrastructure, and how (Jepsen's nemesis).
+
+    `SUPPORT` names every fault of the registry that touches a target: None when
+    this nemesis can inject it, otherwise why not (shown by `resilience faults`,
+    and the error a run and its dry-run both give). `refusal()` adds what depends
+    on the arguments or the settings (a mode it lacks, a zone that does not exist).
+    """
+
+    name: str = "abstract"
+    SUPPORT: Mapping[str, str | None] = {}
+
+    def refusal(self, call: FaultCall) -> str | None:
+        """Why this nemesis would refuse `call`, or None when it would inject it."""
+        if call.fault not in self.SUPPORT:
+            return f"the {self.name} nemesis does not know the fault {call.fault!r}"
+        return self.SUPPORT[call.fault] or self.argument_refusal(call)
+
+    def argument_refusal(self, call: FaultCall) -> str | None:
+        """Refusals that depend on the arguments (override)."""
+        return None
 
     @abc.abstractmethod
-    def lose_zone(self, zone: str | None = None) -> RollbackStep:
-        """Lose every component of one zone at once (default: the zone holding the primaries)."""
+    def plan(self, call: FaultCall) -> list[str]:
+        """The dry-run lines: every call inject and its rollback would make, without making any."""
 
     @abc.abstractmethod
-    def fail_over_database(self, mode: str = "kill") -> RollbackStep:
-        """Kill ("kill") or cut off ("partition") the PostgreSQL primary."""
-
-    @abc.abstractmethod
-    def stop_cache(self, mode: str = "failover") -> RollbackStep:
-        """Kill the Redis master ("failover") or stop all of Redis ("outage")."""
+    def inject(self, call: FaultCall, seed: int | None = None) -> RollbackStep:
+        """Inject a fault this nemesis supports; return how to undo it."""
 
     @abc.abstractmethod
     def rollback(self, step: RollbackStep) -> None:
         """Undo a fault; must be safe to call twice."""
 
-    def primary_zone(self) -> str | None:
-        """The zone that holds the database primary, if the target knows."""
-        return None
+    def heal(self) -> None:
+        """Undo whatever faults this nemesis may have left (after a crash mid-inject). Default: nothing to do."""

@@ -13,7 +13,6 @@ check once that it reaches the same API server as our own client.
 from __future__ import annotations
 
 import os
-import random
 import sys
 import time
 from datetime import datetime, timezone
@@ -22,7 +21,7 @@ from typing import Any, Callable
 from ..config import Settings
 from ..errors import HarnessError, UserError
 from . import plan
-from .base import Component, PlatformEvent, RollbackStep, StackStatus, Target
+from .base import Component, Platform, PlatformEvent, StackStatus
 from .manifests import (APP_NAME, APP_SELECTOR, MANAGED_BY_LABEL, MANAGED_SELECTOR, MANAGER, SERVICE_PORT, API_PORT,
                         ZONE_LABEL, BackendEndpoints, Manifest, stack_manifests)
 
@@ -61,13 +60,14 @@ def busiest_zone(zones_of_pods: list[str | None]) -> str | None:
     return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
 
 
-class KubernetesTarget(Target):
-    """The platform on a Kubernetes cluster named by a kubeconfig context."""
+class KubernetesPlatform(Platform):
+    """The platform on a Kubernetes cluster named by a kubeconfig context (faults: kubernetes_nemesis.py)."""
 
     name = "kubernetes"
 
     def __init__(self, settings: Settings, context: str, dry_run: bool = False,
                  api_client: Any | None = None, backends: BackendEndpoints | None = None,
+                 backends_source: Callable[[], BackendEndpoints] | None = None,
                  wait_timeout_s: float = DEFAULT_WAIT_TIMEOUT_S,
                  echo: Callable[[str], None] | None = None) -> None:
         check_context_allowed(settings, context)
@@ -76,6 +76,7 @@ class KubernetesTarget(Target):
         self.dry_run = dry_run
         self.namespace = settings.kubernetes.namespace
         self.backends = backends
+        self.backends_source = backends_source  # e.g. the RDS and ElastiCache endpoints, read when deploying
         self.wait_timeout_s = wait_timeout_s
         self.planned: list[str] = []  # every dry-run line, in order
         self._echo = echo or (lambda line: print(line, file=sys.stdout))
@@ -106,7 +107,7 @@ class KubernetesTarget(Target):
         from kubernetes import client
         return client.AppsV1Api(self._api)
 
-    def _chaos_secrets(self) -> dict[str, str]:
+    def chaos_secrets(self) -> dict[str, str]:
         """The chaosk8s secrets naming our context; verified once to reach our API server."""
         secrets = {"KUBERNETES_CONTEXT": self.context}
         if not self._chaos_checked:
@@ -130,7 +131,7 @@ class KubernetesTarget(Target):
         return stack_manifests(self.settings, "external", self.backends)
 
     # -- plans -----------------------------------------------------------------
-    def deploy_plan(self) -> list[str]:
+    def plan_up(self) -> list[str]:
         lines = [f"check: context {self.context!r} is in kubernetes.allowed_contexts (no API call before this)"]
         if self.backends is None:
             aws = self.settings.aws
@@ -140,59 +141,18 @@ class KubernetesTarget(Target):
         lines.append(plan.wait_line(self.namespace, self.wait_timeout_s))
         return lines
 
-    def capability_plan(self, capability: str, arguments: dict[str, Any]) -> list[str]:
-        """The chaosk8s calls (and their API calls) for one capability, then its rollback."""
-        if capability == "kill_replicas":
-            call = plan.kill_replicas_call(self.namespace, arguments.get("count"), arguments.get("percent"))
-            seed = arguments.get("seed")
-            lines = [f"kill_replicas: random.seed({seed!r})"] if seed is not None else []
-            return lines + [f"kill_replicas: {line}" for line in call.plan_lines()] + [
-                "rollback none: the Deployment controller replaces terminated pods by itself"]
-        if capability == "lose_zone":
-            zone = arguments.get("zone")
-            zone_text = zone or "<the zone running the most API pods, from GET /api/v1/namespaces/" \
-                                f"{self.namespace}/pods?labelSelector={APP_SELECTOR} and GET /api/v1/nodes>"
-            lines = []
-            for call in plan.lose_zone_calls(zone or "<zone>"):
-                lines += [f"lose_zone: {line}" for line in call.plan_lines()]
-            rollback = plan.restore_zone_call(zone or "<zone>")
-            lines += [f"rollback restore_zone: {line}" for line in rollback.plan_lines()]
-            return [f"lose_zone: zone = {zone_text}", *lines] if zone is None else lines
-        if capability == "scale_replicas":
-            call = plan.scale_call(self.namespace, int(arguments["replicas"]))
-            return [f"scale_replicas: GET /apis/apps/v1/namespaces/{self.namespace}/deployments/{APP_NAME} "
-                    "(remember spec.replicas for rollback)",
-                    *(f"scale_replicas: {line}" for line in call.plan_lines()),
-                    "rollback scale_replicas: chaosk8s.deployment.actions.scale_deployment(..., replicas=<previous>)"]
-        if capability == "fail_over_database":
-            call = plan.kill_database_primary_call(self.namespace)
-            return [f"fail_over_database: only with in-cluster CloudNativePG: GET /api/v1/namespaces/{self.namespace}"
-                    f"/pods?labelSelector={plan.CNPG_PRIMARY_SELECTOR}; if none (RDS), refuse and point to --target aws",
-                    *(f"fail_over_database: {line}" for line in call.plan_lines()),
-                    "rollback none: the operator promotes a standby and recreates the pod"]
-        if capability == "stop_cache":
-            return ["stop_cache: refused on the kubernetes target (Redis is ElastiCache): use --target aws "
-                    "(chaosaws.elasticache.actions.test_failover)"]
-        raise UserError(f"capability {capability!r} is not one the kubernetes target offers; known: kill_replicas, "
-                        f"lose_zone, scale_replicas, fail_over_database, stop_cache.")
-
-    def plan_experiment(self, capabilities: list[tuple[str, dict[str, Any]]]) -> list[str]:
-        """Every step a run would take: deploy (apply + wait), then each fault and its rollback. No API calls."""
-        lines = self.deploy_plan()
-        for capability, arguments in capabilities:
-            lines += self.capability_plan(capability, arguments)
-        return lines
-
     # -- lifecycle -------------------------------------------------------------
     def _resolve_backends(self) -> BackendEndpoints:
         if self.backends is None:
-            from .aws import AwsTarget  # the RDS / ElastiCache endpoints live in the AWS account
-            self.backends = AwsTarget(self.settings).backend_endpoints()
+            if self.backends_source is None:
+                raise UserError("the kubernetes platform needs the database and cache endpoints: use the aws target "
+                                "(EKS with RDS and ElastiCache), which reads them from the AWS account.")
+            self.backends = self.backends_source()
         return self.backends
 
     def up(self) -> StackStatus:
         if self.dry_run:
-            self._would(self.deploy_plan())
+            self._would(self.plan_up())
             return StackStatus(self.name, False, None, None, detail={"dry_run": True, "plan": list(self.planned)})
         self._resolve_backends()
         for manifest in self._manifests():
@@ -277,7 +237,7 @@ class KubernetesTarget(Target):
             if exc.status == 404:
                 return StackStatus(self.name, False, None, None)
             raise
-        zones = self._node_zones()
+        zones = self.node_zones()
         components = []
         for pod in self._core().list_namespaced_pod(self.namespace, label_selector=APP_SELECTOR).items:
             components.append(Component(
@@ -289,9 +249,18 @@ class KubernetesTarget(Target):
                   "ready_replicas": deployment.status.ready_replicas or 0}
         return StackStatus(self.name, True, self.url(), None, components, detail)
 
-    def _node_zones(self) -> dict[str, str | None]:
+    def node_zones(self) -> dict[str, str | None]:
         return {node.metadata.name: (node.metadata.labels or {}).get(ZONE_LABEL)
                 for node in self._core().list_node().items}
+
+    def nodes_in_zone(self, zone: str) -> list[str]:
+        return [n.metadata.name for n in self._core().list_node(label_selector=plan.zone_selector(zone)).items]
+
+    def pods(self, label_selector: str) -> list[Any]:
+        return list(self._core().list_namespaced_pod(self.namespace, label_selector=label_selector).items)
+
+    def desired_replicas(self) -> int:
+        return int(self._apps().read_namespaced_deployment(APP_NAME, self.namespace).spec.replicas or 0)
 
     def url(self) -> str:
         """The in-cluster address of the Service (reach it from a pod, or via `kubectl port-forward`)."""
@@ -349,93 +318,6 @@ class KubernetesTarget(Target):
             self._last_hpa = sample
             self._hpa_samples.append(PlatformEvent(time.monotonic(), "controller", "replicas", {
                 "desired": sample[0], "current": sample[1], "ready": self.ready_replicas()}))
-
-    # -- faults -----------------------------------------------------------------------
-    def kill_replicas(self, count: int | None = None, percent: float | None = None,
-                      seed: int | None = None) -> RollbackStep:
-        call = plan.kill_replicas_call(self.namespace, count, percent)
-        step = RollbackStep("none", {}, "the Deployment controller replaces terminated pods by itself")
-        if self.dry_run:
-            self._would(self.capability_plan("kill_replicas", {"count": count, "percent": percent, "seed": seed}))
-            return step
-        if seed is not None:
-            random.seed(seed)  # chaosk8s picks pods with the module-level random
-        killed = call.run(self._chaos_secrets())
-        return RollbackStep("none", {"killed": list(killed or [])}, step.description)
-
-    def lose_zone(self, zone: str | None = None) -> RollbackStep:
-        if self.dry_run:
-            self._would(self.capability_plan("lose_zone", {"zone": zone}))
-            return RollbackStep("restore_zone", {"zone": zone or "<zone>"}, "uncordon the zone's nodes")
-        if zone is None:
-            zone = busiest_zone([c.zone for c in self.status().components])
-            if zone is None:
-                raise UserError(f"lose_zone: no API pod in namespace {self.namespace} runs on a node with the "
-                                f"label {ZONE_LABEL}; pass the zone explicitly or label the nodes.")
-        nodes = [n.metadata.name for n in self._core().list_node(label_selector=plan.zone_selector(zone)).items]
-        if not nodes:
-            raise UserError(f"lose_zone: no node carries {plan.zone_selector(zone)}; zones present: "
-                            f"{sorted({z for z in self._node_zones().values() if z})}.")
-        step = RollbackStep("restore_zone", {"zone": zone, "nodes": nodes},
-                            f"uncordon the nodes of zone {zone}: {', '.join(nodes)}")
-        secrets = self._chaos_secrets()
-        try:
-            for call in plan.lose_zone_calls(zone):
-                call.run(secrets)
-        except Exception as exc:
-            self.rollback(step)
-            raise HarnessError(f"lose_zone {zone}: {exc}; the zone's nodes were uncordoned again.") from exc
-        return step
-
-    def scale_replicas(self, replicas: int) -> RollbackStep:
-        """Set the Deployment's replica count (the HPA may move it again); rollback restores the old count."""
-        if self.dry_run:
-            self._would(self.capability_plan("scale_replicas", {"replicas": replicas}))
-            return RollbackStep("scale_replicas", {"replicas": "<previous>"}, "restore the replica count")
-        previous = int(self._apps().read_namespaced_deployment(APP_NAME, self.namespace).spec.replicas or 0)
-        plan.scale_call(self.namespace, replicas).run(self._chaos_secrets())
-        return RollbackStep("scale_replicas", {"replicas": previous}, f"scale back to {previous} replicas")
-
-    def fail_over_database(self, mode: str = "kill") -> RollbackStep:
-        if self.dry_run:
-            self._would(self.capability_plan("fail_over_database", {"mode": mode}))
-            return RollbackStep("none", {}, "the operator promotes a standby")
-        if mode != "kill":
-            raise UserError(f"fail_over_database mode {mode!r} is not available on the kubernetes target "
-                            "(only 'kill' of an in-cluster CloudNativePG primary). Use --target aws for RDS.")
-        primaries = self._core().list_namespaced_pod(self.namespace, label_selector=plan.CNPG_PRIMARY_SELECTOR).items
-        if not primaries:
-            raise UserError(
-                f"fail_over_database: no CloudNativePG primary pod ({plan.CNPG_PRIMARY_SELECTOR}) in namespace "
-                f"{self.namespace}: PostgreSQL is external (AWS RDS). Run the experiment with --target aws, which "
-                f"uses chaosaws.rds.actions.failover_db_cluster on '{self.settings.aws.rds_cluster}'.")
-        killed = plan.kill_database_primary_call(self.namespace).run(self._chaos_secrets())
-        return RollbackStep("none", {"killed": list(killed or [])}, "the operator promotes a standby")
-
-    def stop_cache(self, mode: str = "failover") -> RollbackStep:
-        raise UserError(
-            f"stop_cache ({mode}) is not available on the kubernetes target: Redis is AWS ElastiCache "
-            f"('{self.settings.aws.elasticache_group}'). Run the experiment with --target aws, which uses "
-            f"chaosaws.elasticache.actions.test_failover.")
-
-    def rollback(self, step: RollbackStep) -> None:
-        if step.capability == "none":
-            return
-        if self.dry_run:
-            if step.capability == "restore_zone":
-                self._would(plan.restore_zone_call(str(step.arguments["zone"])).plan_lines())
-            elif step.capability == "scale_replicas":
-                self._would([f"chaosk8s.deployment.actions.scale_deployment(name={APP_NAME!r}, "
-                             f"replicas={step.arguments.get('replicas')!r}, ns={self.namespace!r})"])
-            return
-        if step.capability == "restore_zone":
-            plan.restore_zone_call(str(step.arguments["zone"])).run(self._chaos_secrets())
-        elif step.capability == "scale_replicas":
-            plan.scale_call(self.namespace, int(step.arguments["replicas"])).run(self._chaos_secrets())
-        else:
-            raise UserError(f"rollback step {step.capability!r} does not belong to the kubernetes target "
-                            f"(known: none, restore_zone, scale_replicas). Check rollback.json.")
-
 
 def deployment_available(deployment: Any) -> bool:
     """Available=True and every wanted replica available (the rollout is done)."""

@@ -11,7 +11,9 @@ import pytest
 
 from resilience.config import AwsSettings, Settings
 from resilience.errors import UserError
-from resilience.targets.aws import AwsTarget
+from resilience.fault_registry import fault_call
+from resilience.targets.aws import AwsServices
+from resilience.targets.aws_nemesis import AwsNemesis
 from resilience.targets.base import RollbackStep
 
 REGION = "ap-south-1"
@@ -81,19 +83,23 @@ def associations(ec2: Any, subnets: list[str]) -> dict[str, str]:
 def test_account_not_in_allow_list_is_refused(platform: dict[str, Any]) -> None:
     settings = replace(platform["settings"], aws=replace(platform["settings"].aws, allowed_accounts=("999999999999",)))
     with pytest.raises(UserError, match="aws.allowed_accounts") as info:
-        AwsTarget(settings, session=platform["session"])
+        AwsServices(settings, session=platform["session"])
     assert MOTO_ACCOUNT in str(info.value)
 
 
 def test_empty_allow_list_is_refused_even_in_a_dry_run() -> None:
     with pytest.raises(UserError, match="aws.allowed_accounts"):
-        AwsTarget(Settings(), dry_run=True)
+        AwsServices(Settings(), dry_run=True)
+
+
+def aws_nemesis(platform: dict[str, Any]) -> AwsNemesis:
+    return AwsNemesis(AwsServices(platform["settings"], session=platform["session"]))
 
 
 def test_status_and_endpoints(platform: dict[str, Any]) -> None:
-    target = AwsTarget(platform["settings"], session=platform["session"])
+    target = AwsServices(platform["settings"], session=platform["session"])
     assert target.account == MOTO_ACCOUNT
-    status = target.up()
+    status = target.components_status()
     roles = sorted((c.kind, c.role) for c in status.components)
     assert roles.count(("postgres", "primary")) == 1 and roles.count(("postgres", "replica")) == 1
     assert ("redis", "primary") in roles  # moto lists only the primary as a node-group member
@@ -104,9 +110,9 @@ def test_status_and_endpoints(platform: dict[str, Any]) -> None:
 def test_zone_outage_swaps_nacls_and_rollback_restores_them(platform: dict[str, Any]) -> None:
     ec2, subnets = platform["ec2"], platform["subnets"]
     before = associations(ec2, subnets)
-    target = AwsTarget(platform["settings"], session=platform["session"])
+    target = aws_nemesis(platform)
 
-    step = target.lose_zone(ZONES[0])
+    step = target.inject(fault_call("lose_zone", {"zone": ZONES[0]}))
     assert step.capability == "restore_zone"
     assert step.arguments["subnets"] == [{"subnet_id": subnets[0], "original_acl_id": before[subnets[0]]}]
     blackhole = step.arguments["blackhole_acl_id"]
@@ -124,20 +130,21 @@ def test_zone_outage_swaps_nacls_and_rollback_restores_them(platform: dict[str, 
 
 
 def test_zone_outage_defaults_to_the_writer_zone(platform: dict[str, Any]) -> None:
-    target = AwsTarget(platform["settings"], session=platform["session"])
-    writer_zone = target.primary_zone()
+    target = aws_nemesis(platform)
+    writer_zone = target.services.primary_zone()
     assert writer_zone in ZONES
-    step = target.lose_zone()
+    step = target.inject(fault_call("lose_zone", {}))
     assert step.arguments["zone"] == writer_zone
     target.rollback(step)
 
 
 def test_database_failover_goes_through_chaosaws(platform: dict[str, Any]) -> None:
-    target = AwsTarget(platform["settings"], session=platform["session"])
-    writer_before = next(c.name for c in target.status().components if c.role == "primary")
-    step = target.fail_over_database()
+    target = aws_nemesis(platform)
+    writer_before = next(c.name for c in target.services.components_status().components if c.role == "primary")
+    step = target.inject(fault_call("fail_over_database", {}))
     assert step.capability == "none"
-    writer_after = next(c.name for c in target.status().components if c.role == "primary")
+    assert "rollback none:" in "\n".join(target.plan(fault_call("fail_over_database", {})))
+    writer_after = next(c.name for c in target.services.components_status().components if c.role == "primary")
     assert writer_after != writer_before  # moto performed the failover chaosaws asked for
 
 
@@ -156,8 +163,8 @@ def test_cache_failover_calls_test_failover_on_the_moto_endpoint(platform: dict[
     assert boto3.DEFAULT_SESSION is not None
     boto3.DEFAULT_SESSION.events.register("before-call.elasticache.TestFailover", answer)
     try:
-        target = AwsTarget(platform["settings"], session=platform["session"])
-        step = target.stop_cache()
+        target = aws_nemesis(platform)
+        step = target.inject(fault_call("stop_cache", {}))
     finally:
         boto3.DEFAULT_SESSION = previous
     assert step.arguments["node_group_id"]
@@ -169,7 +176,7 @@ def test_cache_failover_calls_test_failover_on_the_moto_endpoint(platform: dict[
 
 def test_events_since_reports_what_the_apis_offer(platform: dict[str, Any]) -> None:
     import time
-    target = AwsTarget(platform["settings"], session=platform["session"])
+    target = AwsServices(platform["settings"], session=platform["session"])
     events = target.events_since(time.monotonic() - 600)
     components_unavailable = {e.detail.get("component") for e in events if e.op == "events-unavailable"}
     assert "postgres" not in components_unavailable  # moto serves RDS DescribeEvents
@@ -177,16 +184,15 @@ def test_events_since_reports_what_the_apis_offer(platform: dict[str, Any]) -> N
 
 
 def test_dry_run_makes_no_call(aws_env: None) -> None:
-    lines: list[str] = []
     settings = Settings(aws=AwsSettings(allowed_accounts=(MOTO_ACCOUNT,), endpoint_url="http://127.0.0.1:9"))
-    target = AwsTarget(settings, dry_run=True, echo=lines.append)
-    plan = target.plan_experiment([("lose_zone", {"zone": "ap-south-1a"}), ("fail_over_database", {})])
+    services = AwsServices(settings, dry_run=True)  # port 9 is never contacted: a call would fail loudly
+    nemesis = AwsNemesis(services)
+    plan = services.plan_up()
+    for call in (fault_call("lose_zone", {"zone": "ap-south-1a"}), fault_call("fail_over_database", {}),
+                 fault_call("stop_cache", {})):
+        plan += nemesis.plan(call)
     text = "\n".join(plan)
     assert "sts:GetCallerIdentity" in text
     assert "ec2:ReplaceNetworkAclAssociation" in text
     assert "chaosaws.rds.actions.failover_db_cluster(db_cluster_identifier='school-meals-db'" in text
-    step = target.lose_zone("ap-south-1a")  # port 9 is never contacted: a call would fail loudly
-    target.rollback(step)
-    target.fail_over_database()
-    target.stop_cache()
-    assert lines and all(line.startswith("[dry-run] ") for line in lines)
+    assert "chaosaws.elasticache.actions.test_failover(replication_group_id='school-meals-cache'" in text

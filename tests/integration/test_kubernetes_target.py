@@ -15,7 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, f
 from resilience.config import KubernetesSettings, Settings  # noqa: E402
 from resilience.errors import UserError  # noqa: E402
 from resilience.targets.base import RollbackStep  # noqa: E402
-from resilience.targets.kubernetes import KubernetesTarget  # noqa: E402
+from resilience.fault_registry import fault_call  # noqa: E402
+from resilience.targets.kubernetes import KubernetesPlatform  # noqa: E402
+from resilience.targets.kubernetes_nemesis import KubernetesNemesis  # noqa: E402
+from resilience.targets.target import COMPOSITIONS, Target  # noqa: E402
 from resilience.targets.manifests import APP_NAME, ZONE_LABEL, BackendEndpoints, stack_manifests  # noqa: E402
 from resilience.targets import plan  # noqa: E402
 from tests.fakes.kube_api import FakeKubeApi  # noqa: E402
@@ -54,14 +57,22 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKubeAp
         server.stop()
 
 
-def target(settings: Settings, **kwargs: object) -> KubernetesTarget:
-    return KubernetesTarget(settings, CONTEXT, backends=BACKENDS, wait_timeout_s=10, echo=lambda line: None,
-                            **kwargs)  # type: ignore[arg-type]
+def target(settings: Settings, **kwargs: object) -> Target:
+    """The kubernetes composition: the platform on the fake API server, faults through chaosk8s."""
+    platform = KubernetesPlatform(settings, CONTEXT, backends=BACKENDS, wait_timeout_s=10, echo=lambda line: None,
+                                  **kwargs)  # type: ignore[arg-type]
+    return Target(COMPOSITIONS["kubernetes"], platform, {"kubernetes": KubernetesNemesis(platform)})
+
+
+def nemesis(t: Target) -> KubernetesNemesis:
+    n = t.nemeses["kubernetes"]
+    assert isinstance(n, KubernetesNemesis)
+    return n
 
 
 def test_context_not_in_allow_list_is_refused_before_any_request(fake: FakeKubeApi) -> None:
     with pytest.raises(UserError) as info:
-        KubernetesTarget(Settings(), CONTEXT)
+        KubernetesPlatform(Settings(), CONTEXT)
     assert "kubernetes.allowed_contexts" in str(info.value)
     assert CONTEXT in str(info.value)
     assert fake.requests == []
@@ -102,7 +113,7 @@ def test_kill_replicas_deletes_pods_through_chaosk8s_and_they_are_replaced(fake:
     t = target(settings)
     t.up()
     before = {p["metadata"]["name"] for p in fake.objects("pods", NS)}
-    step = t.kill_replicas(percent=50, seed=7)
+    step = t.inject(fault_call("kill_replicas", {"percent": 50}), seed=7)
     killed = set(step.arguments["killed"])
     assert len(killed) == 3 and killed <= before
     deletes = [r for r in fake.requests if r.method == "DELETE" and "/pods/" in r.path]
@@ -116,9 +127,9 @@ def test_lose_zone_cordons_and_drains_the_zone_and_rollback_uncordons(fake: Fake
                                                                        settings: Settings) -> None:
     t = target(settings)
     t.up()
-    step = t.lose_zone("zone-b")
+    step = t.inject(fault_call("lose_zone", {"zone": "zone-b"}))
     assert step == RollbackStep("restore_zone", {"zone": "zone-b", "nodes": ["node-zone-b-1"]},
-                                step.description)
+                                step.description, nemesis="kubernetes")
     node = fake.get("nodes", "node-zone-b-1")
     assert node is not None and node["spec"]["unschedulable"] is True
     assert any(r.path.endswith("/eviction") for r in fake.requests)
@@ -135,7 +146,7 @@ def test_lose_zone_cordons_and_drains_the_zone_and_rollback_uncordons(fake: Fake
 def test_lose_zone_without_a_zone_picks_the_busiest(fake: FakeKubeApi, settings: Settings) -> None:
     t = target(settings)
     t.up()
-    step = t.lose_zone()
+    step = t.inject(fault_call("lose_zone", {}))  # 'primary': the kubernetes platform does not know it
     assert step.arguments["zone"] == "zone-a"  # 2 pods each: the alphabetical first
     t.rollback(step)
 
@@ -143,7 +154,7 @@ def test_lose_zone_without_a_zone_picks_the_busiest(fake: FakeKubeApi, settings:
 def test_scale_replicas_and_rollback(fake: FakeKubeApi, settings: Settings) -> None:
     t = target(settings)
     t.up()
-    step = t.scale_replicas(9)
+    step = nemesis(t).scale_replicas(9)
     assert t.ready_replicas() == 9
     t.rollback(step)
     assert t.ready_replicas() == 6
@@ -153,7 +164,7 @@ def test_events_since_reports_ready_pods_hpa_and_kubernetes_events(fake: FakeKub
     start = time.monotonic() - 2  # API timestamps have 1 s resolution
     t = target(settings)
     t.up()
-    t.kill_replicas(count=1)
+    t.inject(fault_call("kill_replicas", {"count": 1}))
     events = t.events_since(start)
     ops = {(e.source, e.op) for e in events}
     assert ("controller", "ready") in ops
@@ -166,15 +177,15 @@ def test_database_and_cache_faults_point_to_the_aws_target(fake: FakeKubeApi, se
     t = target(settings)
     t.up()
     with pytest.raises(UserError, match="--target aws"):
-        t.fail_over_database()
+        t.inject(fault_call("fail_over_database", {}))  # no CloudNativePG primary: PostgreSQL is RDS
     with pytest.raises(UserError, match="--target aws"):
-        t.stop_cache()
+        t.inject(fault_call("stop_cache", {}))
 
 
 def test_dry_run_plans_exact_calls_and_touches_nothing(fake: FakeKubeApi, settings: Settings) -> None:
-    echoed: list[str] = []
-    t = KubernetesTarget(settings, CONTEXT, dry_run=True, backends=BACKENDS, echo=echoed.append)
-    lines = t.plan_experiment([("lose_zone", {"zone": "zone-a"}), ("kill_replicas", {"percent": 50})])
+    platform = KubernetesPlatform(settings, CONTEXT, dry_run=True, backends=BACKENDS, echo=lambda line: None)
+    t = Target(COMPOSITIONS["kubernetes"], platform, {"kubernetes": KubernetesNemesis(platform)})
+    lines = t.plan([fault_call("lose_zone", {"zone": "zone-a"}), fault_call("kill_replicas", {"percent": 50})])
     for manifest in stack_manifests(settings, "external", BACKENDS):
         assert any(line.startswith(f"PATCH {plan.item_path(manifest)}?fieldManager=resilience") for line in lines)
     text = "\n".join(lines)
@@ -183,23 +194,24 @@ def test_dry_run_plans_exact_calls_and_touches_nothing(fake: FakeKubeApi, settin
     assert "chaosk8s.node.actions.uncordon_node(label_selector='topology.kubernetes.io/zone=zone-a'" in text
     assert ("chaosk8s.pod.actions.terminate_pods(label_selector='app.kubernetes.io/name=school-meals-api', "
             "ns='school-meals', rand=True, mode='percentage', qty=50") in text
-
-    t.up()
-    step = t.lose_zone("zone-a")
-    t.kill_replicas(count=2)
-    t.rollback(step)
-    t.status()
-    t.down()
-    assert echoed and all(line.startswith("[dry-run] ") for line in echoed)
     assert fake.requests == []  # not even a read
+
+
+def test_the_plan_names_the_rollback_the_injection_returns(fake: FakeKubeApi, settings: Settings) -> None:
+    """Plan/run agreement over the wire: each fault's plan announces the rollback step the real call made."""
+    t = target(settings)
+    t.up()
+    for call in (fault_call("kill_replicas", {"count": 1}), fault_call("lose_zone", {"zone": "zone-c"})):
+        step = t.inject(call)
+        assert f"rollback {step.capability}:" in "\n".join(t.plan([call]))
+        t.rollback(step)
 
 
 def test_chaosk8s_on_another_server_is_refused(fake: FakeKubeApi, settings: Settings) -> None:
     from kubernetes import client
     other = client.Configuration()
     other.host = "http://127.0.0.1:9"  # never contacted: the check compares configured hosts only
-    t = KubernetesTarget(settings, CONTEXT, api_client=client.ApiClient(other), backends=BACKENDS,
-                         echo=lambda line: None)
+    t = target(settings, api_client=client.ApiClient(other))
     with pytest.raises(UserError, match="KUBECONFIG"):
-        t.kill_replicas(count=1)
+        t.inject(fault_call("kill_replicas", {"count": 1}))
     assert fake.mutating_requests() == []

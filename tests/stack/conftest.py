@@ -15,7 +15,7 @@ import pytest
 
 os.environ["RESILIENCE_STATE_DIR"] = "/var/lib/resilience-test"
 
-from resilience.targets.local import LocalTarget  # noqa: E402
+from resilience.targets.local.target import LocalTarget  # noqa: E402
 from stack_helpers import Traffic, make_whole, stack_settings  # noqa: E402
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from resilience.cli import main
-from resilience.targets.local import LocalTarget
+from resilience.targets.local.target import LocalTarget
 
 from stack_helpers import ROOT, stack_settings
 

@@ -18,7 +18,7 @@ from resilience.cli import main
 from resilience.evidence import LEDGER, MANIFEST, verify
 from resilience.history import PARTIAL, History, load_partial
 from resilience.recheck import recheck
-from resilience.targets.local import LocalTarget
+from resilience.targets.local.target import LocalTarget
 
 from stack_helpers import ROOT, wait_until
 

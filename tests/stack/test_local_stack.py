@@ -10,7 +10,8 @@ import time
 import httpx
 import pytest
 
-from resilience.targets.local import LocalTarget
+from resilience.fault_registry import fault_call
+from resilience.targets.local.target import LocalTarget
 
 from resilience.errors import HarnessError
 from stack_helpers import place_order, stack_settings, wait_until, whole
@@ -54,7 +55,7 @@ def test_killed_replica_is_replaced_and_requests_keep_succeeding(stack: LocalTar
     with traffic() as t:
         time.sleep(1.0)
         t0 = time.monotonic()
-        stack.kill_replicas(count=1, seed=7)
+        stack.inject(fault_call("kill_replicas", {"count": 1, "seed": 7}))
         took = wait_until(replaced, 30, "the controller to replace the killed replica, ready in the load balancer")
         time.sleep(1.0)
     assert t.successes_since(t0) > 20
@@ -70,7 +71,7 @@ def test_postgres_primary_kill_promotes_replica_and_loses_no_acknowledged_order(
     with traffic() as t:
         time.sleep(2.0)
         t0 = time.monotonic()
-        step = stack.fail_over_database("kill")
+        step = stack.inject(fault_call("fail_over_database", {"mode": "kill"}))
         took = wait_until(lambda: stack.status().detail["pg_leader"] not in (None, leader_before), 60,
                           "Patroni to promote the replica")
         wait_until(lambda: t.successes_since(time.monotonic() - 0.5) > 0, 30, "orders to succeed again")
@@ -100,7 +101,7 @@ def test_redis_master_kill_fails_over_and_orders_keep_succeeding(stack: LocalTar
     with traffic() as t:
         time.sleep(1.0)
         t0 = time.monotonic()
-        step = stack.stop_cache("failover")
+        step = stack.inject(fault_call("stop_cache", {"mode": "failover"}))
         wait_until(lambda: stack.status().detail["redis_master"] not in (None, master_before), 30,
                    "Sentinel to promote the Redis replica")
         time.sleep(1.0)
@@ -121,7 +122,7 @@ def test_cut_zone_leaves_the_load_balancer_and_traffic_continues(stack: LocalTar
     with traffic() as t:
         time.sleep(1.0)
         t0 = time.monotonic()
-        step = stack.lose_zone(zone)
+        step = stack.inject(fault_call("lose_zone", {"zone": zone}))
         wait_until(lambda: not any(c.healthy for c in stack.status().components if c.name in zone_replicas),
                    10, f"{zone}'s replicas to leave the load balancer")
         took = wait_until(lambda: t.successes_since(time.monotonic() - 1.0) > 10, 15, "orders to flow again")
@@ -152,7 +153,7 @@ def test_losing_the_cache_zone_leaves_redis_usable_through_sentinel(stack: Local
     wait_until(lambda: stack.status().healthy, 60, "a healthy stack")
     master = stack.status().detail["redis_master"]
     zone = next(c.zone for c in stack.status().components if c.name == master)
-    step = stack.lose_zone(zone)
+    step = stack.inject(fault_call("lose_zone", {"zone": zone}))
     try:
         with httpx.Client(base_url=stack.url(), timeout=3) as client:
             def cached_and_fast() -> bool:
@@ -181,7 +182,7 @@ def test_a_heal_that_cannot_complete_says_so_with_the_log_and_fails_the_rollback
     short = LocalTarget(stack_settings(heal_timeout_s=1.0, reinit_after_s=0.5))
     try:
         short.up()
-        step = short.fail_over_database("kill")
+        step = short.inject(fault_call("fail_over_database", {"mode": "kill"}))
         wait_until(lambda: short.status().detail["pg_leader"] not in (None, step.arguments["member"]), 60,
                    "Patroni to promote the standby")
         t0 = time.monotonic()

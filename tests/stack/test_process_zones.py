@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from resilience.targets.local import LocalTarget
+from resilience.fault_registry import fault_call
+from resilience.targets.local.target import LocalTarget
 from stack_helpers import Traffic, stack_settings, wait_until  # noqa: I001
 
 pytestmark = [pytest.mark.stack, pytest.mark.own_stack]
@@ -24,7 +25,7 @@ def test_process_mode_zone_loss_freezes_the_zone_and_traffic_continues() -> None
         with Traffic(target.url()) as t:
             time.sleep(1.0)
             t0 = time.monotonic()
-            step = target.lose_zone("zone-c")
+            step = target.inject(fault_call("lose_zone", {"zone": "zone-c"}))
             wait_until(lambda: not any(c.healthy for c in target.status().components if c.name in zone_c_replicas),
                        10, "zone-c's replicas to leave the load balancer")
             wait_until(lambda: t.successes_since(time.monotonic() - 1.0) > 10, 15, "orders to flow again")

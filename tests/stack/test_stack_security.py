@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from resilience.targets.local import LocalTarget
+from resilience.targets.local.target import LocalTarget
 
 pytestmark = pytest.mark.stack
 

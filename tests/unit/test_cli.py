@@ -89,11 +89,6 @@ def test_missing_binary_names_the_package_and_the_command(tmp_path: Path) -> Non
     assert not (tmp_path / "state").exists()
 
 
-def test_dry_run_on_the_local_target_explains(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", "zone-failure", "--dry-run"]) == 2
-    assert "kubernetes and aws" in capsys.readouterr().err
-
-
 def test_kubernetes_dry_run_prints_the_plan_and_respects_the_allow_list(tmp_path: Path,
                                                                          capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "resilience.yaml"

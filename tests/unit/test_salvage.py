@@ -24,22 +24,22 @@ from resilience.config import Targets, load_settings
 from resilience.history import PARTIAL, History, Record
 from resilience.recheck import recheck
 from resilience.salvage import rollback_and_seal, unsealed_message
-from resilience.targets.base import PlatformEvent, RollbackStep, StackStatus, Target
+from resilience.fault_registry import FAULTS, FaultCall
+from resilience.targets.base import Nemesis, Platform, PlatformEvent, RollbackStep, StackStatus
+from resilience.targets.target import COMPOSITIONS, Target
 
 ORIGIN_WALL = 1_750_000_000.0
 FAULT_T = 10.0
 KILL_T = 20.0
 
 
-class FakeTarget(Target):
-    """Implements the base interface; records the rollbacks it is asked for and never contacts anything."""
+class QuietPlatform(Platform):
+    """Implements the platform protocol and never contacts anything."""
 
     name = "local"
 
     def __init__(self, url: str) -> None:
         self._url = url
-        self.rolled_back: list[RollbackStep] = []
-        self.healed = 0
 
     def up(self) -> StackStatus:
         raise AssertionError("sealing a killed run must not deploy anything")
@@ -59,17 +59,23 @@ class FakeTarget(Target):
     def events_since(self, monotonic: float) -> list[PlatformEvent]:
         return []
 
-    def kill_replicas(self, count: int | None = None, percent: float | None = None,
-                      seed: int | None = None) -> RollbackStep:
-        return RollbackStep("none")
 
-    def lose_zone(self, zone: str | None = None) -> RollbackStep:
-        return RollbackStep("restore_zone", {"zone": zone or "zone-a"}, "restore zone-a")
+class FakeNemesis(Nemesis):
+    """Supports every fault; records the rollbacks and heals it is asked for."""
 
-    def fail_over_database(self, mode: str = "kill") -> RollbackStep:
-        return RollbackStep("none")
+    name = "local"
+    SUPPORT = {name: None for name, fault in FAULTS.items() if fault.touches_target}
 
-    def stop_cache(self, mode: str = "failover") -> RollbackStep:
+    def __init__(self) -> None:
+        self.rolled_back: list[RollbackStep] = []
+        self.healed = 0
+
+    def plan(self, call: FaultCall) -> list[str]:
+        return [f"{call.fault}: fake"]
+
+    def inject(self, call: FaultCall, seed: int | None = None) -> RollbackStep:
+        if call.fault == "lose_zone":
+            return RollbackStep("restore_zone", {"zone": "zone-a"}, "restore zone-a")
         return RollbackStep("none")
 
     def rollback(self, step: RollbackStep) -> None:
@@ -77,6 +83,25 @@ class FakeTarget(Target):
 
     def heal(self) -> None:
         self.healed += 1
+
+
+class FakeTarget(Target):
+    """The local composition of a fake platform and a fake nemesis."""
+
+    def __init__(self, url: str) -> None:
+        self.nemesis = FakeNemesis()
+        super().__init__(COMPOSITIONS["local"], QuietPlatform(url), {"local": self.nemesis})
+
+    @property
+    def rolled_back(self) -> list[RollbackStep]:
+        return self.nemesis.rolled_back
+
+    @property
+    def healed(self) -> int:
+        return self.nemesis.healed
+
+    def primary_zone(self) -> str | None:
+        return "zone-a"
 
 
 def closed_port_url() -> str:

@@ -1,8 +1,9 @@
-"""The local target: the whole platform as real processes on this machine.
+"""The local platform: the whole school-meal platform as real processes on this machine.
 
-`LocalTarget` is the harness side. It starts the supervisor
+`LocalPlatform` is the harness side. It starts the supervisor
 (`resilience.targets.local.supervisor`) in the background, talks to it over
 its control socket, and reads its `state.json` and `events.jsonl`.
+Its faults are made by `LocalNemesis` (nemesis.py) through the same socket.
 All state lives in one directory: `stack.state_dir` (default
 /var/lib/resilience, or $RESILIENCE_STATE_DIR).
 """
@@ -23,12 +24,12 @@ from typing import Any
 
 from ...config import Settings
 from ...errors import HarnessError, UserError
-from ..base import Component, PlatformEvent, RollbackStep, StackStatus, Target
+from ..base import Component, Platform, PlatformEvent, StackStatus
 from .services import check_binaries, port_free
 from .supervisor import ERROR_FILE, EVENTS_FILE, PREFIX, SETTINGS_FILE, SOCKET_FILE, STATE_FILE
 
 
-class LocalTarget(Target):
+class LocalPlatform(Platform):
     name = "local"
 
     def __init__(self, settings: Settings) -> None:
@@ -240,72 +241,14 @@ class LocalTarget(Target):
     def primary_zone(self) -> str | None:
         return self.request("status", timeout=10).get("primary_zone")
 
-    # -- faults --------------------------------------------------------------------------
-    def kill_replicas(self, count: int | None = None, percent: float | None = None,
-                      seed: int | None = None) -> RollbackStep:
-        desired = int(self.request("ready_replicas")["desired"])
-        self.request("kill_replicas", count=count, percent=percent, seed=seed)
-        return RollbackStep("wait_replicas", {"count": desired}, "wait until the controller has replaced the killed replicas")
+    def plan_up(self) -> list[str]:
+        return [f"up: start the supervisor (python -m resilience.targets.local) unless one runs in {self.root}; it "
+                f"starts etcd, PostgreSQL (Patroni), Redis + Sentinel, HAProxy and {self.s.replicas} API replicas "
+                f"in zones {', '.join(self.s.zones)}, and waits until every one is healthy"]
 
-    def pause_replicas(self) -> RollbackStep:
-        self.request("pause_replicas", pause=True)
-        return RollbackStep("resume_replicas", {}, "SIGCONT every API replica")
-
-    def lose_zone(self, zone: str | None = None) -> RollbackStep:
-        zone = zone or self.primary_zone()
-        step = RollbackStep("restore_zone", {"zone": zone}, f"restore {zone}: network back, its services restarted")
-        self.request("lose_zone", zone=zone)
-        return step
-
-    def fail_over_database(self, mode: str = "kill") -> RollbackStep:
-        result = self.request("kill_db_primary", mode=mode)
-        return RollbackStep("restore_db", {"member": result["member"]},
-                            f"restart {result['member']} so it rejoins as a replica")
-
-    def stop_cache(self, mode: str = "failover") -> RollbackStep:
-        result = self.request("stop_cache", mode=mode)
-        return RollbackStep("restore_cache", {"members": result["members"]}, "restart the stopped Redis servers")
-
-    def pause_replication(self) -> RollbackStep:
-        self.request("pause_replication", pause=True)
-        return RollbackStep("resume_replication", {}, "SIGCONT the primary's held WAL senders")
-
-    def heal(self) -> None:
-        """Undo every fault the stack knows of (rollback of last resort after a crash), and wait until it is whole."""
-        self.request("heal", timeout=self._heal_wait())
-
-    def _heal_wait(self) -> float:
+    def heal_wait_s(self) -> float:
         """How long a restoring request may take: the supervisor's own heal deadline, plus restarting."""
         return self.s.heal_timeout_s + 60
-
-    def rollback(self, step: RollbackStep) -> None:
-        """Undo one fault; returns once every restored component has rejoined (or raises, naming what did not)."""
-        args = step.arguments
-        if step.capability == "restore_zone":
-            self.request("restore_zone", timeout=self._heal_wait(), zone=args["zone"])
-        elif step.capability == "restore_db":
-            self.request("restore_db", timeout=self._heal_wait(), member=args["member"])
-        elif step.capability == "restore_cache":
-            self.request("restore_cache", timeout=self._heal_wait(), members=args.get("members", []))
-        elif step.capability == "resume_replicas":
-            self.request("pause_replicas", pause=False)
-        elif step.capability == "resume_replication":
-            try:
-                self.request("pause_replication", pause=False)
-            except HarnessError:
-                pass
-        elif step.capability == "heal":
-            self.heal()
-        elif step.capability == "wait_replicas":
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                if self.ready_replicas() >= int(args.get("count", 1)):
-                    return
-                time.sleep(0.2)
-            raise HarnessError(f"the controller did not restore {args.get('count')} ready replicas within 60 s")
-        else:
-            raise HarnessError(f"local target: unknown rollback step {step.capability!r}")
-
 
 # what each kind of component runs: a recorded PID is only signalled if it still runs that program
 _PROGRAMS = {"etcd": "etcd", "postgres": "patroni", "redis": "redis-server", "sentinel": "redis-sentinel",

@@ -1,0 +1,143 @@
+"""What can be broken on a Kubernetes cluster, and how: chaostoolkit-kubernetes calls from plan.py.
+
+The same `ChaosCall` values make the dry-run lines and the real calls, so a plan
+line is exactly what would happen.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Callable
+
+from ..errors import HarnessError, UserError
+from ..fault_registry import ROLLBACK_NONE, FaultCall
+from . import plan
+from .base import Nemesis, RollbackStep
+from .kubernetes import KubernetesPlatform, busiest_zone
+from .manifests import APP_SELECTOR, ZONE_LABEL
+
+NOT_ON_KUBERNETES = "the API replicas are pods: the kubelet and the Deployment controller own their processes"
+
+
+class KubernetesNemesis(Nemesis):
+    name = "kubernetes"
+    SUPPORT = {
+        "kill_replicas": None,
+        "lose_zone": None,
+        "fail_over_database": None,  # with an in-cluster CloudNativePG only; refused at injection otherwise
+        "stop_cache": "Redis is AWS ElastiCache, not a pod: use --target aws "
+                      "(chaosaws.elasticache.actions.test_failover)",
+        "pause_replicas": f"freezing processes needs the node: {NOT_ON_KUBERNETES} (use kill_replicas)",
+        "hold_replication": "holding WAL senders needs the database host: the local target only",
+    }
+
+    def __init__(self, platform: KubernetesPlatform) -> None:
+        self.platform = platform
+        self.namespace = platform.namespace
+
+    def argument_refusal(self, call: FaultCall) -> str | None:
+        if call.fault == "fail_over_database" and call.get("mode") != "kill":
+            return (f"mode {call.get('mode')!r} is not available on Kubernetes (only 'kill' of an in-cluster "
+                    f"CloudNativePG primary); use --target aws for RDS, or the local target for 'freeze'.")
+        return None
+
+    # -- plans -----------------------------------------------------------------
+    def plan(self, call: FaultCall) -> list[str]:
+        planners: dict[str, Callable[[FaultCall], list[str]]] = {
+            "kill_replicas": self._plan_kill_replicas, "lose_zone": self._plan_lose_zone,
+            "fail_over_database": self._plan_fail_over_database}
+        return planners[call.fault](call)
+
+    def _plan_kill_replicas(self, call: FaultCall) -> list[str]:
+        chaos = plan.kill_replicas_call(self.namespace, call.get("count"), call.get("percent"))
+        seed = call.get("seed")
+        lines = [f"kill_replicas: random.seed({seed!r})"] if seed is not None else []
+        return lines + [f"kill_replicas: {line}" for line in chaos.plan_lines()] + [
+            "rollback none: the Deployment controller replaces terminated pods by itself"]
+
+    def _plan_lose_zone(self, call: FaultCall) -> list[str]:
+        zone = call.get("zone")
+        chosen = zone if zone not in (None, "primary") else None
+        lines = []
+        for chaos in plan.lose_zone_calls(chosen or "<zone>"):
+            lines += [f"lose_zone: {line}" for line in chaos.plan_lines()]
+        lines += [f"rollback restore_zone: {line}" for line in plan.restore_zone_call(chosen or "<zone>").plan_lines()]
+        if chosen:
+            return lines
+        return [f"lose_zone: zone = the database primary's zone if the target knows it, else the zone running the "
+                f"most API pods, from GET /api/v1/namespaces/{self.namespace}/pods?labelSelector={APP_SELECTOR} and "
+                f"GET /api/v1/nodes", *lines]
+
+    def _plan_fail_over_database(self, call: FaultCall) -> list[str]:
+        chaos = plan.kill_database_primary_call(self.namespace)
+        return [f"fail_over_database: only with in-cluster CloudNativePG: GET /api/v1/namespaces/{self.namespace}"
+                f"/pods?labelSelector={plan.CNPG_PRIMARY_SELECTOR}; if none (RDS), refuse and point to --target aws",
+                *(f"fail_over_database: {line}" for line in chaos.plan_lines()),
+                "rollback none: the operator promotes a standby and recreates the pod"]
+
+    # -- faults ------------------------------------------------------------------
+    def inject(self, call: FaultCall, seed: int | None = None) -> RollbackStep:
+        injectors: dict[str, Callable[[FaultCall, int | None], RollbackStep]] = {
+            "kill_replicas": self._kill_replicas, "lose_zone": self._lose_zone,
+            "fail_over_database": self._fail_over_database}
+        return injectors[call.fault](call, seed)
+
+    def _kill_replicas(self, call: FaultCall, seed: int | None) -> RollbackStep:
+        chaos = plan.kill_replicas_call(self.namespace, call.get("count"), call.get("percent"))
+        seed = call.get("seed") if call.get("seed") is not None else seed
+        if seed is not None:
+            random.seed(seed)  # chaosk8s picks pods with the module-level random
+        killed = chaos.run(self.platform.chaos_secrets())
+        return RollbackStep(ROLLBACK_NONE, {"killed": list(killed or [])},
+                            "the Deployment controller replaces terminated pods by itself")
+
+    def _lose_zone(self, call: FaultCall, seed: int | None) -> RollbackStep:
+        zone = call.get("zone")
+        if zone in (None, "primary"):
+            zone = busiest_zone([c.zone for c in self.platform.status().components])
+            if zone is None:
+                raise UserError(f"lose_zone: no API pod in namespace {self.namespace} runs on a node with the "
+                                f"label {ZONE_LABEL}; pass the zone explicitly or label the nodes.")
+        nodes = self.platform.nodes_in_zone(zone)
+        if not nodes:
+            raise UserError(f"lose_zone: no node carries {plan.zone_selector(zone)}; zones present: "
+                            f"{sorted({z for z in self.platform.node_zones().values() if z})}.")
+        step = RollbackStep("restore_zone", {"zone": zone, "nodes": nodes},
+                            f"uncordon the nodes of zone {zone}: {', '.join(nodes)}")
+        secrets = self.platform.chaos_secrets()
+        try:
+            for chaos in plan.lose_zone_calls(zone):
+                chaos.run(secrets)
+        except Exception as exc:
+            self.rollback(step)
+            raise HarnessError(f"lose_zone {zone}: {exc}; the zone's nodes were uncordoned again.") from exc
+        return step
+
+    def scale_replicas(self, replicas: int) -> RollbackStep:
+        """Set the Deployment's replica count (the HPA may move it again); rollback restores the old count."""
+        previous = self.platform.desired_replicas()
+        plan.scale_call(self.namespace, replicas).run(self.platform.chaos_secrets())
+        return RollbackStep("scale_replicas", {"replicas": previous}, f"scale back to {previous} replicas",
+                            nemesis=self.name)
+
+    def _fail_over_database(self, call: FaultCall, seed: int | None) -> RollbackStep:
+        if not self.platform.pods(plan.CNPG_PRIMARY_SELECTOR):
+            raise UserError(
+                f"fail_over_database: no CloudNativePG primary pod ({plan.CNPG_PRIMARY_SELECTOR}) in namespace "
+                f"{self.namespace}: PostgreSQL is external (AWS RDS). Run the experiment with --target aws, which "
+                f"uses chaosaws.rds.actions.failover_db_cluster on '{self.platform.settings.aws.rds_cluster}'.")
+        killed = plan.kill_database_primary_call(self.namespace).run(self.platform.chaos_secrets())
+        return RollbackStep(ROLLBACK_NONE, {"killed": list(killed or [])}, "the operator promotes a standby")
+
+    # -- undoing -----------------------------------------------------------------
+    def rollback(self, step: RollbackStep) -> None:
+        if step.capability == ROLLBACK_NONE:
+            return
+        if step.capability == "restore_zone":
+            plan.restore_zone_call(str(step.arguments["zone"])).run(self.platform.chaos_secrets())
+        elif step.capability == "scale_replicas":
+            plan.scale_call(self.namespace, int(step.arguments["replicas"])).run(self.platform.chaos_secrets())
+        else:
+            raise UserError(f"rollback step {step.capability!r} does not belong to the kubernetes nemesis "
+                            f"(known: none, restore_zone, scale_replicas). Check rollback.json.")
+

@@ -1,0 +1,197 @@
+"""A target: one platform, the managed services beside it, and a nemesis for each fault.
+
+The run, the CLI and `resilience rollback` talk to a `Target` only. It passes
+deploy/status/URL/observations to its `Platform`, adds the components and events
+of its managed services (e.g. RDS and ElastiCache for the API on EKS), and hands
+each fault to the nemesis the composition names for it. A fault no nemesis of
+the target can inject is refused with the nemesis' reason, in the run and in its
+dry-run alike (`check`). Which pieces make which target is data
+(`COMPOSITIONS`), so a new home for the platform is one more entry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+from ..errors import HarnessError, UserError
+from ..fault_registry import FAULTS, ROLLBACK_NONE, FaultCall
+from .base import Nemesis, Platform, PlatformEvent, RollbackStep, StackStatus
+
+
+class Services:
+    """Managed services beside the platform (a database, a cache): observed, not deployed by us."""
+
+    name: str = "abstract"
+
+    def components_status(self) -> StackStatus:
+        raise NotImplementedError
+
+    def events_since(self, monotonic: float) -> list[PlatformEvent]:
+        return []
+
+    def primary_zone(self) -> str | None:
+        return None
+
+    def plan_up(self) -> list[str]:
+        return []
+
+
+@dataclass(frozen=True)
+class Composition:
+    """Which platform, which managed services, and which nemesis injects each fault (default: the platform's)."""
+
+    name: str
+    description: str
+    platform: str  # local | kubernetes
+    services: tuple[str, ...] = ()  # e.g. ("aws",): RDS + ElastiCache
+    faults: Mapping[str, str] = field(default_factory=dict)  # fault -> nemesis name, where not the platform's
+    needs_context: bool = False
+
+    def nemesis_name(self, fault: str) -> str:
+        return self.faults.get(fault, self.platform)
+
+
+COMPOSITIONS: dict[str, Composition] = {c.name: c for c in (
+    Composition("local", "the whole stack as processes on this machine (zones as network namespaces)", "local"),
+    Composition("kubernetes", "the API on a Kubernetes cluster; faults through chaostoolkit-kubernetes "
+                              "(database faults only with an in-cluster CloudNativePG)", "kubernetes",
+                needs_context=True),
+    Composition("aws", "the platform's home: the API on EKS, PostgreSQL on RDS, Redis on ElastiCache; pod and node "
+                       "faults through chaostoolkit-kubernetes, database and cache faults through chaostoolkit-aws",
+                "kubernetes", services=("aws",), faults={"fail_over_database": "aws", "stop_cache": "aws"},
+                needs_context=True),
+)}
+
+
+class Target:
+    """A composition, ready to use: what `make_target` returns."""
+
+    def __init__(self, composition: Composition, platform: Platform, nemeses: Mapping[str, Nemesis],
+                 services: Sequence[Services] = ()) -> None:
+        self.composition = composition
+        self.name = composition.name
+        self.platform = platform
+        self.services = tuple(services)
+        self.nemeses = dict(nemeses)  # by nemesis name
+        missing = {composition.nemesis_name(f) for f in FAULTS if FAULTS[f].touches_target} - set(self.nemeses)
+        if missing:
+            raise HarnessError(f"target {self.name}: no nemesis {sorted(missing)} was built for its composition")
+
+    # -- the platform ------------------------------------------------------------
+    def up(self) -> StackStatus:
+        status = self.platform.up()
+        return self._with_services(status)
+
+    def down(self) -> None:
+        self.platform.down()
+
+    def status(self) -> StackStatus:
+        return self._with_services(self.platform.status())
+
+    def _with_services(self, status: StackStatus) -> StackStatus:
+        if not self.services or not status.running:
+            return status
+        components, detail = list(status.components), dict(status.detail)
+        for service in self.services:
+            extra = service.components_status()
+            components += extra.components
+            detail[service.name] = extra.detail
+        return dataclasses.replace(status, target=self.name, components=components, detail=detail)
+
+    def url(self) -> str:
+        return self.platform.url()
+
+    def ready_replicas(self) -> int:
+        return self.platform.ready_replicas()
+
+    def events_since(self, monotonic: float) -> list[PlatformEvent]:
+        events = self.platform.events_since(monotonic)
+        for service in self.services:
+            events += service.events_since(monotonic)
+        return sorted(events, key=lambda e: e.monotonic)
+
+    def primary_zone(self) -> str | None:
+        """The database primary's zone: from the managed database when there is one."""
+        for service in self.services:
+            zone = service.primary_zone()
+            if zone:
+                return zone
+        return self.platform.primary_zone()
+
+    # -- faults --------------------------------------------------------------------
+    def nemesis_for(self, call: FaultCall) -> Nemesis:
+        """The nemesis that injects `call`, or a UserError saying why this target cannot."""
+        nemesis = self.nemeses[self.composition.nemesis_name(call.fault)]
+        why = nemesis.refusal(call)
+        if why:
+            raise UserError(f"{call.fault} cannot run on the {self.name} target: {why}")
+        return nemesis
+
+    def check(self, calls: Sequence[FaultCall]) -> None:
+        """Refuse, before anything runs, a fault this target would refuse when it came to it."""
+        for call in calls:
+            if FAULTS[call.fault].touches_target:
+                self.nemesis_for(call)
+
+    def inject(self, call: FaultCall, seed: int | None = None) -> RollbackStep:
+        """Inject through the composition's nemesis; zone 'primary' becomes the database primary's zone here."""
+        nemesis = self.nemesis_for(call)
+        if call.get("zone") == "primary":
+            zone = self.primary_zone()
+            if zone:
+                call = dataclasses.replace(call, arguments={**call.arguments, "zone": zone})
+        step = nemesis.inject(call, seed)
+        return dataclasses.replace(step, nemesis=nemesis.name)
+
+    def rollback(self, step: RollbackStep) -> None:
+        """Undo a step through the nemesis that made it (steps from older files: the platform's nemesis)."""
+        if step.capability == ROLLBACK_NONE:
+            return
+        if step.capability == "heal":
+            self.heal()
+            return
+        nemesis = self.nemeses.get(step.nemesis or self.composition.platform)
+        if nemesis is None:
+            raise UserError(f"rollback step {step.capability!r} was made by the {step.nemesis} nemesis, which the "
+                            f"{self.name} target does not have. Run `resilience rollback` with the target the run "
+                            f"used (rollback.json names it).")
+        nemesis.rollback(step)
+
+    def heal(self) -> None:
+        """Last resort after a crash mid-inject: every nemesis undoes what it may have left."""
+        for nemesis in self.nemeses.values():
+            nemesis.heal()
+
+    def plan(self, calls: Sequence[FaultCall], describe_load: Callable[[FaultCall], list[str]] | None = None
+             ) -> list[str]:
+        """Every step a run would take, without taking any: the deploy/check, then each fault and its rollback.
+
+        Raises the same UserError the run would, for the first fault this target refuses.
+        """
+        lines = self.platform.plan_up()
+        for service in self.services:
+            lines += service.plan_up()
+        for call in calls:
+            if not FAULTS[call.fault].touches_target:
+                lines += describe_load(call) if describe_load else [f"{call.fault}: made by the load's stages"]
+                continue
+            lines += self.nemesis_for(call).plan(call)
+        return lines
+
+    def support(self) -> dict[str, str | None]:
+        """For every registered fault: None when this target can inject it, otherwise why not."""
+        return support_of(self.composition, {name: type(n) for name, n in self.nemeses.items()})
+
+
+def support_of(composition: Composition, nemesis_classes: Mapping[str, type[Nemesis]]) -> dict[str, str | None]:
+    """What `resilience faults` shows for a composition, from the nemeses' SUPPORT tables (no clients needed)."""
+    out: dict[str, str | None] = {}
+    for name, fault in FAULTS.items():
+        if not fault.touches_target:
+            out[name] = None
+            continue
+        nemesis = nemesis_classes[composition.nemesis_name(name)]
+        out[name] = nemesis.SUPPORT.get(name, f"the {nemesis.name} nemesis does not know this fault")
+    return out
