@@ -8,6 +8,7 @@ the way a forger with write access to the reports directory would do it.
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -153,7 +154,7 @@ def test_a_run_missing_from_the_ledger_is_not_intact(tmp_path: Path, capsys: pyt
 
 def test_a_run_that_never_finished_shows_as_never_sealed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     reports = tmp_path / "reports"
-    run_dir = evidence.new_run_dir(reports, "zone-failure", evidence.datetime(2025, 3, 10, tzinfo=evidence.timezone.utc))
+    run_dir = evidence.new_run_dir(reports, "zone-failure", datetime(2025, 3, 10, tzinfo=timezone.utc))
     evidence.record_start(run_dir, "zone-failure")
     assert verify_cli(run_dir, config(tmp_path)) == 1
     assert "records the run's start, but the run was never sealed" in capsys.readouterr().out
@@ -232,10 +233,10 @@ def test_the_compliance_report_shows_a_never_sealed_run_and_the_ledger_head(tmp_
     from resilience.reports.compliance import GamedayEntry, build_compliance
     reports = tmp_path / "reports"
     finished = sealed_run(reports, "pass")
-    crashed = evidence.new_run_dir(reports, "zone-failure", evidence.datetime(2025, 3, 10, tzinfo=evidence.timezone.utc))
+    crashed = evidence.new_run_dir(reports, "zone-failure", datetime(2025, 3, 10, tzinfo=timezone.utc))
     evidence.record_start(crashed, "zone-failure")
     model = build_compliance([GamedayEntry("pod-kill", finished)], Settings(), "quick", "r-1",
-                             evidence.datetime(2025, 3, 10, 6, tzinfo=evidence.timezone.utc), reports)
+                             datetime(2025, 3, 10, 6, tzinfo=timezone.utc), reports)
     assert model["ledger"]["head"] == evidence.verify_ledger(reports).head
     assert model["ledger"]["never_sealed"] == [crashed.name]  # not part of the suite, still not omitted
     assert any(f["run_dir"] == crashed.name and "never sealed" in f["finding"] for f in model["findings"])
