@@ -9,7 +9,8 @@ from typing import Any
 
 from .. import __version__
 from .content import summary_counts
-from .run import SCHEMA_VERSION, RunView
+from ..results import RESULT_SCHEMA_VERSION as SCHEMA_VERSION
+from .run import RunView
 
 REPORT_KIND = "resilience-run-report"
 
@@ -26,7 +27,7 @@ def _finite(value: Any) -> Any:
 
 
 def report_json(run: RunView) -> dict[str, Any]:
-    data = dict(run.result)
+    data = run.result.to_json()
     data["schema_version"] = SCHEMA_VERSION
     data["report"] = {
         "kind": REPORT_KIND,
