@@ -1,7 +1,7 @@
 """Reading back every acknowledged order after recovery: what RPO and lost writes are measured from.
 
-Used by a finishing run (`Run.finish`) and by `resilience rollback` when it
-seals a killed run whose stack answers again.
+Used by a finishing run (`Run.finish`), also after an abort (the rollback
+restored the stack), and by `resilience rollback` when it seals a killed run.
 """
 
 from __future__ import annotations
@@ -9,7 +9,17 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from .history import CHECK, FAIL, LOAD, OK, UNKNOWN, Record
+from .history import CHECK, FAIL, LOAD, OK, UNKNOWN, History, Record
+
+
+def read_back_orders(history: History, url: str, now: Callable[[], float], say: Callable[[str], None]) -> None:
+    """Add a check/readback record per acknowledged order to `history`; when the platform at `url` does not
+    answer, none (the orders stay unverified, and `say` says so)."""
+    if not stack_answers(url):
+        say(f"acknowledged orders stay unverified: the platform at {url} does not answer")
+        return
+    say(f"reading back every acknowledged order through {url} ...")
+    history.extend(readback(url, history.records, now))
 
 
 def stack_answers(url: str, timeout_s: float = 3.0) -> bool:

@@ -47,7 +47,7 @@ from .atomic import write_json_atomic
 from .history import CONTROLLER, FAIL, FAULT, INFO, OK, PARTIAL, PHASE, PLATFORM, History, Record
 from .monitor import Monitor
 from .progress import Progress
-from .readback import readback, stack_answers
+from .readback import read_back_orders
 from .results import RunFacts, RunResult, harness_info, target_detail, write_results
 from .rollbackfile import ROLLBACK, RollbackEntry, write_rollback_file
 from .rundeps import LoadFactory, LoadHandle, RunOptions, RunStore
@@ -374,13 +374,7 @@ class Run:
         self._load_collected = True
 
     def _read_back(self) -> None:
-        """Read back every acknowledged order, also after an abort: the rollback restored the stack."""
-        url = self.target.url()
-        if not stack_answers(url):
-            self.progress.say(f"the platform at {url} does not answer: acknowledged orders stay unverified")
-            return
-        self.progress.say("reading back every acknowledged order ...")
-        self.history.extend(readback(url, self.history.records, self.history.now))
+        read_back_orders(self.history, self.target.url(), self.history.now, self.progress.say)
 
     def _collect_platform_events(self) -> None:
         try:

@@ -42,7 +42,7 @@ from .evidence import MANIFEST, EvidenceStore
 from .atomic import is_leftover_temp
 from .history import FAIL, FAULT, INFO, LOAD, OK, PARTIAL, PHASE, History, Record, load_partial
 from .load.process import read_new_rows
-from .readback import readback, stack_answers
+from .readback import read_back_orders
 from .recheck import Replay, replay_rollbacks
 from .results import RunFacts, RunResult, read_result, target_detail, write_results
 from .rollbackfile import ROLLBACK, read_rollback_file
@@ -292,11 +292,7 @@ def _read_back(history: History, target: Target, now: Callable[[], float], say: 
     except Exception as exc:  # noqa: BLE001 - no URL, no read-back: the orders stay unverified, and we say so
         say(f"acknowledged orders stay unverified: the target gives no URL ({exc})")
         return
-    if not stack_answers(url):
-        say(f"acknowledged orders stay unverified: the platform at {url} does not answer")
-        return
-    say(f"reading back every acknowledged order through {url} ...")
-    history.extend(readback(url, history.records, now))
+    read_back_orders(history, url, now, say)
 
 
 def _failed_in_rollback_file(run_dir: Path) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from resilience import evidence
+from resilience import readback as readback_module
 from resilience import run as run_module
 from resilience.config import load_settings
 from resilience.experiments import load as load_experiment
@@ -194,8 +195,8 @@ def test_a_second_ctrl_c_stops_at_once_and_the_streamed_history_remains(
 def test_an_interrupted_run_reads_back_its_orders_when_the_platform_answers(
         live_run: run_module.Run, monkeypatch: pytest.MonkeyPatch) -> None:
     read: list[str] = []
-    monkeypatch.setattr(run_module, "stack_answers", lambda url: True)
-    monkeypatch.setattr(run_module, "readback", lambda url, records, now: read.append(url) or [])
+    monkeypatch.setattr(readback_module, "stack_answers", lambda url: True)
+    monkeypatch.setattr(readback_module, "readback", lambda url, records, now: read.append(url) or [])
     assert "rpo" in live_run.spec.measures
     result = live_run.finish({"status": "interrupted", "deviated": False})
     assert result.verdict == "aborted" and read == [live_run.target.url()]
