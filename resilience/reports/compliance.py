@@ -28,6 +28,7 @@ from ..evidence import LEDGER, verify_ledger
 from .compliance_render import write_compliance_html, write_compliance_pdf
 from .run import RunView, fmt_number, fmt_target, load_run, measurement_label
 
+COMPLIANCE_SCHEMA_VERSION = 1  # compliance.json (a document of its own; result.json: results.RESULT_SCHEMA_VERSION)
 IST = timezone(timedelta(hours=5, minutes=30), "IST")  # Asia/Kolkata: +05:30 all year, no DST
 
 
@@ -376,7 +377,7 @@ def build_compliance(entries: list[GamedayEntry], settings: Settings, suite: str
     targets = sorted({str(s["target"]) for s in sections if s.get("target")})
     t = settings.targets
     return {
-        "schema_version": 1,
+        "schema_version": COMPLIANCE_SCHEMA_VERSION,
         "kind": "resilience-compliance-report",
         "report_id": report_id,
         "suite": suite,
