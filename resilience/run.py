@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 
 INJECT_DONE = "inject-done"  # fault op: the target's inject call returned (detail: capability, seconds)
 ROLLBACK_DONE = "rollback-done"  # fault op: the target's rollback call returned (detail: capability, seconds)
+_DONE = {"inject": INJECT_DONE, "rollback": ROLLBACK_DONE}
 
 
 class Run:
@@ -259,7 +260,7 @@ class Run:
                      detail: dict[str, Any]) -> None:
         """A fault step in the history: `op` at its start `t` (what checkers use), `op`-done when it returned."""
         self.history.add(FAULT, op, status, t=t, detail=detail)
-        self.history.add(FAULT, f"{op}-done", status, t=done_t,
+        self.history.add(FAULT, _DONE[op], status, t=done_t,
                          detail={"capability": capability, "seconds": round(done_t - t, 6)})
 
     def _call_target(self, fault: str, arguments: dict[str, Any]) -> RollbackStep:
