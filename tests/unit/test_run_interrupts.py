@@ -138,12 +138,18 @@ def live_run(tmp_path: Path) -> run_module.Run:
     return run
 
 
+# result.json's keys, in the order `resilience run` has always written them
+RESULT_KEYS = ["schema_version", "experiment", "title", "hypothesis", "description", "target", "target_detail",
+               "run_dir", "verdict", "aborted_reason", "deviations", "measurements", "phases", "fault", "started_at",
+               "ended_at", "duration_s", "load", "profile", "error", "harness", "tool_versions"]
+
+
 def sealed(run: run_module.Run) -> RunResult:
     assert run.run_dir is not None
     assert evidence.verify(run.run_dir, ledger=run.run_dir.parent / evidence.LEDGER).ok
     assert not (run.run_dir / PARTIAL).exists()
     stored = json.loads((run.run_dir / "result.json").read_text())
-    assert RunResult.from_json(stored).to_json() == stored
+    assert list(stored) == RESULT_KEYS and RunResult.from_json(stored).to_json() == stored
     return RunResult.from_json(stored)
 
 
