@@ -200,12 +200,11 @@ def _print_result(result: "RunResult") -> None:
 
 
 def _json_summary(result: "RunResult") -> dict[str, Any]:
-    """`--json`: the verdict and figures of result.json (the same schema version)."""
     from .results import RESULT_SCHEMA_VERSION, measurement_json
     return {"schema_version": RESULT_SCHEMA_VERSION, "experiment": result.experiment, "target": result.target,
             "run_dir": result.run_dir, "verdict": result.verdict,
-            "measurements": [{k: v for k, v in measurement_json(m).items()
-                              if k in ("name", "value", "unit", "target", "status")} for m in result.measurements]}
+            "measurements": [{k: measurement_json(m)[k] for k in ("name", "value", "unit", "target", "status")}
+                             for m in result.measurements]}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
