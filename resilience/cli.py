@@ -10,11 +10,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import __version__
 from .config import Settings, defaults_yaml, load_settings
 from .errors import HarnessError, UserError
+
+if TYPE_CHECKING:
+    from .results import RunResult
+    from .run import Run
 
 EPILOG = """\
 examples:
@@ -121,24 +125,24 @@ def _load_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def run_experiment(name: str, args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    """Run one experiment through Chaos Toolkit with our control; returns result.json's content."""
+def run_experiment(name: str, args: argparse.Namespace, settings: Settings) -> "RunResult":
+    """Run one experiment through Chaos Toolkit with our control; returns its result (result.json)."""
     import logging
 
     from chaoslib.experiment import run_experiment as chaos_run
 
-    from . import experiments
-    from . import run as run_module
+    from . import active, experiments
+    from .rundeps import RunOptions, build_run
     spec = experiments.load(name, args.profile, load_overrides=_load_overrides(args), policy=_policy(settings))
     experiments.validate_with_chaostoolkit(spec)
-    options = run_module.RunOptions(target=args.target, context=args.context,
-                                    target_overrides=_parse_target_overrides(args.set_target),
-                                    reports_dir=Path(args.reports_dir) if args.reports_dir else None,
-                                    keep_up=args.keep_up, seed=args.seed, progress=not args.quiet)
+    options = RunOptions(target=args.target, context=args.context,
+                         target_overrides=_parse_target_overrides(args.set_target),
+                         reports_dir=Path(args.reports_dir) if args.reports_dir else None,
+                         keep_up=args.keep_up, seed=args.seed, progress=not args.quiet)
     spec.targets(settings.targets, options.target_overrides)  # impossible targets: exit 2 before anything runs
-    run = run_module.Run(spec, settings, options)
+    run = build_run(spec, settings, options)
     run.target.check(list(spec.faults))  # a fault this target would refuse: exit 2 before anything runs
-    run_module.set_current(run)
+    active.activate(run)
     logging.getLogger("chaostoolkit").setLevel(logging.ERROR)  # our progress says what happens; the journal has the rest
     try:
         try:
@@ -162,10 +166,10 @@ def run_experiment(name: str, args: argparse.Namespace, settings: Settings) -> d
         try:
             run.close()
         finally:
-            run_module.set_current(None)
+            active.activate(None)
 
 
-def _interrupt_noter(run: Any) -> Any:
+def _interrupt_noter(run: "Run") -> Any:
     """A Chaos Toolkit event handler that notes a Ctrl-C in the phase it happened.
 
     Chaos Toolkit swallows the Ctrl-C and rolls back (which moves the run to the
@@ -182,28 +186,27 @@ def _interrupt_noter(run: Any) -> Any:
     return InterruptNoter()
 
 
-def _print_result(result: dict[str, Any]) -> None:
+def _print_result(result: "RunResult") -> None:
     from .checkers.measurement import status_label
-    print(f"\n{result['experiment']} on target {result['target']}: verdict {result['verdict'].upper()}")
-    if result.get("aborted_reason"):
-        print(f"  aborted: {result['aborted_reason']}")
-    for d in result.get("deviations", []):
+    print(f"\n{result.experiment} on target {result.target}: verdict {result.verdict.upper()}")
+    if result.aborted_reason:
+        print(f"  aborted: {result.aborted_reason}")
+    for d in result.deviations:
         print(f"  deviation: {d}")
     print(f"  {'measurement':<22} {'measured':>12} {'target':>12}  status")
-    for m in result["measurements"]:
-        value = m["value"]
-        shown = "-" if value is None else (value if isinstance(value, str) else f"{value:.4g}")
-        target = "-" if m["target"] is None else f"{m['comparison']} {m['target']:g}"
-        print(f"  {m['name']:<22} {str(shown) + ' ' + m['unit']:>12} {target:>12}  "
-              f"{status_label(m['status'], m['target'])}")
-    print(f"  evidence: {result['run_dir']}  (report.html, report.pdf, junit.xml, MANIFEST.sha256)")
+    for m in result.measurements:
+        shown = "-" if m.value is None else (m.value if isinstance(m.value, str) else f"{m.value:.4g}")
+        target = "-" if m.target is None else f"{m.comparison} {m.target:g}"
+        print(f"  {m.name:<22} {str(shown) + ' ' + m.unit:>12} {target:>12}  {status_label(m.status, m.target)}")
+    print(f"  evidence: {result.run_dir}  (report.html, report.pdf, junit.xml, MANIFEST.sha256)")
 
 
-def _json_summary(result: dict[str, Any]) -> dict[str, Any]:
-    return {"schema_version": 1, "experiment": result["experiment"], "target": result["target"],
-            "run_dir": result["run_dir"], "verdict": result["verdict"],
-            "measurements": [{k: m[k] for k in ("name", "value", "unit", "target", "status")}
-                             for m in result["measurements"]]}
+def _json_summary(result: "RunResult") -> dict[str, Any]:
+    from .results import RESULT_SCHEMA_VERSION, measurement_json
+    return {"schema_version": RESULT_SCHEMA_VERSION, "experiment": result.experiment, "target": result.target,
+            "run_dir": result.run_dir, "verdict": result.verdict,
+            "measurements": [{k: measurement_json(m)[k] for k in ("name", "value", "unit", "target", "status")}
+                             for m in result.measurements]}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -216,10 +219,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(_json_summary(result), indent=2))
     else:
         _print_result(result)
-    if result.get("error"):
-        print(f"resilience: error: the run could not be completed: {result['error']}", file=sys.stderr)
+    if result.error:
+        print(f"resilience: error: the run could not be completed: {result.error}", file=sys.stderr)
         return 2
-    return EXIT_CODES[result["verdict"]]
+    return EXIT_CODES[result.verdict]
 
 
 def _dry_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -283,7 +286,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"resilience: the stored result in {Path(args.run_dir) / 'result.json'} is DIFFERENT from the one "
               f"recomputed from history.jsonl", file=sys.stderr)
         return 1
-    return EXIT_CODES[result["verdict"]]
+    return EXIT_CODES[result.verdict]
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -349,7 +352,7 @@ def cmd_gameday(args: argparse.Namespace) -> int:
     reports_dir = Path(args.reports_dir or settings.evidence.reports_dir)
 
     def run_one(name: str) -> Path:
-        return Path(run_experiment(name, args, settings)["run_dir"])
+        return Path(run_experiment(name, args, settings).run_dir)
 
     report_dir = run_gameday(args.suite, run_one, reports_dir, settings, suites_file=experiments_dir() / "suites.yaml")
     final = gameday_verdict(report_dir)

@@ -15,30 +15,31 @@ from typing import Any
 
 from chaoslib.exceptions import InterruptExecution
 
-from . import run as run_module
+from . import active
+from .abort import Aborted
 from .errors import UserError
 
 
 def before_experiment_control(context: dict[str, Any], configuration: Any = None, secrets: Any = None,
                               **kwargs: Any) -> None:
-    run = run_module._current
+    run = active.active()
     if run is None:  # plain `chaos run`
         from .config import load_settings
         from .experiments import load_from_raw
         from .policy import Policy
+        from .rundeps import RunOptions, build_run
         profile = os.environ.get("RESILIENCE_PROFILE", "full")
         settings = load_settings(os.environ.get("RESILIENCE_CONFIG"))
         try:  # the same allow-lists as `resilience run`: a refused activity stops the run before it starts
             spec = load_from_raw(context, profile, Policy.from_settings(settings))
         except UserError as exc:
             raise InterruptExecution(str(exc)) from None
-        run = run_module.Run(spec, settings,
-                             run_module.RunOptions(target=os.environ.get("RESILIENCE_TARGET", "local")))
+        run = build_run(spec, settings, RunOptions(target=os.environ.get("RESILIENCE_TARGET", "local")))
         run.owned_by_control = True
-        run_module.set_current(run)
+        active.activate(run)
     try:
         run.begin()
-    except run_module.Aborted as exc:
+    except Aborted as exc:
         raise InterruptExecution(str(exc)) from None
     except Exception as exc:
         run.error = exc
@@ -47,16 +48,16 @@ def before_experiment_control(context: dict[str, Any], configuration: Any = None
 
 def after_experiment_control(context: dict[str, Any], state: dict[str, Any], configuration: Any = None,
                              secrets: Any = None, **kwargs: Any) -> None:
-    run = run_module._current
+    run = active.active()
     if run is None:
         return
     try:
         if run.run_dir is not None:
             result = run.finish(state)
-            state.setdefault("extensions", []).append({"name": "resilience", "result": result})
+            state.setdefault("extensions", []).append({"name": "resilience", "result": result.to_json()})
     except Exception as exc:
         run.error = run.error or exc
     finally:
-        if getattr(run, "owned_by_control", False):
+        if run.owned_by_control:
             run.close()
-            run_module.set_current(None)
+            active.activate(None)

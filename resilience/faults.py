@@ -7,21 +7,50 @@ the injection in the history, and holds the fault for `hold_s` seconds
 (default: the experiment's `durations.fault_s`) while watching the stop condition.
 Chaos Toolkit gives python activities no timeout: every call here is bounded
 by the target's own timeouts and by `hold_s`.
+
+These functions use the run only through `FaultRun`, the public part of `Run`
+they need (mypy holds them to it); the run itself comes from `active.current()`,
+the one module-level lookup (Chaos Toolkit calls module-level functions).
 """
 
 from __future__ import annotations
 
-import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chaoslib.exceptions import ActivityFailed, InterruptExecution
 
+from . import active
+from .abort import Aborted
 from .errors import HarnessError, UserError
-from .history import FAULT, OK
-from .run import Aborted, Run, current
+from .experiments import ExperimentSpec
+
+if TYPE_CHECKING:
+    from .load.process import LoadStats
 
 __all__ = ["kill_replicas", "lose_zone", "fail_over_database", "stop_cache", "traffic_spike",
            "pause_replicas", "hold_replication", "rollback", "platform_serving"]
+
+
+class FaultRun(Protocol):
+    """What the actions and the probe use of the run in progress (`resilience.run.Run`)."""
+
+    spec: ExperimentSpec
+
+    def inject(self, fault: str, arguments: dict[str, Any]) -> dict[str, Any]: ...
+    def hold(self, seconds: float) -> None: ...
+    def check_abort(self) -> None: ...
+    def release(self, fault: str) -> None: ...
+    def rollback_all(self) -> list[dict[str, Any]]: ...
+    def wait_for_load_stage(self, stage: int, timeout_s: float) -> None: ...
+    def record_traffic_spike(self, from_users: int, to_users: int) -> float: ...
+    def end_fault(self) -> None: ...
+    def load_stats(self) -> "LoadStats | None": ...
+    def ready_replicas(self) -> int: ...
+
+
+def current() -> FaultRun:
+    """The run in progress, seen through `FaultRun`."""
+    return active.current()
 
 
 def _fault(name: str, arguments: dict[str, Any], hold_s: float | None) -> dict[str, Any]:
@@ -74,11 +103,7 @@ def hold_replication(hold_s: float = 5.0) -> dict[str, Any]:
         run.inject("fail_over_database", {"mode": "kill"})
     except (UserError, HarnessError) as exc:
         raise ActivityFailed(str(exc)) from None
-    # release the held senders (they died with the primary; this only tidies up)
-    for entry in run.rollbacks:
-        if entry.fault == "hold_replication" and entry.status == "pending" and entry.step is not None:
-            run.target.rollback(entry.step)
-            entry.status = "done"
+    run.release("hold_replication")  # the held senders died with the primary: this only tidies up
     run.hold(run.spec.durations.fault_s)
     return result
 
@@ -90,27 +115,14 @@ def traffic_spike(hold_s: float | None = None) -> dict[str, Any]:
     if len(stages) < 2:
         raise ActivityFailed("traffic_spike needs load stages with a step (at least two stages)")
     try:
-        deadline = time.monotonic() + stages[0].duration_s + 30
-        while True:
-            run._check_abort()
-            stats = run.load.stats() if run.load else None
-            if stats is not None and stats.stage >= 1:
-                break
-            if time.monotonic() > deadline:
-                raise ActivityFailed("the load never reached its spike stage")
-            time.sleep(0.05)
-        step_t = run.history.now()
-        run.history.add(FAULT, "inject", OK, t=step_t,
-                        detail={"capability": "traffic_spike", "arguments": {"from_users": stages[0].users,
-                                                                            "to_users": stages[1].users}})
-        run.fault_info = {"capability": "traffic_spike", "arguments": {"to_users": stages[1].users},
-                          "injected_t": step_t}
-        run.mark_phase("fault", t=step_t)
+        run.wait_for_load_stage(1, stages[0].duration_s + 30)
+        run.record_traffic_spike(stages[0].users, stages[1].users)
         run.hold(stages[1].duration_s if hold_s is None else float(hold_s))
-        run.fault_info["rolled_back_t"] = run.history.now()
-        run.mark_phase("recovery")
+        run.end_fault()
     except Aborted as exc:
         raise InterruptExecution(str(exc)) from None
+    except HarnessError as exc:
+        raise ActivityFailed(f"the load never reached its spike stage: {exc}") from None
     return {"capability": "traffic_spike", "to_users": stages[1].users}
 
 
@@ -122,13 +134,13 @@ def rollback() -> list[dict[str, Any]]:
 def platform_serving(min_availability: float = 0.95, window_s: float = 5.0) -> bool:
     """Steady-state probe: over the last `window_s` seconds the load's requests succeed at least this often,
     and the target reports the platform healthy enough to serve (ready replicas > 0)."""
-    run: Run = current()
-    stats = run.load.stats() if run.load else None
+    run = current()
+    stats = run.load_stats()
     if stats is None or stats.rps <= 0:
         return False
     availability = 1.0 - stats.error_pct / 100.0
     try:
-        ready = run.target.ready_replicas()
+        ready = run.ready_replicas()
     except Exception:
         ready = 0
     return availability >= min_availability and ready > 0

@@ -47,7 +47,7 @@ STATUSES = (OK, FAIL, UNKNOWN, INFO)
 # Record.source values.
 LOAD = "load"  # a request made by the load generator
 PROBE = "probe"  # a request made by the harness to check something
-FAULT = "fault"  # a fault step: op is "inject" or "rollback"
+FAULT = "fault"  # a fault step: op "inject"/"rollback" at its start, "inject-done"/"rollback-done" when it returned
 CONTROLLER = "controller"  # replica controller / autoscaler decisions and readiness
 PLATFORM = "platform"  # platform events: failovers, component up/down
 PHASE = "phase"  # phase boundaries: op is the phase that starts ("steady", "fault", "recovery", "end")

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checkers import compute, verdict
+from .checkers import compute
 from .config import Targets, override_targets
 from .errors import UserError
 from .history import History
+from .results import RunResult, measurement_json, recomputed
 from .rollbackfile import ROLLBACK, UNDONE, read_rollback_file, write_rollback_file
-from .run import _measurement_json
 from .targets.base import RollbackStep
 from .targets.target import Target
 
@@ -44,7 +44,7 @@ def _read_object(path: Path) -> dict[str, Any]:
     return data
 
 
-def recheck(run_dir: Path) -> tuple[dict[str, Any], bool]:
+def recheck(run_dir: Path) -> tuple[RunResult, bool]:
     """Recompute measurements and verdict from history.jsonl; (new result, same as stored?).
 
     Any damage in the run directory is a UserError naming the file (and line), never a traceback.
@@ -62,6 +62,7 @@ def recheck(run_dir: Path) -> tuple[dict[str, Any], bool]:
     if not isinstance(stored.get("measurements"), list) or not isinstance(stored.get("verdict"), str):
         raise UserError(f"{run_dir / 'result.json'} has no 'measurements' list or 'verdict'; "
                         f"`resilience verify {run_dir}` shows whether the file was changed.")
+    result = RunResult.from_json(stored, str(run_dir / "result.json"))
     history_path = run_dir / "history.jsonl"
     if not history_path.exists():
         raise UserError(f"{history_path} does not exist; cannot re-check without the history.")
@@ -75,13 +76,9 @@ def recheck(run_dir: Path) -> tuple[dict[str, Any], bool]:
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise UserError(f"{history_path}: its records cannot be measured ({type(exc).__name__}: {exc}); the "
                         f"history or settings.json is damaged. `resilience verify {run_dir}` shows what changed.") from None
-    new_verdict = verdict(measurements, aborted=bool(stored.get("aborted_reason")),
-                          deviated=bool(stored.get("deviations")))
-    result = dict(stored)
-    result["measurements"] = [_measurement_json(m) for m in measurements]
-    result["verdict"] = new_verdict
-    same = result["measurements"] == stored["measurements"] and new_verdict == stored["verdict"]
-    return result, same
+    new = recomputed(result, measurements)
+    same = [measurement_json(m) for m in measurements] == stored["measurements"] and new.verdict == result.verdict
+    return new, same
 
 
 @dataclass

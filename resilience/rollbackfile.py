@@ -15,11 +15,13 @@ never a traceback: it is the one thing that says what is still broken.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import UserError
 from .atomic import write_json_atomic
+from .targets.base import RollbackStep
 
 ROLLBACK = "rollback.json"
 STATUSES = ("injecting", "pending", "done", "failed")
@@ -28,6 +30,20 @@ _TOP: dict[str, Any] = {"target": str, "context": (str, type(None)), "config": (
 _ENTRY: dict[str, Any] = {"fault": str, "arguments": dict, "status": str, "step": (dict, type(None))}
 _STEP: dict[str, Any] = {"capability": str, "arguments": dict, "description": str, "nemesis": str}
 _REQUIRED_STEP = ("capability",)
+
+
+@dataclass
+class RollbackEntry:
+    """One step of a live run's rollback.json: a fault, and how to undo it once it returned."""
+
+    fault: str
+    arguments: dict[str, Any]
+    step: RollbackStep | None
+    status: str  # one of STATUSES
+
+    def to_json(self) -> dict[str, Any]:
+        return {"fault": self.fault, "arguments": self.arguments, "status": self.status,
+                "step": self.step.to_json() if self.step else None}
 
 
 def write_rollback_file(path: Path, data: dict[str, Any]) -> None:

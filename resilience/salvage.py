@@ -16,7 +16,7 @@ into a finished, sealed run with the verdict "aborted":
 3. read back the acknowledged orders through the target's URL when the stack
    answers (the rollback restored it), else leave them unverified and say so;
 4. write history.jsonl, result.json, the reports and the seal with
-   `run.write_results`, the same code a finished run uses.
+   `results.write_results`, the same code a finished run uses.
 
 `unsealed_message` is what `check`, `report` and `verify` say about such a directory.
 """
@@ -38,13 +38,14 @@ from .checkers.durability import acknowledged_writes
 from .checkers.windows import ABORT_PHASE, END_PHASE, history_end
 from .config import Settings, Targets
 from .errors import UserError
-from .evidence import MANIFEST, seal_run
+from .evidence import MANIFEST, EvidenceStore
 from .atomic import is_leftover_temp
 from .history import FAIL, FAULT, INFO, LOAD, OK, PARTIAL, PHASE, History, Record, load_partial
 from .load.process import read_new_rows
+from .readback import read_back_orders
 from .recheck import Replay, replay_rollbacks
+from .results import RunFacts, RunResult, read_result, target_detail, write_results
 from .rollbackfile import ROLLBACK, read_rollback_file
-from .run import RunFacts, readback, stack_answers, target_detail, write_results
 from .targets import make_target
 from .targets.target import Target
 
@@ -60,7 +61,7 @@ class Salvage:
 
     lines: list[str]
     failed_rollbacks: int = 0
-    result: dict[str, Any] | None = None
+    result: RunResult | None = None
 
 
 def unsealed_message(run_dir: Path) -> str | None:
@@ -112,7 +113,7 @@ def rollback_and_seal(run_dir: Path, settings: Settings, *,
 
 def seal_killed_run(run_dir: Path, target: Target, replay: Replay | None = None, *,
                     signing_key: Path | None = None, now: datetime | None = None,
-                    say: Callable[[str], None] = print) -> dict[str, Any]:
+                    say: Callable[[str], None] = print) -> RunResult:
     """Turn a killed run's streamed records into a sealed, aborted run (see the module docstring)."""
     run_dir = Path(run_dir)
     settings = _read_settings(run_dir)
@@ -142,9 +143,9 @@ def seal_killed_run(run_dir: Path, target: Target, replay: Replay | None = None,
     journal = {"status": "interrupted", "deviated": False, "resilience": NO_JOURNAL}
     if not complete:
         say("note: no streamed history (history.partial.jsonl) was found; the history holds the load rows only")
-    result = write_results(run_dir, history, facts, journal, signing_key=signing_key, ledger_dir=run_dir.parent,
+    result = write_results(run_dir, history, facts, journal, sealer=EvidenceStore(run_dir.parent, signing_key),
                            warn=say)
-    say(f"sealed {run_dir} as {result['verdict'].upper()}: {reason}")
+    say(f"sealed {run_dir} as {result.verdict.upper()}: {reason}")
     say(f"  evidence: {run_dir} (result.json, report.html, report.pdf, junit.xml, MANIFEST.sha256); "
         f"ledger {run_dir.parent / 'ledger.jsonl'}")
     return result
@@ -291,11 +292,7 @@ def _read_back(history: History, target: Target, now: Callable[[], float], say: 
     except Exception as exc:  # noqa: BLE001 - no URL, no read-back: the orders stay unverified, and we say so
         say(f"acknowledged orders stay unverified: the target gives no URL ({exc})")
         return
-    if not stack_answers(url):
-        say(f"acknowledged orders stay unverified: the platform at {url} does not answer")
-        return
-    say(f"reading back every acknowledged order through {url} ...")
-    history.extend(readback(url, history.records, now))
+    read_back_orders(history, url, now, say)
 
 
 def _failed_in_rollback_file(run_dir: Path) -> int:
@@ -340,9 +337,9 @@ def _facts(run_dir: Path, settings: dict[str, Any], history: History, reason: st
         aborted_reason=reason, failed_rollbacks=failed)
 
 
-def _seal_finished(run_dir: Path, signing_key: Path | None, say: Callable[[str], None]) -> dict[str, Any]:
+def _seal_finished(run_dir: Path, signing_key: Path | None, say: Callable[[str], None]) -> RunResult:
     """A run killed after result.json but before its seal: re-render the reports and seal it as it stands."""
-    result = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
+    result = read_result(run_dir)
     _remove_leftover_temps(run_dir, say)
     try:
         from .reports import render_all
@@ -351,7 +348,7 @@ def _seal_finished(run_dir: Path, signing_key: Path | None, say: Callable[[str],
         say(f"warning: rendering reports failed ({exc}); re-run `resilience report {run_dir}` before sealing again")
     if (run_dir / "history.jsonl").is_file():
         (run_dir / PARTIAL).unlink(missing_ok=True)
-    seal_run(run_dir, str(result.get("experiment")), str(result.get("verdict")), signing_key, run_dir.parent)
-    say(f"sealed {run_dir} with its stored verdict {str(result.get('verdict')).upper()} (the harness was killed "
+    EvidenceStore(run_dir.parent, signing_key).seal(run_dir, result.experiment, result.verdict)
+    say(f"sealed {run_dir} with its stored verdict {result.verdict.upper()} (the harness was killed "
         f"after writing result.json, before its seal)")
-    return dict(result)
+    return result

@@ -28,6 +28,7 @@ from ..evidence import LEDGER, verify_ledger
 from .compliance_render import write_compliance_html, write_compliance_pdf
 from .run import RunView, fmt_number, fmt_target, load_run, measurement_label
 
+COMPLIANCE_SCHEMA_VERSION = 1  # compliance.json (a document of its own; result.json: results.RESULT_SCHEMA_VERSION)
 IST = timezone(timedelta(hours=5, minutes=30), "IST")  # Asia/Kolkata: +05:30 all year, no DST
 
 
@@ -226,7 +227,7 @@ def _experiment_section(entry: GamedayEntry) -> dict[str, Any]:
                 "target": None, "started_at": None, "ended_at": None}
     run = load_run(entry.run_dir)
     fault = run.fault
-    load = run.result.get("load") or {}
+    load = run.result.load
     method = (f"fault {fault.get('capability')} {json.dumps(fault.get('arguments') or {}, default=str)}"
               if fault else "no fault injected")
     if load:
@@ -252,16 +253,16 @@ def _experiment_section(entry: GamedayEntry) -> dict[str, Any]:
     rto, rpo = run.measurement("rto_s"), run.measurement("rpo_s")
     return {
         "experiment": run.experiment, "kind": experiment_kind(run, run.experiment), "run_dir": run.run_dir.name,
-        "title": run.result.get("title") or "", "hypothesis": run.result.get("hypothesis") or "",
-        "method": method, "target": run.target, "target_detail": run.result.get("target_detail"),
-        "started_at": run.result.get("started_at"), "ended_at": run.result.get("ended_at"),
+        "title": run.result.title, "hypothesis": run.result.hypothesis,
+        "method": method, "target": run.target, "target_detail": run.result.target_detail or None,
+        "started_at": run.result.started_at, "ended_at": run.result.ended_at,
         "timeline": timeline, "measurements": measurements,
         "rto": fmt_number(rto.value, rto.unit) if rto else "not measured in this experiment",
         "rpo": fmt_number(rpo.value, rpo.unit) if rpo else "not measured in this experiment",
-        "verdict": run.verdict, "verdict_word": run.verdict_word, "aborted_reason": run.result.get("aborted_reason"),
-        "deviations": list(run.result.get("deviations") or []), "manifest_sha256": run.manifest_sha256,
-        "signed": run.signed, "harness": run.result.get("harness") or {},
-        "tool_versions": run.result.get("tool_versions") or {},
+        "verdict": run.verdict, "verdict_word": run.verdict_word, "aborted_reason": run.result.aborted_reason,
+        "deviations": list(run.result.deviations), "manifest_sha256": run.manifest_sha256,
+        "signed": run.signed, "harness": run.result.harness,
+        "tool_versions": run.result.tool_versions,
     }
 
 
@@ -376,7 +377,7 @@ def build_compliance(entries: list[GamedayEntry], settings: Settings, suite: str
     targets = sorted({str(s["target"]) for s in sections if s.get("target")})
     t = settings.targets
     return {
-        "schema_version": 1,
+        "schema_version": COMPLIANCE_SCHEMA_VERSION,
         "kind": "resilience-compliance-report",
         "report_id": report_id,
         "suite": suite,

@@ -103,16 +103,16 @@ def metadata_rows(run: RunView) -> list[tuple[str, str]]:
     """Run metadata as (label, value): target first, because every report must say where it ran."""
     r = run.result
     fault = run.fault
-    load = r.get("load") or {}
-    harness = r.get("harness") or {}
+    load = r.load
+    harness = r.harness
     rows = [
         ("Target", run.target),
-        ("Target detail", detail_text(r.get("target_detail"), 400) or "—"),
-        ("Experiment", f"{run.experiment} — {r.get('title') or ''}".rstrip(" —")),
+        ("Target detail", detail_text(r.target_detail, 400) or "—"),
+        ("Experiment", f"{run.experiment} — {r.title}".rstrip(" —")),
         ("Run directory", run.run_dir.name),
-        ("Started (UTC)", str(r.get("started_at") or "—")),
-        ("Ended (UTC)", str(r.get("ended_at") or "—")),
-        ("Duration", fmt_number(r.get("duration_s"), "s")),
+        ("Started (UTC)", r.started_at or "—"),
+        ("Ended (UTC)", r.ended_at or "—"),
+        ("Duration", fmt_number(r.duration_s, "s")),
     ]
     for name, span in run.phases.items():
         rows.append((f"Phase {name}", f"t = {span[0]:.1f} s … {span[1]:.1f} s ({span[1] - span[0]:.1f} s)"))
@@ -127,7 +127,7 @@ def metadata_rows(run: RunView) -> list[tuple[str, str]]:
         rows.append(("Load", f"{load.get('users', '—')} users, class {load.get('user_class', '—')}, "
                              f"stages {json.dumps(load.get('stages'), default=str)}"))
     rows.append(("Harness", f"resilience {harness.get('version', '—')} (git {harness.get('git_commit') or '—'})"))
-    tools = r.get("tool_versions") or {}
+    tools = r.tool_versions
     if tools:
         rows.append(("Tool versions", ", ".join(f"{k} {v}" for k, v in sorted(tools.items()))))
     return rows

@@ -35,7 +35,7 @@ def render_html(run: RunView) -> str:
         "events": events,
         "event_notes": notes,
         "metadata": content.metadata_rows(run),
-        "target_detail": detail_text(run.result.get("target_detail"), 400),
+        "target_detail": detail_text(run.result.target_detail, 400),
         "settings": content.settings_text(run),
         "manifest_note": manifest_note(run),
         "version": __version__,

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..results import RESULT_SCHEMA_VERSION
 from .content import summary_counts
-from .run import SCHEMA_VERSION, RunView
+from .run import RunView
 
 REPORT_KIND = "resilience-run-report"
 
@@ -26,11 +27,11 @@ def _finite(value: Any) -> Any:
 
 
 def report_json(run: RunView) -> dict[str, Any]:
-    data = dict(run.result)
-    data["schema_version"] = SCHEMA_VERSION
+    data = run.result.to_json()
+    data["schema_version"] = RESULT_SCHEMA_VERSION
     data["report"] = {
         "kind": REPORT_KIND,
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": RESULT_SCHEMA_VERSION,
         "rendered_by": f"resilience {__version__}",
         "source": "result.json",
         "run_dir_name": run.run_dir.name,

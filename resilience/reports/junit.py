@@ -20,12 +20,12 @@ from .run import RunView, fmt_number, fmt_target, measurement_label
 
 def junit_tree(run: RunView) -> ET.ElementTree:
     suite = ET.Element("testsuite", name=run.experiment)
-    if run.result.get("started_at"):
-        suite.set("timestamp", str(run.result["started_at"]))
-    duration = run.result.get("duration_s")
+    if run.result.started_at:
+        suite.set("timestamp", run.result.started_at)
+    duration = run.result.duration_s
     suite.set("time", f"{float(duration):.3f}" if isinstance(duration, (int, float)) else "0")
     properties = ET.SubElement(suite, "properties")
-    for name, value in (("target", run.target), ("run_dir", str(run.result.get("run_dir") or run.run_dir)),
+    for name, value in (("target", run.target), ("run_dir", run.result.run_dir or str(run.run_dir)),
                         ("verdict", run.verdict), ("experiment", run.experiment)):
         ET.SubElement(properties, "property", name=name, value=value)
     classname = f"resilience.{run.experiment}"
@@ -47,12 +47,12 @@ def junit_tree(run: RunView) -> ET.ElementTree:
         errors += 1
         case = ET.SubElement(suite, "testcase", classname=classname, name="run", time="0")
         ET.SubElement(case, "error", type="aborted",
-                      message=f"run aborted: {run.result.get('aborted_reason') or 'no reason recorded'}")
+                      message=f"run aborted: {run.result.aborted_reason or 'no reason recorded'}")
     elif not run.measurements:
         errors += 1
         case = ET.SubElement(suite, "testcase", classname=classname, name="measurements", time="0")
         ET.SubElement(case, "error", type="inconclusive", message="no measurements were made")
-    deviations = run.result.get("deviations") or []
+    deviations = run.result.deviations
     if deviations:
         failures += 1
         case = ET.SubElement(suite, "testcase", classname=classname, name="deviations", time="0")

@@ -21,14 +21,14 @@ def render_markdown(run: RunView) -> str:
     lines = [
         f"### {ICONS.get(run.verdict, '')} {run.verdict_word}: `{run.experiment}` on target `{run.target}`",
         "",
-        f"**Hypothesis:** {_cell(str(run.result.get('hypothesis') or '(none recorded)'))}",
+        f"**Hypothesis:** {_cell(run.result.hypothesis or '(none recorded)')}",
         "",
     ]
-    if run.result.get("aborted_reason"):
-        lines += [f"**Aborted:** {_cell(str(run.result['aborted_reason']))}", ""]
-    for deviation in run.result.get("deviations") or []:
+    if run.result.aborted_reason:
+        lines += [f"**Aborted:** {_cell(run.result.aborted_reason)}", ""]
+    for deviation in run.result.deviations:
         lines.append(f"- **Deviation:** {_cell(str(deviation))}")
-    if run.result.get("deviations"):
+    if run.result.deviations:
         lines.append("")
     rows = measurement_rows(run)
     if rows:
@@ -40,7 +40,7 @@ def render_markdown(run: RunView) -> str:
         lines += ["No measurements were made.", ""]
     lines.append(f"{counts['met']} met · {counts['breached']} breached · {counts['inconclusive']} inconclusive · "
                  f"{counts['reported']} reported only · run `{run.run_dir.name}` · "
-                 f"started {run.result.get('started_at') or '—'} · full report: "
+                 f"started {run.result.started_at or '—'} · full report: "
                  f"`report.html` / `report.pdf` in the run directory.")
     return "\n".join(lines) + "\n"
 

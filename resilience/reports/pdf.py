@@ -135,20 +135,20 @@ def run_story(run: RunView) -> list[Flowable]:
     h2, body, small = sheet["Heading2"], sheet["Normal"], sheet["Small"]
     counts = content.summary_counts(run)
     story: list[Flowable] = [
-        banner(run.verdict_word, f"{run.result.get('title') or run.experiment} — experiment {run.experiment} on "
+        banner(run.verdict_word, f"{run.result.title or run.experiment} — experiment {run.experiment} on "
                                  f"target {run.target}; {counts['met']} met, {counts['breached']} breached, "
                                  f"{counts['inconclusive']} inconclusive, {counts['reported']} reported only",
                VERDICT_COLOURS.get(run.verdict, "#57606a"),
                sheet),
         Spacer(1, 8),
     ]
-    if run.result.get("aborted_reason"):
-        story.append(para(f"Aborted: {run.result['aborted_reason']}", body))
-    for deviation in run.result.get("deviations") or []:
+    if run.result.aborted_reason:
+        story.append(para(f"Aborted: {run.result.aborted_reason}", body))
+    for deviation in run.result.deviations:
         story.append(para(f"Deviation: {deviation}", body))
-    story += [para("Hypothesis", h2), para(run.result.get("hypothesis") or "(no hypothesis recorded)", body)]
-    if run.result.get("description"):
-        story.append(para(run.result["description"], body))
+    story += [para("Hypothesis", h2), para(run.result.hypothesis or "(no hypothesis recorded)", body)]
+    if run.result.description:
+        story.append(para(run.result.description, body))
     story.append(para(f"Target: {run.target}", body))
 
     story.append(para("Targets and measurements", h2))

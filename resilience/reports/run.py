@@ -17,8 +17,8 @@ from ..checkers.measurement import Measurement
 from ..errors import UserError
 from ..evidence import MANIFEST, SIGNATURE, manifest_digest
 from ..history import LOAD, History, Record
+from ..results import RunResult, read_result
 
-SCHEMA_VERSION = 1
 VERDICT_WORDS = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE", "aborted": "ABORTED"}
 VERDICT_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "inconclusive": "#9a6700", "aborted": "#57606a"}
 # "reported" (measured for context, judged against no target) is neutral grey: neither achieved nor missed
@@ -30,20 +30,23 @@ class RunView:
     """What a report needs from one run directory."""
 
     run_dir: Path
-    result: dict[str, Any]
-    measurements: list[Measurement]
+    result: RunResult
     history: History | None
     settings: dict[str, Any] = field(default_factory=dict)
     manifest_sha256: str | None = None
     signed: bool = False
 
     @property
+    def measurements(self) -> list[Measurement]:
+        return list(self.result.measurements)
+
+    @property
     def experiment(self) -> str:
-        return str(self.result.get("experiment") or self.run_dir.name)
+        return self.result.experiment or self.run_dir.name
 
     @property
     def verdict(self) -> str:
-        return str(self.result.get("verdict") or "inconclusive")
+        return self.result.verdict or "inconclusive"
 
     @property
     def verdict_word(self) -> str:
@@ -51,15 +54,15 @@ class RunView:
 
     @property
     def target(self) -> str:
-        return str(self.result.get("target") or self.settings.get("target") or "unknown")
+        return str(self.result.target or self.settings.get("target") or "unknown")
 
     @property
     def fault(self) -> dict[str, Any]:
-        return dict(self.result.get("fault") or {})
+        return dict(self.result.fault or {})
 
     @property
     def phases(self) -> dict[str, list[float]]:
-        return {str(k): list(v) for k, v in (self.result.get("phases") or {}).items() if v and len(v) == 2}
+        return {str(k): list(v) for k, v in self.result.phases.items() if v and len(v) == 2}
 
     def wall(self, t: float) -> datetime | None:
         """UTC wall-clock time of history time t (None without a history)."""
@@ -68,7 +71,7 @@ class RunView:
         return datetime.fromtimestamp(self.history.origin_wall, tz=timezone.utc) + timedelta(seconds=t)
 
     def measurement(self, name: str) -> Measurement | None:
-        return next((m for m in self.measurements if m.name == name), None)
+        return self.result.measurement(name)
 
     def rto_s(self) -> float | None:
         """The measured RTO when finite (for the recovery marker on plots)."""
@@ -87,21 +90,7 @@ class RunView:
 def load_run(run_dir: Path) -> RunView:
     """Read a run directory; UserError naming the file when result.json is missing or damaged."""
     run_dir = Path(run_dir)
-    result_path = run_dir / "result.json"
-    if not result_path.is_file():
-        raise UserError(f"{result_path} does not exist: {run_dir} is not a finished run directory. Pass a directory "
-                        f"written by `resilience run` (reports/<timestamp>-<experiment>/).")
-    result = _read_json(result_path)
-    if not isinstance(result, dict):
-        raise UserError(f"{result_path}: expected a JSON object (see docs/reports.md for the schema).")
-    version = result.get("schema_version", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
-        raise UserError(f"{result_path}: schema_version {version} is not supported (this harness reads "
-                        f"{SCHEMA_VERSION}). Render it with the harness version that wrote it.")
-    try:
-        measurements = [Measurement.from_json(m) for m in result.get("measurements") or []]
-    except TypeError as exc:
-        raise UserError(f"{result_path}: a measurement has unexpected fields ({exc}).") from None
+    result = read_result(run_dir)
     history = None
     history_path = run_dir / "history.jsonl"
     if history_path.is_file():
@@ -112,7 +101,7 @@ def load_run(run_dir: Path) -> RunView:
                             f"`resilience verify {run_dir}` shows whether it was changed.") from None
     settings_path = run_dir / "settings.json"
     settings = _read_json(settings_path) if settings_path.is_file() else {}
-    return RunView(run_dir, result, measurements, history, settings if isinstance(settings, dict) else {},
+    return RunView(run_dir, result, history, settings if isinstance(settings, dict) else {},
                    manifest_digest(run_dir), (run_dir / SIGNATURE).is_file())
 
 

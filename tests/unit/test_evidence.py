@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from resilience import evidence
+from resilience.atomic import write_json_atomic
 from resilience.errors import UserError
 
 NOW = datetime(2025, 3, 10, 5, 30, 0, tzinfo=timezone.utc)
@@ -19,7 +20,7 @@ NOW = datetime(2025, 3, 10, 5, 30, 0, tzinfo=timezone.utc)
 
 def make_run(reports: Path, name: str = "pod-kill") -> Path:
     run = evidence.new_run_dir(reports, name, NOW)
-    evidence.write_json_atomic(run / "result.json", {"schema_version": 1, "verdict": "pass"})
+    write_json_atomic(run / "result.json", {"schema_version": 1, "verdict": "pass"})
     (run / "history.jsonl").write_text('{"kind": "resilience-history"}\n[0.1,"load","GET /menu","ok",0.01,null,null]\n')
     (run / "plots").mkdir()
     (run / "plots" / "a.svg").write_text("<svg/>")
@@ -40,7 +41,7 @@ def test_new_run_dir_rejects_a_name_that_is_not_a_plain_word(tmp_path: Path) -> 
 
 
 def test_write_json_atomic_leaves_no_temporary_file(tmp_path: Path) -> None:
-    evidence.write_json_atomic(tmp_path / "x.json", {"a": 1})
+    write_json_atomic(tmp_path / "x.json", {"a": 1})
     assert json.loads((tmp_path / "x.json").read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
 

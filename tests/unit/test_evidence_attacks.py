@@ -8,6 +8,7 @@ the way a forger with write access to the reports directory would do it.
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from resilience import evidence
 from resilience.cli import main
 from resilience.errors import UserError
 from resilience.recheck import recheck
+from resilience.results import RunResult
 from run_fixtures import load_generator
 
 
@@ -47,7 +49,7 @@ def verify_cli(run_dir: Path, cfg: str, *extra: str) -> int:
     return main(["verify", str(run_dir), "--config", cfg, *extra])
 
 
-def forge_verdict(run_dir: Path, targets: dict[str, float], drop: tuple[str, ...] = ()) -> dict:
+def forge_verdict(run_dir: Path, targets: dict[str, float], drop: tuple[str, ...] = ()) -> RunResult:
     """Loosen targets in settings.json, clear `drop` fields of result.json, regenerate it, rewrite the manifest."""
     settings = json.loads((run_dir / "settings.json").read_text())
     settings["targets"].update(targets)
@@ -57,7 +59,7 @@ def forge_verdict(run_dir: Path, targets: dict[str, float], drop: tuple[str, ...
         stored[name] = [] if name == "deviations" else None
     (run_dir / "result.json").write_text(json.dumps(stored))
     forged, _ = recheck(run_dir)
-    (run_dir / "result.json").write_text(json.dumps(forged))
+    (run_dir / "result.json").write_text(json.dumps(forged.to_json()))
     evidence.write_manifest(run_dir)
     return forged
 
@@ -73,7 +75,7 @@ def test_loosened_target_rewritten_result_and_manifest_is_caught_by_the_ledger(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = sealed_run(tmp_path / "reports", "fail")
     forged = forge_verdict(run_dir, {"rto_s": 1000.0, "p99_ms": 5000.0, "availability": 0.5}, drop=("deviations",))
-    assert forged["verdict"] == "pass"  # the forgery works on the run directory alone ...
+    assert forged.verdict == "pass"  # the forgery works on the run directory alone ...
     assert evidence.verify(run_dir).ok
     assert main(["check", str(run_dir)]) == 0
     capsys.readouterr()
@@ -87,7 +89,7 @@ def test_loosened_target_rewritten_result_and_manifest_is_caught_by_the_ledger(
 def test_removed_aborted_reason_is_caught_by_the_ledger(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = sealed_run(tmp_path / "reports", "aborted")
     forged = forge_verdict(run_dir, {"availability": 0.4}, drop=("aborted_reason",))
-    assert forged["verdict"] == "pass" and evidence.verify(run_dir).ok
+    assert forged.verdict == "pass" and evidence.verify(run_dir).ok
     assert verify_cli(run_dir, config(tmp_path)) == 1
     out = capsys.readouterr().out
     assert "modified" in out and "the ledger recorded when the run was sealed" in out
@@ -118,7 +120,7 @@ def test_a_consistent_rewrite_of_run_and_last_line_needs_a_recorded_head(
     ledger = reports / evidence.LEDGER
     lines = ledger.read_text().splitlines()
     entry = json.loads(lines[-1])
-    entry.update(verdict=forged["verdict"], manifest_sha256=evidence.manifest_digest(run_dir))
+    entry.update(verdict=forged.verdict, manifest_sha256=evidence.manifest_digest(run_dir))
     lines[-1] = json.dumps(entry, sort_keys=True, separators=(",", ":"))
     ledger.write_text("\n".join(lines) + "\n")
     assert verify_cli(run_dir, config(tmp_path)) == 0
@@ -153,7 +155,7 @@ def test_a_run_missing_from_the_ledger_is_not_intact(tmp_path: Path, capsys: pyt
 
 def test_a_run_that_never_finished_shows_as_never_sealed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     reports = tmp_path / "reports"
-    run_dir = evidence.new_run_dir(reports, "zone-failure", evidence.datetime(2025, 3, 10, tzinfo=evidence.timezone.utc))
+    run_dir = evidence.new_run_dir(reports, "zone-failure", datetime(2025, 3, 10, tzinfo=timezone.utc))
     evidence.record_start(run_dir, "zone-failure")
     assert verify_cli(run_dir, config(tmp_path)) == 1
     assert "records the run's start, but the run was never sealed" in capsys.readouterr().out
@@ -222,7 +224,7 @@ def test_check_exits_1_when_the_stored_result_differs(tmp_path: Path, capsys: py
     captured = capsys.readouterr()
     assert "DIFFERENT from result.json" in captured.out and "DIFFERENT" in captured.err
     recomputed, _ = recheck(run_dir)
-    (run_dir / "result.json").write_text(json.dumps(recomputed))
+    (run_dir / "result.json").write_text(json.dumps(recomputed.to_json()))
     assert main(["check", str(run_dir)]) == 0  # same, and a pass: exit codes as before
     assert "same measurements and verdict as stored" in capsys.readouterr().out
 
@@ -232,10 +234,10 @@ def test_the_compliance_report_shows_a_never_sealed_run_and_the_ledger_head(tmp_
     from resilience.reports.compliance import GamedayEntry, build_compliance
     reports = tmp_path / "reports"
     finished = sealed_run(reports, "pass")
-    crashed = evidence.new_run_dir(reports, "zone-failure", evidence.datetime(2025, 3, 10, tzinfo=evidence.timezone.utc))
+    crashed = evidence.new_run_dir(reports, "zone-failure", datetime(2025, 3, 10, tzinfo=timezone.utc))
     evidence.record_start(crashed, "zone-failure")
     model = build_compliance([GamedayEntry("pod-kill", finished)], Settings(), "quick", "r-1",
-                             evidence.datetime(2025, 3, 10, 6, tzinfo=evidence.timezone.utc), reports)
+                             datetime(2025, 3, 10, 6, tzinfo=timezone.utc), reports)
     assert model["ledger"]["head"] == evidence.verify_ledger(reports).head
     assert model["ledger"]["never_sealed"] == [crashed.name]  # not part of the suite, still not omitted
     assert any(f["run_dir"] == crashed.name and "never sealed" in f["finding"] for f in model["findings"])

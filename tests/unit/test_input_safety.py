@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from resilience import evidence
+from resilience.atomic import write_json_atomic
 from resilience.cli import main
 from resilience.history import History
 from resilience.policy import BUILTIN_MODULES
@@ -416,7 +417,7 @@ def test_evidence_and_history_writers_do_not_follow_planted_links(run_dir: Path,
     victim.write_text("precious")
     _plant([run_dir / f".result.json.{os.getpid()}.tmp", run_dir / ".MANIFEST.sha256.tmp",
             run_dir / "history.jsonl.tmp"], victim)
-    evidence.write_json_atomic(run_dir / "result.json", {"written": True})
+    write_json_atomic(run_dir / "result.json", {"written": True})
     evidence.write_manifest(run_dir)
     History.load(run_dir / "history.jsonl").dump(run_dir / "history.jsonl")
     assert victim.read_text() == "precious"
@@ -429,5 +430,5 @@ def test_a_link_at_the_final_name_is_replaced_not_followed(run_dir: Path, tmp_pa
     victim.write_text("precious")
     target = run_dir / "rollback.json"
     _plant([target], victim)
-    evidence.write_json_atomic(target, {"steps": []})
+    write_json_atomic(target, {"steps": []})
     assert victim.read_text() == "precious" and not target.is_symlink()

@@ -172,6 +172,7 @@ def test_a_reported_only_figure_is_labelled_reported_never_met(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     """A figure judged against no target (target null) is context, not an achieved objective."""
     from resilience.cli import _print_result
+    from resilience.results import RunResult
     from resilience.reports.run import STATUS_COLOURS
     run_dir = load_generator().make_run(tmp_path, "pass")
     result = json.loads((run_dir / "result.json").read_text())
@@ -188,6 +189,6 @@ def test_a_reported_only_figure_is_labelled_reported_never_met(tmp_path: Path,
     assert next(line for line in md.splitlines() if "p99_ms_fault" in line).endswith("ℹ️ reported |")
     assert json.loads(render(run_dir, "json").read_text())["measurements"][-1]["status"] == "met"  # JSON unchanged
     assert render(run_dir, "pdf").stat().st_size > 0
-    _print_result(result)
+    _print_result(RunResult.from_json(result))
     line = next(line for line in capsys.readouterr().out.splitlines() if "p99_ms_fault" in line)
     assert line.rstrip().endswith("reported") and not line.rstrip().endswith("met")

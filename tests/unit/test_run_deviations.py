@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from resilience.history import FAULT, INFO, OK, PLATFORM, Record
-from resilience.run import run_deviations
+from resilience.results import run_deviations
 
 
 def record(source: str, op: str, detail: dict | None = None) -> Record:

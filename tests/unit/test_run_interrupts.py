@@ -15,12 +15,15 @@ from typing import Any
 import pytest
 
 from resilience import evidence
+from resilience import readback as readback_module
 from resilience import run as run_module
 from resilience.config import load_settings
 from resilience.experiments import load as load_experiment
 from resilience.atomic import write_json_atomic
 from resilience.history import PARTIAL, History, Record, load_partial
-from resilience.rollbackfile import write_rollback_file
+from resilience.rollbackfile import RollbackEntry, write_rollback_file
+from resilience.results import RunResult
+from resilience.rundeps import RunOptions
 from resilience.targets.base import RollbackStep
 
 from test_salvage import FakeTarget, closed_port_url, load_rows
@@ -107,15 +110,20 @@ class FakeLoad:
         return self.stopped == 0
 
 
+def fake_run(tmp_path: Path, target: FakeTarget, experiment: str = "zone-failure") -> run_module.Run:
+    """A Run given a fake target, no load generator and an evidence store under tmp_path."""
+    def no_load(*args: Any) -> Any:
+        raise AssertionError("these tests drive the run without starting a load generator")
+    return run_module.Run(load_experiment(experiment, "short"), load_settings(None),
+                          RunOptions(reports_dir=tmp_path, progress=False), target=target, load_factory=no_load,
+                          store=evidence.EvidenceStore(tmp_path))
+
+
 @pytest.fixture
-def live_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> run_module.Run:
+def live_run(tmp_path: Path) -> run_module.Run:
     """A run in its fault phase with one pending rollback, as Run.begin and inject leave it (without a stack)."""
-    target = FakeTarget(closed_port_url())
-    monkeypatch.setattr(run_module, "make_target", lambda *a, **k: target)
-    spec = load_experiment("zone-failure", "short")
-    run = run_module.Run(spec, load_settings(None), run_module.RunOptions(reports_dir=tmp_path, progress=False))
-    run.run_dir = evidence.new_run_dir(tmp_path, spec.name, run.started_at)
-    evidence.record_start(run.run_dir, spec.name, run.started_at)
+    run = fake_run(tmp_path, FakeTarget(closed_port_url()))
+    run.run_dir = run.store.open_run(run.spec.name, run.started_at)
     run.history.stream_to(run.path(PARTIAL))
     run._write_json("settings.json", run._settings_json())
     run.load = FakeLoad()
@@ -124,17 +132,25 @@ def live_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> run_module.Run:
     run.history.add("fault", "inject", "ok", t=10.0, detail={"capability": "lose_zone", "arguments": {}})
     run.fault_info = {"capability": "lose_zone", "arguments": {}, "injected_t": 10.0}
     run.mark_phase("fault", t=10.0)
-    run.rollbacks.append(run_module.RollbackEntry("lose_zone", {}, RollbackStep("restore_zone"), "pending"))
+    run.rollbacks.append(RollbackEntry("lose_zone", {}, RollbackStep("restore_zone"), "pending"))
     run._write_rollbacks()
     run.rollback_all()  # Chaos Toolkit's rollback: the run is now in its recovery phase
     return run
 
 
-def sealed(run: run_module.Run) -> dict[str, Any]:
+# result.json's keys, in the order `resilience run` has always written them
+RESULT_KEYS = ["schema_version", "experiment", "title", "hypothesis", "description", "target", "target_detail",
+               "run_dir", "verdict", "aborted_reason", "deviations", "measurements", "phases", "fault", "started_at",
+               "ended_at", "duration_s", "load", "profile", "error", "harness", "tool_versions"]
+
+
+def sealed(run: run_module.Run) -> RunResult:
     assert run.run_dir is not None
     assert evidence.verify(run.run_dir, ledger=run.run_dir.parent / evidence.LEDGER).ok
     assert not (run.run_dir / PARTIAL).exists()
-    return json.loads((run.run_dir / "result.json").read_text())
+    stored = json.loads((run.run_dir / "result.json").read_text())
+    assert list(stored) == RESULT_KEYS and RunResult.from_json(stored).to_json() == stored
+    return RunResult.from_json(stored)
 
 
 def test_ctrl_c_in_the_recovery_window_ends_as_an_aborted_run_with_full_evidence(
@@ -143,8 +159,8 @@ def test_ctrl_c_in_the_recovery_window_ends_as_an_aborted_run_with_full_evidence
         raise KeyboardInterrupt
     monkeypatch.setattr(live_run, "hold", ctrl_c)
     result = live_run.finish({"status": "completed", "deviated": False})
-    assert result["verdict"] == "aborted" and result["aborted_reason"] == "interrupted (Ctrl-C) during recovery"
-    assert sealed(live_run) == result and live_run.load.stopped >= 1
+    assert result.verdict == "aborted" and result.aborted_reason == "interrupted (Ctrl-C) during recovery"
+    assert sealed(live_run).to_json() == result.to_json() and live_run.load.stopped >= 1
     ops = [r.op for r in History.load(live_run.path("history.jsonl")).sorted() if r.source == "phase"]
     assert ops[-3:] == ["recovery", "abort", "end"]
     assert (live_run.path("report.html")).is_file()
@@ -164,9 +180,9 @@ def test_ctrl_c_while_writing_the_reports_starts_the_results_over_as_aborted(
     monkeypatch.setattr(live_run, "hold", lambda seconds: None)
     monkeypatch.setattr(reports, "render_all", interrupted_once)
     result = live_run.finish({"status": "completed", "deviated": False})
-    assert len(calls) == 2 and result["verdict"] == "aborted"
-    assert result["aborted_reason"] == "interrupted (Ctrl-C) during writing the results and reports"
-    assert sealed(live_run)["verdict"] == "aborted"
+    assert len(calls) == 2 and result.verdict == "aborted"
+    assert result.aborted_reason == "interrupted (Ctrl-C) during writing the results and reports"
+    assert sealed(live_run).verdict == "aborted"
 
 
 def test_a_second_ctrl_c_stops_at_once_and_the_streamed_history_remains(
@@ -185,8 +201,8 @@ def test_a_second_ctrl_c_stops_at_once_and_the_streamed_history_remains(
 def test_an_interrupted_run_reads_back_its_orders_when_the_platform_answers(
         live_run: run_module.Run, monkeypatch: pytest.MonkeyPatch) -> None:
     read: list[str] = []
-    monkeypatch.setattr(run_module, "stack_answers", lambda url: True)
-    monkeypatch.setattr(run_module, "readback", lambda url, records, now: read.append(url) or [])
+    monkeypatch.setattr(readback_module, "stack_answers", lambda url: True)
+    monkeypatch.setattr(readback_module, "readback", lambda url, records, now: read.append(url) or [])
     assert "rpo" in live_run.spec.measures
     result = live_run.finish({"status": "interrupted", "deviated": False})
-    assert result["verdict"] == "aborted" and read == [live_run.target.url()]
+    assert result.verdict == "aborted" and read == [live_run.target.url()]

@@ -181,6 +181,7 @@ def test_a_killed_run_is_rolled_back_and_sealed_as_aborted(tmp_path: Path) -> No
     assert [s.capability for s in target.rolled_back] == ["restore_zone"] and salvage.failed_rollbacks == 0
     assert json.loads((run_dir / "rollback.json").read_text())["steps"][0]["status"] == "done"
     result = json.loads((run_dir / "result.json").read_text())
+    assert salvage.result is not None and salvage.result.to_json() == result  # what `resilience rollback` read back
     assert result["verdict"] == "aborted"
     assert result["aborted_reason"].startswith("the harness was killed during fault; sealed by `resilience rollback` at ")
     assert result["fault"]["capability"] == "lose_zone" and result["fault"]["injected_t"] == FAULT_T
