@@ -5,7 +5,7 @@ functions (`resilience.faults.lose_zone(zone=...)`,
 `resilience.control.before_experiment_control(context, ...)`) with nothing but
 the experiment's arguments: it has no way to hand them the `Run` they belong
 to. So whoever creates the run registers it here — `resilience run`
-(cli.run_experiment) before it starts Chaos Toolkit, or the control itself
+(launcher.run_experiment) before it starts Chaos Toolkit, or the control itself
 under plain `chaos run` — and those functions look it up here. Nothing else
 should: code that has a `Run` passes it on.
 """

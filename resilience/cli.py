@@ -10,15 +10,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from . import __version__
 from .config import Settings, defaults_yaml, load_settings
 from .errors import HarnessError, UserError
-
-if TYPE_CHECKING:
-    from .results import RunResult
-    from .run import Run
+from .launcher import json_summary, load_overrides, print_result, run_experiment
 
 EPILOG = """\
 examples:
@@ -101,114 +98,6 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_target_overrides(pairs: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        name, sep, value = pair.partition("=")
-        if not sep:
-            raise UserError(f"--set-target {pair!r}: use NAME=VALUE, e.g. --set-target rto_s=60.")
-        try:
-            out[name.strip()] = float(value)
-        except ValueError:
-            raise UserError(f"--set-target {pair!r}: the value must be a number.") from None
-    return out
-
-
-def _load_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if args.users is not None:
-        out["users"] = args.users
-    if args.spawn_rate is not None:
-        out["spawn_rate"] = args.spawn_rate
-    if args.stages:
-        out["stages"] = args.stages
-    return out
-
-
-def run_experiment(name: str, args: argparse.Namespace, settings: Settings) -> "RunResult":
-    """Run one experiment through Chaos Toolkit with our control; returns its result (result.json)."""
-    import logging
-
-    from chaoslib.experiment import run_experiment as chaos_run
-
-    from . import active, experiments
-    from .rundeps import RunOptions, build_run
-    spec = experiments.load(name, args.profile, load_overrides=_load_overrides(args), policy=_policy(settings))
-    experiments.validate_with_chaostoolkit(spec)
-    options = RunOptions(target=args.target, context=args.context,
-                         target_overrides=_parse_target_overrides(args.set_target),
-                         reports_dir=Path(args.reports_dir) if args.reports_dir else None,
-                         keep_up=args.keep_up, seed=args.seed, progress=not args.quiet)
-    spec.targets(settings.targets, options.target_overrides)  # impossible targets: exit 2 before anything runs
-    run = build_run(spec, settings, options)
-    run.target.check(list(spec.faults))  # a fault this target would refuse: exit 2 before anything runs
-    active.activate(run)
-    logging.getLogger("chaostoolkit").setLevel(logging.ERROR)  # our progress says what happens; the journal has the rest
-    try:
-        try:
-            journal = chaos_run(spec.raw, settings={"runtime": {"rollbacks": {"strategy": "always"}}},
-                                event_handlers=[_interrupt_noter(run)])
-        except KeyboardInterrupt:
-            # Ctrl-C where neither Chaos Toolkit nor Run.finish catches it (e.g. while Chaos Toolkit wraps up):
-            # finish the run here, as aborted; a second Ctrl-C (or one that escaped finish) stops at once
-            if run.run_dir is None or run.result is not None or not run.note_interrupt(run.phase):
-                raise
-            journal = {"status": "interrupted", "deviated": False}
-        if run.result is None:
-            if run.run_dir is None and run.error is not None:
-                raise run.error
-            if run.run_dir is not None:
-                run.finish(journal)
-        if run.result is None:
-            raise HarnessError(f"the run produced no result: {run.error or 'see the journal'}")
-        return run.result
-    finally:
-        try:
-            run.close()
-        finally:
-            active.activate(None)
-
-
-def _interrupt_noter(run: "Run") -> Any:
-    """A Chaos Toolkit event handler that notes a Ctrl-C in the phase it happened.
-
-    Chaos Toolkit swallows the Ctrl-C and rolls back (which moves the run to the
-    recovery phase); without this the run would only learn of it in finish() and
-    name the wrong phase in its aborted reason.
-    """
-    from chaoslib.run import RunEventHandler
-
-    class InterruptNoter(RunEventHandler):
-        def signal_exit(self) -> None:
-            if run.run_dir is not None and not run.abort_reason:
-                run.note_interrupt(run.phase)
-
-    return InterruptNoter()
-
-
-def _print_result(result: "RunResult") -> None:
-    from .checkers.measurement import status_label
-    print(f"\n{result.experiment} on target {result.target}: verdict {result.verdict.upper()}")
-    if result.aborted_reason:
-        print(f"  aborted: {result.aborted_reason}")
-    for d in result.deviations:
-        print(f"  deviation: {d}")
-    print(f"  {'measurement':<22} {'measured':>12} {'target':>12}  status")
-    for m in result.measurements:
-        shown = "-" if m.value is None else (m.value if isinstance(m.value, str) else f"{m.value:.4g}")
-        target = "-" if m.target is None else f"{m.comparison} {m.target:g}"
-        print(f"  {m.name:<22} {str(shown) + ' ' + m.unit:>12} {target:>12}  {status_label(m.status, m.target)}")
-    print(f"  evidence: {result.run_dir}  (report.html, report.pdf, junit.xml, MANIFEST.sha256)")
-
-
-def _json_summary(result: "RunResult") -> dict[str, Any]:
-    from .results import RESULT_SCHEMA_VERSION, measurement_json
-    return {"schema_version": RESULT_SCHEMA_VERSION, "experiment": result.experiment, "target": result.target,
-            "run_dir": result.run_dir, "verdict": result.verdict,
-            "measurements": [{k: measurement_json(m)[k] for k in ("name", "value", "unit", "target", "status")}
-                             for m in result.measurements]}
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from .checkers.measurement import EXIT_CODES
     settings = _settings(args)
@@ -216,9 +105,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _dry_run(args, settings)
     result = run_experiment(args.experiment, args, settings)
     if args.json:
-        print(json.dumps(_json_summary(result), indent=2))
+        print(json.dumps(json_summary(result), indent=2))
     else:
-        _print_result(result)
+        print_result(result)
     if result.error:
         print(f"resilience: error: the run could not be completed: {result.error}", file=sys.stderr)
         return 2
@@ -229,7 +118,7 @@ def _dry_run(args: argparse.Namespace, settings: Settings) -> int:
     """Every step the run would take on its target, without one call; a step it would refuse: exit 2."""
     from . import experiments
     from .targets import make_target
-    spec = experiments.load(args.experiment, args.profile, load_overrides=_load_overrides(args),
+    spec = experiments.load(args.experiment, args.profile, load_overrides=load_overrides(args),
                             policy=_policy(settings))
     target = make_target(args.target, settings, context=args.context, dry_run=True)
     for line in target.plan(list(spec.faults)):
@@ -275,9 +164,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     _refuse_unsealed(Path(args.run_dir))
     result, same = recheck(Path(args.run_dir))
     if args.json:
-        print(json.dumps(_json_summary(result), indent=2))
+        print(json.dumps(json_summary(result), indent=2))
     else:
-        _print_result(result)
+        print_result(result)
         print("  recomputed offline from history.jsonl: " +
               ("same measurements and verdict as stored" if same else "DIFFERENT from result.json (see above)"))
         print(f"  (the inputs — settings.json, result.json, history.jsonl — are trusted only as far as "

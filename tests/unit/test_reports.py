@@ -171,7 +171,7 @@ def test_replica_series_reads_controller_records() -> None:
 def test_a_reported_only_figure_is_labelled_reported_never_met(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     """A figure judged against no target (target null) is context, not an achieved objective."""
-    from resilience.cli import _print_result
+    from resilience.launcher import print_result as _print_result
     from resilience.results import RunResult
     from resilience.reports.run import STATUS_COLOURS
     run_dir = load_generator().make_run(tmp_path, "pass")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from resilience.cli import _json_summary
+from resilience.launcher import json_summary as _json_summary
 from resilience.errors import UserError
 from resilience.history import FAULT, History, Record
 from resilience.recheck import recheck

@@ -1,0 +1,127 @@
+"""Starting one experiment run from the command line, and printing what it found.
+
+Options become a `Run` (rundeps.build_run), which Chaos Toolkit drives with our
+control; a Ctrl-C anywhere still ends in a sealed, aborted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .config import Settings
+from .errors import HarnessError, UserError
+from .policy import Policy
+
+if TYPE_CHECKING:
+    from .results import RunResult
+    from .run import Run
+
+
+def parse_target_overrides(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise UserError(f"--set-target {pair!r}: use NAME=VALUE, e.g. --set-target rto_s=60.")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise UserError(f"--set-target {pair!r}: the value must be a number.") from None
+    return out
+
+
+def load_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if args.users is not None:
+        out["users"] = args.users
+    if args.spawn_rate is not None:
+        out["spawn_rate"] = args.spawn_rate
+    if args.stages:
+        out["stages"] = args.stages
+    return out
+
+
+def run_experiment(name: str, args: argparse.Namespace, settings: Settings) -> "RunResult":
+    """Run one experiment through Chaos Toolkit with our control; returns its result (result.json)."""
+    import logging
+
+    from chaoslib.experiment import run_experiment as chaos_run
+
+    from . import active, experiments
+    from .rundeps import RunOptions, build_run
+    spec = experiments.load(name, args.profile, load_overrides=load_overrides(args), policy=Policy.from_settings(settings))
+    experiments.validate_with_chaostoolkit(spec)
+    options = RunOptions(target=args.target, context=args.context,
+                         target_overrides=parse_target_overrides(args.set_target),
+                         reports_dir=Path(args.reports_dir) if args.reports_dir else None,
+                         keep_up=args.keep_up, seed=args.seed, progress=not args.quiet)
+    spec.targets(settings.targets, options.target_overrides)  # impossible targets: exit 2 before anything runs
+    run = build_run(spec, settings, options)
+    run.target.check(list(spec.faults))  # a fault this target would refuse: exit 2 before anything runs
+    active.activate(run)
+    logging.getLogger("chaostoolkit").setLevel(logging.ERROR)  # our progress says what happens; the journal has the rest
+    try:
+        try:
+            journal = chaos_run(spec.raw, settings={"runtime": {"rollbacks": {"strategy": "always"}}},
+                                event_handlers=[_interrupt_noter(run)])
+        except KeyboardInterrupt:
+            # Ctrl-C where neither Chaos Toolkit nor Run.finish catches it (e.g. while Chaos Toolkit wraps up):
+            # finish the run here, as aborted; a second Ctrl-C (or one that escaped finish) stops at once
+            if run.run_dir is None or run.result is not None or not run.note_interrupt(run.phase):
+                raise
+            journal = {"status": "interrupted", "deviated": False}
+        if run.result is None:
+            if run.run_dir is None and run.error is not None:
+                raise run.error
+            if run.run_dir is not None:
+                run.finish(journal)
+        if run.result is None:
+            raise HarnessError(f"the run produced no result: {run.error or 'see the journal'}")
+        return run.result
+    finally:
+        try:
+            run.close()
+        finally:
+            active.activate(None)
+
+
+def _interrupt_noter(run: "Run") -> Any:
+    """A Chaos Toolkit event handler that notes a Ctrl-C in the phase it happened.
+
+    Chaos Toolkit swallows the Ctrl-C and rolls back (which moves the run to the
+    recovery phase); without this the run would only learn of it in finish() and
+    name the wrong phase in its aborted reason.
+    """
+    from chaoslib.run import RunEventHandler
+
+    class InterruptNoter(RunEventHandler):
+        def signal_exit(self) -> None:
+            if run.run_dir is not None and not run.abort_reason:
+                run.note_interrupt(run.phase)
+
+    return InterruptNoter()
+
+
+def print_result(result: "RunResult") -> None:
+    from .checkers.measurement import status_label
+    print(f"\n{result.experiment} on target {result.target}: verdict {result.verdict.upper()}")
+    if result.aborted_reason:
+        print(f"  aborted: {result.aborted_reason}")
+    for d in result.deviations:
+        print(f"  deviation: {d}")
+    print(f"  {'measurement':<22} {'measured':>12} {'target':>12}  status")
+    for m in result.measurements:
+        shown = "-" if m.value is None else (m.value if isinstance(m.value, str) else f"{m.value:.4g}")
+        target = "-" if m.target is None else f"{m.comparison} {m.target:g}"
+        print(f"  {m.name:<22} {str(shown) + ' ' + m.unit:>12} {target:>12}  {status_label(m.status, m.target)}")
+    print(f"  evidence: {result.run_dir}  (report.html, report.pdf, junit.xml, MANIFEST.sha256)")
+
+
+def json_summary(result: "RunResult") -> dict[str, Any]:
+    from .results import RESULT_SCHEMA_VERSION, measurement_json
+    return {"schema_version": RESULT_SCHEMA_VERSION, "experiment": result.experiment, "target": result.target,
+            "run_dir": result.run_dir, "verdict": result.verdict,
+            "measurements": [{k: measurement_json(m)[k] for k in ("name", "value", "unit", "target", "status")}
+                             for m in result.measurements]}
