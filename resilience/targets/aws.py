@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator
 from ..config import Settings
 from ..errors import HarnessError, UserError
 from .base import Component, PlatformEvent, StackStatus
+from .blast_radius import region_problem
 from .manifests import BackendEndpoints
 from .target import Services
 
@@ -83,6 +84,10 @@ class AwsServices(Services):
 
     # -- clients and the allow-list -----------------------------------------------
     def client(self, service: str) -> Any:
+        """A boto3 client, only ever for an allowed region (checked before every call)."""
+        problem = region_problem(self.settings)
+        if problem:
+            raise UserError(problem)
         return self._session.client(service, region_name=self.aws.region, endpoint_url=self.aws.endpoint_url)
 
     def _check_account(self) -> str:
@@ -107,6 +112,9 @@ class AwsServices(Services):
                                              "aws_secret_access_key": frozen.secret_key,
                                              "aws_session_token": frozen.token}
         from chaoslib.exceptions import ChaosException
+        problem = region_problem(self.settings)
+        if problem:
+            raise UserError(problem)
         with endpoint_env(self.aws.endpoint_url):
             try:
                 return function(**arguments, configuration={"aws_region": self.aws.region}, secrets=secrets)
@@ -115,7 +123,9 @@ class AwsServices(Services):
 
     # -- plans and status ------------------------------------------------------------
     def plan_up(self) -> list[str]:
-        return [f"check: sts:GetCallerIdentity; the account must be in aws.allowed_accounts "
+        return [f"check: region {self.aws.region!r} is in aws.allowed_regions "
+                f"({', '.join(self.aws.allowed_regions) or 'empty: every call is refused'}) before every call",
+                f"check: sts:GetCallerIdentity; the account must be in aws.allowed_accounts "
                 f"({', '.join(self.aws.allowed_accounts)}) before any other call",
                 f"check: rds:DescribeDBClusters(DBClusterIdentifier={self.aws.rds_cluster!r}) and "
                 f"rds:DescribeDBInstances for each member; elasticache:DescribeReplicationGroups("
@@ -176,6 +186,10 @@ class AwsServices(Services):
         primary = group.get("ConfigurationEndpoint") or group["NodeGroups"][0]["PrimaryEndpoint"]
         return BackendEndpoints(postgres_host=cluster["Endpoint"], postgres_port=int(cluster.get("Port") or 5432),
                                 redis_host=primary["Address"], redis_port=int(primary.get("Port") or 6379))
+
+    def instance_zone(self, instance_id: str) -> str | None:
+        instance = self.client("rds").describe_db_instances(DBInstanceIdentifier=instance_id)["DBInstances"][0]
+        return instance.get("AvailabilityZone")
 
     def primary_zone(self) -> str | None:
         """The zone of the RDS writer instance."""
