@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator
@@ -49,6 +50,9 @@ def endpoint_env(endpoint_url: str | None) -> Iterator[None]:
             os.environ["AWS_ENDPOINT_URL"] = before
 
 
+POLL_S = 2.0  # how often the writer and primaries are read while observing
+
+
 def _wall_to_monotonic(moment: datetime) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
@@ -68,6 +72,10 @@ class AwsServices(Services):
         self.settings = settings
         self.aws = settings.aws
         self.dry_run = dry_run  # plans only: no session, no call
+        self._observer: threading.Thread | None = None
+        self._stop_observer = threading.Event()
+        self._observed: list[PlatformEvent] = []
+        self.baseline_read = threading.Event()  # set once the observer knows who leads (changes count from here)
         if not self.aws.allowed_accounts:
             raise UserError(f"{settings.source}: 'aws.allowed_accounts' is empty, so no AWS account may be used. "
                             f"Add the 12-digit id of an account meant for chaos experiments, e.g.\n"
@@ -203,10 +211,52 @@ class AwsServices(Services):
         return None
 
     # -- observation ---------------------------------------------------------------------
+    def roles(self) -> dict[str, str | None]:
+        """Who leads now: the RDS writer, and each ElastiCache node group's primary."""
+        roles: dict[str, str | None] = {"postgres": next(
+            (m["DBInstanceIdentifier"] for m in self.cluster().get("DBClusterMembers", []) if m.get("IsClusterWriter")),
+            None)}
+        for group in self.replication_group().get("NodeGroups", []):
+            roles[f"redis/{group['NodeGroupId']}"] = next(
+                (m.get("CacheClusterId") for m in group.get("NodeGroupMembers", []) if m.get("CurrentRole") == "primary"),
+                None)
+        return roles
+
+    def start_observing(self, poll_s: float = POLL_S) -> None:
+        """Poll the writer and primaries (AWS offers no watch): a change is a `platform/failover` event."""
+        if self.dry_run or self._observer is not None:
+            return
+        self._stop_observer.clear()
+        self._observer = threading.Thread(target=self._observe, args=(poll_s,), name="aws-roles", daemon=True)
+        self._observer.start()
+
+    def stop_observing(self) -> None:
+        self._stop_observer.set()
+        if self._observer is not None:
+            self._observer.join(timeout=30)
+
+    def _observe(self, poll_s: float) -> None:
+        last: dict[str, str | None] | None = None
+        while not self._stop_observer.is_set():
+            try:
+                now = self.roles()
+            except Exception as exc:  # noqa: BLE001 - reported, then retried
+                self._observed.append(PlatformEvent(time.monotonic(), "platform", "observe-error", {"error": str(exc)}))
+            else:
+                at = time.monotonic()
+                for key, holder in now.items():
+                    before = (last or {}).get(key, holder)
+                    if before != holder:
+                        self._observed.append(PlatformEvent(at, "platform", "failover", {
+                            "component": key.split("/")[0], "group": key, "from": before, "new_primary": holder}))
+                last = now
+                self.baseline_read.set()
+            self._stop_observer.wait(poll_s)
+
     def events_since(self, monotonic: float) -> list[PlatformEvent]:
         """RDS and ElastiCache events (failover start/complete) and CloudWatch connection counts."""
         start = _monotonic_to_wall(monotonic)
-        events: list[PlatformEvent] = []
+        events: list[PlatformEvent] = [e for e in self._observed if e.monotonic >= monotonic]
         sources = [("rds", "postgres", self.aws.rds_cluster, "db-cluster"),
                    ("elasticache", "redis", self.aws.elasticache_group, "replication-group")]
         for service, component, identifier, source_type in sources:

@@ -136,6 +136,12 @@ class Platform(abc.ABC):
         """The dry-run lines for deploying (and checking) the platform: what `up` would do, without doing it."""
         return []
 
+    def start_observing(self) -> None:
+        """Record what the platform does from now on, as it happens (e.g. watches); `events_since` returns it."""
+
+    def stop_observing(self) -> None:
+        """Stop what `start_observing` started (safe to call twice, or without a start)."""
+
 
 class Nemesis(abc.ABC):
     """What can be broken on one kind of infrastructure, and how (Jepsen's nemesis).

@@ -22,6 +22,7 @@ from ..config import Settings
 from ..errors import HarnessError, UserError
 from . import plan
 from .base import Component, Platform, PlatformEvent, StackStatus
+from .kubernetes_observer import event_from_k8s
 from .manifests import (APP_NAME, APP_SELECTOR, MANAGED_BY_LABEL, MANAGED_SELECTOR, MANAGER, SERVICE_PORT, API_PORT,
                         ZONE_LABEL, BackendEndpoints, Manifest, stack_manifests)
 
@@ -83,6 +84,7 @@ class KubernetesPlatform(Platform):
         self._hpa_samples: list[PlatformEvent] = []
         self._last_hpa: tuple[int, int] | None = None
         self._chaos_checked = False
+        self.observer: Any = None  # a KubernetesObserver between start_observing() and the end of the run
         self._api: Any = None
         if not dry_run:
             self._api = api_client if api_client is not None else self._client_from_kubeconfig(context)
@@ -312,8 +314,20 @@ class KubernetesPlatform(Platform):
         deployment = self._apps().read_namespaced_deployment(APP_NAME, self.namespace)
         return int(deployment.status.ready_replicas or 0)
 
+    def start_observing(self) -> None:
+        """Watch the Deployment, HPA, pods, nodes and events from now on (kubernetes_observer.py)."""
+        if self.dry_run or self.observer is not None:
+            return
+        from .kubernetes_observer import KubernetesObserver
+        self.observer = KubernetesObserver(self._api, self.namespace)
+        self.observer.start()
+
+    def stop_observing(self) -> None:
+        if self.observer is not None:
+            self.observer.stop()
+
     def events_since(self, monotonic: float) -> list[PlatformEvent]:
-        """Pod Ready transitions, the HPA's desired/current replicas (sampled now), and Kubernetes events."""
+        """What the watches saw (when observing), else a sample now; plus each API pod's Ready transitions."""
         if self.dry_run:
             self._would([f"GET /api/v1/namespaces/{self.namespace}/pods?labelSelector={APP_SELECTOR}",
                          f"GET /apis/autoscaling/v2/namespaces/{self.namespace}/horizontalpodautoscalers/{APP_NAME}",
@@ -326,17 +340,15 @@ class KubernetesPlatform(Platform):
                 if condition.type == "Ready" and at is not None and at >= monotonic:
                     events.append(PlatformEvent(at, "controller", "ready" if condition.status == "True" else "unready",
                                                 {"pod": pod.metadata.name, "node": pod.spec.node_name}))
+        if self.observer is not None:
+            events += [e for e in self.observer.events() if e.monotonic >= monotonic]
+            return sorted(events, key=lambda e: e.monotonic)
         self._sample_hpa()
         events += [e for e in self._hpa_samples if e.monotonic >= monotonic]
         for event in self._core().list_namespaced_event(self.namespace).items:
             at = _to_monotonic(event.last_timestamp or event.event_time or event.first_timestamp)
-            if at is None or at < monotonic:
-                continue
-            source, op = ("controller", "scale") if event.reason in ("ScalingReplicaSet", "SuccessfulRescale") \
-                else ("platform", f"k8s:{event.reason}")
-            events.append(PlatformEvent(at, source, op, {
-                "reason": event.reason, "message": event.message, "type": event.type,
-                "object": f"{event.involved_object.kind}/{event.involved_object.name}"}))
+            if at is not None and at >= monotonic:
+                events.append(event_from_k8s(event, at))
         return sorted(events, key=lambda e: e.monotonic)
 
     def _sample_hpa(self) -> None:

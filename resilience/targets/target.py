@@ -39,6 +39,12 @@ class Services:
     def plan_up(self) -> list[str]:
         return []
 
+    def start_observing(self) -> None:
+        """Record changes (a failover) as they happen, for `events_since`."""
+
+    def stop_observing(self) -> None:
+        """Stop what `start_observing` started."""
+
 
 @dataclass(frozen=True)
 class Composition:
@@ -113,6 +119,17 @@ class Target:
 
     def ready_replicas(self) -> int:
         return self.platform.ready_replicas()
+
+    def start_observing(self) -> None:
+        """Start the platform's and the services' observers (a run calls this before the load starts)."""
+        self.platform.start_observing()
+        for service in self.services:
+            service.start_observing()
+
+    def stop_observing(self) -> None:
+        self.platform.stop_observing()
+        for service in self.services:
+            service.stop_observing()
 
     def events_since(self, monotonic: float) -> list[PlatformEvent]:
         events = self.platform.events_since(monotonic)

@@ -229,3 +229,24 @@ def test_dry_run_makes_no_call(aws_env: None) -> None:
     assert "ec2:ReplaceNetworkAclAssociation" in text
     assert "chaosaws.rds.actions.failover_db_cluster(db_cluster_identifier='school-meals-db'" in text
     assert "chaosaws.elasticache.actions.test_failover(replication_group_id='school-meals-cache'" in text
+
+
+def test_a_writer_change_is_observed_as_it_happens(platform: dict[str, Any]) -> None:
+    import time
+    nemesis = aws_nemesis(platform)
+    services = nemesis.services
+    start = time.monotonic()
+    services.start_observing(poll_s=0.1)
+    try:
+        before = services.roles()["postgres"]
+        assert services.baseline_read.wait(10)  # the observer knows who leads before the fault
+        nemesis.inject(fault_call("fail_over_database", {}))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not [e for e in services.events_since(start) if e.op == "failover"]:
+            time.sleep(0.05)
+    finally:
+        services.stop_observing()
+    failovers = [e for e in services.events_since(start) if e.op == "failover"]
+    assert failovers and failovers[0].detail["component"] == "postgres"
+    assert failovers[0].detail["from"] == before and failovers[0].detail["new_primary"] != before
+    assert start <= failovers[0].monotonic <= time.monotonic()
