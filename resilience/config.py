@@ -106,6 +106,7 @@ class KubernetesSettings:
     allowed_namespaces: tuple[str, ...] = ()  # where faults may evict or kill pods; empty: `namespace` only
     max_cordoned_nodes: int = 10  # one run never cordons more nodes than this
     eviction_timeout_s: float = 120.0  # a zone loss retries evictions a PodDisruptionBudget refuses this long
+    url: str | None = None  # where users reach the API (Ingress/LoadBalancer); default: what their status reports
 
     def fault_namespaces(self) -> tuple[str, ...]:
         return self.allowed_namespaces or (self.namespace,)
@@ -282,6 +283,9 @@ def validate(settings: Settings) -> Settings:
         raise UserError(f"{where}: 'kubernetes.max_cordoned_nodes' must be 1..1000; got {k.max_cordoned_nodes}.")
     if not 0 < k.eviction_timeout_s <= 3600 or not math.isfinite(k.eviction_timeout_s):
         raise UserError(f"{where}: 'kubernetes.eviction_timeout_s' must be 0 < s <= 3600; got {k.eviction_timeout_s}.")
+    if k.url is not None and not re.fullmatch(r"https?://[^/@\s]+(/\S*)?", k.url):
+        raise UserError(f"{where}: 'kubernetes.url' must be an http(s) URL without credentials, e.g. "
+                        f"https://meals.example.org; got {k.url!r}.")
     if any(ns in ("kube-system", "kube-public", "kube-node-lease") for ns in k.allowed_namespaces):
         raise UserError(f"{where}: 'kubernetes.allowed_namespaces' lists a system namespace ({list(k.allowed_namespaces)}); "
                         f"faults must never evict cluster components. List only application namespaces.")

@@ -27,6 +27,7 @@ from .manifests import (APP_NAME, APP_SELECTOR, MANAGED_BY_LABEL, MANAGED_SELECT
                         ZONE_LABEL, BackendEndpoints, Manifest, stack_manifests)
 
 DEFAULT_WAIT_TIMEOUT_S = 600.0
+IN_CLUSTER = "in-cluster"  # the context name for a harness running in a pod (the CronJob): its service account
 POLL_INTERVAL_S = 1.0
 
 
@@ -92,8 +93,18 @@ class KubernetesPlatform(Platform):
     # -- clients -------------------------------------------------------------
     @staticmethod
     def _client_from_kubeconfig(context: str) -> Any:
-        from kubernetes import config
+        """A client for the kubeconfig context, or the pod's service account for the context 'in-cluster'."""
+        from kubernetes import client, config
         from kubernetes.config.config_exception import ConfigException
+        if context == IN_CLUSTER:
+            configuration = client.Configuration()
+            try:
+                config.load_incluster_config(client_configuration=configuration)
+            except ConfigException as exc:
+                raise UserError(f"--context {IN_CLUSTER}: not running in a pod with a service account ({exc}). "
+                                f"Use a kubeconfig context outside the cluster.") from None
+            os.environ["CHAOSTOOLKIT_IN_POD"] = "true"  # chaosk8s then uses the same service account
+            return client.ApiClient(configuration)
         path = os.environ.get("KUBECONFIG", os.path.expanduser("~/.kube/config"))
         try:
             return config.new_client_from_config(config_file=path, context=context)
@@ -249,7 +260,7 @@ class KubernetesPlatform(Platform):
         detail = {"context": self.context, "namespace": self.namespace,
                   "desired_replicas": deployment.spec.replicas,
                   "ready_replicas": deployment.status.ready_replicas or 0}
-        return StackStatus(self.name, True, self.url(), None, components, detail)
+        return StackStatus(self.name, True, self.public_url(), None, components, detail)
 
     def node_zones(self) -> dict[str, str | None]:
         return {node.metadata.name: (node.metadata.labels or {}).get(ZONE_LABEL)
@@ -303,8 +314,40 @@ class KubernetesPlatform(Platform):
         return int(self._apps().read_namespaced_deployment(APP_NAME, self.namespace).spec.replicas or 0)
 
     def url(self) -> str:
-        """The in-cluster address of the Service (reach it from a pod, or via `kubectl port-forward`)."""
-        return f"http://{APP_NAME}.{self.namespace}.svc.cluster.local:{SERVICE_PORT}"
+        """Where users (and the load) reach the API: kubernetes.url, else what the Ingress or Service reports."""
+        found = self.public_url()
+        if found is None:
+            raise UserError(
+                f"the API in namespace {self.namespace} has no address the load can reach from here: no "
+                f"kubernetes.url setting, no address in the status of Ingress {APP_NAME} or of a LoadBalancer "
+                f"Service {APP_NAME}. Set kubernetes.url to the URL your users hit (e.g. https://meals.example.org), "
+                f"or run the harness in the cluster (--context {IN_CLUSTER}).")
+        return found
+
+    def public_url(self) -> str | None:
+        if self.settings.kubernetes.url:
+            return self.settings.kubernetes.url.rstrip("/")
+        if self.context == IN_CLUSTER:
+            return f"http://{APP_NAME}.{self.namespace}.svc.cluster.local:{SERVICE_PORT}"
+        if self.dry_run:
+            return None
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+        readers = [(lambda: client.NetworkingV1Api(self._api).read_namespaced_ingress(APP_NAME, self.namespace), "http", None),
+                   (lambda: self._core().read_namespaced_service(APP_NAME, self.namespace), "http", SERVICE_PORT)]
+        for read, scheme, port in readers:
+            try:
+                obj = read()
+            except ApiException as exc:
+                if exc.status == 404:
+                    continue
+                raise
+            ingress = ((obj.status.load_balancer.ingress if obj.status and obj.status.load_balancer else None) or [])
+            for entry in ingress:
+                host = entry.hostname or entry.ip
+                if host:
+                    return f"{scheme}://{host}" + (f":{port}" if port and port != 80 else "")
+        return None
 
     # -- observation -------------------------------------------------------------
     def ready_replicas(self) -> int:

@@ -280,3 +280,37 @@ def test_chaosk8s_on_another_server_is_refused(fake: FakeKubeApi, settings: Sett
     with pytest.raises(UserError, match="KUBECONFIG"):
         t.inject(fault_call("kill_replicas", {"count": 1}))
     assert fake.mutating_requests() == []
+
+
+def set_status(fake: FakeKubeApi, plural: str, name: str, status: dict[str, object]) -> None:
+    """What the cloud load-balancer controller does: write the object's status (no client may, without /status)."""
+    key = next(k for k in fake._objects if k[1] == plural and k[2] == NS and k[3] == name)
+    fake._objects[key]["status"] = status
+
+
+def test_the_load_url_comes_from_the_setting_or_the_services_status(fake: FakeKubeApi, settings: Settings) -> None:
+    from dataclasses import replace
+    t = target(settings)
+    t.up()
+    with pytest.raises(UserError, match="kubernetes.url"):  # no Ingress, a ClusterIP Service: nothing reachable
+        t.url()
+    assert t.status().url is None
+    set_status(fake, "services", "school-meals-api", {"loadBalancer": {"ingress": [{"hostname": "lb.example.test"}]}})
+    assert t.url() == "http://lb.example.test"
+    configured = replace(settings, kubernetes=replace(settings.kubernetes, url="https://meals.example.test/"))
+    assert target(configured).url() == "https://meals.example.test"
+
+
+def test_in_cluster_uses_the_pods_service_account(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubernetes import config
+    loaded: list[object] = []
+    monkeypatch.setattr(config, "load_incluster_config", lambda client_configuration=None: loaded.append(1))
+    monkeypatch.delenv("CHAOSTOOLKIT_IN_POD", raising=False)
+    with pytest.raises(UserError, match="allowed_contexts"):
+        KubernetesPlatform(Settings(), "in-cluster")
+    allowed = Settings(kubernetes=KubernetesSettings(allowed_contexts=("in-cluster",)))
+    platform = KubernetesPlatform(allowed, "in-cluster")
+    assert loaded == [1]
+    import os
+    assert os.environ["CHAOSTOOLKIT_IN_POD"] == "true"  # chaosk8s takes the same service account
+    assert platform.url() == "http://school-meals-api.school-meals.svc.cluster.local:80"
