@@ -103,6 +103,13 @@ class KubernetesSettings:
     namespace: str = "school-meals"
     image: str = "ghcr.io/example/school-meals-api:latest"
     kubernetes_version: str = "1.29"
+    allowed_namespaces: tuple[str, ...] = ()  # where faults may evict or kill pods; empty: `namespace` only
+    max_cordoned_nodes: int = 10  # one run never cordons more nodes than this
+    eviction_timeout_s: float = 120.0  # a zone loss retries evictions a PodDisruptionBudget refuses this long
+    url: str | None = None  # where users reach the API (Ingress/LoadBalancer); default: what their status reports
+
+    def fault_namespaces(self) -> tuple[str, ...]:
+        return self.allowed_namespaces or (self.namespace,)
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,10 @@ class AwsSettings:
     rds_cluster: str = "school-meals-db"
     elasticache_group: str = "school-meals-cache"
     endpoint_url: str | None = None  # e.g. a moto server in tests
+    allowed_regions: tuple[str, ...] = ()  # every call is refused outside these (empty: none allowed)
+    # identifiers faults may act on: the DB cluster, the replication group, the VPC and subnets (NACL blackhole)
+    allowed_resources: tuple[str, ...] = ()
+    blackhole_subnets: bool = False  # a zone loss also cuts the zone's allowed subnets with a deny-all NACL
 
 
 @dataclass(frozen=True)
@@ -267,6 +278,17 @@ def validate(settings: Settings) -> Settings:
     for name in ("rto_s", "rpo_s", "p99_ms", "autoscale_s", "rto_hold_s"):
         if getattr(t, name) <= 0:
             raise UserError(f"{where}: 'targets.{name}' must be positive; got {getattr(t, name)}.")
+    k = settings.kubernetes
+    if not 1 <= k.max_cordoned_nodes <= 1000:
+        raise UserError(f"{where}: 'kubernetes.max_cordoned_nodes' must be 1..1000; got {k.max_cordoned_nodes}.")
+    if not 0 < k.eviction_timeout_s <= 3600 or not math.isfinite(k.eviction_timeout_s):
+        raise UserError(f"{where}: 'kubernetes.eviction_timeout_s' must be 0 < s <= 3600; got {k.eviction_timeout_s}.")
+    if k.url is not None and not re.fullmatch(r"https?://[^/@\s]+(/\S*)?", k.url):
+        raise UserError(f"{where}: 'kubernetes.url' must be an http(s) URL without credentials, e.g. "
+                        f"https://meals.example.org; got {k.url!r}.")
+    if any(ns in ("kube-system", "kube-public", "kube-node-lease") for ns in k.allowed_namespaces):
+        raise UserError(f"{where}: 'kubernetes.allowed_namespaces' lists a system namespace ({list(k.allowed_namespaces)}); "
+                        f"faults must never evict cluster components. List only application namespaces.")
     _validate_trusted_keys(settings.evidence.trusted_public_keys, where)
     _validate_experiments(settings.experiments, where)
     for entry in settings.load.allowed_locustfile_dirs:

@@ -34,7 +34,7 @@ def make_target(name: str, settings: Settings, *, context: str | None = None, dr
     for service in chosen.services:
         services[service] = _services(service, settings, dry_run)
     platform = _platform(chosen.platform, settings, context, dry_run, services)
-    needed = {chosen.nemesis_name(fault) for fault in _target_faults()}
+    needed = {n for fault in _target_faults() for n in chosen.nemesis_names(fault)}
     nemeses = {nemesis: _nemesis(nemesis, platform, services, settings, dry_run) for nemesis in needed}
     return Target(chosen, platform, nemeses, list(services.values()))
 

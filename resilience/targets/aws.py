@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator
@@ -28,6 +29,7 @@ from typing import Any, Callable, Iterator
 from ..config import Settings
 from ..errors import HarnessError, UserError
 from .base import Component, PlatformEvent, StackStatus
+from .blast_radius import region_problem
 from .manifests import BackendEndpoints
 from .target import Services
 
@@ -46,6 +48,9 @@ def endpoint_env(endpoint_url: str | None) -> Iterator[None]:
             os.environ.pop("AWS_ENDPOINT_URL", None)
         else:
             os.environ["AWS_ENDPOINT_URL"] = before
+
+
+POLL_S = 2.0  # how often the writer and primaries are read while observing
 
 
 def _wall_to_monotonic(moment: datetime) -> float:
@@ -67,6 +72,10 @@ class AwsServices(Services):
         self.settings = settings
         self.aws = settings.aws
         self.dry_run = dry_run  # plans only: no session, no call
+        self._observer: threading.Thread | None = None
+        self._stop_observer = threading.Event()
+        self._observed: list[PlatformEvent] = []
+        self.baseline_read = threading.Event()  # set once the observer knows who leads (changes count from here)
         if not self.aws.allowed_accounts:
             raise UserError(f"{settings.source}: 'aws.allowed_accounts' is empty, so no AWS account may be used. "
                             f"Add the 12-digit id of an account meant for chaos experiments, e.g.\n"
@@ -83,6 +92,10 @@ class AwsServices(Services):
 
     # -- clients and the allow-list -----------------------------------------------
     def client(self, service: str) -> Any:
+        """A boto3 client, only ever for an allowed region (checked before every call)."""
+        problem = region_problem(self.settings)
+        if problem:
+            raise UserError(problem)
         return self._session.client(service, region_name=self.aws.region, endpoint_url=self.aws.endpoint_url)
 
     def _check_account(self) -> str:
@@ -107,6 +120,9 @@ class AwsServices(Services):
                                              "aws_secret_access_key": frozen.secret_key,
                                              "aws_session_token": frozen.token}
         from chaoslib.exceptions import ChaosException
+        problem = region_problem(self.settings)
+        if problem:
+            raise UserError(problem)
         with endpoint_env(self.aws.endpoint_url):
             try:
                 return function(**arguments, configuration={"aws_region": self.aws.region}, secrets=secrets)
@@ -115,7 +131,9 @@ class AwsServices(Services):
 
     # -- plans and status ------------------------------------------------------------
     def plan_up(self) -> list[str]:
-        return [f"check: sts:GetCallerIdentity; the account must be in aws.allowed_accounts "
+        return [f"check: region {self.aws.region!r} is in aws.allowed_regions "
+                f"({', '.join(self.aws.allowed_regions) or 'empty: every call is refused'}) before every call",
+                f"check: sts:GetCallerIdentity; the account must be in aws.allowed_accounts "
                 f"({', '.join(self.aws.allowed_accounts)}) before any other call",
                 f"check: rds:DescribeDBClusters(DBClusterIdentifier={self.aws.rds_cluster!r}) and "
                 f"rds:DescribeDBInstances for each member; elasticache:DescribeReplicationGroups("
@@ -177,6 +195,10 @@ class AwsServices(Services):
         return BackendEndpoints(postgres_host=cluster["Endpoint"], postgres_port=int(cluster.get("Port") or 5432),
                                 redis_host=primary["Address"], redis_port=int(primary.get("Port") or 6379))
 
+    def instance_zone(self, instance_id: str) -> str | None:
+        instance = self.client("rds").describe_db_instances(DBInstanceIdentifier=instance_id)["DBInstances"][0]
+        return instance.get("AvailabilityZone")
+
     def primary_zone(self) -> str | None:
         """The zone of the RDS writer instance."""
         if self.dry_run:
@@ -189,10 +211,52 @@ class AwsServices(Services):
         return None
 
     # -- observation ---------------------------------------------------------------------
+    def roles(self) -> dict[str, str | None]:
+        """Who leads now: the RDS writer, and each ElastiCache node group's primary."""
+        roles: dict[str, str | None] = {"postgres": next(
+            (m["DBInstanceIdentifier"] for m in self.cluster().get("DBClusterMembers", []) if m.get("IsClusterWriter")),
+            None)}
+        for group in self.replication_group().get("NodeGroups", []):
+            roles[f"redis/{group['NodeGroupId']}"] = next(
+                (m.get("CacheClusterId") for m in group.get("NodeGroupMembers", []) if m.get("CurrentRole") == "primary"),
+                None)
+        return roles
+
+    def start_observing(self, poll_s: float = POLL_S) -> None:
+        """Poll the writer and primaries (AWS offers no watch): a change is a `platform/failover` event."""
+        if self.dry_run or self._observer is not None:
+            return
+        self._stop_observer.clear()
+        self._observer = threading.Thread(target=self._observe, args=(poll_s,), name="aws-roles", daemon=True)
+        self._observer.start()
+
+    def stop_observing(self) -> None:
+        self._stop_observer.set()
+        if self._observer is not None:
+            self._observer.join(timeout=30)
+
+    def _observe(self, poll_s: float) -> None:
+        last: dict[str, str | None] | None = None
+        while not self._stop_observer.is_set():
+            try:
+                now = self.roles()
+            except Exception as exc:  # noqa: BLE001 - reported, then retried
+                self._observed.append(PlatformEvent(time.monotonic(), "platform", "observe-error", {"error": str(exc)}))
+            else:
+                at = time.monotonic()
+                for key, holder in now.items():
+                    before = (last or {}).get(key, holder)
+                    if before != holder:
+                        self._observed.append(PlatformEvent(at, "platform", "failover", {
+                            "component": key.split("/")[0], "group": key, "from": before, "new_primary": holder}))
+                last = now
+                self.baseline_read.set()
+            self._stop_observer.wait(poll_s)
+
     def events_since(self, monotonic: float) -> list[PlatformEvent]:
         """RDS and ElastiCache events (failover start/complete) and CloudWatch connection counts."""
         start = _monotonic_to_wall(monotonic)
-        events: list[PlatformEvent] = []
+        events: list[PlatformEvent] = [e for e in self._observed if e.monotonic >= monotonic]
         sources = [("rds", "postgres", self.aws.rds_cluster, "db-cluster"),
                    ("elasticache", "redis", self.aws.elasticache_group, "replication-group")]
         for service, component, identifier, source_type in sources:

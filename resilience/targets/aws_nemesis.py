@@ -3,8 +3,14 @@
 - database failover: `chaosaws.rds.actions.failover_db_cluster` (a reader is named: chaosaws passes
   TargetDBInstanceIdentifier even when it is None, which botocore rejects);
 - cache failover: `chaosaws.elasticache.actions.test_failover`;
-- zone outage: a new network ACL with no allow rules replaces the zone's subnet associations (chaosaws
-  has no such action); the original associations go into the RollbackStep, and rollback restores them.
+- zone loss, as AWS FIS's "AZ Availability: Power Interruption" scenario frames it: the RDS writer
+  failed over when it is in the zone, each ElastiCache node group whose primary is there failed
+  over, and, when `aws.blackhole_subnets` is on, the zone's allowed subnets cut with a deny-all
+  network ACL (aws_blackhole.py). On the `aws` target the kubernetes nemesis has already evicted
+  the zone's app pods and cordoned its nodes.
+
+Every call is for an allowed region (AwsServices.client), and every resource a fault or a
+rollback acts on is in `aws.allowed_resources` (blast_radius.py).
 """
 
 from __future__ import annotations
@@ -14,10 +20,10 @@ from typing import Any, Callable
 from ..errors import HarnessError, UserError
 from ..fault_registry import ROLLBACK_NONE, FaultCall
 from .aws import AwsServices
-from .base import Nemesis, RollbackStep
-from .manifests import MANAGED_BY_LABEL, MANAGER
+from .aws_blackhole import ZoneBlackhole, plan_lines
+from .base import Nemesis, Recorder, RollbackStep, no_record
+from .blast_radius import region_problem, resource_problem
 
-BLACKHOLE_TAG = "resilience:zone-blackhole"
 ON_EKS = "API replicas are pods on EKS: the kubernetes nemesis handles them (target aws does)"
 
 
@@ -35,6 +41,7 @@ class AwsNemesis(Nemesis):
     def __init__(self, services: AwsServices) -> None:
         self.services = services
         self.aws = services.aws
+        self.blackhole = ZoneBlackhole(services)
 
     def argument_refusal(self, call: FaultCall) -> str | None:
         if call.fault == "fail_over_database" and call.get("mode") != "kill":
@@ -43,138 +50,110 @@ class AwsNemesis(Nemesis):
         if call.fault == "stop_cache" and call.get("mode") != "failover":
             return (f"mode {call.get('mode')!r} is not available on ElastiCache; only 'failover' (TestFailover). "
                     f"A full outage would mean deleting the replication group.")
-        return None
+        resources = {"fail_over_database": [("DB cluster", self.aws.rds_cluster)],
+                     "stop_cache": [("replication group", self.aws.elasticache_group)],
+                     "lose_zone": [("DB cluster", self.aws.rds_cluster),
+                                   ("replication group", self.aws.elasticache_group)]}[call.fault]
+        problems = [region_problem(self.services.settings)]
+        problems += [resource_problem(self.services.settings, kind, ident) for kind, ident in resources]
+        return next((p for p in problems if p), None)
 
     # -- plans -----------------------------------------------------------------
     def plan(self, call: FaultCall) -> list[str]:
         a = self.aws
-        capability = call.fault
-        if capability == "lose_zone":
-            zone = call.get("zone")
-            if zone in (None, "primary"):
-                zone = "<the RDS writer's zone, from rds:DescribeDBClusters + DescribeDBInstances>"
-            return [
-                f"lose_zone: rds:DescribeDBClusters(DBClusterIdentifier={a.rds_cluster!r}) -> DBSubnetGroup; "
-                f"rds:DescribeDBSubnetGroups -> VpcId",
-                f"lose_zone: ec2:DescribeSubnets(Filters=[vpc-id=<vpc>, availability-zone={zone}])",
-                "lose_zone: ec2:CreateNetworkAcl(VpcId=<vpc>) tagged "
-                f"{BLACKHOLE_TAG}: no allow entries, so it denies all traffic (our own action; chaosaws has none)",
-                "lose_zone: ec2:DescribeNetworkAcls(Filters=[association.subnet-id=<subnet>]) for each subnet; "
-                "the original NetworkAclId goes into the rollback step",
-                "lose_zone: ec2:ReplaceNetworkAclAssociation(AssociationId=<association>, "
-                "NetworkAclId=<blackhole>) for each subnet",
-                "rollback restore_zone: ec2:ReplaceNetworkAclAssociation(AssociationId=<current>, "
-                "NetworkAclId=<original>) for each subnet; ec2:DeleteNetworkAcl(NetworkAclId=<blackhole>)",
-            ]
-        if capability == "fail_over_database":
+        rds = (f"chaosaws.rds.actions.failover_db_cluster(db_cluster_identifier={a.rds_cluster!r}, "
+               f"target_db_instance_identifier=<reader>, configuration={{'aws_region': {a.region!r}}})")
+        cache = (f"chaosaws.elasticache.actions.test_failover(replication_group_id={a.elasticache_group!r}, "
+                 f"node_group_id=<node group>, configuration={{'aws_region': {a.region!r}}})")
+        if call.fault == "fail_over_database":
             return [f"fail_over_database: rds:DescribeDBClusters(DBClusterIdentifier={a.rds_cluster!r}) -> the first "
-                    "reader instance (by name)",
-                    f"fail_over_database: chaosaws.rds.actions.failover_db_cluster("
-                    f"db_cluster_identifier={a.rds_cluster!r}, target_db_instance_identifier=<reader>, "
-                    f"configuration={{'aws_region': {a.region!r}}})",
+                    "reader instance (by name)", f"fail_over_database: {rds}",
                     "rollback none: RDS keeps the promoted writer"]
-        if capability == "stop_cache":
+        if call.fault == "stop_cache":
             return [f"stop_cache: elasticache:DescribeReplicationGroups(ReplicationGroupId={a.elasticache_group!r}) "
-                    "-> the first NodeGroupId",
-                    f"stop_cache: chaosaws.elasticache.actions.test_failover(replication_group_id="
-                    f"{a.elasticache_group!r}, node_group_id=<node group>, configuration={{'aws_region': {a.region!r}}})",
+                    "-> the first NodeGroupId", f"stop_cache: {cache}",
                     "rollback none: ElastiCache keeps the promoted primary"]
-        raise HarnessError(f"the aws nemesis has no plan for {capability!r}")
+        zone = call.get("zone")
+        if zone in (None, "primary"):
+            zone = "<the RDS writer's zone, from rds:DescribeDBClusters + DescribeDBInstances>"
+        lines = [f"lose_zone: rds:DescribeDBClusters + rds:DescribeDBInstances: if the writer is in {zone}, "
+                 f"{rds} with a reader outside {zone}",
+                 f"lose_zone: elasticache:DescribeReplicationGroups: for each node group whose primary is in {zone}, "
+                 f"{cache}"]
+        if a.blackhole_subnets:
+            return lines + plan_lines(a.rds_cluster, zone)
+        return lines + ["rollback none: RDS and ElastiCache keep the promoted writer and primary "
+                        "(aws.blackhole_subnets is off: no subnet is cut)"]
 
     # -- faults -----------------------------------------------------------------------------
-    def inject(self, call: FaultCall, seed: int | None = None) -> RollbackStep:
+    def inject(self, call: FaultCall, seed: int | None = None, record: Recorder = no_record) -> RollbackStep:
+        if call.fault == "lose_zone":
+            return self._lose_zone(call, record)
         injectors: dict[str, Callable[[FaultCall], RollbackStep]] = {
-            "lose_zone": self._lose_zone, "fail_over_database": self._fail_over_database,
-            "stop_cache": self._stop_cache}
+            "fail_over_database": self._fail_over_database, "stop_cache": self._stop_cache}
         return injectors[call.fault](call)
 
-    def _lose_zone(self, call: FaultCall) -> RollbackStep:
-        """Blackhole every subnet of the zone in the database's VPC with a deny-all network ACL."""
+    def _lose_zone(self, call: FaultCall, record: Recorder) -> RollbackStep:
         zone = call.get("zone")
         if zone in (None, "primary"):
             zone = self.services.primary_zone()
         if zone is None:
             raise UserError(f"lose_zone: RDS cluster {self.aws.rds_cluster!r} has no writer to take the zone from; "
                             f"pass the zone explicitly.")
-        ec2 = self.services.client("ec2")
-        vpc_id = self._vpc_id()
-        subnets = [s["SubnetId"] for s in ec2.describe_subnets(Filters=[
-            {"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "availability-zone", "Values": [zone]}])["Subnets"]]
-        if not subnets:
-            raise UserError(f"lose_zone: VPC {vpc_id} has no subnet in availability zone {zone!r}.")
-        originals = [{"subnet_id": s, "original_acl_id": self._association(ec2, s)[1]} for s in sorted(subnets)]
-        blackhole = ec2.create_network_acl(VpcId=vpc_id, TagSpecifications=[{
-            "ResourceType": "network-acl",
-            "Tags": [{"Key": "Name", "Value": f"resilience-blackhole-{zone}"}, {"Key": BLACKHOLE_TAG, "Value": zone},
-                     {"Key": MANAGED_BY_LABEL, "Value": MANAGER}]}])["NetworkAcl"]["NetworkAclId"]
-        step = RollbackStep("restore_zone", {"zone": zone, "vpc_id": vpc_id, "blackhole_acl_id": blackhole,
-                                             "subnets": originals},
-                            f"re-associate the original network ACLs of {len(originals)} subnets in {zone}, "
-                            f"delete {blackhole}")
-        try:
-            for subnet in subnets:
-                association_id, _ = self._association(ec2, subnet)
-                ec2.replace_network_acl_association(AssociationId=association_id, NetworkAclId=blackhole)
-        except Exception as exc:
-            self.rollback(step)
-            raise HarnessError(f"lose_zone {zone}: {exc}; the original network ACLs were restored.") from exc
-        return step
+        subnets = self.blackhole.target_subnets(zone) if self.aws.blackhole_subnets else None  # refuse first
+        failed_over: dict[str, Any] = {"rds": None, "elasticache": []}
+        if self.services.primary_zone() == zone:
+            failed_over["rds"] = self._fail_over_rds(avoid_zone=zone)
+        for node_group in self.services.replication_group().get("NodeGroups", []):
+            primary = next((m for m in node_group.get("NodeGroupMembers", []) if m.get("CurrentRole") == "primary"),
+                           None)
+            if primary and primary.get("PreferredAvailabilityZone") == zone:
+                self._test_failover(node_group["NodeGroupId"])
+                failed_over["elasticache"].append(node_group["NodeGroupId"])
+        if subnets is not None:
+            return self.blackhole.cut(zone, *subnets, record, {"failed_over": failed_over})
+        return RollbackStep(ROLLBACK_NONE, {"zone": zone, "failed_over": failed_over},
+                            "RDS and ElastiCache keep the promoted writer and primary")
 
-    def _vpc_id(self) -> str:
-        group_name = self.services.cluster().get("DBSubnetGroup")
-        if not group_name:
-            raise UserError(f"lose_zone: RDS cluster {self.aws.rds_cluster!r} reports no DBSubnetGroup, so its VPC "
-                            f"is unknown.")
-        groups = self.services.client("rds").describe_db_subnet_groups(DBSubnetGroupName=group_name)["DBSubnetGroups"]
-        return str(groups[0]["VpcId"])
-
-    @staticmethod
-    def _association(ec2: Any, subnet_id: str) -> tuple[str, str]:
-        """(association id, network ACL id) of the ACL currently associated with a subnet."""
-        acls = ec2.describe_network_acls(Filters=[{"Name": "association.subnet-id", "Values": [subnet_id]}])
-        for acl in acls["NetworkAcls"]:
-            for association in acl.get("Associations", []):
-                if association.get("SubnetId") == subnet_id:
-                    return str(association["NetworkAclAssociationId"]), str(acl["NetworkAclId"])
-        raise HarnessError(f"subnet {subnet_id} has no network ACL association (every VPC subnet should have one).")
-
-    def _fail_over_database(self, call: FaultCall) -> RollbackStep:
+    def _fail_over_rds(self, avoid_zone: str | None = None) -> dict[str, Any]:
         from chaosaws.rds.actions import failover_db_cluster
         members = self.services.cluster().get("DBClusterMembers", [])
         readers = sorted(m["DBInstanceIdentifier"] for m in members if not m.get("IsClusterWriter"))
         writers = [m["DBInstanceIdentifier"] for m in members if m.get("IsClusterWriter")]
+        if avoid_zone:
+            readers = [r for r in readers if self.services.instance_zone(r) != avoid_zone]
         if not readers:
-            raise UserError(f"fail_over_database: RDS cluster {self.aws.rds_cluster!r} has no reader instance to "
-                            f"promote; a Multi-AZ DB cluster needs at least one.")
-        # chaosaws passes TargetDBInstanceIdentifier even when it is None, which botocore rejects: name one.
+            where = f" outside {avoid_zone}" if avoid_zone else ""
+            raise UserError(f"RDS cluster {self.aws.rds_cluster!r} has no reader instance{where} to promote; a "
+                            f"Multi-AZ DB cluster has one in each of two other zones.")
         self.services.chaos(failover_db_cluster, db_cluster_identifier=self.aws.rds_cluster,
-                    target_db_instance_identifier=readers[0])
-        return RollbackStep(ROLLBACK_NONE, {"writer_before": writers[0] if writers else None, "promoted": readers[0]},
-                            "RDS keeps the promoted writer")
+                            target_db_instance_identifier=readers[0])
+        return {"writer_before": writers[0] if writers else None, "promoted": readers[0]}
+
+    def _test_failover(self, node_group: str) -> None:
+        from chaosaws.elasticache.actions import test_failover
+        self.services.chaos(test_failover, replication_group_id=self.aws.elasticache_group, node_group_id=node_group)
+
+    def _fail_over_database(self, call: FaultCall) -> RollbackStep:
+        return RollbackStep(ROLLBACK_NONE, self._fail_over_rds(), "RDS keeps the promoted writer")
 
     def _stop_cache(self, call: FaultCall) -> RollbackStep:
-        from chaosaws.elasticache.actions import test_failover
         node_group = self.services.replication_group()["NodeGroups"][0]["NodeGroupId"]
-        self.services.chaos(test_failover, replication_group_id=self.aws.elasticache_group, node_group_id=node_group)
+        self._test_failover(node_group)
         return RollbackStep(ROLLBACK_NONE, {"node_group_id": node_group}, "ElastiCache keeps the promoted primary")
+
+    # -- undoing -----------------------------------------------------------------------------
+    def rollback_refusal(self, step: RollbackStep) -> str | None:
+        if step.capability == ROLLBACK_NONE:
+            return None
+        if step.capability != "restore_zone":
+            return f"the aws nemesis has no rollback {step.capability!r} (known: none, restore_zone)"
+        return region_problem(self.services.settings) or self.blackhole.refusal(step)
 
     def rollback(self, step: RollbackStep) -> None:
         if step.capability == ROLLBACK_NONE:
             return
         if step.capability != "restore_zone":
-            raise UserError(f"rollback step {step.capability!r} does not belong to the aws target "
-                            f"(known: none, restore_zone). Check rollback.json.")
-        from botocore.exceptions import ClientError
-        ec2 = self.services.client("ec2")
-        for subnet in step.arguments.get("subnets", []):
-            association_id, current = self._association(ec2, subnet["subnet_id"])
-            if current != subnet["original_acl_id"]:
-                ec2.replace_network_acl_association(AssociationId=association_id,
-                                                    NetworkAclId=subnet["original_acl_id"])
-        blackhole = step.arguments.get("blackhole_acl_id")
-        if blackhole:
-            try:
-                ec2.delete_network_acl(NetworkAclId=blackhole)
-            except ClientError as exc:
-                if "NotFound" not in str(exc):
-                    raise
+            raise HarnessError(f"rollback step {step.capability!r} does not belong to the aws nemesis "
+                               f"(known: none, restore_zone). Check rollback.json.")
+        self.blackhole.restore(step)

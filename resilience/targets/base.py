@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..fault_registry import FaultCall
 
@@ -92,6 +92,13 @@ class PlatformEvent:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+Recorder = Callable[[RollbackStep], None]  # writes a rollback step to rollback.json before the fault acts
+
+
+def no_record(step: RollbackStep) -> None:
+    """The recorder when nobody keeps a rollback file (benchmarks, direct calls)."""
+
+
 class Platform(abc.ABC):
     """Where the platform runs: deploy it, stop it, observe it. Knows nothing of faults."""
 
@@ -129,6 +136,12 @@ class Platform(abc.ABC):
         """The dry-run lines for deploying (and checking) the platform: what `up` would do, without doing it."""
         return []
 
+    def start_observing(self) -> None:
+        """Record what the platform does from now on, as it happens (e.g. watches); `events_since` returns it."""
+
+    def stop_observing(self) -> None:
+        """Stop what `start_observing` started (safe to call twice, or without a start)."""
+
 
 class Nemesis(abc.ABC):
     """What can be broken on one kind of infrastructure, and how (Jepsen's nemesis).
@@ -157,12 +170,21 @@ class Nemesis(abc.ABC):
         """The dry-run lines: every call inject and its rollback would make, without making any."""
 
     @abc.abstractmethod
-    def inject(self, call: FaultCall, seed: int | None = None) -> RollbackStep:
-        """Inject a fault this nemesis supports; return how to undo it."""
+    def inject(self, call: FaultCall, seed: int | None = None, record: Recorder = no_record) -> RollbackStep:
+        """Inject a fault this nemesis supports; return how to undo it.
+
+        A fault that changes state it must later undo selectively (e.g. cordons only the
+        nodes that were not cordoned already) calls `record(step)` with the undo step
+        *before* acting, so a crash mid-fault still leaves an exact rollback.
+        """
 
     @abc.abstractmethod
     def rollback(self, step: RollbackStep) -> None:
         """Undo a fault; must be safe to call twice."""
+
+    def rollback_refusal(self, step: RollbackStep) -> str | None:
+        """Why a step (e.g. read back from a forged rollback.json) lies outside what the operator allowed."""
+        return None
 
     def heal(self) -> None:
         """Undo whatever faults this nemesis may have left (after a crash mid-inject). Default: nothing to do."""

@@ -22,10 +22,12 @@ from ..config import Settings
 from ..errors import HarnessError, UserError
 from . import plan
 from .base import Component, Platform, PlatformEvent, StackStatus
+from .kubernetes_observer import event_from_k8s
 from .manifests import (APP_NAME, APP_SELECTOR, MANAGED_BY_LABEL, MANAGED_SELECTOR, MANAGER, SERVICE_PORT, API_PORT,
                         ZONE_LABEL, BackendEndpoints, Manifest, stack_manifests)
 
 DEFAULT_WAIT_TIMEOUT_S = 600.0
+IN_CLUSTER = "in-cluster"  # the context name for a harness running in a pod (the CronJob): its service account
 POLL_INTERVAL_S = 1.0
 
 
@@ -83,6 +85,7 @@ class KubernetesPlatform(Platform):
         self._hpa_samples: list[PlatformEvent] = []
         self._last_hpa: tuple[int, int] | None = None
         self._chaos_checked = False
+        self.observer: Any = None  # a KubernetesObserver between start_observing() and the end of the run
         self._api: Any = None
         if not dry_run:
             self._api = api_client if api_client is not None else self._client_from_kubeconfig(context)
@@ -90,8 +93,18 @@ class KubernetesPlatform(Platform):
     # -- clients -------------------------------------------------------------
     @staticmethod
     def _client_from_kubeconfig(context: str) -> Any:
-        from kubernetes import config
+        """A client for the kubeconfig context, or the pod's service account for the context 'in-cluster'."""
+        from kubernetes import client, config
         from kubernetes.config.config_exception import ConfigException
+        if context == IN_CLUSTER:
+            configuration = client.Configuration()
+            try:
+                config.load_incluster_config(client_configuration=configuration)
+            except ConfigException as exc:
+                raise UserError(f"--context {IN_CLUSTER}: not running in a pod with a service account ({exc}). "
+                                f"Use a kubeconfig context outside the cluster.") from None
+            os.environ["CHAOSTOOLKIT_IN_POD"] = "true"  # chaosk8s then uses the same service account
+            return client.ApiClient(configuration)
         path = os.environ.get("KUBECONFIG", os.path.expanduser("~/.kube/config"))
         try:
             return config.new_client_from_config(config_file=path, context=context)
@@ -247,14 +260,52 @@ class KubernetesPlatform(Platform):
         detail = {"context": self.context, "namespace": self.namespace,
                   "desired_replicas": deployment.spec.replicas,
                   "ready_replicas": deployment.status.ready_replicas or 0}
-        return StackStatus(self.name, True, self.url(), None, components, detail)
+        return StackStatus(self.name, True, self.public_url(), None, components, detail)
 
     def node_zones(self) -> dict[str, str | None]:
         return {node.metadata.name: (node.metadata.labels or {}).get(ZONE_LABEL)
                 for node in self._core().list_node().items}
 
-    def nodes_in_zone(self, zone: str) -> list[str]:
-        return [n.metadata.name for n in self._core().list_node(label_selector=plan.zone_selector(zone)).items]
+    def nodes_in_zone(self, zone: str) -> dict[str, bool]:
+        """The zone's nodes, each with whether it is cordoned already (spec.unschedulable)."""
+        return {n.metadata.name: bool(n.spec and n.spec.unschedulable)
+                for n in self._core().list_node(label_selector=plan.zone_selector(zone)).items}
+
+    def evict_from(self, nodes: list[str], namespaces: list[str]) -> tuple[list[str], list[str]]:
+        """Evict the pods of `namespaces` running on `nodes` (policy/v1 Eviction, so PodDisruptionBudgets apply).
+
+        A 429 (the budget would be violated) is retried until kubernetes.eviction_timeout_s, as `kubectl
+        drain` does; what is still refused then is returned, not raised: the zone is lost either way.
+        Returns (evicted, refused) as "namespace/pod".
+        """
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+        core = self._core()
+        pending = [(ns, pod.metadata.name) for ns in namespaces for node in nodes
+                   for pod in core.list_namespaced_pod(ns, field_selector=f"spec.nodeName={node}").items
+                   if not pod.metadata.deletion_timestamp]
+        evicted: list[str] = []
+        deadline = time.monotonic() + self.settings.kubernetes.eviction_timeout_s
+        while pending:
+            refused = []
+            for ns, name in pending:
+                body = client.V1Eviction(metadata=client.V1ObjectMeta(name=name, namespace=ns))
+                try:
+                    core.create_namespaced_pod_eviction(name, ns, body)
+                    evicted.append(f"{ns}/{name}")
+                except ApiException as exc:
+                    if exc.status == 404:
+                        continue  # gone already
+                    if exc.status != 429:
+                        raise HarnessError(f"evicting pod {ns}/{name}: HTTP {exc.status} {exc.reason}: "
+                                           f"{exc.body}") from None
+                    refused.append((ns, name))
+            pending = refused
+            if pending and time.monotonic() + plan.EVICTION_RETRY_S > deadline:
+                break
+            if pending:
+                time.sleep(plan.EVICTION_RETRY_S)
+        return evicted, [f"{ns}/{name}" for ns, name in pending]
 
     def pods(self, label_selector: str) -> list[Any]:
         return list(self._core().list_namespaced_pod(self.namespace, label_selector=label_selector).items)
@@ -263,8 +314,40 @@ class KubernetesPlatform(Platform):
         return int(self._apps().read_namespaced_deployment(APP_NAME, self.namespace).spec.replicas or 0)
 
     def url(self) -> str:
-        """The in-cluster address of the Service (reach it from a pod, or via `kubectl port-forward`)."""
-        return f"http://{APP_NAME}.{self.namespace}.svc.cluster.local:{SERVICE_PORT}"
+        """Where users (and the load) reach the API: kubernetes.url, else what the Ingress or Service reports."""
+        found = self.public_url()
+        if found is None:
+            raise UserError(
+                f"the API in namespace {self.namespace} has no address the load can reach from here: no "
+                f"kubernetes.url setting, no address in the status of Ingress {APP_NAME} or of a LoadBalancer "
+                f"Service {APP_NAME}. Set kubernetes.url to the URL your users hit (e.g. https://meals.example.org), "
+                f"or run the harness in the cluster (--context {IN_CLUSTER}).")
+        return found
+
+    def public_url(self) -> str | None:
+        if self.settings.kubernetes.url:
+            return self.settings.kubernetes.url.rstrip("/")
+        if self.context == IN_CLUSTER:
+            return f"http://{APP_NAME}.{self.namespace}.svc.cluster.local:{SERVICE_PORT}"
+        if self.dry_run:
+            return None
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+        readers = [(lambda: client.NetworkingV1Api(self._api).read_namespaced_ingress(APP_NAME, self.namespace), "http", None),
+                   (lambda: self._core().read_namespaced_service(APP_NAME, self.namespace), "http", SERVICE_PORT)]
+        for read, scheme, port in readers:
+            try:
+                obj = read()
+            except ApiException as exc:
+                if exc.status == 404:
+                    continue
+                raise
+            ingress = ((obj.status.load_balancer.ingress if obj.status and obj.status.load_balancer else None) or [])
+            for entry in ingress:
+                host = entry.hostname or entry.ip
+                if host:
+                    return f"{scheme}://{host}" + (f":{port}" if port and port != 80 else "")
+        return None
 
     # -- observation -------------------------------------------------------------
     def ready_replicas(self) -> int:
@@ -274,8 +357,20 @@ class KubernetesPlatform(Platform):
         deployment = self._apps().read_namespaced_deployment(APP_NAME, self.namespace)
         return int(deployment.status.ready_replicas or 0)
 
+    def start_observing(self) -> None:
+        """Watch the Deployment, HPA, pods, nodes and events from now on (kubernetes_observer.py)."""
+        if self.dry_run or self.observer is not None:
+            return
+        from .kubernetes_observer import KubernetesObserver
+        self.observer = KubernetesObserver(self._api, self.namespace)
+        self.observer.start()
+
+    def stop_observing(self) -> None:
+        if self.observer is not None:
+            self.observer.stop()
+
     def events_since(self, monotonic: float) -> list[PlatformEvent]:
-        """Pod Ready transitions, the HPA's desired/current replicas (sampled now), and Kubernetes events."""
+        """What the watches saw (when observing), else a sample now; plus each API pod's Ready transitions."""
         if self.dry_run:
             self._would([f"GET /api/v1/namespaces/{self.namespace}/pods?labelSelector={APP_SELECTOR}",
                          f"GET /apis/autoscaling/v2/namespaces/{self.namespace}/horizontalpodautoscalers/{APP_NAME}",
@@ -288,17 +383,15 @@ class KubernetesPlatform(Platform):
                 if condition.type == "Ready" and at is not None and at >= monotonic:
                     events.append(PlatformEvent(at, "controller", "ready" if condition.status == "True" else "unready",
                                                 {"pod": pod.metadata.name, "node": pod.spec.node_name}))
+        if self.observer is not None:
+            events += [e for e in self.observer.events() if e.monotonic >= monotonic]
+            return sorted(events, key=lambda e: e.monotonic)
         self._sample_hpa()
         events += [e for e in self._hpa_samples if e.monotonic >= monotonic]
         for event in self._core().list_namespaced_event(self.namespace).items:
             at = _to_monotonic(event.last_timestamp or event.event_time or event.first_timestamp)
-            if at is None or at < monotonic:
-                continue
-            source, op = ("controller", "scale") if event.reason in ("ScalingReplicaSet", "SuccessfulRescale") \
-                else ("platform", f"k8s:{event.reason}")
-            events.append(PlatformEvent(at, source, op, {
-                "reason": event.reason, "message": event.message, "type": event.type,
-                "object": f"{event.involved_object.kind}/{event.involved_object.name}"}))
+            if at is not None and at >= monotonic:
+                events.append(event_from_k8s(event, at))
         return sorted(events, key=lambda e: e.monotonic)
 
     def _sample_hpa(self) -> None:

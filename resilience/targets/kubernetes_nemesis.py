@@ -12,7 +12,8 @@ from typing import Callable
 from ..errors import HarnessError, UserError
 from ..fault_registry import ROLLBACK_NONE, FaultCall
 from . import plan
-from .base import Nemesis, RollbackStep
+from .base import Nemesis, Recorder, RollbackStep, no_record
+from .blast_radius import namespace_problem, node_count_problem
 from .kubernetes import KubernetesPlatform, busiest_zone
 from .manifests import APP_SELECTOR, ZONE_LABEL
 
@@ -35,12 +36,6 @@ class KubernetesNemesis(Nemesis):
         self.platform = platform
         self.namespace = platform.namespace
 
-    def argument_refusal(self, call: FaultCall) -> str | None:
-        if call.fault == "fail_over_database" and call.get("mode") != "kill":
-            return (f"mode {call.get('mode')!r} is not available on Kubernetes (only 'kill' of an in-cluster "
-                    f"CloudNativePG primary); use --target aws for RDS, or the local target for 'freeze'.")
-        return None
-
     # -- plans -----------------------------------------------------------------
     def plan(self, call: FaultCall) -> list[str]:
         planners: dict[str, Callable[[FaultCall], list[str]]] = {
@@ -57,16 +52,21 @@ class KubernetesNemesis(Nemesis):
 
     def _plan_lose_zone(self, call: FaultCall) -> list[str]:
         zone = call.get("zone")
-        chosen = zone if zone not in (None, "primary") else None
-        lines = []
-        for chaos in plan.lose_zone_calls(chosen or "<zone>"):
-            lines += [f"lose_zone: {line}" for line in chaos.plan_lines()]
-        lines += [f"rollback restore_zone: {line}" for line in plan.restore_zone_call(chosen or "<zone>").plan_lines()]
-        if chosen:
-            return lines
-        return [f"lose_zone: zone = the database primary's zone if the target knows it, else the zone running the "
-                f"most API pods, from GET /api/v1/namespaces/{self.namespace}/pods?labelSelector={APP_SELECTOR} and "
-                f"GET /api/v1/nodes", *lines]
+        chosen = zone if zone not in (None, "primary") else "<zone>"
+        k = self.platform.settings.kubernetes
+        lines = [] if chosen != "<zone>" else [
+            f"lose_zone: zone = the database primary's zone if the target knows it, else the zone running the "
+            f"most API pods, from GET /api/v1/namespaces/{self.namespace}/pods?labelSelector={APP_SELECTOR} and "
+            f"GET /api/v1/nodes"]
+        lines += [f"lose_zone: GET /api/v1/nodes?labelSelector={plan.zone_selector(chosen)}; nodes already "
+                  f"unschedulable are left alone (and never uncordoned)",
+                  f"lose_zone: write the nodes to cordon (at most {k.max_cordoned_nodes}, "
+                  f"kubernetes.max_cordoned_nodes) into rollback.json before the first cordon"]
+        lines += [f"lose_zone: {line} for each of those nodes" for line in plan.cordon_call("<node>").plan_lines()]
+        lines += [f"lose_zone: {line}" for line in plan.eviction_lines(k.fault_namespaces(), k.eviction_timeout_s)]
+        lines += [f"rollback restore_zone: {line} for each node this run cordoned"
+                  for line in plan.uncordon_call("<node>").plan_lines()]
+        return lines
 
     def _plan_fail_over_database(self, call: FaultCall) -> list[str]:
         chaos = plan.kill_database_primary_call(self.namespace)
@@ -76,11 +76,29 @@ class KubernetesNemesis(Nemesis):
                 "rollback none: the operator promotes a standby and recreates the pod"]
 
     # -- faults ------------------------------------------------------------------
-    def inject(self, call: FaultCall, seed: int | None = None) -> RollbackStep:
+    def inject(self, call: FaultCall, seed: int | None = None, record: Recorder = no_record) -> RollbackStep:
+        if call.fault == "lose_zone":
+            return self._lose_zone(call, seed, record)
         injectors: dict[str, Callable[[FaultCall, int | None], RollbackStep]] = {
-            "kill_replicas": self._kill_replicas, "lose_zone": self._lose_zone,
-            "fail_over_database": self._fail_over_database}
+            "kill_replicas": self._kill_replicas, "fail_over_database": self._fail_over_database}
         return injectors[call.fault](call, seed)
+
+    def argument_refusal(self, call: FaultCall) -> str | None:
+        if call.fault == "fail_over_database" and call.get("mode") != "kill":
+            return (f"mode {call.get('mode')!r} is not available on Kubernetes (only 'kill' of an in-cluster "
+                    f"CloudNativePG primary); use --target aws for RDS, or the local target for 'freeze'.")
+        return namespace_problem(self.platform.settings, self.namespace)
+
+    def rollback_refusal(self, step: RollbackStep) -> str | None:
+        """A rollback.json step is re-checked: only nodes within the limit, never a node cordoned before the run."""
+        if step.capability not in (ROLLBACK_NONE, "restore_zone", "scale_replicas"):
+            return f"the kubernetes nemesis has no rollback {step.capability!r}"
+        nodes = step.arguments.get("nodes", [])
+        if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
+            return f"'nodes' must be a list of node names, got {nodes!r}"
+        if set(nodes) & set(step.arguments.get("already_cordoned", [])):
+            return "it would uncordon nodes that were cordoned before the run"
+        return node_count_problem(self.platform.settings, nodes)
 
     def _kill_replicas(self, call: FaultCall, seed: int | None) -> RollbackStep:
         chaos = plan.kill_replicas_call(self.namespace, call.get("count"), call.get("percent"))
@@ -91,7 +109,8 @@ class KubernetesNemesis(Nemesis):
         return RollbackStep(ROLLBACK_NONE, {"killed": list(killed or [])},
                             "the Deployment controller replaces terminated pods by itself")
 
-    def _lose_zone(self, call: FaultCall, seed: int | None) -> RollbackStep:
+    def _lose_zone(self, call: FaultCall, seed: int | None, record: Recorder) -> RollbackStep:
+        """Cordon the zone's nodes that were schedulable, then evict the allowed namespaces' pods from them."""
         zone = call.get("zone")
         if zone in (None, "primary"):
             zone = busiest_zone([c.zone for c in self.platform.status().components])
@@ -102,16 +121,26 @@ class KubernetesNemesis(Nemesis):
         if not nodes:
             raise UserError(f"lose_zone: no node carries {plan.zone_selector(zone)}; zones present: "
                             f"{sorted({z for z in self.platform.node_zones().values() if z})}.")
-        step = RollbackStep("restore_zone", {"zone": zone, "nodes": nodes},
-                            f"uncordon the nodes of zone {zone}: {', '.join(nodes)}")
+        to_cordon = sorted(name for name, cordoned in nodes.items() if not cordoned)
+        already = sorted(name for name, cordoned in nodes.items() if cordoned)
+        too_many = node_count_problem(self.platform.settings, to_cordon)
+        if too_many:
+            raise UserError(f"lose_zone {zone}: {too_many}")
+        namespaces = list(self.platform.settings.kubernetes.fault_namespaces())
+        step = RollbackStep("restore_zone", {"zone": zone, "nodes": to_cordon, "already_cordoned": already,
+                                             "namespaces": namespaces},
+                            f"uncordon the nodes of zone {zone} this run cordoned: {', '.join(to_cordon) or 'none'}")
+        record(step)  # before the first cordon: a crash from here on uncordons exactly these nodes
         secrets = self.platform.chaos_secrets()
         try:
-            for chaos in plan.lose_zone_calls(zone):
-                chaos.run(secrets)
+            for node in to_cordon:
+                plan.cordon_call(node).run(secrets)
+            evicted, refused = self.platform.evict_from(sorted(nodes), namespaces)
         except Exception as exc:
             self.rollback(step)
-            raise HarnessError(f"lose_zone {zone}: {exc}; the zone's nodes were uncordoned again.") from exc
-        return step
+            raise HarnessError(f"lose_zone {zone}: {exc}; the nodes this run cordoned were uncordoned again.") from exc
+        return RollbackStep(step.capability, {**step.arguments, "evicted": evicted, "refused": refused},
+                            step.description)
 
     def scale_replicas(self, replicas: int) -> RollbackStep:
         """Set the Deployment's replica count (the HPA may move it again); rollback restores the old count."""
@@ -134,7 +163,9 @@ class KubernetesNemesis(Nemesis):
         if step.capability == ROLLBACK_NONE:
             return
         if step.capability == "restore_zone":
-            plan.restore_zone_call(str(step.arguments["zone"])).run(self.platform.chaos_secrets())
+            secrets = self.platform.chaos_secrets()
+            for node in step.arguments.get("nodes", []):
+                plan.uncordon_call(str(node)).run(secrets)
         elif step.capability == "scale_replicas":
             plan.scale_call(self.namespace, int(step.arguments["replicas"])).run(self.platform.chaos_secrets())
         else:

@@ -15,7 +15,6 @@ from ..errors import UserError
 from .manifests import (APP_NAME, APP_SELECTOR, CNPG_CLUSTER_NAME, MANAGED_SELECTOR, MANAGER, ZONE_LABEL,
                         Manifest)
 
-DRAIN_TIMEOUT_S = 120
 
 
 @dataclass(frozen=True)
@@ -135,29 +134,28 @@ def kill_replicas_call(namespace: str, count: int | None, percent: float | None)
                       f"{qty}{'%' if mode == 'percentage' else ''} randomly chosen pods"))
 
 
-def lose_zone_calls(zone: str) -> list[ChaosCall]:
-    """Cordon every node of the zone at once, then evict their pods (kubectl drain semantics)."""
-    selector = zone_selector(zone)
-    return [
-        ChaosCall("chaosk8s.node.actions.cordon_node", {"label_selector": selector},
-                  (f"GET /api/v1/nodes?labelSelector={selector}",
-                   "PATCH /api/v1/nodes/<node> {\"spec\": {\"unschedulable\": true}} for each node found")),
-        ChaosCall("chaosk8s.node.actions.drain_nodes",
-                  {"label_selector": selector, "timeout": DRAIN_TIMEOUT_S, "delete_pods_with_local_storage": True},
-                  (f"GET /api/v1/nodes?labelSelector={selector}",
-                   "GET /api/v1/pods?fieldSelector=spec.nodeName=<node> for each node",
-                   "POST /api/v1/namespaces/<ns>/pods/<pod>/eviction for each pod on those nodes "
-                   "(PodDisruptionBudgets apply)",
-                   f"GET /api/v1/namespaces/<ns>/pods/<pod> until every evicted pod is gone "
-                   f"(deadline {DRAIN_TIMEOUT_S} s)")),
-    ]
+def cordon_call(node: str) -> ChaosCall:
+    """Mark one node unschedulable (sets spec.unschedulable; the node controller adds the unschedulable taint)."""
+    return ChaosCall("chaosk8s.node.actions.cordon_node", {"name": node},
+                     (f"PATCH /api/v1/nodes/{node} {{\"spec\": {{\"unschedulable\": true}}}}",))
 
 
-def restore_zone_call(zone: str) -> ChaosCall:
-    selector = zone_selector(zone)
-    return ChaosCall("chaosk8s.node.actions.uncordon_node", {"label_selector": selector},
-                     (f"GET /api/v1/nodes?labelSelector={selector}",
-                      "PATCH /api/v1/nodes/<node> {\"spec\": {\"unschedulable\": false}} for each node found"))
+def uncordon_call(node: str) -> ChaosCall:
+    return ChaosCall("chaosk8s.node.actions.uncordon_node", {"name": node},
+                     (f"PATCH /api/v1/nodes/{node} {{\"spec\": {{\"unschedulable\": false}}}}",))
+
+
+def eviction_lines(namespaces: tuple[str, ...], timeout_s: float) -> list[str]:
+    """Our own drain, held to the allowed namespaces (chaosk8s drain_nodes evicts every namespace, retries nothing)."""
+    return [f"GET /api/v1/namespaces/{ns}/pods?fieldSelector=spec.nodeName=<node> for each cordoned node"
+            for ns in namespaces] + [
+        "POST /api/v1/namespaces/<ns>/pods/<pod>/eviction for each of those pods (policy/v1 Eviction)",
+        f"  a 429 (the pod's PodDisruptionBudget) is retried every {EVICTION_RETRY_S:g} s until "
+        f"{timeout_s:g} s (kubernetes.eviction_timeout_s), then recorded as refused; pods of other namespaces "
+        f"are never touched"]
+
+
+EVICTION_RETRY_S = 2.0
 
 
 def scale_call(namespace: str, replicas: int) -> ChaosCall:

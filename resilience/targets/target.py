@@ -17,7 +17,9 @@ from typing import Callable, Mapping, Sequence
 
 from ..errors import HarnessError, UserError
 from ..fault_registry import FAULTS, ROLLBACK_NONE, FaultCall
-from .base import Nemesis, Platform, PlatformEvent, RollbackStep, StackStatus
+from .base import Nemesis, Platform, PlatformEvent, Recorder, RollbackStep, StackStatus, no_record
+
+STEPS = "steps"  # a rollback step made of the steps of several nemeses
 
 
 class Services:
@@ -37,6 +39,12 @@ class Services:
     def plan_up(self) -> list[str]:
         return []
 
+    def start_observing(self) -> None:
+        """Record changes (a failover) as they happen, for `events_since`."""
+
+    def stop_observing(self) -> None:
+        """Stop what `start_observing` started."""
+
 
 @dataclass(frozen=True)
 class Composition:
@@ -46,11 +54,12 @@ class Composition:
     description: str
     platform: str  # local | kubernetes
     services: tuple[str, ...] = ()  # e.g. ("aws",): RDS + ElastiCache
-    faults: Mapping[str, str] = field(default_factory=dict)  # fault -> nemesis name, where not the platform's
+    # fault -> the nemeses that inject it, in order, where not the platform's own
+    faults: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     needs_context: bool = False
 
-    def nemesis_name(self, fault: str) -> str:
-        return self.faults.get(fault, self.platform)
+    def nemesis_names(self, fault: str) -> tuple[str, ...]:
+        return self.faults.get(fault, (self.platform,))
 
 
 COMPOSITIONS: dict[str, Composition] = {c.name: c for c in (
@@ -60,7 +69,11 @@ COMPOSITIONS: dict[str, Composition] = {c.name: c for c in (
                 needs_context=True),
     Composition("aws", "the platform's home: the API on EKS, PostgreSQL on RDS, Redis on ElastiCache; pod and node "
                        "faults through chaostoolkit-kubernetes, database and cache faults through chaostoolkit-aws",
-                "kubernetes", services=("aws",), faults={"fail_over_database": "aws", "stop_cache": "aws"},
+                "kubernetes", services=("aws",),
+                faults={"fail_over_database": ("aws",), "stop_cache": ("aws",),
+                        # a lost zone: its app pods evicted and nodes cordoned, then the RDS writer and the
+                        # ElastiCache primary failed over when they are there (and its subnets cut, if allowed)
+                        "lose_zone": ("kubernetes", "aws")},
                 needs_context=True),
 )}
 
@@ -75,7 +88,8 @@ class Target:
         self.platform = platform
         self.services = tuple(services)
         self.nemeses = dict(nemeses)  # by nemesis name
-        missing = {composition.nemesis_name(f) for f in FAULTS if FAULTS[f].touches_target} - set(self.nemeses)
+        missing = {n for f in FAULTS if FAULTS[f].touches_target for n in composition.nemesis_names(f)} - set(
+            self.nemeses)
         if missing:
             raise HarnessError(f"target {self.name}: no nemesis {sorted(missing)} was built for its composition")
 
@@ -106,6 +120,17 @@ class Target:
     def ready_replicas(self) -> int:
         return self.platform.ready_replicas()
 
+    def start_observing(self) -> None:
+        """Start the platform's and the services' observers (a run calls this before the load starts)."""
+        self.platform.start_observing()
+        for service in self.services:
+            service.start_observing()
+
+    def stop_observing(self) -> None:
+        self.platform.stop_observing()
+        for service in self.services:
+            service.stop_observing()
+
     def events_since(self, monotonic: float) -> list[PlatformEvent]:
         events = self.platform.events_since(monotonic)
         for service in self.services:
@@ -121,32 +146,61 @@ class Target:
         return self.platform.primary_zone()
 
     # -- faults --------------------------------------------------------------------
-    def nemesis_for(self, call: FaultCall) -> Nemesis:
-        """The nemesis that injects `call`, or a UserError saying why this target cannot."""
-        nemesis = self.nemeses[self.composition.nemesis_name(call.fault)]
-        why = nemesis.refusal(call)
-        if why:
-            raise UserError(f"{call.fault} cannot run on the {self.name} target: {why}")
-        return nemesis
+    def nemeses_for(self, call: FaultCall) -> list[Nemesis]:
+        """The nemeses that inject `call`, or a UserError saying why this target cannot."""
+        chosen = [self.nemeses[name] for name in self.composition.nemesis_names(call.fault)]
+        for nemesis in chosen:
+            why = nemesis.refusal(call)
+            if why:
+                raise UserError(f"{call.fault} cannot run on the {self.name} target: {why}")
+        return chosen
 
     def check(self, calls: Sequence[FaultCall]) -> None:
         """Refuse, before anything runs, a fault this target would refuse when it came to it."""
         for call in calls:
             if FAULTS[call.fault].touches_target:
-                self.nemesis_for(call)
+                self.nemeses_for(call)
 
-    def inject(self, call: FaultCall, seed: int | None = None) -> RollbackStep:
-        """Inject through the composition's nemesis; zone 'primary' becomes the database primary's zone here."""
-        nemesis = self.nemesis_for(call)
+    def inject(self, call: FaultCall, seed: int | None = None, record: Recorder = no_record) -> RollbackStep:
+        """Inject through the composition's nemeses, in order; zone 'primary' becomes the database primary's zone.
+
+        With several nemeses the rollback is one `steps` step holding each one's step; if a later
+        nemesis fails, the earlier ones are undone before the error goes up.
+        """
+        chosen = self.nemeses_for(call)
         if call.get("zone") == "primary":
             zone = self.primary_zone()
             if zone:
                 call = dataclasses.replace(call, arguments={**call.arguments, "zone": zone})
-        step = nemesis.inject(call, seed)
-        return dataclasses.replace(step, nemesis=nemesis.name)
+        done: list[RollbackStep] = []
+        for nemesis in chosen:
+            def record_this(step: RollbackStep, nemesis: Nemesis = nemesis) -> None:
+                record(combined([*done, dataclasses.replace(step, nemesis=nemesis.name)]))
+            try:
+                step = nemesis.inject(call, seed, record_this)
+            except BaseException:
+                for earlier in reversed(done):
+                    self.rollback(earlier)
+                raise
+            done.append(dataclasses.replace(step, nemesis=nemesis.name))
+            record(combined(done))
+        return combined(done)
 
     def rollback(self, step: RollbackStep) -> None:
-        """Undo a step through the nemesis that made it (steps from older files: the platform's nemesis)."""
+        """Undo a step through the nemesis that made it (steps from older files: the platform's nemesis).
+
+        A step outside what the operator allows (a forged or stale rollback.json) is refused, untouched.
+        """
+        if step.capability == STEPS:
+            errors = []
+            for part in reversed(step.arguments.get("steps", [])):
+                try:
+                    self.rollback(RollbackStep.from_json(part))
+                except Exception as exc:  # noqa: BLE001 - undo the others, then report every failure
+                    errors.append(f"{part.get('capability')}: {exc}")
+            if errors:
+                raise HarnessError("rollback failed: " + "; ".join(errors))
+            return
         if step.capability == ROLLBACK_NONE:
             return
         if step.capability == "heal":
@@ -157,6 +211,10 @@ class Target:
             raise UserError(f"rollback step {step.capability!r} was made by the {step.nemesis} nemesis, which the "
                             f"{self.name} target does not have. Run `resilience rollback` with the target the run "
                             f"used (rollback.json names it).")
+        why = nemesis.rollback_refusal(step)
+        if why:
+            raise UserError(f"rollback step {step.capability!r} is outside what this target may touch: {why}. "
+                            f"Nothing was done; check rollback.json and the allow-lists in the settings.")
         nemesis.rollback(step)
 
     def heal(self) -> None:
@@ -177,7 +235,8 @@ class Target:
             if not FAULTS[call.fault].touches_target:
                 lines += describe_load(call) if describe_load else [f"{call.fault}: made by the load's stages"]
                 continue
-            lines += self.nemesis_for(call).plan(call)
+            for nemesis in self.nemeses_for(call):
+                lines += nemesis.plan(call)
         return lines
 
     def support(self) -> dict[str, str | None]:
@@ -185,13 +244,25 @@ class Target:
         return support_of(self.composition, {name: type(n) for name, n in self.nemeses.items()})
 
 
+def combined(steps: Sequence[RollbackStep]) -> RollbackStep:
+    """One step, or a `steps` step holding several (a fault made by more than one nemesis)."""
+    if len(steps) == 1:
+        return steps[0]
+    return RollbackStep(STEPS, {"steps": [s.to_json() for s in steps]},
+                        "; ".join(s.description for s in steps if s.description))
+
+
 def support_of(composition: Composition, nemesis_classes: Mapping[str, type[Nemesis]]) -> dict[str, str | None]:
     """What `resilience faults` shows for a composition, from the nemeses' SUPPORT tables (no clients needed)."""
     out: dict[str, str | None] = {}
     for name, fault in FAULTS.items():
+        out[name] = None
         if not fault.touches_target:
-            out[name] = None
             continue
-        nemesis = nemesis_classes[composition.nemesis_name(name)]
-        out[name] = nemesis.SUPPORT.get(name, f"the {nemesis.name} nemesis does not know this fault")
+        for nemesis_name in composition.nemesis_names(name):
+            nemesis = nemesis_classes[nemesis_name]
+            why = nemesis.SUPPORT.get(name, f"the {nemesis.name} nemesis does not know this fault")
+            if why:
+                out[name] = why
+                break
     return out

@@ -65,7 +65,8 @@ def platform(moto_url: str, aws_env: None, request: pytest.FixtureRequest) -> di
     cache.create_replication_group(ReplicationGroupId=group, ReplicationGroupDescription="test", Engine="redis",
                                    CacheNodeType="cache.t4g.small", NumCacheClusters=2, AutomaticFailoverEnabled=True)
     settings = Settings(aws=AwsSettings(allowed_accounts=(MOTO_ACCOUNT,), region=REGION, rds_cluster=cluster,
-                                        elasticache_group=group, endpoint_url=moto_url))
+                                        elasticache_group=group, endpoint_url=moto_url, allowed_regions=(REGION,),
+                                        allowed_resources=(cluster, group, vpc, *subnets), blackhole_subnets=True))
     return {"settings": settings, "session": session, "ec2": ec2, "rds": rds, "vpc": vpc, "subnets": subnets,
             "url": moto_url}
 
@@ -92,8 +93,39 @@ def test_empty_allow_list_is_refused_even_in_a_dry_run() -> None:
         AwsServices(Settings(), dry_run=True)
 
 
-def aws_nemesis(platform: dict[str, Any]) -> AwsNemesis:
-    return AwsNemesis(AwsServices(platform["settings"], session=platform["session"]))
+def aws_nemesis(platform: dict[str, Any], **aws: Any) -> AwsNemesis:
+    settings = replace(platform["settings"], aws=replace(platform["settings"].aws, **aws))
+    return AwsNemesis(AwsServices(settings, session=platform["session"]))
+
+
+def test_a_region_outside_the_allow_list_is_refused_before_any_call(platform: dict[str, Any]) -> None:
+    settings = replace(platform["settings"], aws=replace(platform["settings"].aws, allowed_regions=("eu-west-1",)))
+    with pytest.raises(UserError, match="aws.allowed_regions"):
+        AwsServices(settings, session=platform["session"])
+
+
+def test_a_zone_loss_fails_over_the_writer_in_that_zone_and_cuts_only_allowed_subnets(
+        platform: dict[str, Any]) -> None:
+    ec2, subnets = platform["ec2"], platform["subnets"]
+    nemesis = aws_nemesis(platform, allowed_resources=(platform["settings"].aws.rds_cluster,
+                                                       platform["settings"].aws.elasticache_group, platform["vpc"]))
+    writer_zone = nemesis.services.primary_zone()
+    before = associations(ec2, subnets)
+    with pytest.raises(UserError, match="aws.allowed_resources"):  # no subnet is allowed: none is cut
+        nemesis.inject(fault_call("lose_zone", {"zone": writer_zone}))
+    assert associations(ec2, subnets) == before
+    nemesis = aws_nemesis(platform, blackhole_subnets=False)
+    step = nemesis.inject(fault_call("lose_zone", {"zone": writer_zone}))
+    assert step.capability == "none" and step.arguments["failed_over"]["rds"]["promoted"]
+    assert nemesis.services.primary_zone() != writer_zone  # the new writer is outside the lost zone
+    assert associations(ec2, subnets) == before
+
+
+def test_forged_rollback_naming_a_foreign_subnet_is_refused(platform: dict[str, Any]) -> None:
+    nemesis = aws_nemesis(platform)
+    forged = RollbackStep("restore_zone", {"zone": ZONES[0], "vpc_id": platform["vpc"], "blackhole_acl_id": "acl-1",
+                                           "subnets": [{"subnet_id": "subnet-elsewhere", "original_acl_id": "acl-2"}]})
+    assert "subnet 'subnet-elsewhere' is not in aws.allowed_resources" in (nemesis.rollback_refusal(forged) or "")
 
 
 def test_status_and_endpoints(platform: dict[str, Any]) -> None:
@@ -184,7 +216,8 @@ def test_events_since_reports_what_the_apis_offer(platform: dict[str, Any]) -> N
 
 
 def test_dry_run_makes_no_call(aws_env: None) -> None:
-    settings = Settings(aws=AwsSettings(allowed_accounts=(MOTO_ACCOUNT,), endpoint_url="http://127.0.0.1:9"))
+    settings = Settings(aws=AwsSettings(allowed_accounts=(MOTO_ACCOUNT,), endpoint_url="http://127.0.0.1:9",
+                                        allowed_regions=(REGION,), blackhole_subnets=True))
     services = AwsServices(settings, dry_run=True)  # port 9 is never contacted: a call would fail loudly
     nemesis = AwsNemesis(services)
     plan = services.plan_up()
@@ -196,3 +229,24 @@ def test_dry_run_makes_no_call(aws_env: None) -> None:
     assert "ec2:ReplaceNetworkAclAssociation" in text
     assert "chaosaws.rds.actions.failover_db_cluster(db_cluster_identifier='school-meals-db'" in text
     assert "chaosaws.elasticache.actions.test_failover(replication_group_id='school-meals-cache'" in text
+
+
+def test_a_writer_change_is_observed_as_it_happens(platform: dict[str, Any]) -> None:
+    import time
+    nemesis = aws_nemesis(platform)
+    services = nemesis.services
+    start = time.monotonic()
+    services.start_observing(poll_s=0.1)
+    try:
+        before = services.roles()["postgres"]
+        assert services.baseline_read.wait(10)  # the observer knows who leads before the fault
+        nemesis.inject(fault_call("fail_over_database", {}))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not [e for e in services.events_since(start) if e.op == "failover"]:
+            time.sleep(0.05)
+    finally:
+        services.stop_observing()
+    failovers = [e for e in services.events_since(start) if e.op == "failover"]
+    assert failovers and failovers[0].detail["component"] == "postgres"
+    assert failovers[0].detail["from"] == before and failovers[0].detail["new_primary"] != before
+    assert start <= failovers[0].monotonic <= time.monotonic()

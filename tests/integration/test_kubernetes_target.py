@@ -127,9 +127,13 @@ def test_lose_zone_cordons_and_drains_the_zone_and_rollback_uncordons(fake: Fake
                                                                        settings: Settings) -> None:
     t = target(settings)
     t.up()
-    step = t.inject(fault_call("lose_zone", {"zone": "zone-b"}))
-    assert step == RollbackStep("restore_zone", {"zone": "zone-b", "nodes": ["node-zone-b-1"]},
-                                step.description, nemesis="kubernetes")
+    recorded: list[RollbackStep] = []
+    step = t.inject(fault_call("lose_zone", {"zone": "zone-b"}), record=recorded.append)
+    # the nodes to uncordon were in rollback.json before the first cordon
+    assert recorded[0].arguments["nodes"] == ["node-zone-b-1"] and "evicted" not in recorded[0].arguments
+    assert step.arguments["nodes"] == ["node-zone-b-1"] and step.arguments["already_cordoned"] == []
+    assert step.arguments["namespaces"] == [NS] and len(step.arguments["evicted"]) == 2
+    assert step.arguments["refused"] == [] and step.nemesis == "kubernetes"
     node = fake.get("nodes", "node-zone-b-1")
     assert node is not None and node["spec"]["unschedulable"] is True
     assert any(r.path.endswith("/eviction") for r in fake.requests)
@@ -141,6 +145,66 @@ def test_lose_zone_cordons_and_drains_the_zone_and_rollback_uncordons(fake: Fake
     t.rollback(step)  # safe twice
     node = fake.get("nodes", "node-zone-b-1")
     assert node is not None and node["spec"]["unschedulable"] is False
+
+
+def test_another_namespaces_pods_survive_a_zone_loss(fake: FakeKubeApi, settings: Settings) -> None:
+    from kubernetes import client
+    t = target(settings)
+    t.up()
+    platform = t.platform
+    assert isinstance(platform, KubernetesPlatform)
+    pod = client.V1Pod(metadata=client.V1ObjectMeta(name="billing-0", namespace="billing"),
+                       spec=client.V1PodSpec(node_name="node-zone-b-1",
+                                             containers=[client.V1Container(name="app", image="billing")]))
+    client.CoreV1Api(platform._api).create_namespaced_pod("billing", pod)
+    step = t.inject(fault_call("lose_zone", {"zone": "zone-b"}))
+    assert fake.get("pods", "billing-0", "billing") is not None  # never evicted: not an allowed namespace
+    assert not [r for r in fake.requests if r.path.startswith("/api/v1/namespaces/billing/")
+                and r.method != "GET" and "billing-0" in r.path and r.path.endswith("/eviction")]
+    t.rollback(step)
+
+
+def test_a_node_cordoned_before_the_run_stays_cordoned(fake: FakeKubeApi, settings: Settings) -> None:
+    from kubernetes import client
+    t = target(settings)
+    t.up()
+    platform = t.platform
+    assert isinstance(platform, KubernetesPlatform)
+    client.CoreV1Api(platform._api).patch_node("node-zone-b-1", {"spec": {"unschedulable": True}})
+    step = t.inject(fault_call("lose_zone", {"zone": "zone-b"}))
+    assert step.arguments["nodes"] == [] and step.arguments["already_cordoned"] == ["node-zone-b-1"]
+    t.rollback(step)
+    node = fake.get("nodes", "node-zone-b-1")
+    assert node is not None and node["spec"]["unschedulable"] is True  # the operator's cordon stands
+
+
+def test_a_forged_rollback_step_is_refused_and_nothing_is_touched(fake: FakeKubeApi, settings: Settings) -> None:
+    t = target(settings)
+    t.up()
+    before = len(fake.mutating_requests())
+    forged = [RollbackStep("restore_zone", {"zone": "zone-a", "nodes": ["node-zone-a-1"],
+                                            "already_cordoned": ["node-zone-a-1"]}, "", "kubernetes"),
+              RollbackStep("restore_zone", {"zone": "zone-a", "nodes": [f"n{i}" for i in range(11)]}, "", "kubernetes"),
+              RollbackStep("delete_namespace", {"namespace": "kube-system"}, "", "kubernetes")]
+    for step in forged:
+        with pytest.raises(UserError, match="outside what this target may touch"):
+            t.rollback(step)
+    assert len(fake.mutating_requests()) == before
+
+
+def test_a_zone_with_more_nodes_than_allowed_is_refused_before_any_cordon(fake: FakeKubeApi) -> None:
+    few = Settings(kubernetes=KubernetesSettings(allowed_contexts=(CONTEXT,), namespace=NS, max_cordoned_nodes=1))
+    t = target(few)
+    t.up()
+    from kubernetes import client
+    platform = t.platform
+    assert isinstance(platform, KubernetesPlatform)
+    node = client.V1Node(metadata=client.V1ObjectMeta(name="node-zone-b-2", labels={ZONE_LABEL: "zone-b"}))
+    client.CoreV1Api(platform._api).create_node(node)
+    before = len(fake.mutating_requests())
+    with pytest.raises(UserError, match="max_cordoned_nodes"):
+        t.inject(fault_call("lose_zone", {"zone": "zone-b"}))
+    assert len(fake.mutating_requests()) == before
 
 
 def test_lose_zone_without_a_zone_picks_the_busiest(fake: FakeKubeApi, settings: Settings) -> None:
@@ -189,9 +253,10 @@ def test_dry_run_plans_exact_calls_and_touches_nothing(fake: FakeKubeApi, settin
     for manifest in stack_manifests(settings, "external", BACKENDS):
         assert any(line.startswith(f"PATCH {plan.item_path(manifest)}?fieldManager=resilience") for line in lines)
     text = "\n".join(lines)
-    assert "chaosk8s.node.actions.cordon_node(label_selector='topology.kubernetes.io/zone=zone-a'" in text
-    assert "chaosk8s.node.actions.drain_nodes(label_selector='topology.kubernetes.io/zone=zone-a'" in text
-    assert "chaosk8s.node.actions.uncordon_node(label_selector='topology.kubernetes.io/zone=zone-a'" in text
+    assert "GET /api/v1/nodes?labelSelector=topology.kubernetes.io/zone=zone-a" in text
+    assert "chaosk8s.node.actions.cordon_node(name='<node>'" in text
+    assert "POST /api/v1/namespaces/<ns>/pods/<pod>/eviction" in text and "a 429" in text
+    assert "chaosk8s.node.actions.uncordon_node(name='<node>'" in text
     assert ("chaosk8s.pod.actions.terminate_pods(label_selector='app.kubernetes.io/name=school-meals-api', "
             "ns='school-meals', rand=True, mode='percentage', qty=50") in text
     assert fake.requests == []  # not even a read
@@ -215,3 +280,37 @@ def test_chaosk8s_on_another_server_is_refused(fake: FakeKubeApi, settings: Sett
     with pytest.raises(UserError, match="KUBECONFIG"):
         t.inject(fault_call("kill_replicas", {"count": 1}))
     assert fake.mutating_requests() == []
+
+
+def set_status(fake: FakeKubeApi, plural: str, name: str, status: dict[str, object]) -> None:
+    """What the cloud load-balancer controller does: write the object's status (no client may, without /status)."""
+    key = next(k for k in fake._objects if k[1] == plural and k[2] == NS and k[3] == name)
+    fake._objects[key]["status"] = status
+
+
+def test_the_load_url_comes_from_the_setting_or_the_services_status(fake: FakeKubeApi, settings: Settings) -> None:
+    from dataclasses import replace
+    t = target(settings)
+    t.up()
+    with pytest.raises(UserError, match="kubernetes.url"):  # no Ingress, a ClusterIP Service: nothing reachable
+        t.url()
+    assert t.status().url is None
+    set_status(fake, "services", "school-meals-api", {"loadBalancer": {"ingress": [{"hostname": "lb.example.test"}]}})
+    assert t.url() == "http://lb.example.test"
+    configured = replace(settings, kubernetes=replace(settings.kubernetes, url="https://meals.example.test/"))
+    assert target(configured).url() == "https://meals.example.test"
+
+
+def test_in_cluster_uses_the_pods_service_account(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubernetes import config
+    loaded: list[object] = []
+    monkeypatch.setattr(config, "load_incluster_config", lambda client_configuration=None: loaded.append(1))
+    monkeypatch.delenv("CHAOSTOOLKIT_IN_POD", raising=False)
+    with pytest.raises(UserError, match="allowed_contexts"):
+        KubernetesPlatform(Settings(), "in-cluster")
+    allowed = Settings(kubernetes=KubernetesSettings(allowed_contexts=("in-cluster",)))
+    platform = KubernetesPlatform(allowed, "in-cluster")
+    assert loaded == [1]
+    import os
+    assert os.environ["CHAOSTOOLKIT_IN_POD"] == "true"  # chaosk8s takes the same service account
+    assert platform.url() == "http://school-meals-api.school-meals.svc.cluster.local:80"

@@ -22,7 +22,8 @@ from resilience.targets.target import Target
 
 ROOT = Path(__file__).resolve().parents[2]
 CLOUD = Settings(kubernetes=KubernetesSettings(allowed_contexts=("staging",)),
-                 aws=AwsSettings(allowed_accounts=("123456789012",)))
+                 aws=AwsSettings(allowed_accounts=("123456789012",), allowed_regions=("ap-south-1",),
+                                 allowed_resources=("school-meals-db", "school-meals-cache")))
 
 # one valid call of every fault, and the arguments each target would refuse
 VALID: dict[str, dict[str, Any]] = {"kill_replicas": {"percent": 50}, "lose_zone": {"zone": "zone-a"}, "fail_over_database": {"mode": "kill"},
@@ -93,7 +94,8 @@ def test_every_nemesis_answers_for_every_fault_that_touches_a_target() -> None:
 def test_the_platforms_home_is_one_composition() -> None:
     aws = COMPOSITIONS["aws"]
     assert aws.platform == "kubernetes" and aws.services == ("aws",)
-    assert aws.nemesis_name("fail_over_database") == "aws" and aws.nemesis_name("kill_replicas") == "kubernetes"
+    assert aws.nemesis_names("fail_over_database") == ("aws",) and aws.nemesis_names("kill_replicas") == ("kubernetes",)
+    assert aws.nemesis_names("lose_zone") == ("kubernetes", "aws")
     table = support_table()
     assert table["aws"]["stop_cache"] is None and table["kubernetes"]["stop_cache"] is not None
     assert all(why is None for why in table["local"].values())
@@ -138,6 +140,27 @@ def test_arguments_a_target_cannot_honour_are_refused_before_anything_runs(targe
         target.check([call])
     with pytest.raises(UserError, match=words):
         target.inject(call)
+
+
+@pytest.mark.parametrize("aws,words", [
+    (AwsSettings(allowed_accounts=("123456789012",)), "not in aws.allowed_regions"),
+    (AwsSettings(allowed_accounts=("123456789012",), allowed_regions=("ap-south-1",),
+                 allowed_resources=("school-meals-cache",)), "DB cluster 'school-meals-db' is not in aws.allowed_resources"),
+])
+def test_aws_faults_outside_the_allowed_regions_and_resources_are_refused_in_the_plan(aws: AwsSettings,
+                                                                                      words: str) -> None:
+    settings = Settings(kubernetes=CLOUD.kubernetes, aws=aws)
+    target = make_target("aws", settings, context="staging", dry_run=True)
+    for fault in ("fail_over_database", "lose_zone"):
+        with pytest.raises(UserError, match=words):
+            target.plan([fault_call(fault, VALID[fault])])
+
+
+def test_a_namespace_outside_the_allow_list_is_refused() -> None:
+    settings = Settings(kubernetes=KubernetesSettings(allowed_contexts=("staging",), allowed_namespaces=("shop",)))
+    target = make_target("kubernetes", settings, context="staging", dry_run=True)
+    with pytest.raises(UserError, match="namespace 'school-meals' is not in kubernetes.allowed_namespaces"):
+        target.check([fault_call("kill_replicas", {"count": 1})])
 
 
 class RecordingPlatform(LocalPlatform):

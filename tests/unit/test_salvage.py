@@ -25,7 +25,7 @@ from resilience.history import PARTIAL, History, Record
 from resilience.recheck import recheck
 from resilience.salvage import rollback_and_seal, unsealed_message
 from resilience.fault_registry import FAULTS, FaultCall
-from resilience.targets.base import Nemesis, Platform, PlatformEvent, RollbackStep, StackStatus
+from resilience.targets.base import Nemesis, Platform, PlatformEvent, Recorder, RollbackStep, StackStatus, no_record
 from resilience.targets.target import COMPOSITIONS, Target
 
 ORIGIN_WALL = 1_750_000_000.0
@@ -73,7 +73,7 @@ class FakeNemesis(Nemesis):
     def plan(self, call: FaultCall) -> list[str]:
         return [f"{call.fault}: fake"]
 
-    def inject(self, call: FaultCall, seed: int | None = None) -> RollbackStep:
+    def inject(self, call: FaultCall, seed: int | None = None, record: Recorder = no_record) -> RollbackStep:
         if call.fault == "lose_zone":
             return RollbackStep("restore_zone", {"zone": "zone-a"}, "restore zone-a")
         return RollbackStep("none")

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from ...errors import HarnessError
 from ...fault_registry import ROLLBACK_NONE, FaultCall
-from ..base import Nemesis, RollbackStep
+from ..base import Nemesis, Recorder, RollbackStep, no_record
 from . import LocalPlatform
 
 REPLACE_TIMEOUT_S = 60.0
@@ -62,9 +62,11 @@ class LocalNemesis(Nemesis):
                 for line in lines]
 
     # -- faults ------------------------------------------------------------------
-    def inject(self, call: FaultCall, seed: int | None = None) -> RollbackStep:
+    def inject(self, call: FaultCall, seed: int | None = None, record: Recorder = no_record) -> RollbackStep:
+        if call.fault == "lose_zone":
+            return self._lose_zone(call, record)
         handlers: dict[str, Callable[[FaultCall, int | None], RollbackStep]] = {
-            "kill_replicas": self._kill_replicas, "lose_zone": self._lose_zone,
+            "kill_replicas": self._kill_replicas,
             "fail_over_database": self._fail_over_database, "stop_cache": self._stop_cache,
             "pause_replicas": self._pause_replicas, "hold_replication": self._hold_replication}
         return handlers[call.fault](call, seed)
@@ -83,11 +85,12 @@ class LocalNemesis(Nemesis):
         self._request("pause_replicas", pause=True)
         return RollbackStep("resume_replicas", {}, "SIGCONT every API replica")
 
-    def _lose_zone(self, call: FaultCall, seed: int | None) -> RollbackStep:
+    def _lose_zone(self, call: FaultCall, record: Recorder) -> RollbackStep:
         zone = call.get("zone")
         if zone in (None, "primary"):
             zone = self.platform.primary_zone()
         step = RollbackStep("restore_zone", {"zone": zone}, f"restore {zone}: network back, its services restarted")
+        record(step)
         self._request("lose_zone", zone=zone)
         return step
 

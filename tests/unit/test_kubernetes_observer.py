@@ -1,0 +1,50 @@
+"""The observer's pure state: replica numbers and ready pods per zone, from hand-built API objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from resilience.targets.kubernetes_observer import ReplicaState, event_from_k8s, ready_by_zone
+
+
+def deployment(replicas: int, ready: int) -> dict[str, Any]:
+    return {"spec": {"replicas": replicas}, "status": {"readyReplicas": ready}}
+
+
+def hpa(desired: int, current: int, cpu: int) -> dict[str, Any]:
+    return {"status": {"desiredReplicas": desired, "currentReplicas": current, "currentMetrics": [
+        {"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": cpu}}}]}}
+
+
+def test_a_replica_event_only_when_ready_or_desired_changes() -> None:
+    state = ReplicaState()
+    assert state.hpa(hpa(6, 6, 40)) is None  # no ready count yet: nothing to report
+    first = state.deployment(deployment(6, 6))
+    assert first is not None and first["ready"] == 6 and first["desired"] == 6
+    assert first["metrics"] == [{"type": "Resource", "name": "cpu", "average_utilization": 40, "average_value": None}]
+    assert state.deployment(deployment(6, 6)) is None  # same numbers: no event
+    scaled = state.hpa(hpa(9, 6, 95))
+    assert scaled is not None and scaled["desired"] == 9 and scaled["ready"] == 6 and scaled["current"] == 6
+    ready = state.deployment(deployment(9, 9))
+    assert ready is not None and ready["ready"] == 9 and ready["desired"] == 9  # the HPA's desired wins
+
+
+def pod(node: str, ready: bool, terminating: bool = False) -> dict[str, Any]:
+    return {"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z" if terminating else None},
+            "spec": {"nodeName": node},
+            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+def test_ready_pods_per_zone_skip_unready_and_terminating_pods() -> None:
+    zones = {"n-a": "zone-a", "n-b": "zone-b", "n-x": None}
+    pods = [pod("n-a", True), pod("n-a", True), pod("n-b", False), pod("n-b", True, terminating=True),
+            pod("n-x", True)]
+    assert ready_by_zone(pods, zones) == {"?": 1, "zone-a": 2}
+
+
+def test_kubernetes_events_become_scale_or_platform_events() -> None:
+    scale = event_from_k8s({"reason": "SuccessfulRescale", "message": "New size: 9", "type": "Normal",
+                            "involvedObject": {"kind": "HorizontalPodAutoscaler", "name": "api"}}, 12.5)
+    assert (scale.source, scale.op, scale.monotonic) == ("controller", "scale", 12.5)
+    other = event_from_k8s({"reason": "FailedScheduling", "involvedObject": {"kind": "Pod", "name": "p"}}, 1.0)
+    assert (other.source, other.op, other.detail["object"]) == ("platform", "k8s:FailedScheduling", "Pod/p")
