@@ -49,13 +49,14 @@ class Monitor:
 
     def __init__(self, condition: StopCondition, progress: Progress, *, stats: Callable[[], "LoadStats | None"],
                  ready_replicas: Callable[[], int], elapsed: Callable[[], float],
-                 on_abort: Callable[[str], None]) -> None:
+                 on_abort: Callable[[str], None], every_2s: Callable[[], None] = lambda: None) -> None:
         self.watch = StopWatch(condition)
         self.progress = progress
         self.stats = stats
         self.ready_replicas = ready_replicas  # asked every 2 s: it may be a call to the target
         self.elapsed = elapsed
         self.on_abort = on_abort
+        self.every_2s = every_2s  # e.g. taking the platform's events into the history as they happen
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -78,6 +79,10 @@ class Monitor:
                     ready = self.ready_replicas()
                 except Exception:
                     ready = None
+                try:
+                    self.every_2s()
+                except Exception:  # noqa: BLE001 - the run's final poll reports what is unavailable
+                    pass
                 next_ready = now + 2.0
             self.progress.update(self.elapsed(), stats, ready)
             reason = self.watch.observe(now, stats)

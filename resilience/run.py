@@ -45,7 +45,8 @@ from .errors import HarnessError, UserError
 from .experiments import ExperimentSpec, PROJECT_ROOT
 from .atomic import write_json_atomic
 from .fault_registry import fault_call
-from .history import CONTROLLER, FAIL, FAULT, INFO, OK, PARTIAL, PHASE, PLATFORM, History, Record
+from .event_feed import EventFeed
+from .history import CONTROLLER, FAIL, FAULT, INFO, OK, PARTIAL, PHASE, PLATFORM, History
 from .monitor import Monitor
 from .progress import Progress
 from .readback import read_back_orders
@@ -88,7 +89,8 @@ class Run:
         self.aborts = Abort(self.history, self.progress.say)
         self._monitor = Monitor(spec.stop_condition, self.progress, stats=self.load_stats,
                                 ready_replicas=self.ready_replicas, elapsed=self.history.now,
-                                on_abort=self.aborts.abort)
+                                on_abort=self.aborts.abort, every_2s=self._poll_events)
+        self.events = EventFeed(self.target.events_since, self.history)
         self.owned_by_control = False  # created by the control under plain `chaos run`
         self._load_collected = False
 
@@ -135,6 +137,7 @@ class Run:
             raise HarnessError(f"the platform is not healthy before the experiment ({'; '.join(bad)}); "
                                f"see `resilience status`, or rebuild it with `resilience down` and `resilience up`.")
         self.history.add(PLATFORM, "stack", INFO, detail=status.to_json())
+        self.target.start_observing()  # watches (cloud) record what the platform does from here on
         ready = self.target.ready_replicas()  # the replica count the run starts from (events only carry changes)
         self.history.add(CONTROLLER, "replicas", INFO,
                          detail={"ready": ready, "desired": status.detail.get("desired_replicas", ready)})
@@ -239,7 +242,7 @@ class Run:
         self._write_rollbacks()  # before the fault: a crash from here on can still be undone
         t = self.history.now()
         try:
-            step = self._call_target(fault, arguments)
+            step = self._call_target(fault, arguments, entry)
         except Exception as exc:
             done_t = self.history.now()
             entry.status = "failed"
@@ -265,10 +268,18 @@ class Run:
         self.history.add(FAULT, _DONE[op], status, t=done_t,
                          detail={"capability": capability, "seconds": round(done_t - t, 6)})
 
-    def _call_target(self, fault: str, arguments: dict[str, Any]) -> RollbackStep:
-        """The registry checks the arguments; the target's nemesis for this fault injects it."""
+    def _call_target(self, fault: str, arguments: dict[str, Any], entry: RollbackEntry) -> RollbackStep:
+        """The registry checks the arguments; the target's nemeses inject it.
+
+        A nemesis that must undo exactly what it did (e.g. only the nodes it cordoned) hands its
+        step over before acting; it goes into rollback.json at once, so a crash mid-fault undoes it.
+        """
+        def record(step: RollbackStep) -> None:
+            entry.step = step
+            self._write_rollbacks()
+
         call = fault_call(fault, arguments, f"fault {fault}")
-        return self.target.inject(call, seed=self.options.seed)
+        return self.target.inject(call, seed=self.options.seed, record=record)
 
     def rollback_all(self) -> list[dict[str, Any]]:
         """Undo every fault still pending, newest first; safe to call twice."""
@@ -363,16 +374,19 @@ class Run:
     def _read_back(self) -> None:
         read_back_orders(self.history, self.target.url(), self.history.now, self.progress.say)
 
+    def _poll_events(self) -> None:
+        """The platform's events so far into the (streamed) history; the monitor calls this every 2 s."""
+        if self.run_dir is not None:
+            self.events.poll()
+
     def _collect_platform_events(self) -> None:
+        """The last poll, after the load stopped; then the target's observers stop."""
         try:
-            events = self.target.events_since(self.history.origin_monotonic)
+            self.events.poll()
         except Exception as exc:
             self.history.add(PLATFORM, "events-unavailable", INFO, detail={"error": str(exc)})
-            return
-        for e in events:
-            source = e.source if e.source in (CONTROLLER, PLATFORM) else PLATFORM
-            op = e.op if e.source in (CONTROLLER, PLATFORM) else f"{e.source}:{e.op}"
-            self.history.append(Record(self.history.at(e.monotonic), source, op, INFO, None, None, e.detail))
+        finally:
+            self.target.stop_observing()
 
     def _write_results(self, journal: dict[str, Any]) -> RunResult:
         assert self.run_dir is not None
@@ -396,6 +410,7 @@ class Run:
     def close(self) -> None:
         """Last-resort cleanup: stop load, undo faults, tear down a stack this run started."""
         self._monitor.stop()
+        self.target.stop_observing()
         if self.load is not None:
             self.load.stop()
         self.rollback_all()

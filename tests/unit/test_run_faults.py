@@ -232,3 +232,30 @@ def test_the_stop_condition_fires_after_for_s_under_the_floor_and_a_recovery_res
     assert watch.observe(104.0, Stats(10)) is None  # back over the floor: a new stretch must last 3 s again
     assert watch.observe(105.0, Stats(90)) is None and watch.observe(107.9, Stats(90)) is None
     assert watch.observe(108.0, Stats(90)) is not None
+
+
+class RecordingTarget(FakeTarget):
+    """Hands its undo step over before acting, like a zone loss that must uncordon only what it cordoned."""
+
+    def __init__(self) -> None:
+        super().__init__(closed_port_url())
+        self.file_during_fault: dict[str, Any] | None = None
+        self.run_dir: Path | None = None
+
+    def inject(self, call: FaultCall, seed: int | None = None, **kwargs: Any) -> RollbackStep:
+        step = RollbackStep("restore_zone", {"zone": "zone-a", "nodes": ["n1"]}, "uncordon n1", "local")
+        kwargs["record"](step)
+        assert self.run_dir is not None
+        self.file_during_fault = json.loads((self.run_dir / "rollback.json").read_text())
+        return step
+
+
+def test_a_step_handed_over_before_the_fault_acts_is_in_rollback_json_at_once(tmp_path: Path) -> None:
+    target = RecordingTarget()
+    run = started(tmp_path, target)
+    target.run_dir = run.run_dir
+    run.inject("lose_zone", {"zone": "zone-a"})
+    during = target.file_during_fault
+    assert during is not None
+    entry = during["steps"][0]
+    assert entry["status"] == "injecting" and entry["step"]["arguments"]["nodes"] == ["n1"]
