@@ -15,6 +15,7 @@ from typing import Any, Callable
 from . import __version__
 from .config import Settings, defaults_yaml, load_settings
 from .errors import HarnessError, UserError
+from .consent import confirm
 from .launcher import json_summary, load_overrides, print_result, run_experiment
 
 EPILOG = """\
@@ -43,6 +44,7 @@ def _policy(settings: Settings) -> Any:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from .targets import make_target
+    confirm(args.target, args.context, "deploying the platform", args.yes)
     target = make_target(args.target, _settings(args), context=getattr(args, "context", None))
     already = target.status() if args.target == "local" and target.status().running else None
     status = target.up()
@@ -54,6 +56,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     from .targets import make_target
+    confirm(args.target, args.context, "removing what `up` created", args.yes)
     target = make_target(args.target, _settings(args), context=getattr(args, "context", None))
     target.down()
     print(f"the {args.target} stack is down; nothing it started is left running.")
@@ -103,6 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.dry_run:
         return _dry_run(args, settings)
+    confirm(args.target, args.context, f"injecting the faults of {args.experiment}", args.yes)
     result = run_experiment(args.experiment, args, settings)
     if args.json:
         print(json.dumps(json_summary(result), indent=2))
@@ -215,7 +219,10 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     """Undo what a crashed run left pending, then seal the run (as aborted) if it was never sealed."""
+    from .rollbackfile import ROLLBACK, read_rollback_file
     from .salvage import rollback_and_seal
+    recorded = read_rollback_file(Path(args.run_dir) / ROLLBACK)
+    confirm(str(recorded["target"]), recorded.get("context"), "undoing the faults a crashed run left", args.yes)
     salvage = rollback_and_seal(Path(args.run_dir), _settings(args))
     if salvage.failed_rollbacks:
         print(f"resilience: error: {salvage.failed_rollbacks} rollback step(s) failed (see above; rollback.json marks "
@@ -238,6 +245,7 @@ def cmd_gameday(args: argparse.Namespace) -> int:
     from .experiments import experiments_dir
     from .gameday import gameday_verdict, run_gameday
     settings = _settings(args)
+    confirm(args.target, args.context, f"the game-day suite {args.suite}", args.yes)
     reports_dir = Path(args.reports_dir or settings.evidence.reports_dir)
 
     def run_one(name: str) -> Path:
@@ -280,7 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
         if target:
             p.add_argument("--target", default="local",
                            help="local (default), kubernetes, or aws (EKS + RDS + ElastiCache); see `resilience faults`")
-            p.add_argument("--context", help="kubeconfig context (kubernetes target; must be allow-listed)")
+            p.add_argument("--context", help="kubeconfig context (kubernetes/aws targets; must be allow-listed; "
+                                             "'in-cluster' inside a pod)")
+            p.add_argument("--yes", action="store_true",
+                           help="kubernetes/aws: go ahead without asking (needed when no terminal can confirm)")
         p.set_defaults(func=func)
         return p
 
@@ -320,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("rollback", cmd_rollback, "undo the faults a crashed run left pending (reads RUN_DIR/rollback.json)",
             target=False)
     p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--yes", action="store_true", help="a cloud run's rollback: go ahead without asking")
     p = add("gameday", cmd_gameday, "run a suite of experiments and write one compliance report")
     p.add_argument("--suite", default="default", help="suite name from experiments/suites.yaml (default: default)")
     _add_run_options(p)
