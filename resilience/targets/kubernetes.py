@@ -168,10 +168,24 @@ class KubernetesPlatform(Platform):
             self._would(self.plan_up())
             return StackStatus(self.name, False, None, None, detail={"dry_run": True, "plan": list(self.planned)})
         self._resolve_backends()
+        adopted = self._namespace_is_someone_elses()
         for manifest in self._manifests():
+            if manifest["kind"] == "Namespace" and adopted:
+                continue  # not ours: left without our label, so `down` never deletes it
             self._apply(manifest)
         self._wait_available()
         return self.status()
+
+    def _namespace_is_someone_elses(self) -> bool:
+        """The namespace exists and was not created by us (no managed-by label): we deploy into it, never own it."""
+        from kubernetes.client.rest import ApiException
+        try:
+            namespace = self._core().read_namespace(self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return (namespace.metadata.labels or {}).get(MANAGED_BY_LABEL) != MANAGER
 
     def _apply(self, manifest: Manifest) -> None:
         """Server-side apply through the typed client (no discovery needed)."""

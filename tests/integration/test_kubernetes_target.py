@@ -314,3 +314,17 @@ def test_in_cluster_uses_the_pods_service_account(monkeypatch: pytest.MonkeyPatc
     import os
     assert os.environ["CHAOSTOOLKIT_IN_POD"] == "true"  # chaosk8s takes the same service account
     assert platform.url() == "http://school-meals-api.school-meals.svc.cluster.local:80"
+
+
+def test_an_adopted_namespace_survives_down(fake: FakeKubeApi, settings: Settings) -> None:
+    from kubernetes import client
+    t = target(settings)
+    platform = t.platform
+    assert isinstance(platform, KubernetesPlatform)
+    client.CoreV1Api(platform._api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
+        name=NS, labels={"team": "meals"})))
+    t.up()
+    t.down()
+    namespace = fake.get("namespaces", NS)
+    assert namespace is not None and namespace["metadata"]["labels"] == {"team": "meals"}  # untouched, still there
+    assert fake.objects("deployments", NS) == []  # what up created is gone
