@@ -112,6 +112,10 @@ class KubernetesPlatform(Platform):
             raise UserError(f"kubeconfig {path}: cannot use context {context!r} ({exc}). Check the file "
                             f"(or $KUBECONFIG) and the context name (`kubectl config get-contexts`).") from None
 
+    def core(self) -> Any:
+        """The CoreV1 API on this platform's client (the nemesis evicts and cordons through it)."""
+        return self._core()
+
     def _core(self) -> Any:
         from kubernetes import client
         return client.CoreV1Api(self._api)
@@ -284,42 +288,6 @@ class KubernetesPlatform(Platform):
         """The zone's nodes, each with whether it is cordoned already (spec.unschedulable)."""
         return {n.metadata.name: bool(n.spec and n.spec.unschedulable)
                 for n in self._core().list_node(label_selector=plan.zone_selector(zone)).items}
-
-    def evict_from(self, nodes: list[str], namespaces: list[str]) -> tuple[list[str], list[str]]:
-        """Evict the pods of `namespaces` running on `nodes` (policy/v1 Eviction, so PodDisruptionBudgets apply).
-
-        A 429 (the budget would be violated) is retried until kubernetes.eviction_timeout_s, as `kubectl
-        drain` does; what is still refused then is returned, not raised: the zone is lost either way.
-        Returns (evicted, refused) as "namespace/pod".
-        """
-        from kubernetes import client
-        from kubernetes.client.rest import ApiException
-        core = self._core()
-        pending = [(ns, pod.metadata.name) for ns in namespaces for node in nodes
-                   for pod in core.list_namespaced_pod(ns, field_selector=f"spec.nodeName={node}").items
-                   if not pod.metadata.deletion_timestamp]
-        evicted: list[str] = []
-        deadline = time.monotonic() + self.settings.kubernetes.eviction_timeout_s
-        while pending:
-            refused = []
-            for ns, name in pending:
-                body = client.V1Eviction(metadata=client.V1ObjectMeta(name=name, namespace=ns))
-                try:
-                    core.create_namespaced_pod_eviction(name, ns, body)
-                    evicted.append(f"{ns}/{name}")
-                except ApiException as exc:
-                    if exc.status == 404:
-                        continue  # gone already
-                    if exc.status != 429:
-                        raise HarnessError(f"evicting pod {ns}/{name}: HTTP {exc.status} {exc.reason}: "
-                                           f"{exc.body}") from None
-                    refused.append((ns, name))
-            pending = refused
-            if pending and time.monotonic() + plan.EVICTION_RETRY_S > deadline:
-                break
-            if pending:
-                time.sleep(plan.EVICTION_RETRY_S)
-        return evicted, [f"{ns}/{name}" for ns, name in pending]
 
     def pods(self, label_selector: str) -> list[Any]:
         return list(self._core().list_namespaced_pod(self.namespace, label_selector=label_selector).items)

@@ -7,6 +7,7 @@ line is exactly what would happen.
 from __future__ import annotations
 
 import random
+import time
 from typing import Callable
 
 from ..errors import HarnessError, UserError
@@ -135,12 +136,48 @@ class KubernetesNemesis(Nemesis):
         try:
             for node in to_cordon:
                 plan.cordon_call(node).run(secrets)
-            evicted, refused = self.platform.evict_from(sorted(nodes), namespaces)
+            evicted, refused = self._evict_from(sorted(nodes), namespaces)
         except Exception as exc:
             self.rollback(step)
             raise HarnessError(f"lose_zone {zone}: {exc}; the nodes this run cordoned were uncordoned again.") from exc
         return RollbackStep(step.capability, {**step.arguments, "evicted": evicted, "refused": refused},
                             step.description)
+
+    def _evict_from(self, nodes: list[str], namespaces: list[str]) -> tuple[list[str], list[str]]:
+        """Evict the pods of `namespaces` running on `nodes` (policy/v1 Eviction, so PodDisruptionBudgets apply).
+
+        A 429 (the budget would be violated) is retried until kubernetes.eviction_timeout_s, as `kubectl
+        drain` does; what is still refused then is returned, not raised: the zone is lost either way.
+        Returns (evicted, refused) as "namespace/pod".
+        """
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+        core = self.platform.core()
+        pending = [(ns, pod.metadata.name) for ns in namespaces for node in nodes
+                   for pod in core.list_namespaced_pod(ns, field_selector=f"spec.nodeName={node}").items
+                   if not pod.metadata.deletion_timestamp]
+        evicted: list[str] = []
+        deadline = time.monotonic() + self.platform.settings.kubernetes.eviction_timeout_s
+        while pending:
+            refused = []
+            for ns, name in pending:
+                body = client.V1Eviction(metadata=client.V1ObjectMeta(name=name, namespace=ns))
+                try:
+                    core.create_namespaced_pod_eviction(name, ns, body)
+                    evicted.append(f"{ns}/{name}")
+                except ApiException as exc:
+                    if exc.status == 404:
+                        continue  # gone already
+                    if exc.status != 429:
+                        raise HarnessError(f"evicting pod {ns}/{name}: HTTP {exc.status} {exc.reason}: "
+                                           f"{exc.body}") from None
+                    refused.append((ns, name))
+            pending = refused
+            if pending and time.monotonic() + plan.EVICTION_RETRY_S > deadline:
+                break
+            if pending:
+                time.sleep(plan.EVICTION_RETRY_S)
+        return evicted, [f"{ns}/{name}" for ns, name in pending]
 
     def scale_replicas(self, replicas: int) -> RollbackStep:
         """Set the Deployment's replica count (the HPA may move it again); rollback restores the old count."""
