@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .fault_registry import FAULTS
 from .atomic import write_json_atomic
 from .targets.base import RollbackStep
 
@@ -91,6 +92,8 @@ def rollback_problem(data: Any) -> str | None:
             return problem
         if entry["status"] not in STATUSES:
             return f"{where}.status is {entry['status']!r}; it must be one of {', '.join(STATUSES)}"
+        if entry["fault"] not in FAULTS:
+            return f"{where}.fault is {entry['fault']!r}, which is not a registered fault ({', '.join(FAULTS)})"
         if entry["step"] is not None:
             problem = _fields_problem(entry["step"], _STEP, _REQUIRED_STEP, f"{where}.step")
             if problem:

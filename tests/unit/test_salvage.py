@@ -300,6 +300,8 @@ GOOD_STEP = {"fault": "lose_zone", "arguments": {}, "status": "pending",
     (json.dumps({"target": "local", "steps": [{**GOOD_STEP, "status": "maybe"}]}), "steps[0].status is 'maybe'"),
     (json.dumps({"target": "local", "steps": [{**GOOD_STEP, "arguments": []}]}),
      "steps[0].arguments must be an object"),
+    (json.dumps({"target": "local", "steps": [{**GOOD_STEP, "fault": "drop_tables"}]}),
+     "steps[0].fault is 'drop_tables', which is not a registered fault"),
 ])
 def test_a_malformed_rollback_file_is_exit_2_naming_the_file_and_the_problem(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, expected: str) -> None:
