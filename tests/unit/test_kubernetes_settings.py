@@ -39,29 +39,30 @@ def test_settings_from_yaml(tmp_path: Path) -> None:
     assert settings.aws.elasticache_tls is False
 
 
-@pytest.mark.parametrize("kubernetes, field", [
-    ({"url": "ftp://meals.example.com"}, "kubernetes.url"),
-    ({"url": "meals.example.com"}, "kubernetes.url"),
-    ({"url": "https://"}, "kubernetes.url"),
-    ({"url": "https://meals.example.com:99999"}, "kubernetes.url"),
-    ({"url": "https://user:secret@meals.example.com"}, "kubernetes.url"),
-    ({"url": "https://token@meals.example.com"}, "kubernetes.url"),
-    ({"url": 8080}, "kubernetes.url"),
-    ({"expose": "nodeport"}, "kubernetes.expose"),
-    ({"load_balancer_scheme": "public"}, "kubernetes.load_balancer_scheme"),
-    ({"ingress_class": "ALB Controller"}, "kubernetes.ingress_class"),
-    ({"ingress_host": "https://meals.example.com"}, "kubernetes.ingress_host"),
-    ({"harness_namespace": "Chaos_NS"}, "kubernetes.harness_namespace"),
-    ({"ingress_controller_namespace": ""}, "kubernetes.ingress_controller_namespace"),
-    ({"load_balancer_source_cidrs": ["10.0.0.1/8"]}, "kubernetes.load_balancer_source_cidrs"),
-    ({"load_balancer_source_cidrs": ["vpc"]}, "kubernetes.load_balancer_source_cidrs"),
-    ({"load_balancer_source_cidrs": []}, "kubernetes.load_balancer_source_cidrs"),
-    ({"hpa_scale_down_stabilization_s": 3601}, "kubernetes.hpa_scale_down_stabilization_s"),
-    ({"hpa_scale_up_stabilization_s": -1}, "kubernetes.hpa_scale_up_stabilization_s"),
-    ({"hpa_scale_down_stabilization_s": "5m"}, "kubernetes.hpa_scale_down_stabilization_s"),
-    ({"hpa_scale_down_stabilization_s": 1.5}, "kubernetes.hpa_scale_down_stabilization_s"),
+@pytest.mark.parametrize("kubernetes", [
+    {"url": "ftp://meals.example.com"},
+    {"url": "meals.example.com"},
+    {"url": "https://"},
+    {"url": "https://meals.example.com:99999"},
+    {"url": "https://user:secret@meals.example.com"},
+    {"url": "https://token@meals.example.com"},
+    {"url": 8080},
+    {"expose": "nodeport"},
+    {"load_balancer_scheme": "public"},
+    {"ingress_class": "ALB Controller"},
+    {"ingress_host": "https://meals.example.com"},
+    {"harness_namespace": "Chaos_NS"},
+    {"ingress_controller_namespace": ""},
+    {"load_balancer_source_cidrs": ["10.0.0.1/8"]},
+    {"load_balancer_source_cidrs": ["vpc"]},
+    {"load_balancer_source_cidrs": []},
+    {"hpa_scale_down_stabilization_s": 3601},
+    {"hpa_scale_up_stabilization_s": -1},
+    {"hpa_scale_down_stabilization_s": "5m"},
+    {"hpa_scale_down_stabilization_s": 1.5},
 ])
-def test_bad_values_name_the_setting(tmp_path: Path, kubernetes: dict[str, object], field: str) -> None:
+def test_bad_values_name_the_setting(tmp_path: Path, kubernetes: dict[str, object]) -> None:
+    field = f"kubernetes.{next(iter(kubernetes))}"
     with pytest.raises(UserError, match=field.replace(".", r"\.")):
         load(tmp_path, yaml.safe_dump({"kubernetes": kubernetes}))
 
