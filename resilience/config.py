@@ -97,16 +97,36 @@ class Targets:
     rto_success_ratio: float = 0.99  # per second, during the hold window
 
 
+IN_CLUSTER_CONTEXT = "in-cluster"  # `--context in-cluster`: the pod's service account instead of a kubeconfig
+EXPOSE_MODES = ("ingress", "loadbalancer", "cluster-ip")
+LOAD_BALANCER_SCHEMES = ("internal", "internet-facing")
+
+
 @dataclass(frozen=True)
 class KubernetesSettings:
-    allowed_contexts: tuple[str, ...] = ()
+    allowed_contexts: tuple[str, ...] = ()  # kubeconfig contexts, or "in-cluster" for the CronJob's service account
     namespace: str = "school-meals"
-    image: str = "ghcr.io/example/school-meals-api:latest"
+    image: str = "ghcr.io/example/school-meals-api:latest"  # built from this repository's Dockerfile
     kubernetes_version: str = "1.29"
     allowed_namespaces: tuple[str, ...] = ()  # where faults may evict or kill pods; empty: `namespace` only
     max_cordoned_nodes: int = 10  # one run never cordons more nodes than this
     eviction_timeout_s: float = 120.0  # a zone loss retries evictions a PodDisruptionBudget refuses this long
-    url: str | None = None  # where users reach the API (Ingress/LoadBalancer); default: what their status reports
+    # The URL users (and Locust) reach the API at; None: what the Ingress / LoadBalancer Service status reports.
+    url: str | None = None
+    # How the API is exposed: an Ingress (ingress_class), a LoadBalancer Service, or only the ClusterIP Service.
+    expose: str = "ingress"
+    ingress_class: str = "alb"  # IngressClass name; "alb": the AWS Load Balancer Controller
+    ingress_host: str | None = None  # host rule of the Ingress; None: any host
+    ingress_controller_namespace: str = "ingress-nginx"  # where a non-ALB ingress controller's pods run
+    load_balancer_scheme: str = "internal"  # ALB/NLB: internal (inside the VPC) or internet-facing
+    # Where ALB/NLB traffic comes from (target type ip: the load balancer's own VPC addresses). Narrow these to
+    # the VPC's (or the load balancer subnets') CIDRs.
+    load_balancer_source_cidrs: tuple[str, ...] = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+    harness_namespace: str = "school-meals-chaos"  # where the game-day CronJob and its ServiceAccount live
+    # HPA behaviour on the cluster: None keeps the Kubernetes defaults (scale-down window 300 s, scale-up 0 s),
+    # independent of stack.autoscaling (the local controller's, shortened for experiments).
+    hpa_scale_down_stabilization_s: int | None = None
+    hpa_scale_up_stabilization_s: int | None = None
 
     def fault_namespaces(self) -> tuple[str, ...]:
         return self.allowed_namespaces or (self.namespace,)
@@ -123,6 +143,7 @@ class AwsSettings:
     # identifiers faults may act on: the DB cluster, the replication group, the VPC and subnets (NACL blackhole)
     allowed_resources: tuple[str, ...] = ()
     blackhole_subnets: bool = False  # a zone loss also cuts the zone's allowed subnets with a deny-all NACL
+    elasticache_tls: bool = True  # in-transit encryption on the replication group: the API uses rediss://
 
 
 @dataclass(frozen=True)
@@ -194,6 +215,8 @@ def _build(cls: type, data: Any, where: str, path: str) -> Any:
         if dataclasses.is_dataclass(default):
             kwargs[key] = _build(type(default), value, where, dotted)
             continue
+        if default is None and str(fields[key].type).startswith("int") and value is not None:
+            default = 0  # an optional whole number (`int | None`): check it as one
         kwargs[key] = _coerce(value, default, where, dotted)
     return cls(**kwargs)
 
@@ -278,17 +301,7 @@ def validate(settings: Settings) -> Settings:
     for name in ("rto_s", "rpo_s", "p99_ms", "autoscale_s", "rto_hold_s"):
         if getattr(t, name) <= 0:
             raise UserError(f"{where}: 'targets.{name}' must be positive; got {getattr(t, name)}.")
-    k = settings.kubernetes
-    if not 1 <= k.max_cordoned_nodes <= 1000:
-        raise UserError(f"{where}: 'kubernetes.max_cordoned_nodes' must be 1..1000; got {k.max_cordoned_nodes}.")
-    if not 0 < k.eviction_timeout_s <= 3600 or not math.isfinite(k.eviction_timeout_s):
-        raise UserError(f"{where}: 'kubernetes.eviction_timeout_s' must be 0 < s <= 3600; got {k.eviction_timeout_s}.")
-    if k.url is not None and not re.fullmatch(r"https?://[^/@\s]+(/\S*)?", k.url):
-        raise UserError(f"{where}: 'kubernetes.url' must be an http(s) URL without credentials, e.g. "
-                        f"https://meals.example.org; got {k.url!r}.")
-    if any(ns in ("kube-system", "kube-public", "kube-node-lease") for ns in k.allowed_namespaces):
-        raise UserError(f"{where}: 'kubernetes.allowed_namespaces' lists a system namespace ({list(k.allowed_namespaces)}); "
-                        f"faults must never evict cluster components. List only application namespaces.")
+    _validate_kubernetes(settings.kubernetes, where)
     _validate_trusted_keys(settings.evidence.trusted_public_keys, where)
     _validate_experiments(settings.experiments, where)
     for entry in settings.load.allowed_locustfile_dirs:
@@ -318,6 +331,70 @@ def _validate_experiments(e: ExperimentsSettings, where: str) -> None:
             if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", host):
                 raise UserError(f"{where}: 'experiments.allowed_http_hosts' entry {host!r} is neither a host "
                                 f"name nor an IP network; use e.g. 'staging.internal' or '10.0.0.0/8'.") from None
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def validate_service_url(url: str, where: str, setting: str) -> None:
+    """An http(s) URL with a host and no credentials (it is printed, logged and stored in run directories)."""
+    from urllib.parse import urlsplit
+    try:
+        parts = urlsplit(url)
+        credentials = parts.username is not None or parts.password is not None
+        _ = parts.port  # raises ValueError on a bad port
+    except ValueError as exc:
+        raise UserError(f"{where}: '{setting}' is not a URL ({exc}); use e.g. https://meals.example.com.") from None
+    if credentials:  # checked first, so that no message below repeats them
+        raise UserError(f"{where}: '{setting}' must not contain credentials (user:password@); they would end up "
+                        f"in logs and run directories. Give the URL without them.")
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        raise UserError(f"{where}: '{setting}' must be an http:// or https:// URL with a host, e.g. "
+                        f"https://meals.example.com; got {url!r}.")
+
+
+def _validate_kubernetes(k: KubernetesSettings, where: str) -> None:
+    if k.url is not None:
+        validate_service_url(k.url, where, "kubernetes.url")
+    if not 1 <= k.max_cordoned_nodes <= 1000:
+        raise UserError(f"{where}: 'kubernetes.max_cordoned_nodes' must be 1..1000; got {k.max_cordoned_nodes}.")
+    if not 0 < k.eviction_timeout_s <= 3600 or not math.isfinite(k.eviction_timeout_s):
+        raise UserError(f"{where}: 'kubernetes.eviction_timeout_s' must be 0 < s <= 3600; got {k.eviction_timeout_s}.")
+    if any(ns in ("kube-system", "kube-public", "kube-node-lease") for ns in k.allowed_namespaces):
+        raise UserError(f"{where}: 'kubernetes.allowed_namespaces' lists a system namespace ({list(k.allowed_namespaces)}); "
+                        f"faults must never evict cluster components. List only application namespaces.")
+    if k.expose not in EXPOSE_MODES:
+        raise UserError(f"{where}: 'kubernetes.expose' must be one of {', '.join(EXPOSE_MODES)}; got {k.expose!r}.")
+    if k.load_balancer_scheme not in LOAD_BALANCER_SCHEMES:
+        raise UserError(f"{where}: 'kubernetes.load_balancer_scheme' must be internal or internet-facing; "
+                        f"got {k.load_balancer_scheme!r}.")
+    for name in ("harness_namespace", "ingress_controller_namespace"):
+        value = getattr(k, name)
+        if not _DNS_LABEL.match(value):
+            raise UserError(f"{where}: 'kubernetes.{name}' must be a Kubernetes namespace name (lower-case letters, "
+                            f"digits, '-', at most 63); got {value!r}.")
+    if not _DNS_SUBDOMAIN.match(k.ingress_class) or len(k.ingress_class) > 253:
+        raise UserError(f"{where}: 'kubernetes.ingress_class' must be an IngressClass name such as alb or nginx; "
+                        f"got {k.ingress_class!r}.")
+    if k.ingress_host is not None and not _DNS_SUBDOMAIN.match(k.ingress_host.removeprefix("*.")):
+        raise UserError(f"{where}: 'kubernetes.ingress_host' must be a DNS name such as meals.example.com; "
+                        f"got {k.ingress_host!r}.")
+    for cidr in k.load_balancer_source_cidrs:
+        try:
+            ipaddress.ip_network(cidr)
+        except ValueError:
+            raise UserError(f"{where}: 'kubernetes.load_balancer_source_cidrs' entry {cidr!r} is not a network in "
+                            f"CIDR form with no host bits set, e.g. 10.0.0.0/16.") from None
+    if not k.load_balancer_source_cidrs and (k.expose == "loadbalancer" or
+                                             (k.expose == "ingress" and k.ingress_class == "alb")):
+        raise UserError(f"{where}: 'kubernetes.load_balancer_source_cidrs' is empty, so the NetworkPolicy would "
+                        f"block the load balancer from the API pods; list the VPC's CIDRs, e.g. [10.0.0.0/16].")
+    for name in ("hpa_scale_down_stabilization_s", "hpa_scale_up_stabilization_s"):
+        value = getattr(k, name)
+        if value is not None and not 0 <= value <= 3600:  # the API's bounds (HPAScalingRules)
+            raise UserError(f"{where}: 'kubernetes.{name}' is seconds, 0..3600 (or unset for the Kubernetes "
+                            f"default); got {value}.")
 
 
 def _validate_trusted_keys(paths: tuple[str, ...], where: str) -> None:

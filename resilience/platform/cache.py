@@ -68,6 +68,10 @@ def make_redis_client(settings: PlatformSettings) -> Redis | None:
         client: Redis = sentinel.master_for(settings.redis_master)
         return client
     if settings.redis_url:
+        if settings.redis_url.startswith("rediss://"):
+            # Verify the chain and the host name whatever redis-py's defaults are (before 6.0 it did not
+            # check the name); the URL may still add e.g. ssl_ca_certs=/path.
+            connection_options.update(ssl_cert_reqs="required", ssl_check_hostname=True)
         return Redis.from_url(settings.redis_url, **connection_options)
     return None
 

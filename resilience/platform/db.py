@@ -154,8 +154,11 @@ class Payment:
 class PrimaryConnector:
     """Opens a connection to whichever listed host is currently the read-write primary."""
 
-    def __init__(self, dsn: str, connect_timeout_s: float, command_timeout_s: float) -> None:
+    def __init__(self, dsn: str, connect_timeout_s: float, command_timeout_s: float,
+                 user: str | None = None, password: str | None = None) -> None:
         self._dsns = host_dsns(dsn)
+        # asyncpg prefers explicit credentials to the DSN's (connect_utils._parse_connect_dsn_and_args)
+        self._credentials = {k: v for k, v in (("user", user), ("password", password)) if v is not None}
         self._connect_timeout_s = connect_timeout_s
         self._command_timeout_s = command_timeout_s
         self._preferred = 0  # index of the host that last accepted us
@@ -173,7 +176,7 @@ class PrimaryConnector:
                 connection = await asyncpg.connect(
                     self._dsns[index], timeout=self._connect_timeout_s, command_timeout=self._command_timeout_s,
                     target_session_attrs="read-write", connection_class=connection_class,
-                    record_class=record_class)
+                    record_class=record_class, **self._credentials)
             except Exception as exc:  # any error here means "try the next host"
                 errors.append(f"host {index + 1}: {type(exc).__name__}: {exc}")
                 continue
@@ -204,7 +207,7 @@ class Database:
     def __init__(self, settings: PlatformSettings) -> None:
         self._settings = settings
         self.connector = PrimaryConnector(settings.pg_dsn, settings.pg_connect_timeout_s,
-                                          settings.pg_command_timeout_s)
+                                          settings.pg_command_timeout_s, settings.pg_user, settings.pg_password)
         self._pool: asyncpg.Pool | None = None
         self.prices: dict[int, int] = {}  # item_id -> price in paise; the menu is static
         # One request may need a fresh connection and then a statement.

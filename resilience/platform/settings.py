@@ -16,6 +16,7 @@ from resilience.errors import UserError
 
 DEFAULT_PG_DSN = "postgresql://app:app@127.0.0.1:5432/meals?target_session_attrs=read-write"
 DEFAULT_REDIS_MASTER = "rsl-cache"
+REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")  # rediss: TLS, certificate and host name verified
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,10 @@ class PlatformSettings:
     """Everything one replica needs to know; times are in seconds."""
 
     pg_dsn: str = DEFAULT_PG_DSN
+    # Credentials given apart from the DSN (e.g. from a Kubernetes Secret): they override the DSN's and need
+    # no URL-encoding, so a password with '@', ':', '/' or '%' works as it is.
+    pg_user: str | None = None
+    pg_password: str | None = None
     redis_sentinels: tuple[tuple[str, int], ...] = ()
     redis_master: str = DEFAULT_REDIS_MASTER
     redis_url: str | None = None  # used only when no sentinels are given
@@ -83,15 +88,22 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> PlatformSettings:
     if not dsn.startswith(("postgresql://", "postgres://")):
         raise UserError(f"environment variable RSL_PG_DSN={dsn!r} is not a PostgreSQL URL. Set it like "
                         "postgresql://app:app@127.0.0.1:5441,127.0.0.1:5442/meals?target_session_attrs=read-write.")
+    redis_url = env.get("RSL_REDIS_URL", "").strip() or None
+    if redis_url is not None and not redis_url.startswith(REDIS_URL_SCHEMES):
+        raise UserError(f"environment variable RSL_REDIS_URL={redis_url!r} is not a Redis URL. Set it like "
+                        "redis://127.0.0.1:6379/0, or rediss://HOST:6379/0 for TLS (e.g. ElastiCache with "
+                        "in-transit encryption).")
     pool_min = int(_number(env, "RSL_PG_POOL_MIN", defaults.pg_pool_min, minimum=0))
     pool_max = int(_number(env, "RSL_PG_POOL_MAX", defaults.pg_pool_max, minimum=1))
     if pool_min > pool_max:
         raise UserError(f"RSL_PG_POOL_MIN ({pool_min}) is above RSL_PG_POOL_MAX ({pool_max}). Lower the minimum.")
     return PlatformSettings(
         pg_dsn=dsn,
+        pg_user=env.get("RSL_PG_USER") or None,
+        pg_password=env.get("RSL_PG_PASSWORD") or None,
         redis_sentinels=parse_sentinels(env.get("RSL_REDIS_SENTINELS", "")),
         redis_master=env.get("RSL_REDIS_MASTER", "").strip() or DEFAULT_REDIS_MASTER,
-        redis_url=env.get("RSL_REDIS_URL", "").strip() or None,
+        redis_url=redis_url,
         redis_password=env.get("RSL_REDIS_PASSWORD") or None,
         replica=env.get("RSL_REPLICA", "").strip() or defaults.replica,
         zone=env.get("RSL_ZONE", "").strip() or defaults.zone,

@@ -18,16 +18,17 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from ..config import Settings
+from ..config import IN_CLUSTER_CONTEXT, Settings
 from ..errors import HarnessError, UserError
 from . import plan
 from .base import Component, Platform, PlatformEvent, StackStatus
 from .kubernetes_observer import event_from_k8s
-from .manifests import (APP_NAME, APP_SELECTOR, MANAGED_BY_LABEL, MANAGED_SELECTOR, MANAGER, SERVICE_PORT, API_PORT,
-                        ZONE_LABEL, BackendEndpoints, Manifest, stack_manifests)
+from .manifests import (API_PORT, APP_NAME, APP_SELECTOR, MANAGED_BY_LABEL, MANAGED_SELECTOR, MANAGER,
+                        REPLICAS_MANAGER, SERVICE_PORT, ZONE_LABEL, BackendEndpoints, Manifest, replicas_manifest,
+                        stack_manifests)
 
 DEFAULT_WAIT_TIMEOUT_S = 600.0
-IN_CLUSTER = "in-cluster"  # the context name for a harness running in a pod (the CronJob): its service account
+IN_CLUSTER = IN_CLUSTER_CONTEXT  # the context of a harness running in a pod (the CronJob): its service account
 POLL_INTERVAL_S = 1.0
 
 
@@ -154,7 +155,7 @@ class KubernetesPlatform(Platform):
             aws = self.settings.aws
             lines.append(f"resolve external endpoints via the aws target: rds:DescribeDBClusters({aws.rds_cluster}) "
                          f"and elasticache:DescribeReplicationGroups({aws.elasticache_group}) in {aws.region}")
-        lines += [plan.apply_line(m) for m in self._manifests()]
+        lines += [plan.apply_line(m) for m in self._manifests()] + plan.replicas_lines(self.namespace)
         lines.append(plan.wait_line(self.namespace, self.wait_timeout_s))
         return lines
 
@@ -173,10 +174,15 @@ class KubernetesPlatform(Platform):
             return StackStatus(self.name, False, None, None, detail={"dry_run": True, "plan": list(self.planned)})
         self._resolve_backends()
         adopted = self._namespace_is_someone_elses()
+        current = self._deployment_replicas()
+        if current is not None:  # hand spec.replicas to a private manager before our apply stops owning it
+            self._apply(replicas_manifest(self.namespace, current), REPLICAS_MANAGER, force=False, conflict_ok=True)
         for manifest in self._manifests():
             if manifest["kind"] == "Namespace" and adopted:
                 continue  # not ours: left without our label, so `down` never deletes it
             self._apply(manifest)
+        if current is None:
+            self._apply(replicas_manifest(self.namespace), REPLICAS_MANAGER, force=False)
         self._wait_available()
         return self.status()
 
@@ -191,7 +197,16 @@ class KubernetesPlatform(Platform):
             raise
         return (namespace.metadata.labels or {}).get(MANAGED_BY_LABEL) != MANAGER
 
-    def _apply(self, manifest: Manifest) -> None:
+    def _deployment_replicas(self) -> int | None:
+        from kubernetes.client.rest import ApiException
+        try:
+            return int(self._apps().read_namespaced_deployment(APP_NAME, self.namespace).spec.replicas or 0)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def _apply(self, manifest: Manifest, manager: str = MANAGER, force: bool = True, conflict_ok: bool = False) -> None:
         """Server-side apply through the typed client (no discovery needed)."""
         from kubernetes.client.rest import ApiException
         kind = plan.kind_of(manifest)
@@ -202,9 +217,11 @@ class KubernetesPlatform(Platform):
         method = getattr(api, method_name)
         args: list[Any] = [meta["name"]] + ([meta["namespace"]] if kind.namespaced else [])
         try:
-            method(*args, manifest, field_manager=MANAGER, force=True,
+            method(*args, manifest, field_manager=manager, force=force,
                    _content_type="application/apply-patch+yaml")
         except ApiException as exc:
+            if exc.status == 409 and conflict_ok:
+                return
             raise HarnessError(f"server-side apply of {kind.kind} {meta['name']} failed: "
                                f"HTTP {exc.status} {exc.reason}: {exc.body}") from None
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, cast
 
 from ..errors import UserError
-from .manifests import (APP_NAME, APP_SELECTOR, CNPG_CLUSTER_NAME, MANAGED_SELECTOR, MANAGER, ZONE_LABEL,
-                        Manifest)
+from .manifests import (APP_NAME, APP_SELECTOR, CNPG_CLUSTER_NAME, MANAGED_SELECTOR, MANAGER, REPLICAS_MANAGER,
+                        ZONE_LABEL, Manifest, replicas_manifest)
 
 
 
@@ -42,6 +42,7 @@ KINDS: dict[str, ResourceKind] = {k.kind: k for k in (
     ResourceKind("HorizontalPodAutoscaler", "/apis/autoscaling/v2", "horizontalpodautoscalers", True),
     ResourceKind("PodDisruptionBudget", "/apis/policy/v1", "poddisruptionbudgets", True),
     ResourceKind("NetworkPolicy", "/apis/networking.k8s.io/v1", "networkpolicies", True),
+    ResourceKind("Ingress", "/apis/networking.k8s.io/v1", "ingresses", True),
 )}
 
 
@@ -58,11 +59,21 @@ def item_path(manifest: Manifest) -> str:
     return kind_of(manifest).item_path(meta["name"], meta.get("namespace"))
 
 
-def apply_line(manifest: Manifest) -> str:
+def apply_line(manifest: Manifest, manager: str = MANAGER, force: bool = True) -> str:
     meta = manifest["metadata"]
     where = f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta["name"]
-    return (f"PATCH {item_path(manifest)}?fieldManager={MANAGER}&force=true "
+    return (f"PATCH {item_path(manifest)}?fieldManager={manager}&force={str(force).lower()} "
             f"(Content-Type: application/apply-patch+yaml): server-side apply {manifest['kind']} {where}")
+
+
+def replicas_lines(namespace: str) -> list[str]:
+    """The replica hand-over around the apply (manifests.replicas_manifest): the HPA owns spec.replicas."""
+    handover = replicas_manifest(namespace)
+    return [f"GET /apis/apps/v1/namespaces/{namespace}/deployments/{APP_NAME}: if it exists, "
+            + apply_line(handover, REPLICAS_MANAGER, force=False).replace("server-side apply", "first hand over")
+            + " with its current spec.replicas (a 409: the HPA owns them, fine)",
+            f"after the apply, for a new Deployment only: {apply_line(handover, REPLICAS_MANAGER, force=False)} with "
+            f"spec.replicas {handover['spec']['replicas']}"]
 
 
 def wait_line(namespace: str, timeout_s: float) -> str:

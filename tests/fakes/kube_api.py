@@ -35,7 +35,7 @@ Key = tuple[str, str, str | None, str]  # (api prefix, plural, namespace, name)
 CLUSTER_SCOPED = {"namespaces", "nodes"}
 KIND_OF = {
     "namespaces": "Namespace", "nodes": "Node", "pods": "Pod", "events": "Event", "services": "Service",
-    "deployments": "Deployment", "horizontalpodautoscalers": "HorizontalPodAutoscaler",
+    "deployments": "Deployment", "horizontalpodautoscalers": "HorizontalPodAutoscaler", "ingresses": "Ingress",
     "poddisruptionbudgets": "PodDisruptionBudget", "networkpolicies": "NetworkPolicy",
 }
 PATH = re.compile(r"^/(?P<prefix>api/v1|apis/[^/]+/[^/]+)(?:/namespaces/(?P<ns>[^/]+))?"

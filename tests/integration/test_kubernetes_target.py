@@ -83,9 +83,13 @@ def test_up_applies_every_manifest_and_status_shows_pods_in_three_zones(fake: Fa
     t = target(settings)
     status = t.up()
     patched = [r for r in fake.requests if r.method == "PATCH"]
-    assert [r.path for r in patched] == [plan.item_path(m) for m in stack_manifests(settings, "external", BACKENDS)]
-    assert all(r.content_type == "application/apply-patch+yaml" and r.query["fieldManager"] == ["resilience"]
-               for r in patched)
+    ours = [r for r in patched if r.query["fieldManager"] == ["resilience"]]
+    assert [r.path for r in ours] == [plan.item_path(m) for m in stack_manifests(settings, "external", BACKENDS)]
+    assert all(r.content_type == "application/apply-patch+yaml" and r.query.get("force") == ["true"] for r in ours)
+    # the Deployment carries no replicas (the HPA owns them): a new one gets its first count from a private manager
+    handover = [r for r in patched if r.query["fieldManager"] == ["resilience-replicas"]]
+    assert [r.path for r in handover] == [f"/apis/apps/v1/namespaces/{NS}/deployments/{APP_NAME}"]
+    assert handover[0].query.get("force", ["false"]) == ["false"] and patched[-1] is handover[0]
     stored = fake.get("deployments", APP_NAME, NS)
     assert stored is not None
     assert stored["spec"]["template"]["spec"]["topologySpreadConstraints"][0]["topologyKey"] == ZONE_LABEL
