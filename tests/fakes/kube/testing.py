@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any, Callable, TypeVar
+from typing import Any
 
+from ..waiting import wait_for
 from .server import FakeKubeApi
 from .store import Obj
 
-T = TypeVar("T")
+__all__ = ["api_client", "deployment", "hpa", "namespace", "pdb", "pods_by_zone", "wait_for", "zone_of_pod"]
 ZONE_LABEL = "topology.kubernetes.io/zone"
 
 
@@ -18,18 +18,6 @@ def api_client(fake: FakeKubeApi) -> Any:
     configuration = client.Configuration()
     configuration.host = fake.url
     return client.ApiClient(configuration)
-
-
-def wait_for(probe: Callable[[], T], timeout_s: float = 5.0, interval_s: float = 0.01, what: str = "condition") -> T:
-    """Poll `probe` until it returns something truthy; fail after `timeout_s` (no fixed sleeps in tests)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what} (last value {value!r})")
-        time.sleep(interval_s)
 
 
 def deployment(name: str, replicas: int, *, zone_spread: str | None = None, node_taints_policy: str | None = None,
