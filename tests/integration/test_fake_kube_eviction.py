@@ -145,3 +145,27 @@ def test_evictions_can_be_approved_blindly_behind_a_flag() -> None:
         core, _, _ = setup_app(fake, 2, min_available=2)
         for name in ready_pods(fake, "web"):
             evict(core, name)
+
+
+@pytest.mark.parametrize("policy, min_available, allowed", [
+    (None, 3, True),              # IfHealthyBudget: 3 healthy >= 3 desired: the unready pod may go
+    (None, 4, False),             # 3 healthy < 4 desired: refused like any other
+    ("AlwaysAllow", 4, True),     # unready pods may always go
+])
+def test_unready_pods_follow_the_unhealthy_pod_eviction_policy(fake: FakeKubeApi, policy: str | None,
+                                                               min_available: int, allowed: bool) -> None:
+    """https://kubernetes.io/docs/tasks/run-application/configure-pdb/#unhealthy-pod-eviction-policy"""
+    from kubernetes.client.rest import ApiException
+    core, apps, policy_api = setup_app(fake, 3, min_available=min_available)
+    if policy:
+        policy_api.patch_namespaced_pod_disruption_budget("web", NS, {"spec": {"unhealthyPodEvictionPolicy": policy}})
+    ready = set(ready_pods(fake, "web"))
+    apps.patch_namespaced_deployment("web", NS, {"spec": {"replicas": 4}})  # a fourth pod, Running, not Ready yet
+    starting = next(p["metadata"]["name"] for p in fake.objects("pods", NS) if p["metadata"]["name"] not in ready)
+    assert fake.get("pods", starting, NS)["status"]["phase"] == "Running"  # type: ignore[index]
+    if allowed:
+        evict(core, starting)
+    else:
+        with pytest.raises(ApiException) as info:
+            evict(core, starting)
+        assert info.value.status == 429

@@ -16,9 +16,10 @@ sends ("Cannot evict pod as it would violate the pod's disruption budget.",
 cause DisruptionBudget); 500 when more than one PDB selects the pod; otherwise
 the pod is deleted gracefully (terminationGracePeriodSeconds applies) and the
 answer is 201 with a Success Status. Pods that are not Running (Pending,
-Succeeded, Failed) or already terminating are evicted without a PDB check, and
-an unready Running pod only while the budget is healthy (the default
-unhealthyPodEvictionPolicy IfHealthyBudget).
+Succeeded, Failed) or already terminating are evicted without a PDB check; an
+unready Running pod is evicted while the budget is healthy (currentHealthy >=
+desiredHealthy > 0, the default unhealthyPodEvictionPolicy IfHealthyBudget) or
+always (AlwaysAllow), otherwise only if a disruption is allowed.
 
 Docs followed:
 - https://kubernetes.io/docs/concepts/scheduling-eviction/api-eviction/
@@ -90,9 +91,10 @@ class DisruptionController:
             expected = len(pods)
             desired = int(spec.get("minAvailable", 1))
         healthy = sum(1 for p in pods if pod_ready(p) and not terminating(p))
+        allowed = healthy - desired if expected > 0 else 0
         return {"observedGeneration": pdb["metadata"].get("generation", 1), "expectedPods": expected,
                 "desiredHealthy": desired, "currentHealthy": healthy,
-                "disruptionsAllowed": max(0, healthy - desired), "disruptedPods": {}}
+                "disruptionsAllowed": max(0, allowed), "disruptedPods": {}}
 
     def sync(self) -> None:
         """Write every PDB's status (only when it changed)."""
@@ -129,16 +131,17 @@ class DisruptionController:
         if not pdbs:
             return
         if len(pdbs) > 1:
-            raise ApiError(500, "InternalError",
-                           "This pod has more than one PodDisruptionBudget, which the eviction subresource does "
-                           "not support.")
+            why = "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."
+            raise ApiError(500, "InternalError", f"Internal error occurred: {why}", {"causes": [{"message": why}]})
         _, pdb = pdbs[0]
         status = self.compute(pdb, ns)
-        if not pod_ready(pod):
+        if not pod_ready(pod):  # an unready pod: the budget's unhealthyPodEvictionPolicy decides first
             policy = pdb.get("spec", {}).get("unhealthyPodEvictionPolicy", "IfHealthyBudget")
-            if policy == "AlwaysAllow" or status["currentHealthy"] >= status["desiredHealthy"]:
+            if policy == "AlwaysAllow":
                 return
-        elif status["disruptionsAllowed"] > 0:
+            if status["currentHealthy"] >= status["desiredHealthy"] > 0:
+                return
+        if status["disruptionsAllowed"] > 0:
             return
         raise ApiError(429, "TooManyRequests", EVICTION_REFUSED, {"causes": [{
             "reason": "DisruptionBudget",

@@ -73,7 +73,7 @@ from .hpa import HpaController
 from .scheduler import Scheduler
 from .selectors import labels_of, matches_fields, matches_labels, merge
 from .store import (CLUSTER_SCOPED, KIND_OF, ApiError, Change, Expired, Key, Obj, Store, conflict, group_of,
-                    now_iso, qualified_resource)
+                    not_found, now_iso, qualified_resource)
 from .workloads import Workloads
 
 PATH = re.compile(r"^/(?P<prefix>api/v1|apis/[^/]+/[^/]+)(?:/namespaces/(?P<ns>[^/]+))?"
@@ -379,8 +379,7 @@ class FakeKubeApi:
         elif content_type not in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
             raise ApiError(415, "UnsupportedMediaType", f"the fake does not support {content_type}")
         if existing is None:
-            self.store.require(key)  # 404
-            raise AssertionError("unreachable")
+            raise not_found(key)
         patch = {k: v for k, v in body.items() if k != "status"}
         if isinstance(patch.get("metadata"), dict):
             patch["metadata"] = {k: v for k, v in patch["metadata"].items() if k != "resourceVersion"}
