@@ -52,6 +52,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from .clock import FakeClock
+from .serving import ServedFake
 
 _CURRENT = threading.local()  # the FakeAws whose server is handling this thread's request
 _INSTALLED = False
@@ -76,6 +77,16 @@ class RdsEvent:
     event_categories: list[str]
     source_arn: str
     date: datetime = field(default_factory=lambda: _utcnow())
+
+
+def use_fake_credentials(monkeypatch: Any, region: str) -> None:
+    """Environment for boto3 clients (and chaosaws) talking to a fake: dummy keys, the region, no profile and
+    no endpoint override (set AWS_ENDPOINT_URL to `FakeAws.url` where a client must be redirected)."""
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": region}.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def _fault(code: str, message: str) -> Exception:
@@ -111,11 +122,14 @@ def _window(params: Callable[[str], Any]) -> tuple[datetime, datetime]:
     return start, end
 
 
-class FakeAws:
+class FakeAws(ServedFake):
     """`with FakeAws() as aws:` serves moto at `aws.url`, with failovers that take time."""
+
+    thread_name = "fake-aws"
 
     def __init__(self, *, time_scale: float = 0.01, manual_clock: bool = False, rds_failover_s: float = 35.0,
                  cache_promote_s: float = 30.0, cache_recover_s: float = 90.0, test_failover_limit: int = 15) -> None:
+        super().__init__()
         _install()
         self.clock = FakeClock(time_scale=time_scale, manual=manual_clock)
         self.rds_failover_s = rds_failover_s
@@ -124,11 +138,9 @@ class FakeAws:
         self.test_failover_limit = test_failover_limit
         self.cache_events: list[tuple[str, str, CacheEvent]] = []  # (account, region, event)
         self._test_failovers: list[float] = []  # fake times of TestFailover calls (the rolling 24 h limit)
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
 
-    # -- lifecycle
-    def start(self) -> "FakeAws":
+    # -- lifecycle (start / stop / url / with / advance: ServedFake)
+    def _make_server(self) -> Any:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
         moto_app = DomainDispatcherApplication(create_backend_app)
@@ -141,41 +153,11 @@ class FakeAws:
             finally:
                 _CURRENT.fake = None
 
-        class QuietHandler(MotoRequestHandler):  # type: ignore[misc,valid-type]
+        class QuietHandler(MotoRequestHandler):
             def log_request(self, *args: Any, **kwargs: Any) -> None:
                 pass
 
-        self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-aws", daemon=True)
-        self._thread.start()
-        self.clock.start()
-        return self
-
-    def stop(self) -> None:
-        self.clock.stop()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> "FakeAws":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "call start() first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def advance(self, seconds: float) -> None:
-        """Manual clock: let `seconds` of fake time pass (failovers complete)."""
-        self.clock.advance(seconds)
+        return make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
 
     def _later(self, seconds: float, fn: Callable[[], None]) -> None:
         def locked() -> None:

@@ -25,7 +25,7 @@ from botocore.parsers import ResponseParserError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, for tests.fakes
 
-from tests.fakes.aws_services import FakeAws  # noqa: E402
+from tests.fakes.aws_services import FakeAws, use_fake_credentials  # noqa: E402
 from tests.fakes.waiting import wait_for  # noqa: E402
 
 REGION = "ap-south-1"
@@ -34,11 +34,7 @@ ZONES = ("ap-south-1a", "ap-south-1b", "ap-south-1c")
 
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION}.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
+    use_fake_credentials(monkeypatch, REGION)
 
 
 @pytest.fixture

@@ -68,6 +68,7 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 from ..clock import FakeClock
+from ..serving import ServedFake
 from .disruption import DisruptionController
 from .hpa import HpaController
 from .scheduler import Scheduler
@@ -95,13 +96,16 @@ class RecordedRequest:
         return self.method in MUTATING
 
 
-class FakeKubeApi:
+class FakeKubeApi(ServedFake):
     """Start with `with FakeKubeApi() as api:` (or `.start()` / `.stop()`); `api.url` is the server address."""
+
+    thread_name = "fake-kube-api"
 
     def __init__(self, zones: tuple[str, ...] = ("zone-a", "zone-b", "zone-c"), nodes_per_zone: int = 1, *,
                  topology_spread: bool = False, enforce_pdbs: bool = True, graceful_termination: bool = True,
                  pod_start_s: float = 0.0, time_scale: float = 0.01, manual_clock: bool = False,
                  hpa_sync_period_s: float = 15.0, hpa_tolerance: float = 0.1, watch_history: int = 10_000) -> None:
+        super().__init__()
         self._lock = threading.RLock()
         self.store = Store(self._lock, history=watch_history)
         self.clock = FakeClock(time_scale=time_scale, manual=manual_clock)
@@ -114,15 +118,13 @@ class FakeKubeApi:
         self.disruption = DisruptionController(self)
         self.hpa = HpaController(self, sync_period_s=hpa_sync_period_s, tolerance=hpa_tolerance)
         self.requests: list[RecordedRequest] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._closing = False
         for zone in zones:
             for i in range(1, nodes_per_zone + 1):
                 self.add_node(f"node-{zone}-{i}", zone)
 
-    # -- lifecycle
-    def start(self) -> "FakeKubeApi":
+    # -- lifecycle (start / stop / url / with: ServedFake)
+    def _make_server(self) -> ThreadingHTTPServer:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -135,37 +137,14 @@ class FakeKubeApi:
             do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _handle
 
         self._closing = False
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-kube-api", daemon=True)
-        self._thread.start()
-        self.clock.start()
-        return self
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        return server
 
-    def stop(self) -> None:
+    def _before_stop(self) -> None:
         with self._lock:
             self._closing = True
             self.store.changed.notify_all()  # ends open watches
-        self.clock.stop()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> "FakeKubeApi":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "call start() first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     # -- test hooks
     def add_node(self, name: str, zone: str | None, taints: list[Obj] | None = None,
@@ -186,10 +165,6 @@ class FakeKubeApi:
         A resource never set has no metrics (as on EKS without metrics-server)."""
         with self._lock:
             self.hpa.set_metric(deployment, namespace, {"cpu": cpu_utilization, "memory": memory_utilization})
-
-    def advance(self, seconds: float) -> None:
-        """Manual clock: let `seconds` of fake time pass (grace periods end, the HPA syncs, ...)."""
-        self.clock.advance(seconds)
 
     def tick(self) -> None:
         """Run one HPA sync of every HPA now (as the controller's resync would), without moving time."""
