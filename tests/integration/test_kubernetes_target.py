@@ -333,3 +333,25 @@ def test_an_adopted_namespace_survives_down(fake: FakeKubeApi, settings: Setting
     namespace = fake.get("namespaces", NS)
     assert namespace is not None and namespace["metadata"]["labels"] == {"team": "meals"}  # untouched, still there
     assert fake.objects("deployments", NS) == []  # what up created is gone
+
+
+def test_evictions_a_disruption_budget_refuses_are_retried_until_the_deadline_then_recorded(
+        fake: FakeKubeApi, settings: Settings) -> None:
+    """A 429 is "try again later" (kubernetes.io/docs/concepts/scheduling-eviction/api-eviction/): the zone loss
+    retries each refused eviction until kubernetes.eviction_timeout_s, then records what is still refused."""
+    from dataclasses import replace
+    from kubernetes import client
+    short = replace(settings, kubernetes=replace(settings.kubernetes, eviction_timeout_s=3.0))
+    t = target(short)
+    t.up()
+    platform = t.platform
+    assert isinstance(platform, KubernetesPlatform)
+    client.PolicyV1Api(platform._api).patch_namespaced_pod_disruption_budget(
+        APP_NAME, NS, {"spec": {"maxUnavailable": 0}})
+    step = t.inject(fault_call("lose_zone", {"zone": "zone-b"}))
+    assert step.arguments["evicted"] == [] and len(step.arguments["refused"]) == 2
+    attempts = [r for r in fake.requests if r.method == "POST" and r.path.endswith("/eviction")]
+    assert len(attempts) >= 4  # each refused pod was tried again
+    node = fake.get("nodes", "node-zone-b-1")
+    assert node is not None and node["spec"]["unschedulable"] is True  # the zone is lost either way
+    t.rollback(step)
