@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -355,3 +356,40 @@ def test_evictions_a_disruption_budget_refuses_are_retried_until_the_deadline_th
     node = fake.get("nodes", "node-zone-b-1")
     assert node is not None and node["spec"]["unschedulable"] is True  # the zone is lost either way
     t.rollback(step)
+
+
+def test_watches_record_scaling_cordons_and_ready_pods_as_they_happen(fake: FakeKubeApi, settings: Settings) -> None:
+    """The observer lists, then watches from the list's resourceVersion; each change is an event when it arrives."""
+    t = target(settings)
+    t.up()
+    start = time.monotonic()
+    t.start_observing()
+    try:
+        def seen(source: str, op: str, test: Any = lambda d: True) -> list[Any]:
+            return [e for e in t.events_since(start) if (e.source, e.op) == (source, op) and test(e.detail)]
+
+        wait_until(lambda: seen("controller", "replicas"), 10, "the first replica count from the watches")
+        fake.set_metric(APP_NAME, NS, cpu_utilization=140, memory_utilization=40)  # twice the 70 % target
+        fake.tick()
+        wait_until(lambda: seen("controller", "replicas", lambda d: (d["desired"] or 0) > 6), 10,
+                   "the HPA's scale-up in the events")
+        step = t.inject(fault_call("lose_zone", {"zone": "zone-c"}))
+        wait_until(lambda: seen("platform", "node", lambda d: d["node"] == "node-zone-c-1" and d["unschedulable"]),
+                   10, "the cordon in the events")
+        wait_until(lambda: seen("platform", "pods", lambda d: "zone-c" not in d["ready_by_zone"]), 10,
+                   "no ready pod left in zone-c")
+        t.rollback(step)
+    finally:
+        t.stop_observing()
+    scale_up = seen("controller", "replicas", lambda d: (d["desired"] or 0) > 6)[0]
+    assert start <= scale_up.monotonic <= time.monotonic()
+    assert any(m["name"] == "cpu" for m in scale_up.detail["metrics"])
+    assert not seen("platform", "watch-error")
+
+
+def wait_until(condition: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.05)
