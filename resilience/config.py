@@ -111,6 +111,7 @@ class KubernetesSettings:
     allowed_namespaces: tuple[str, ...] = ()  # where faults may evict or kill pods; empty: `namespace` only
     max_cordoned_nodes: int = 10  # one run never cordons more nodes than this
     eviction_timeout_s: float = 120.0  # a zone loss retries evictions a PodDisruptionBudget refuses this long
+    database: str = "external"  # external (RDS) | cloudnativepg (an in-cluster CloudNativePG cluster)
     # The URL users (and Locust) reach the API at; None: what the Ingress / LoadBalancer Service status reports.
     url: str | None = None
     # How the API is exposed: an Ingress (ingress_class), a LoadBalancer Service, or only the ClusterIP Service.
@@ -355,6 +356,8 @@ def validate_service_url(url: str, where: str, setting: str) -> None:
 
 
 def _validate_kubernetes(k: KubernetesSettings, where: str) -> None:
+    if k.database not in ("external", "cloudnativepg"):
+        raise UserError(f"{where}: 'kubernetes.database' must be external (RDS) or cloudnativepg; got {k.database!r}.")
     if k.url is not None:
         validate_service_url(k.url, where, "kubernetes.url")
     if not 1 <= k.max_cordoned_nodes <= 1000:

@@ -26,7 +26,7 @@ class KubernetesNemesis(Nemesis):
     SUPPORT = {
         "kill_replicas": None,
         "lose_zone": None,
-        "fail_over_database": None,  # with an in-cluster CloudNativePG only; refused at injection otherwise
+        "fail_over_database": None,  # only with kubernetes.database: cloudnativepg (argument_refusal)
         "stop_cache": "Redis is AWS ElastiCache, not a pod: use --target aws "
                       "(chaosaws.elasticache.actions.test_failover)",
         "pause_replicas": f"freezing processes needs the node: {NOT_ON_KUBERNETES} (use kill_replicas)",
@@ -85,9 +85,15 @@ class KubernetesNemesis(Nemesis):
         return injectors[call.fault](call, seed)
 
     def argument_refusal(self, call: FaultCall) -> str | None:
+        settings = self.platform.settings
         if call.fault == "fail_over_database" and call.get("mode") != "kill":
             return (f"mode {call.get('mode')!r} is not available on Kubernetes (only 'kill' of an in-cluster "
                     f"CloudNativePG primary); use --target aws for RDS, or the local target for 'freeze'.")
+        if call.fault == "fail_over_database" and settings.kubernetes.database != "cloudnativepg":
+            return (f"PostgreSQL is external (AWS RDS '{settings.aws.rds_cluster}'; setting kubernetes.database: "
+                    f"{settings.kubernetes.database}): use --target aws, which fails RDS over through "
+                    f"chaosaws.rds.actions.failover_db_cluster, or set kubernetes.database: cloudnativepg for an "
+                    f"in-cluster CloudNativePG cluster.")
         return namespace_problem(self.platform.settings, self.namespace)
 
     def rollback_refusal(self, step: RollbackStep) -> str | None:

@@ -111,7 +111,13 @@ def test_the_dry_run_refuses_exactly_what_the_run_refuses_with_the_same_words(ta
     target = _dry_target(target_name)
     call = fault_call(fault, VALID[fault])
     why = target.support()[fault]
-    if why is None:
+    try:
+        target.check([call])
+        refused = None
+    except UserError as exc:
+        refused = str(exc)
+    if refused is None:
+        assert why is None
         lines = target.plan([call])
         assert any(line.startswith(fault) for line in lines), lines
         if FAULTS[fault].touches_target:
@@ -121,8 +127,8 @@ def test_the_dry_run_refuses_exactly_what_the_run_refuses_with_the_same_words(ta
         target.plan([call])
     with pytest.raises(UserError) as injected:
         target.inject(call)
-    assert str(planned.value) == str(injected.value)
-    assert why in str(planned.value) and target_name in str(planned.value)
+    assert str(planned.value) == str(injected.value) == refused
+    assert target_name in refused and (why is None or why in refused)
 
 
 @pytest.mark.parametrize("target_name,fault,arguments,words", [
@@ -251,3 +257,13 @@ def test_local_dry_run_prints_the_plan_and_touches_nothing(capsys: pytest.Captur
 def test_fault_call_is_plain_data() -> None:
     call = FaultCall("lose_zone", {"zone": "zone-a"})
     assert call.to_json() == {"fault": "lose_zone", "arguments": {"zone": "zone-a"}}
+
+
+def test_a_database_failover_on_kubernetes_needs_an_in_cluster_database() -> None:
+    from dataclasses import replace
+    call = fault_call("fail_over_database", {})
+    with pytest.raises(UserError, match="PostgreSQL is external .*use --target aws"):
+        _dry_target("kubernetes").check([call])
+    in_cluster = replace(CLOUD, kubernetes=replace(CLOUD.kubernetes, database="cloudnativepg"))
+    target = make_target("kubernetes", in_cluster, context="staging", dry_run=True)
+    assert any("cnpg.io/instanceRole=primary" in line for line in target.plan([call]))
