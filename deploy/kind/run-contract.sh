@@ -11,9 +11,9 @@
 # 3. builds the API image from the repository's Dockerfile (at the repository root; it comes with the
 #    EKS manifests work) and loads it, and the images of PostgreSQL, Redis and pause, into the nodes;
 # 4. deploys PostgreSQL and Redis (deploy/kind/backends.yaml) with generated credentials, creates the
-#    platform's namespace with the Secret school-meals-db-credentials and the Ingress (as an operator
-#    does before `resilience up`), and writes the settings file .kind-contract/resilience.yaml
-#    $WORK/resilience.yaml (deploy/kind/resilience-kind.yaml: only the kind-resilience context is allowed);
+#    platform's namespace with the Secret school-meals-db-credentials (as an operator does before
+#    `resilience up`; the Ingress, class nginx, comes with the platform's manifests), and writes the
+#    settings file $WORK/resilience.yaml (deploy/kind/resilience-kind.yaml: only kind-resilience is allowed);
 # 5. runs `bash scripts/test.sh tests/contract` with RESILIENCE_CONTRACT_CONTEXT=kind-resilience.
 #
 # Environment: RESILIENCE_KIND_WORKDIR (default $TMPDIR/resilience-kind-contract, called $WORK here: the
@@ -116,14 +116,11 @@ k -n "$BACKENDS_NAMESPACE" rollout status deployment/postgres --timeout=300s
 k -n "$BACKENDS_NAMESPACE" rollout status deployment/redis --timeout=300s
 
 # the platform's namespace exists before `up` (so `up` adopts it and `down` leaves it), with what the
-# operator provides: the database credentials and the Ingress
+# operator provides: the database credentials
 k create namespace "$NAMESPACE" --dry-run=client -o yaml | k apply -f -
 secret "$NAMESPACE" school-meals-db-credentials
-for attempt in 1 2 3 4 5 6 7 8 9 10; do  # the controller's admission webhook may need a few more seconds
-  if k apply -f deploy/kind/ingress.yaml; then break; fi
-  [ "$attempt" -lt 10 ] || exit 1
-  sleep 6
-done
+# the controller's admission webhook must answer before `up` applies the Ingress
+k -n ingress-nginx wait --for=condition=complete job --all --timeout=300s
 
 {
   cat deploy/kind/resilience-kind.yaml

@@ -105,14 +105,16 @@ def test_the_kind_cluster_has_a_control_plane_and_three_workers_in_three_zones()
 
 @pytest.mark.parametrize("version", ["1.29", "1.33"])
 def test_the_kind_manifests_validate_strictly(version: str) -> None:
-    for name in ("backends.yaml", "ingress.yaml"):
-        for manifest in yaml.safe_load_all((KIND / name).read_text()):
-            kubernetes_validate.validate(manifest, version, strict=True)
+    manifests = list(yaml.safe_load_all((KIND / "backends.yaml").read_text()))
+    assert {m["kind"] for m in manifests} == {"Namespace", "Deployment", "Service"}
+    for manifest in manifests:
+        kubernetes_validate.validate(manifest, version, strict=True)
 
 
 def test_the_kind_pieces_agree_with_each_other_and_with_the_platform() -> None:
     from resilience.config import load_settings
-    from resilience.targets.manifests import APP_NAME, DB_CREDENTIALS_SECRET, INGRESS_NAMESPACE, SERVICE_PORT
+    from resilience.targets.exposure import api_ingress_sources, exposure_manifests
+    from resilience.targets.manifests import DB_CREDENTIALS_SECRET, stack_manifests
     script = (KIND / "run-contract.sh").read_text()
     cluster = re.search(r"^CLUSTER=(\S+)", script, re.M)
     image = re.search(r"^API_IMAGE=(\S+)", script, re.M)
@@ -120,21 +122,27 @@ def test_the_kind_pieces_agree_with_each_other_and_with_the_platform() -> None:
     assert cluster and image and namespace
     settings_text = (KIND / "resilience-kind.yaml").read_text() + "evidence:\n  reports_dir: /tmp/x/reports\n"
     path = Path(os.environ.get("TMPDIR", "/tmp")) / f"resilience-kind-{os.getpid()}.yaml"
-    path.write_text(settings_text)  # what the script writes; validated as `resilience` reads it
+    path.write_text(settings_text)  # what the script writes, read as `resilience` reads it (validated)
     try:
         settings = load_settings(path)
     finally:
         path.unlink()
-    assert settings.kubernetes.allowed_contexts == (f"kind-{cluster.group(1)}",)
-    assert settings.kubernetes.image == image.group(1) and not image.group(1).endswith(":latest")  # IfNotPresent
-    assert settings.kubernetes.namespace == namespace.group(1)
-    ingress = yaml.safe_load((KIND / "ingress.yaml").read_text())
-    assert ingress["metadata"]["namespace"] == namespace.group(1) and ingress["metadata"]["name"] == APP_NAME
-    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
-    assert backend == {"name": APP_NAME, "port": {"number": SERVICE_PORT}}
-    assert f"ingress-nginx/${{INGRESS_NGINX_VERSION}}/deploy/static/provider/kind/deploy.yaml" in script
-    assert INGRESS_NAMESPACE == "ingress-nginx"  # the namespace the platform's NetworkPolicy admits
-    assert f'secret "${{NAMESPACE}}" {DB_CREDENTIALS_SECRET}' in script.replace('"$NAMESPACE"', '"${NAMESPACE}"')
+    k8s = settings.kubernetes
+    assert k8s.allowed_contexts == (f"kind-{cluster.group(1)}",)
+    assert k8s.image == image.group(1) and not image.group(1).endswith(":latest")  # pulled IfNotPresent: loaded
+    assert k8s.namespace == namespace.group(1) and k8s.fault_namespaces() == (k8s.namespace,)
+    # the load reaches the API through ingress-nginx: an Ingress of its class, admitted by the NetworkPolicy
+    ingress = next(m for m in exposure_manifests(settings) if m["kind"] == "Ingress")
+    assert ingress["spec"]["ingressClassName"] == "nginx" and "annotations" not in ingress["metadata"]
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}} \
+        in api_ingress_sources(settings)
+    assert "ingress-nginx/${INGRESS_NGINX_VERSION}/deploy/static/provider/kind/deploy.yaml" in script
+    # the stand-in Redis has no TLS; the API is pointed at the in-cluster services through ExternalName
+    from resilience.targets.manifests import BackendEndpoints
+    env = {e["name"]: e.get("value") for m in stack_manifests(settings, "external", BackendEndpoints("pg", "redis"))
+           if m["kind"] == "Deployment" for e in m["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["RSL_REDIS_URL"].startswith("redis://")
+    assert f'secret "$NAMESPACE" {DB_CREDENTIALS_SECRET}' in script
     assert "--kubelet-insecure-tls" in script and "docker build -t" in script and "kind load docker-image" in script
     assert script.rstrip().endswith("bash scripts/test.sh tests/contract")
     assert 'export RESILIENCE_CONTRACT_CONTEXT="$CONTEXT"' in script
@@ -147,7 +155,8 @@ def test_the_kind_script_is_valid_bash() -> None:
 
 
 def test_the_contract_workflow_has_what_github_requires_and_runs_the_script() -> None:
-    workflow = yaml.load((KIND / "github-workflow-contract.yml").read_text(), Loader=yaml.BaseLoader)  # 'on' stays a key
+    text = (KIND / "github-workflow-contract.yml").read_text()
+    workflow = yaml.load(text, Loader=yaml.BaseLoader)  # BaseLoader: the key 'on' stays 'on', not True
     assert workflow["name"] and "on" in workflow and workflow["jobs"]
     for job_id, job in workflow["jobs"].items():
         assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", job_id)
