@@ -168,9 +168,9 @@ def pause_pod(name: str, node: str, labels: dict[str, str]) -> dict[str, Any]:
 
 
 def wait_pod_ready(api: Any, namespace: str, name: str, timeout_s: float = 180) -> None:
+    image = os.environ.get(PAUSE_IMAGE_VAR, DEFAULT_PAUSE_IMAGE)
     wait_until(lambda: is_ready(core(api).read_namespaced_pod(name, namespace)), timeout_s,
-               f"pod {namespace}/{name} to be Ready (is its image, {os.environ.get(PAUSE_IMAGE_VAR, DEFAULT_PAUSE_IMAGE)}, "
-               f"pullable from the nodes? set {PAUSE_IMAGE_VAR})")
+               f"pod {namespace}/{name} to be Ready (can the nodes pull {image}? set {PAUSE_IMAGE_VAR})")
 
 
 # -- the platform ----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Contract: the aws target's services and nemesis on a real account, the scenarios of tests/integration/test_aws_target.py.
+"""Contract: the aws target on a real account, the scenarios of tests/integration/test_aws_target.py.
 
 moto answers in memory: its RDS failover is instant, ElastiCache TestFailover and DescribeEvents are not
 implemented, and a node group lists only its primary. Here the same calls go to RDS (a Multi-AZ DB

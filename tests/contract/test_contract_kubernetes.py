@@ -81,7 +81,11 @@ def test_up_applies_every_manifest_server_side_and_status_shows_ready_pods_in_ev
         assert appliers and appliers[0].operation == "Apply", \
             f"{plan.item_path(manifest)} was not written by a server-side apply with field manager {MANAGER!r}"
     stored = cs.deployment(api, ns)
-    assert stored.spec.template.spec.topology_spread_constraints[0].topology_key == ZONE_LABEL
+    spread = stored.spec.template.spec.topology_spread_constraints[0]
+    assert spread.topology_key == ZONE_LABEL
+    assert spread.node_taints_policy == "Honor", \
+        "the API server dropped nodeTaintsPolicy (Kubernetes < 1.26, or NodeInclusionPolicyInPodTopologySpread off): " \
+        "a cordoned zone would then keep replacements Pending"
     hpa = client.AutoscalingV2Api(api).read_namespaced_horizontal_pod_autoscaler(APP_NAME, ns)
     assert hpa.spec.min_replicas == HPA_MIN_REPLICAS
 
@@ -271,7 +275,7 @@ def test_a_forged_rollback_step_is_refused_and_nothing_is_touched(k8s: Any, api:
             with pytest.raises(UserError, match="outside what this target may touch"):
                 k8s.rollback(step)
         assert cs.cordoned(api) == before
-        assert cs.core(api).read_namespace("kube-system").status.phase == "Active"
+        assert cs.core(api).read_namespace("kube-system").metadata.deletion_timestamp is None
     finally:
         cs.set_cordon(api, node, False)
 
@@ -496,7 +500,8 @@ def test_down_deletes_what_it_created_and_an_adopted_namespace_survives(k8s: Any
                     client.AppsV1Api(api).list_namespaced_deployment,
                     client.AutoscalingV2Api(api).list_namespaced_horizontal_pod_autoscaler,
                     client.PolicyV1Api(api).list_namespaced_pod_disruption_budget,
-                    client.NetworkingV1Api(api).list_namespaced_network_policy]
+                    client.NetworkingV1Api(api).list_namespaced_network_policy,
+                    client.NetworkingV1Api(api).list_namespaced_ingress]
         return all(not listing(ns, label_selector=MANAGED_SELECTOR).items for listing in listings)
     cs.wait_until(nothing_of_ours_left, 180, f"every object labelled {MANAGED_SELECTOR} in {ns} to be gone")
     namespace = cs.core(api).read_namespace(ns)
@@ -527,7 +532,7 @@ def test_down_deletes_the_namespace_it_created(api: Any, settings: Any, contract
         return False
     cs.wait_until(absent, 300, f"namespace {cs.OWNED_NS} to be absent before the test")
 
-    owned = with_kubernetes(settings, namespace=cs.OWNED_NS, allowed_namespaces=())
+    owned = with_kubernetes(settings, namespace=cs.OWNED_NS, allowed_namespaces=(), expose="cluster-ip")  # no Ingress
     t = cs.kubernetes_target(owned, contract_context, backends)
     errors: list[BaseException] = []
 
