@@ -458,7 +458,12 @@ def test_the_load_url_comes_from_the_setting_or_the_status_and_reaches_the_api(
     the real Ingress controller or load balancer, and the URL must answer."""
     import httpx
     ns = settings.kubernetes.namespace
-    reported = reported_url(api, ns)
+    if settings.kubernetes.expose == "cluster-ip":
+        reported = reported_url(api, ns)
+    else:  # an ALB or NLB takes minutes to be provisioned and written into the status
+        reported = cs.wait_until(lambda: reported_url(api, ns), 600, "an address in the status of the Ingress or "
+                                 "LoadBalancer Service (is the ingress controller / load balancer controller running?)",
+                                 interval_s=5)
     unset = cs.kubernetes_target(with_kubernetes(settings, url=None), contract_context, backends)
     assert unset.platform.public_url() == reported
     if reported is None:

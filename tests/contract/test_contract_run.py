@@ -57,6 +57,19 @@ def phase_start(records: list[list[Any]], phase: str) -> float:
     return next(r[0] for r in records if r[1] == "phase" and r[2] == phase)
 
 
+@pytest.fixture
+def reachable(k8s: Any) -> Any:
+    """The platform, once its URL answers from here: a new ALB or NLB takes minutes (kind's Ingress: seconds)."""
+    import httpx
+
+    def answers() -> bool:
+        url = k8s.platform.public_url()
+        return bool(url) and httpx.get(f"{url}/health/ready", timeout=5).status_code == 200
+    cs.wait_until(answers, 600, "the load URL (kubernetes.url, or the Ingress / LoadBalancer status) to answer "
+                                "/health/ready with 200 from here", interval_s=5)
+    return k8s
+
+
 def test_status_from_the_cli(k8s: Any, contract_context: str, capsys: Any) -> None:
     code, out, _ = run_cli(capsys, "status", "--target", "kubernetes", "--context", contract_context, "--json")
     data = json.loads(out)
@@ -73,7 +86,7 @@ def test_the_dry_run_of_zone_failure_prints_the_plan(contract_context: str, caps
 
 
 @pytest.mark.parametrize("experiment", ["pod-kill", "zone-failure"])
-def test_an_experiment_runs_end_to_end_from_the_cli(experiment: str, k8s: Any, api: Any, contract_context: str,
+def test_an_experiment_runs_end_to_end_from_the_cli(experiment: str, reachable: Any, api: Any, contract_context: str,
                                                     reports_dir: Path, capsys: Any) -> None:
     from resilience.checkers.measurement import EXIT_CODES
     cordons_before = cs.cordoned(api)
@@ -112,7 +125,7 @@ def test_a_fault_the_target_refuses_exits_2_in_the_dry_run_and_in_the_run(
 
 @needs_aws
 def test_zone_failure_on_the_aws_target_fails_over_the_writer_from_the_cli(
-        k8s: Any, api: Any, contract_context: str, reports_dir: Path, capsys: Any) -> None:
+        reachable: Any, api: Any, contract_context: str, reports_dir: Path, capsys: Any) -> None:
     """The composed target: the zone of the RDS writer loses its app pods and nodes, and the writer (and the
     ElastiCache primary, when there) fails over; the observer records the new writer as it happens."""
     from resilience.checkers.measurement import EXIT_CODES
