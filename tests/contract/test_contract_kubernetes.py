@@ -432,24 +432,30 @@ def test_chaosk8s_on_another_server_is_refused(k8s: Any, api: Any, settings: Any
 
 
 def reported_url(api: Any, namespace: str) -> str | None:
-    """What the Ingress controller or the cloud load balancer wrote into the status (read here, independently)."""
+    """What the Ingress controller or the cloud load balancer wrote into the status, read here independently:
+    the Ingress's address first, else a LoadBalancer Service's (with its port when not 80)."""
     from kubernetes import client
     from kubernetes.client.rest import ApiException
     from resilience.targets.manifests import APP_NAME, SERVICE_PORT
-    readers = [(lambda: client.NetworkingV1Api(api).read_namespaced_ingress(APP_NAME, namespace), ""),
-               (lambda: cs.core(api).read_namespaced_service(APP_NAME, namespace),
-                "" if SERVICE_PORT == 80 else f":{SERVICE_PORT}")]
-    for read, port in readers:
+
+    def addresses(obj: Any) -> list[str]:
+        balancer = obj.status.load_balancer if obj and obj.status else None
+        return [e.hostname or e.ip for e in (balancer.ingress if balancer else None) or [] if e.hostname or e.ip]
+
+    def read_or_none(read: Any) -> Any:
         try:
-            obj = read()
+            return read(APP_NAME, namespace)
         except ApiException as exc:
             if exc.status == 404:
-                continue
+                return None
             raise
-        for entry in (obj.status.load_balancer.ingress if obj.status and obj.status.load_balancer else None) or []:
-            if entry.hostname or entry.ip:
-                return f"http://{entry.hostname or entry.ip}{port}"
-    return None
+    via_ingress = addresses(read_or_none(client.NetworkingV1Api(api).read_namespaced_ingress))
+    if via_ingress:
+        return f"http://{via_ingress[0]}"
+    service = read_or_none(cs.core(api).read_namespaced_service)
+    via_service = addresses(service) if service is not None and service.spec.type == "LoadBalancer" else []
+    suffix = "" if SERVICE_PORT == 80 else f":{SERVICE_PORT}"
+    return f"http://{via_service[0]}{suffix}" if via_service else None
 
 
 def test_the_load_url_comes_from_the_setting_or_the_status_and_reaches_the_api(
