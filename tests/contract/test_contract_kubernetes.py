@@ -213,9 +213,10 @@ def test_a_node_cordoned_before_the_run_stays_cordoned(k8s: Any, api: Any) -> No
 
 def test_a_disruption_budget_refusal_is_retried_until_the_deadline_then_recorded(
         k8s: Any, api: Any, settings: Any, contract_context: str, backends: Any) -> None:
-    """The fake approves every eviction; a real API server answers 429 while a PodDisruptionBudget forbids it.
-    Here a pod guarded by a budget with no disruption allowed sits on a node of the lost zone, in an allowed
-    namespace: the fault retries it every 2 s until kubernetes.eviction_timeout_s, then records it as refused."""
+    """Mirrors test_evictions_a_disruption_budget_refuses_are_retried_until_the_deadline_then_recorded, with the
+    real disruption controller: a pod guarded by a budget with no disruption allowed sits on a node of the lost
+    zone, in a second allowed namespace; the API server answers its eviction 429, the fault retries it every 2 s
+    until kubernetes.eviction_timeout_s, then records it as refused."""
     from kubernetes import client
     from resilience.targets.plan import EVICTION_RETRY_S
     zone = busiest(k8s)
@@ -337,9 +338,10 @@ def test_events_since_reports_ready_pods_hpa_and_kubernetes_events(
 
 def test_watches_report_replicas_pods_per_zone_and_node_cordons_as_they_happen(
         k8s: Any, api: Any, settings: Any, contract_context: str, backends: Any) -> None:
-    """The observer (kubernetes_observer.py) on a real API server: list, then watch. A cordon made by the
-    operator shows as platform/node; a killed pod as controller/replicas (ready down, then back) and
-    platform/pods; the HPA's current replicas and metrics ride along (metrics-server must be serving)."""
+    """Mirrors test_watches_record_scaling_cordons_and_ready_pods_as_they_happen on a real API server: a cordon
+    made by the operator shows as platform/node; a killed pod as controller/replicas (ready down, then back)
+    and platform/pods; the HPA's current replicas and metrics, from metrics-server, ride along. The fake's
+    scale-up is driven by a metric the test sets; here that needs real load (the CLI's traffic-spike)."""
     from kubernetes import client
     from resilience.targets.manifests import APP_NAME
     ns = settings.kubernetes.namespace
