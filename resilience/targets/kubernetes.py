@@ -145,13 +145,20 @@ class KubernetesPlatform(Platform):
             self.planned.append(line)
             self._echo(f"[dry-run] {line}")
 
+    @property
+    def database_in_cluster(self) -> bool:
+        """PostgreSQL and Redis run in the cluster (kubernetes.database: cloudnativepg), not on AWS."""
+        return self.settings.kubernetes.database == "cloudnativepg"
+
     def _manifests(self) -> list[Manifest]:
+        if self.database_in_cluster:
+            return stack_manifests(self.settings, "in-cluster")
         return stack_manifests(self.settings, "external", self.backends)
 
     # -- plans -----------------------------------------------------------------
     def plan_up(self) -> list[str]:
         lines = [f"check: context {self.context!r} is in kubernetes.allowed_contexts (no API call before this)"]
-        if self.backends is None:
+        if self.backends is None and not self.database_in_cluster:
             aws = self.settings.aws
             lines.append(f"resolve external endpoints via the aws target: rds:DescribeDBClusters({aws.rds_cluster}) "
                          f"and elasticache:DescribeReplicationGroups({aws.elasticache_group}) in {aws.region}")
@@ -172,7 +179,8 @@ class KubernetesPlatform(Platform):
         if self.dry_run:
             self._would(self.plan_up())
             return StackStatus(self.name, False, None, None, detail={"dry_run": True, "plan": list(self.planned)})
-        self._resolve_backends()
+        if not self.database_in_cluster:
+            self._resolve_backends()
         adopted = self._namespace_is_someone_elses()
         current = self._deployment_replicas()
         if current is not None:  # hand spec.replicas to a private manager before our apply stops owning it

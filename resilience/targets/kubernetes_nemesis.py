@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from ..errors import HarnessError, UserError
 from ..fault_registry import ROLLBACK_NONE, FaultCall
@@ -161,7 +161,7 @@ class KubernetesNemesis(Nemesis):
         core = self.platform.core()
         pending = [(ns, pod.metadata.name) for ns in namespaces for node in nodes
                    for pod in core.list_namespaced_pod(ns, field_selector=f"spec.nodeName={node}").items
-                   if not pod.metadata.deletion_timestamp]
+                   if not pod.metadata.deletion_timestamp and not _daemon_pod(pod)]
         evicted: list[str] = []
         deadline = time.monotonic() + self.platform.settings.kubernetes.eviction_timeout_s
         while pending:
@@ -215,3 +215,7 @@ class KubernetesNemesis(Nemesis):
             raise UserError(f"rollback step {step.capability!r} does not belong to the kubernetes nemesis "
                             f"(known: none, restore_zone, scale_replicas). Check rollback.json.")
 
+
+def _daemon_pod(pod: Any) -> bool:
+    """A DaemonSet's pod: `kubectl drain` leaves these (the DaemonSet would put them straight back)."""
+    return any(ref.kind == "DaemonSet" for ref in (pod.metadata.owner_references or []))

@@ -27,6 +27,7 @@ from .base import PlatformEvent
 from .manifests import APP_NAME, APP_SELECTOR, ZONE_LABEL
 
 WATCH_TIMEOUT_S = 5  # a watch returns at least this often, so stop() is prompt
+LISTED = "LISTED"  # an object from a (re)list: the state so far, not a change seen as it happened
 
 
 @dataclass
@@ -101,6 +102,7 @@ class KubernetesObserver:
         self.unschedulable: dict[str, bool] = {}
         self.pods: dict[str, Any] = {}
         self._zones_reported: dict[str, int] | None = None
+        self.started_wall = time.time()
 
     def start(self) -> None:
         from kubernetes import client
@@ -145,7 +147,7 @@ class KubernetesObserver:
                 if version is None:
                     listing = list_fn(*args, **kwargs)
                     for item in listing.items:
-                        handle("ADDED", item)
+                        handle(LISTED, item)
                     version = listing.metadata.resource_version
                 stream = watch.Watch().stream(list_fn, *args, resource_version=version,
                                               timeout_seconds=WATCH_TIMEOUT_S, **kwargs)
@@ -205,9 +207,21 @@ class KubernetesObserver:
             self._add("platform", "pods", {"ready_by_zone": zones})
 
     def _on_event(self, kind: str, event: Any) -> None:
-        if kind != "DELETED":
-            with self._lock:
-                self._events.append(event_from_k8s(event, self.clock()))
+        """A Kubernetes event as it arrives; a listed one only if it happened since observing began.
+
+        The API server keeps events for an hour: without this, a run right after another would
+        take the old run's events as its own, stamped with the time it listed them.
+        """
+        if kind == "DELETED":
+            return
+        if kind == LISTED and not self._since_start(event):
+            return
+        with self._lock:
+            self._events.append(event_from_k8s(event, self.clock()))
+
+    def _since_start(self, event: Any) -> bool:
+        moment = _get(event, "last_timestamp") or _get(event, "event_time") or _get(event, "first_timestamp")
+        return moment is not None and hasattr(moment, "timestamp") and moment.timestamp() >= self.started_wall
 
 
 def _get(obj: Any, *path: str) -> Any:

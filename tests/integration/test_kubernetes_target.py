@@ -393,3 +393,38 @@ def wait_until(condition: Any, timeout_s: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.05)
+
+
+def test_with_an_in_cluster_database_up_needs_no_aws_account(fake: FakeKubeApi) -> None:
+    from resilience.targets import make_target
+    settings = Settings(kubernetes=KubernetesSettings(allowed_contexts=(CONTEXT,), namespace=NS,
+                                                      database="cloudnativepg"))
+    t = make_target("kubernetes", settings, context=CONTEXT)  # aws.allowed_accounts is empty: no AWS call allowed
+    assert t.up().running
+    assert fake.get("deployments", APP_NAME, NS) is not None
+
+
+def test_events_from_before_the_run_are_not_taken_as_the_runs(fake: FakeKubeApi, settings: Settings) -> None:
+    from datetime import datetime, timedelta, timezone
+    from kubernetes import client
+    t = target(settings)
+    t.up()
+    platform = t.platform
+    assert isinstance(platform, KubernetesPlatform)
+    core = client.CoreV1Api(platform._api)
+
+    def event(name: str, at: datetime) -> client.CoreV1Event:
+        return client.CoreV1Event(metadata=client.V1ObjectMeta(name=name, namespace=NS), reason=name,
+                                  involved_object=client.V1ObjectReference(kind="Pod", name="p", namespace=NS),
+                                  last_timestamp=at, message=name, type="Normal")
+
+    core.create_namespaced_event(NS, event("OldNews", datetime.now(timezone.utc) - timedelta(minutes=30)))
+    start = time.monotonic()
+    t.start_observing()
+    try:
+        wait_until(lambda: [e for e in t.events_since(start) if e.op == "replicas"], 10, "the watches to list")
+        core.create_namespaced_event(NS, event("FreshNews", datetime.now(timezone.utc)))
+        wait_until(lambda: [e for e in t.events_since(start) if e.op == "k8s:FreshNews"], 10, "the new event")
+    finally:
+        t.stop_observing()
+    assert not [e for e in t.events_since(start) if e.op == "k8s:OldNews"]
