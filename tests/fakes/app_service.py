@@ -12,11 +12,16 @@ use, with the JSON shapes and status codes of `resilience/platform/app.py`:
     POST /payments                      201 payment (200 for a second payment of an order), 404, 422
     GET  /health/live, /health/ready    200
 
-Its availability follows a fake cluster: while the fake Kubernetes API server
-(tests/fakes/kube_api.py) holds no Ready API pod in the app's namespace, every
+Its availability follows a fake cluster (tests/fakes/kube_api.py): while the
+cluster holds no Ready, not terminating API pod in the app's namespace, every
 request is answered 503, as an Ingress with no ready endpoint answers. So a fault
-that leaves no API pod serving shows in the load; one the fake cluster absorbs
-(it replaces pods at once) does not.
+that leaves no API pod serving shows in the load; one the cluster absorbs does not.
+
+With `cpu_percent_per_rps`, it also plays metrics-server for the cluster's HPA:
+every `METRICS_PERIOD_S` fake seconds it reports each API pod's CPU as that many
+percent of its request per request per second the pod served (spread evenly over
+the ready pods), and a constant memory use. A cost model for tests, not a
+measurement: it lets a traffic spike make the HPA scale.
 
 Serves on 127.0.0.1 with an ephemeral port (`with FakeAppService(...) as app:`, `app.url`).
 """
@@ -26,21 +31,26 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 import uuid
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
-from resilience.targets.manifests import APP_SELECTOR
+from resilience.targets.manifests import APP_NAME, APP_SELECTOR
 
+from .clock import FakeClock
 from .kube_api import FakeKubeApi, matches_labels
+from .serving import ServedFake
 
 # (item_id, name, price in paise, vegetarian): a few items of the platform's menu (resilience/platform/db.py)
 MENU = ((1, "Bisi Bele Bath", 4500, True), (2, "Lemon Rice", 3000, True), (3, "Curd Rice", 3000, True),
         (4, "Idli Vada", 3500, True), (5, "Masala Dosa", 5000, True), (12, "Egg Curry with Rice", 5500, False))
 PRICES = {item_id: paise for item_id, _, paise, _ in MENU}
 MAX_LOOKUP_KEYS = 5000  # as the platform
+METRICS_PERIOD_S = 15.0  # fake seconds between metric reports (metrics-server's default resolution)
+MEMORY_PERCENT = 40.0  # of the pods' memory request: steady, under the HPA's 80 %
 
 
 def ready_api_pods(kube: FakeKubeApi, namespace: str) -> list[str]:
@@ -73,11 +83,16 @@ class Reply(Exception):
         self.code, self.body = code, body
 
 
-class FakeAppService:
-    """The platform's HTTP API in memory; serving while `endpoints()` names at least one ready pod."""
+class FakeAppService(ServedFake):
+    """The platform's HTTP API in memory; serving while `kube` has a ready API pod in `namespace`."""
 
-    def __init__(self, kube: FakeKubeApi, namespace: str) -> None:
-        self.endpoints: Callable[[], list[str]] = lambda: ready_api_pods(kube, namespace)
+    thread_name = "fake-app-service"
+
+    def __init__(self, kube: FakeKubeApi, namespace: str, *, cpu_percent_per_rps: float | None = None) -> None:
+        super().__init__()
+        self.kube, self.namespace = kube, namespace
+        self.clock = FakeClock(time_scale=kube.clock.time_scale, manual=kube.clock.manual)  # the cluster's pace
+        self.cpu_percent_per_rps = cpu_percent_per_rps
         self.lock = threading.Lock()
         self.orders: dict[str, dict[str, Any]] = {}  # by order_id
         self.by_key: dict[str, dict[str, Any]] = {}
@@ -85,43 +100,37 @@ class FakeAppService:
         self.seq = itertools.count(1)
         self.turn = itertools.count()
         self.answered: dict[int, int] = {}  # status code -> how many requests got it
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._served = 0  # requests a pod served since the last metric report
+        self._since = time.monotonic()
 
-    # -- lifecycle
-    def start(self) -> "FakeAppService":
-        server = _Server(("127.0.0.1", 0), self._handler_class())
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-app-service", daemon=True)
-        self._thread.start()
+    def _make_server(self) -> ThreadingHTTPServer:
+        return _Server(("127.0.0.1", 0), self._handler_class())
+
+    def start(self) -> Self:
+        super().start()
+        if self.cpu_percent_per_rps is not None:
+            self.clock.call_later(METRICS_PERIOD_S, self._report_metrics)
         return self
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> "FakeAppService":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "call start() first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+    def _report_metrics(self) -> None:
+        """metrics-server's part: the pods' CPU from the requests they served since the last report."""
+        assert self.cpu_percent_per_rps is not None
+        with self.lock:
+            served, self._served = self._served, 0
+            seconds, self._since = time.monotonic() - self._since, time.monotonic()
+        pods = len(ready_api_pods(self.kube, self.namespace))
+        if pods and seconds > 0:
+            self.kube.set_metric(APP_NAME, self.namespace, memory_utilization=MEMORY_PERCENT,
+                                 cpu_utilization=round(served / seconds / pods * self.cpu_percent_per_rps, 1))
+        self.clock.call_later(METRICS_PERIOD_S, self._report_metrics)
 
     # -- the API
     def answer(self, method: str, path: str, headers: dict[str, str], body: Any) -> tuple[int, Any]:
-        pods = self.endpoints()
+        pods = ready_api_pods(self.kube, self.namespace)
         if not pods:
             return 503, {"detail": "no ready API pod behind the ingress"}
+        with self.lock:
+            self._served += 1
         replica = pods[next(self.turn) % len(pods)]
         try:
             return self._route(method, path, headers, body, replica)

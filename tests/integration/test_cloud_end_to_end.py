@@ -1,10 +1,12 @@
 """Every catalogue experiment on the kubernetes and aws targets, end to end from the CLI, against fakes.
 
 `resilience run NAME --target T --context CTX --yes` is called in-process (`resilience.cli.main`) against
-a fake Kubernetes API server (tests/fakes/kube_api.py, with the real client and chaosk8s), moto in
-server mode (RDS, ElastiCache, EC2, STS, CloudWatch; boto3 and chaosaws) and a fake of the platform's
-HTTP API at `kubernetes.url` (tests/fakes/app_service.py), which answers 503 while the fake cluster has
-no Ready API pod. Locust runs as the harness runs it (its own process); reports are rendered.
+the fakes (tests/fakes/README.md): the fake Kubernetes API server (the real client and chaosk8s; watches,
+PodDisruptionBudgets, scheduler, graceful termination, HPA), FakeAws (moto in server mode whose RDS and
+ElastiCache failovers take time; boto3 and chaosaws) and a fake of the platform's HTTP API at
+`kubernetes.url` (tests/fakes/app_service.py), which answers 503 while the fake cluster has no Ready API
+pod and plays metrics-server for the HPA. Locust runs as the harness runs it (its own process); reports
+are rendered.
 
 Each run either
   (a) writes a run directory whose verdict is pass, fail or inconclusive, a fail or inconclusive naming
@@ -21,15 +23,11 @@ import gc
 import json
 import re
 import sys
-import threading
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
@@ -44,6 +42,7 @@ from resilience.fault_registry import FAULTS  # noqa: E402
 from resilience.history import FAULT, OK, PHASE, PLATFORM, History, Record  # noqa: E402
 from resilience.load.shape import DEFAULT_SPAWN_RATE, parse_stages  # noqa: E402
 from tests.fakes.app_service import FakeAppService, ready_api_pods  # noqa: E402
+from tests.fakes.aws_services import FakeAws, use_fake_credentials  # noqa: E402
 from tests.fakes.kube_api import FakeKubeApi  # noqa: E402
 
 CATALOGUE = ("pod-kill", "zone-failure", "db-failover", "redis-failover", "redis-outage", "traffic-spike")
@@ -57,10 +56,13 @@ MOTO_ACCOUNT = "123456789012"
 # the test copies: every duration at most this long, a few users, a short RTO hold window
 DURATIONS_S = {"steady_s": 1, "fault_s": 2, "recovery_s": 2}
 USERS = 5
-SPIKE_USERS = 10  # the traffic spike's peak (the baseline keeps the catalogue's ratio)
+SPIKE_USERS = 15  # the traffic spike's peak (the baseline keeps the catalogue's ratio: 3)
 SPIKE_TOTAL_S = 7.0  # the spike's stages together (each at least 2 s)
 RTO_HOLD_S = 2
 WAIT_S = (0.05, 0.2)  # between a user's tasks: enough requests per second that every second has orders
+
+CPU_PERCENT_PER_RPS = 5.0  # the fake app's cost model: 5 users (~8 rps a pod) stay under the HPA's 70 %, the spike's 15 do not
+FAILED_OVER = {"db-failover": {"postgres"}, "redis-failover": {"redis"}, "zone-failure": {"postgres", "redis"}}
 
 # Known gaps: (experiment, target) -> why the run cannot complete yet. xfail(strict): fixed, it fails to remind.
 GAPS: dict[tuple[str, str], str] = {
@@ -145,53 +147,11 @@ def test_short_copies_keep_the_catalogue_but_take_seconds(tmp_path: Path) -> Non
 
 # -- the fakes ---------------------------------------------------------------------------------------
 
-class FakeCluster(FakeKubeApi):
-    """The fake API server; while it serves no watch, a stand-in: every watch ends after WATCH_HOLD_S, empty.
-
-    Why: tests/fakes/kube_api.py answers `?watch=true` with a plain list, which the kubernetes client's
-    watch reads as a stream with no events, and KubernetesObserver._watch starts the next watch at once:
-    five threads in a hot loop (about 900 requests/s), taking the CPU the load and the fake app need. A
-    real API server holds a watch open until timeoutSeconds. The stand-in steps aside as soon as the fake
-    answers watches itself (checked in start()).
-    """
-
-    WATCH_HOLD_S = 0.5
-    stand_in_watch = False
-
-    def start(self) -> "FakeCluster":
-        super().start()
-        with urllib.request.urlopen(f"{self.url}/api/v1/nodes?watch=true&timeoutSeconds=1", timeout=5) as reply:
-            first = reply.readline()
-        self.stand_in_watch = str(json.loads(first or b"{}").get("kind", "")).endswith("List")
-        self._watch_stop = threading.Event()
-        return self
-
-    def stop(self) -> None:
-        if self.stand_in_watch:
-            self._watch_stop.set()
-        super().stop()
-
-    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
-        if self.stand_in_watch and parse_qs(urlsplit(handler.path).query).get("watch") == ["true"]:
-            self._watch_stop.wait(self.WATCH_HOLD_S)  # nothing changes that this stand-in would report
-            handler.send_response(200)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", "0")
-            handler.end_headers()
-            return
-        super()._serve(handler)
-
-
 @pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+def fake_aws() -> Iterator[FakeAws]:
+    """moto with RDS and ElastiCache failovers that take (fake) time and change the writer and primary."""
+    with FakeAws() as aws:
+        yield aws
 
 
 def test_the_fake_app_serves_while_the_fake_cluster_has_a_ready_api_pod() -> None:
@@ -246,16 +206,16 @@ class Cloud:
     aws: Aws
     config: Path
     reports: Path
-    test_failovers: list[dict[str, Any]] = field(default_factory=list)  # ElastiCache TestFailover calls answered
 
 
-def _aws_account(moto_url: str, suffix: str) -> Aws:
-    """In moto: a VPC with a subnet per zone, a Multi-AZ RDS cluster (writer + reader), a Redis group."""
+def _aws_account(url: str, suffix: str) -> Aws:
+    """A VPC with a subnet per zone, a Multi-AZ RDS cluster (writer + reader) and a Redis group whose primary
+    is in the writer's zone (as the local stack places them), in the fake AWS."""
     import boto3
     session = boto3.Session(region_name=REGION)
-    ec2 = session.client("ec2", endpoint_url=moto_url)
-    rds = session.client("rds", endpoint_url=moto_url)
-    cache = session.client("elasticache", endpoint_url=moto_url)
+    ec2 = session.client("ec2", endpoint_url=url)
+    rds = session.client("rds", endpoint_url=url)
+    cache = session.client("elasticache", endpoint_url=url)
     vpc = ec2.create_vpc(CidrBlock="10.30.0.0/16")["Vpc"]["VpcId"]  # moto's, in memory: no traffic goes there
     subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.30.{i}.0/24", AvailabilityZone=z)["Subnet"]["SubnetId"]
                for i, z in enumerate(ZONES)]
@@ -269,30 +229,26 @@ def _aws_account(moto_url: str, suffix: str) -> Aws:
     group = f"rg-{suffix}"
     cache.create_replication_group(ReplicationGroupId=group, ReplicationGroupDescription="e2e", Engine="redis",
                                    CacheNodeType="cache.t4g.small", NumCacheClusters=2, AutomaticFailoverEnabled=True,
-                                   PreferredCacheClusterAZs=[ZONES[1], ZONES[2]])  # the primary beside the writer
+                                   PreferredCacheClusterAZs=[ZONES[1], ZONES[2]])
     settings = {"allowed_accounts": [MOTO_ACCOUNT], "region": REGION, "rds_cluster": cluster,
-                "elasticache_group": group, "endpoint_url": moto_url, "allowed_regions": [REGION],
+                "elasticache_group": group, "endpoint_url": url, "allowed_regions": [REGION],
                 "allowed_resources": [cluster, group, vpc, *subnets], "blackhole_subnets": True}
     return Aws(settings, ec2, subnets)
 
 
 @pytest.fixture
-def cloud(moto_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def cloud(fake_aws: FakeAws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
           request: pytest.FixtureRequest) -> Iterator[Cloud]:
     """The fakes, a kubeconfig and AWS credentials for them, a settings file, and the short experiments in
     ./experiments (the working directory is tmp_path, so `resilience run NAME` finds them)."""
-    import boto3
     import kubernetes.config.kube_config as kube_config
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION}.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "KUBERNETES_CONTEXT", "RESILIENCE_CONFIG"):
+    use_fake_credentials(monkeypatch, REGION)
+    for name in ("KUBERNETES_CONTEXT", "RESILIENCE_CONFIG"):
         monkeypatch.delenv(name, raising=False)
     suffix = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[-30:].strip("-")
-    aws = _aws_account(moto_url, suffix)
-    kube = FakeCluster(zones=ZONES).start()
-    app = FakeAppService(kube, NAMESPACE).start()
-    previous_session = boto3.DEFAULT_SESSION
+    aws = _aws_account(fake_aws.url, suffix)
+    kube = FakeKubeApi(zones=ZONES).start()
+    app = FakeAppService(kube, NAMESPACE, cpu_percent_per_rps=CPU_PERCENT_PER_RPS).start()
     try:
         kubeconfig = tmp_path / "kubeconfig"
         kubeconfig.write_text(yaml.safe_dump({
@@ -315,7 +271,6 @@ def cloud(moto_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
             short_copy(name, tmp_path / "experiments")
         monkeypatch.chdir(tmp_path)
         cloud = Cloud(kube, app, aws, config, reports)
-        _answer_test_failover(boto3, cloud.test_failovers)
         # The fake app shares this process with the harness, moto and the fake API server: a full garbage
         # collection over everything they loaded (botocore's models, the kubernetes client, matplotlib) stops
         # it for 0.2-0.4 s, which the load would measure as P99. Collections scan only what the run creates.
@@ -324,23 +279,8 @@ def cloud(moto_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         yield cloud
     finally:
         gc.unfreeze()
-        boto3.DEFAULT_SESSION = previous_session
         app.stop()
         kube.stop()
-
-
-def _answer_test_failover(boto3: Any, seen: list[dict[str, Any]]) -> None:
-    """moto does not implement ElastiCache TestFailover: answer the exact call chaosaws sends (on boto3's
-    default session, which chaosaws uses), as tests/integration/test_aws_target.py does. The primary does not
-    change in moto; the call is recorded."""
-    from botocore.awsrequest import AWSResponse
-
-    def answer(model: Any, params: dict[str, Any], **kwargs: Any) -> tuple[AWSResponse, dict[str, Any]]:
-        seen.append({"url": params["url"], "body": params["body"]})
-        return AWSResponse(params["url"], 200, {}, None), {"ReplicationGroup": {"Status": "modifying"}}
-
-    boto3.setup_default_session(region_name=REGION)
-    boto3.DEFAULT_SESSION.events.register("before-call.elasticache.TestFailover", answer)
 
 
 # -- the runs -------------------------------------------------------------------------------------------
@@ -430,14 +370,10 @@ def test_run_from_the_cli_gives_a_verdict_or_refuses_as_its_dry_run(
     # no fault is left behind: every node schedulable again, every subnet back on its network ACL
     assert [n["metadata"]["name"] for n in cloud.kube.objects("nodes") if n["spec"].get("unschedulable")] == []
     assert cloud.aws.network_acls() == acls
-    # on aws, the cache fails over through chaosaws's TestFailover (answered here: moto lacks it) for
-    # redis-failover, and for zone-failure, whose lost zone (the writer's) holds the cache primary too
-    cache_failovers = 1 if target == "aws" and experiment in ("redis-failover", "zone-failure") else 0
-    assert [c["body"]["ReplicationGroupId"] for c in cloud.test_failovers] == \
-        [cloud.aws.settings["elasticache_group"]] * cache_failovers
-    if target == "aws" and experiment in ("db-failover", "zone-failure"):  # the writer change, as observed
-        assert [(r.detail or {}).get("component") for r in records if r.source == PLATFORM and r.op == "failover"] \
-            == ["postgres"]
+    # on aws, the writer and the primary change (RDS FailoverDBCluster, ElastiCache TestFailover through
+    # chaosaws), and the run saw it happen; zone-failure loses the writer's zone, which holds the cache primary
+    failed_over = {(r.detail or {}).get("component") for r in records if r.source == PLATFORM and r.op == "failover"}
+    assert failed_over == (FAILED_OVER.get(experiment, set()) if target == "aws" else set()), failed_over
 
     for report in ("report.html", "report.pdf", "junit.xml", "MANIFEST.sha256"):
         assert (run_dir / report).is_file(), report
