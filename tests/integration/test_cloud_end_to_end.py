@@ -41,8 +41,11 @@ from resilience.experiments import EXTENSION_NAME, PROJECT_ROOT  # noqa: E402
 from resilience.fault_registry import FAULTS  # noqa: E402
 from resilience.history import FAULT, OK, PHASE, PLATFORM, History, Record  # noqa: E402
 from resilience.load.shape import DEFAULT_SPAWN_RATE, parse_stages  # noqa: E402
-from tests.fakes.app_service import FakeAppService, ready_api_pods  # noqa: E402
+from resilience.targets.manifests import APP_NAME  # noqa: E402
+from tests.fakes.app_service import MEMORY_PERCENT, METRICS_PERIOD_S, FakeAppService, ready_api_pods  # noqa: E402
+from tests.fakes.aws_platform import MOTO_ACCOUNT, AwsPlatform, provision  # noqa: E402
 from tests.fakes.aws_services import FakeAws, use_fake_credentials  # noqa: E402
+from tests.fakes.kube.testing import deployment  # noqa: E402
 from tests.fakes.kube_api import FakeKubeApi  # noqa: E402
 
 CATALOGUE = ("pod-kill", "zone-failure", "db-failover", "redis-failover", "redis-outage", "traffic-spike")
@@ -51,7 +54,6 @@ CONTEXT = "fake-eks"
 NAMESPACE = "school-meals"
 REGION = "ap-south-1"
 ZONES = ("ap-south-1a", "ap-south-1b", "ap-south-1c")  # the fake cluster's node zones = the moto subnets' zones
-MOTO_ACCOUNT = "123456789012"
 
 # the test copies: every duration at most this long, a few users, a short RTO hold window
 DURATIONS_S = {"steady_s": 1, "fault_s": 2, "recovery_s": 2}
@@ -156,15 +158,14 @@ def fake_aws() -> Iterator[FakeAws]:
 
 def test_the_fake_app_serves_while_the_fake_cluster_has_a_ready_api_pod() -> None:
     import httpx
-    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "school-meals-api"},
-                  "spec": {"replicas": 2, "selector": {"matchLabels": {"app.kubernetes.io/name": "school-meals-api"}},
-                           "template": {"metadata": {"labels": {"app.kubernetes.io/name": "school-meals-api"}},
-                                        "spec": {"containers": [{"name": "api", "image": "api"}]}}}}
-    with FakeKubeApi() as kube, FakeAppService(kube, NAMESPACE) as app, httpx.Client(base_url=app.url) as http:
+    labels = {"app.kubernetes.io/name": APP_NAME}
+    with FakeKubeApi(manual_clock=True) as kube, \
+            FakeAppService(kube, NAMESPACE, cpu_percent_per_rps=CPU_PERCENT_PER_RPS) as app, \
+            httpx.Client(base_url=app.url) as http, httpx.Client(base_url=kube.url) as kube_http:
         assert http.get("/menu").status_code == 503  # no API pod yet: the ingress has no endpoint
-        kube_http = httpx.Client(base_url=kube.url)
         path = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments"
-        assert kube_http.post(path, json=deployment).status_code == 201
+        assert kube_http.post(path, json=deployment(APP_NAME, 2, labels=labels)).status_code == 201
+        kube.advance(1)
         assert len(ready_api_pods(kube, NAMESPACE)) == 2
         menu = http.get("/menu").json()
         order = {"idempotency_key": "k-1", "student_id": "s-1", "items": [{"item_id": menu[0]["item_id"], "qty": 2}]}
@@ -180,60 +181,31 @@ def test_the_fake_app_serves_while_the_fake_cluster_has_a_ready_api_pod() -> Non
         assert http.post("/payments", json={"order_id": order_id, "amount": 1, "method": "upi"}).status_code == 201
         assert http.post("/orders", json={**order, "idempotency_key": "k-3", "items": [{"item_id": 999, "qty": 1}]}
                          ).status_code == 422
-        kube_http.patch(f"{path}/school-meals-api", json={"spec": {"replicas": 0}},
+
+        assert kube.hpa.metrics == {}  # metrics-server reports every METRICS_PERIOD_S fake seconds
+        app.advance(METRICS_PERIOD_S)
+        reported = kube.hpa.metrics[(NAMESPACE, APP_NAME)]
+        assert reported["cpu"] > 0 and reported["memory"] == MEMORY_PERCENT
+
+        kube_http.patch(f"{path}/{APP_NAME}", json={"spec": {"replicas": 0}},
                         headers={"Content-Type": "application/merge-patch+json"})
-        assert http.get("/health/ready").status_code == 503  # every API pod gone
-        kube_http.close()
-
-
-@dataclass
-class Aws:
-    settings: dict[str, Any]  # the aws: block of the settings file
-    ec2: Any
-    subnets: list[str]
-
-    def network_acls(self) -> dict[str, str]:
-        """subnet id -> the network ACL associated with it now."""
-        acls = self.ec2.describe_network_acls(Filters=[{"Name": "association.subnet-id", "Values": self.subnets}])
-        return {a["SubnetId"]: acl["NetworkAclId"] for acl in acls["NetworkAcls"] for a in acl["Associations"]
-                if a["SubnetId"] in self.subnets}
+        assert http.get("/health/ready").status_code == 503  # every API pod terminating or gone
 
 
 @dataclass
 class Cloud:
     kube: FakeKubeApi
     app: FakeAppService
-    aws: Aws
+    aws: AwsPlatform
     config: Path
     reports: Path
 
 
-def _aws_account(url: str, suffix: str) -> Aws:
-    """A VPC with a subnet per zone, a Multi-AZ RDS cluster (writer + reader) and a Redis group whose primary
-    is in the writer's zone (as the local stack places them), in the fake AWS."""
-    import boto3
-    session = boto3.Session(region_name=REGION)
-    ec2 = session.client("ec2", endpoint_url=url)
-    rds = session.client("rds", endpoint_url=url)
-    cache = session.client("elasticache", endpoint_url=url)
-    vpc = ec2.create_vpc(CidrBlock="10.30.0.0/16")["Vpc"]["VpcId"]  # moto's, in memory: no traffic goes there
-    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.30.{i}.0/24", AvailabilityZone=z)["Subnet"]["SubnetId"]
-               for i, z in enumerate(ZONES)]
-    rds.create_db_subnet_group(DBSubnetGroupName=f"sg-{suffix}", DBSubnetGroupDescription="e2e", SubnetIds=subnets)
-    cluster = f"db-{suffix}"
-    rds.create_db_cluster(DBClusterIdentifier=cluster, Engine="aurora-postgresql", MasterUsername="app",
-                          MasterUserPassword="not-a-secret-1", DBSubnetGroupName=f"sg-{suffix}")
-    for name, zone in ((f"{cluster}-1", ZONES[1]), (f"{cluster}-2", ZONES[2])):
-        rds.create_db_instance(DBInstanceIdentifier=name, DBClusterIdentifier=cluster, Engine="aurora-postgresql",
-                               DBInstanceClass="db.r6g.large", AvailabilityZone=zone)
-    group = f"rg-{suffix}"
-    cache.create_replication_group(ReplicationGroupId=group, ReplicationGroupDescription="e2e", Engine="redis",
-                                   CacheNodeType="cache.t4g.small", NumCacheClusters=2, AutomaticFailoverEnabled=True,
-                                   PreferredCacheClusterAZs=[ZONES[1], ZONES[2]])
-    settings = {"allowed_accounts": [MOTO_ACCOUNT], "region": REGION, "rds_cluster": cluster,
-                "elasticache_group": group, "endpoint_url": url, "allowed_regions": [REGION],
-                "allowed_resources": [cluster, group, vpc, *subnets], "blackhole_subnets": True}
-    return Aws(settings, ec2, subnets)
+def _aws_settings(made: AwsPlatform, url: str) -> dict[str, Any]:
+    """The settings file's aws: block for the resources in the fake account, every allow-list filled."""
+    return {"allowed_accounts": [MOTO_ACCOUNT], "region": REGION, "rds_cluster": made.cluster,
+            "elasticache_group": made.group, "endpoint_url": url, "allowed_regions": [REGION],
+            "allowed_resources": [made.cluster, made.group, made.vpc, *made.subnets], "blackhole_subnets": True}
 
 
 @pytest.fixture
@@ -246,7 +218,7 @@ def cloud(fake_aws: FakeAws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     for name in ("KUBERNETES_CONTEXT", "RESILIENCE_CONFIG"):
         monkeypatch.delenv(name, raising=False)
     suffix = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[-30:].strip("-")
-    aws = _aws_account(fake_aws.url, suffix)
+    aws = provision(fake_aws.url, REGION, ZONES, suffix, cache_zones=[ZONES[1], ZONES[2]])  # cache primary by the writer
     kube = FakeKubeApi(zones=ZONES).start()
     app = FakeAppService(kube, NAMESPACE, cpu_percent_per_rps=CPU_PERCENT_PER_RPS).start()
     try:
@@ -264,7 +236,7 @@ def cloud(fake_aws: FakeAws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         config.write_text(yaml.safe_dump({
             "kubernetes": {"allowed_contexts": [CONTEXT], "namespace": NAMESPACE, "url": app.url,
                            "eviction_timeout_s": 10},
-            "aws": aws.settings}))
+            "aws": _aws_settings(aws, fake_aws.url)}))
         reports = tmp_path / "reports"
         (tmp_path / "experiments").mkdir()
         for name in CATALOGUE:
