@@ -63,7 +63,8 @@ SPIKE_TOTAL_S = 7.0  # the spike's stages together (each at least 2 s)
 RTO_HOLD_S = 2
 WAIT_S = (0.05, 0.2)  # between a user's tasks: enough requests per second that every second has orders
 
-CPU_PERCENT_PER_RPS = 5.0  # the fake app's cost model: 5 users (~8 rps a pod) stay under the HPA's 70 %, the spike's 15 do not
+# the fake app's cost model: 5 users (about 8 requests/s a pod) stay under the HPA's 70 %, the spike's 15 do not
+CPU_PERCENT_PER_RPS = 5.0
 FAILED_OVER = {"db-failover": {"postgres"}, "redis-failover": {"redis"}, "zone-failure": {"postgres", "redis"}}
 
 # Known gaps: (experiment, target) -> why the run cannot complete yet. xfail(strict): fixed, it fails to remind.
@@ -218,7 +219,7 @@ def cloud(fake_aws: FakeAws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     for name in ("KUBERNETES_CONTEXT", "RESILIENCE_CONFIG"):
         monkeypatch.delenv(name, raising=False)
     suffix = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[-30:].strip("-")
-    aws = provision(fake_aws.url, REGION, ZONES, suffix, cache_zones=[ZONES[1], ZONES[2]])  # cache primary by the writer
+    aws = provision(fake_aws.url, REGION, ZONES, suffix, cache_zones=[ZONES[1], ZONES[2]])  # primary by the writer
     kube = FakeKubeApi(zones=ZONES).start()
     app = FakeAppService(kube, NAMESPACE, cpu_percent_per_rps=CPU_PERCENT_PER_RPS).start()
     try:
