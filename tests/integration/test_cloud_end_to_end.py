@@ -68,16 +68,7 @@ CPU_PERCENT_PER_RPS = 5.0
 FAILED_OVER = {"db-failover": {"postgres"}, "redis-failover": {"redis"}, "zone-failure": {"postgres", "redis"}}
 
 # Known gaps: (experiment, target) -> why the run cannot complete yet. xfail(strict): fixed, it fails to remind.
-GAPS: dict[tuple[str, str], str] = {
-    ("db-failover", "kubernetes"):
-        "the dry run accepts fail_over_database on the kubernetes target (exit 0: KubernetesNemesis.SUPPORT has "
-        "None for it and argument_refusal checks only the mode), but the run's injection refuses it "
-        "(KubernetesNemesis._fail_over_database: no CloudNativePG primary pod, PostgreSQL is external RDS), "
-        "although the kubernetes target only ever deploys external PostgreSQL (KubernetesPlatform._manifests: "
-        "stack_manifests(settings, 'external', ...)): inject is recorded 'fail', and result.json says "
-        "'1 rollback(s) failed' (Run.inject marks the failed injection's entry 'failed', which _facts counts as a "
-        "failed rollback). Dry run and run must agree (issue 9): refuse it in both, exit 2.",
-}
+GAPS: dict[tuple[str, str], str] = {}
 
 
 # -- the experiments, cut short ------------------------------------------------------------------
