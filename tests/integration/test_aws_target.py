@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
-from resilience.config import AwsSettings, Settings
-from resilience.errors import UserError
-from resilience.fault_registry import fault_call
-from resilience.targets.aws import AwsServices
-from resilience.targets.aws_nemesis import AwsNemesis
-from resilience.targets.base import RollbackStep
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, for tests.fakes
+
+from resilience.config import AwsSettings, Settings  # noqa: E402
+from resilience.errors import UserError  # noqa: E402
+from resilience.fault_registry import fault_call  # noqa: E402
+from resilience.targets.aws import AwsServices  # noqa: E402
+from resilience.targets.aws_nemesis import AwsNemesis  # noqa: E402
+from resilience.targets.base import RollbackStep  # noqa: E402
+from tests.fakes.aws_platform import MOTO_ACCOUNT, provision  # noqa: E402
 
 REGION = "ap-south-1"
 ZONES = ("ap-south-1a", "ap-south-1b", "ap-south-1c")
-MOTO_ACCOUNT = "123456789012"  # the account moto answers for
 
 
 @pytest.fixture(scope="module")
@@ -46,29 +50,13 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def platform(moto_url: str, aws_env: None, request: pytest.FixtureRequest) -> dict[str, Any]:
     """A VPC with one subnet per zone, a Multi-AZ RDS cluster with a writer and a reader, a Redis group."""
     suffix = request.node.name[-20:].replace("_", "-").strip("-").lower()
-    session = boto3.Session(region_name=REGION)
-    ec2 = session.client("ec2", endpoint_url=moto_url)
-    rds = session.client("rds", endpoint_url=moto_url)
-    cache = session.client("elasticache", endpoint_url=moto_url)
-    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]  # moto's, in memory: no traffic goes there
-    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.20.{i}.0/24", AvailabilityZone=z)["Subnet"]["SubnetId"]
-               for i, z in enumerate(ZONES)]
-    rds.create_db_subnet_group(DBSubnetGroupName=f"sg-{suffix}", DBSubnetGroupDescription="test",
-                               SubnetIds=subnets)
-    cluster = f"db-{suffix}"
-    rds.create_db_cluster(DBClusterIdentifier=cluster, Engine="aurora-postgresql", MasterUsername="app",
-                          MasterUserPassword="not-a-secret-1", DBSubnetGroupName=f"sg-{suffix}")
-    for name, zone in ((f"{cluster}-1", ZONES[1]), (f"{cluster}-2", ZONES[2])):
-        rds.create_db_instance(DBInstanceIdentifier=name, DBClusterIdentifier=cluster, Engine="aurora-postgresql",
-                               DBInstanceClass="db.r6g.large", AvailabilityZone=zone)
-    group = f"rg-{suffix}"
-    cache.create_replication_group(ReplicationGroupId=group, ReplicationGroupDescription="test", Engine="redis",
-                                   CacheNodeType="cache.t4g.small", NumCacheClusters=2, AutomaticFailoverEnabled=True)
-    settings = Settings(aws=AwsSettings(allowed_accounts=(MOTO_ACCOUNT,), region=REGION, rds_cluster=cluster,
-                                        elasticache_group=group, endpoint_url=moto_url, allowed_regions=(REGION,),
-                                        allowed_resources=(cluster, group, vpc, *subnets), blackhole_subnets=True))
-    return {"settings": settings, "session": session, "ec2": ec2, "rds": rds, "vpc": vpc, "subnets": subnets,
-            "url": moto_url}
+    made = provision(moto_url, REGION, ZONES, suffix)
+    settings = Settings(aws=AwsSettings(allowed_accounts=(MOTO_ACCOUNT,), region=REGION, rds_cluster=made.cluster,
+                                        elasticache_group=made.group, endpoint_url=moto_url, allowed_regions=(REGION,),
+                                        allowed_resources=(made.cluster, made.group, made.vpc, *made.subnets),
+                                        blackhole_subnets=True))
+    return {"settings": settings, "session": made.session, "ec2": made.ec2, "rds": made.rds, "vpc": made.vpc,
+            "subnets": made.subnets, "url": moto_url}
 
 
 def associations(ec2: Any, subnets: list[str]) -> dict[str, str]:
