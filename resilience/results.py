@@ -25,7 +25,7 @@ from .config import Targets
 from .atomic import write_json_atomic
 from .errors import UserError
 from .experiments import PROJECT_ROOT
-from .history import LOAD, PARTIAL, PHASE, PLATFORM, History, Record
+from .history import FAIL, FAULT, LOAD, PARTIAL, PHASE, PLATFORM, History, Record
 
 RESULT_SCHEMA_VERSION = 1  # result.json, report.json and `resilience run/check --json`
 
@@ -257,6 +257,9 @@ def run_deviations(journal: dict[str, Any], failed_rollbacks: int, records: list
     if failed_rollbacks:
         deviations.append(f"{failed_rollbacks} rollback(s) failed")
     for r in records:
+        if r.source == FAULT and r.op == "inject" and r.status == FAIL:
+            detail = r.detail or {}
+            deviations.append(f"the fault {detail.get('capability')} could not be injected: {detail.get('error')}")
         if r.source == PLATFORM and r.op == "heal_failed":
             pending = ", ".join(f"{n}: {why}" for n, why in (r.detail or {}).get("components", {}).items())
             deviations.append(f"the stack did not heal after the fault ({pending}); see the event log")

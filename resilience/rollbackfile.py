@@ -25,7 +25,7 @@ from .atomic import write_json_atomic
 from .targets.base import RollbackStep
 
 ROLLBACK = "rollback.json"
-STATUSES = ("injecting", "pending", "done", "failed")
+STATUSES = ("injecting", "pending", "done", "failed", "not-injected")  # failed: its rollback failed
 UNDONE = ("injecting", "pending", "failed")  # what `resilience rollback` replays
 _TOP: dict[str, Any] = {"target": str, "context": (str, type(None)), "config": (str, type(None)), "steps": list}
 _ENTRY: dict[str, Any] = {"fault": str, "arguments": dict, "status": str, "step": (dict, type(None))}

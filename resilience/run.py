@@ -245,7 +245,9 @@ class Run:
             step = self._call_target(fault, arguments, entry)
         except Exception as exc:
             done_t = self.history.now()
-            entry.status = "failed"
+            # a step handed over before acting is undone like any pending one (undoing is safe twice);
+            # without one, nothing is known to have changed
+            entry.status = "pending" if entry.step is not None else "not-injected"
             self._write_rollbacks()
             self._record_step("inject", FAIL, t, done_t, fault, {"capability": fault, "arguments": arguments,
                                                                   "error": str(exc)})

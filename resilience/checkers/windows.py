@@ -78,9 +78,13 @@ def overall_window(records: Sequence[Record], phases: dict[str, Window] | None =
 
 
 def fault_time(records: Iterable[Record]) -> float | None:
-    """When the fault was injected: the first `fault`/`inject` record, else the `fault` phase start."""
+    """When the fault was injected: the first successful `fault`/`inject` record, else the `fault` phase start.
+
+    An injection that failed changed nothing to recover from: measuring RTO from it would report a recovery
+    from a fault that never happened.
+    """
     records = list(records)
-    injections = [r.t for r in records if r.source == FAULT and r.op == "inject"]
+    injections = [r.t for r in records if r.source == FAULT and r.op == "inject" and r.status == OK]
     if injections:
         return min(injections)
     fault_phase = phase_windows(records).get("fault")

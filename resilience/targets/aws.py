@@ -23,12 +23,13 @@ import contextlib
 import os
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
 from ..config import Settings
 from ..errors import HarnessError, UserError
 from .base import Component, PlatformEvent, StackStatus
+from .clock import to_monotonic, to_wall
 from .blast_radius import region_problem
 from .manifests import BackendEndpoints
 from .target import Services
@@ -51,16 +52,6 @@ def endpoint_env(endpoint_url: str | None) -> Iterator[None]:
 
 
 POLL_S = 2.0  # how often the writer and primaries are read while observing
-
-
-def _wall_to_monotonic(moment: datetime) -> float:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return time.monotonic() - (time.time() - moment.timestamp())
-
-
-def _monotonic_to_wall(monotonic: float) -> datetime:
-    return datetime.now(timezone.utc) - timedelta(seconds=time.monotonic() - monotonic)
 
 
 class AwsServices(Services):
@@ -255,7 +246,7 @@ class AwsServices(Services):
 
     def events_since(self, monotonic: float) -> list[PlatformEvent]:
         """RDS and ElastiCache events (failover start/complete) and CloudWatch connection counts."""
-        start = _monotonic_to_wall(monotonic)
+        start = to_wall(monotonic)
         events: list[PlatformEvent] = [e for e in self._observed if e.monotonic >= monotonic]
         sources = [("rds", "postgres", self.aws.rds_cluster, "db-cluster"),
                    ("elasticache", "redis", self.aws.elasticache_group, "replication-group")]
@@ -270,7 +261,7 @@ class AwsServices(Services):
             for event in found:
                 message = str(event.get("Message", ""))
                 op = "failover" if "failover" in message.lower() else f"{service}-event"
-                events.append(PlatformEvent(_wall_to_monotonic(event["Date"]), "platform", op,
+                events.append(PlatformEvent(to_monotonic(event["Date"]) or 0.0, "platform", op,
                                             {"component": component, "message": message,
                                              "source": event.get("SourceIdentifier")}))
         try:
@@ -279,7 +270,7 @@ class AwsServices(Services):
                 Dimensions=[{"Name": "DBClusterIdentifier", "Value": self.aws.rds_cluster}],
                 StartTime=start, EndTime=datetime.now(timezone.utc), Period=60, Statistics=["Minimum", "Maximum"])
             for point in stats.get("Datapoints", []):
-                events.append(PlatformEvent(_wall_to_monotonic(point["Timestamp"]), "platform", "metric", {
+                events.append(PlatformEvent(to_monotonic(point["Timestamp"]) or 0.0, "platform", "metric", {
                     "component": "postgres", "metric": "AWS/RDS DatabaseConnections", "period_s": 60,
                     "minimum": point.get("Minimum"), "maximum": point.get("Maximum")}))
         except Exception as exc:  # best effort, as above

@@ -15,13 +15,13 @@ from __future__ import annotations
 import os
 import sys
 import time
-from datetime import datetime, timezone
 from typing import Any, Callable
 
 from ..config import IN_CLUSTER_CONTEXT, Settings
 from ..errors import HarnessError, UserError
 from . import plan
 from .base import Component, Platform, PlatformEvent, StackStatus
+from .clock import to_monotonic
 from .kubernetes_observer import event_from_k8s
 from .manifests import (API_PORT, APP_NAME, APP_SELECTOR, MANAGED_BY_LABEL, MANAGED_SELECTOR, MANAGER,
                         REPLICAS_MANAGER, SERVICE_PORT, ZONE_LABEL, BackendEndpoints, Manifest, replicas_manifest,
@@ -41,15 +41,6 @@ def check_context_allowed(settings: Settings, context: str) -> None:
             f"{settings.source}: kubernetes context {context!r} is not in 'kubernetes.allowed_contexts' "
             f"(it allows {listed}). Nothing was sent to the cluster. If this cluster is meant for chaos "
             f"experiments, add it to the allow-list, e.g.\n  kubernetes:\n    allowed_contexts: [{context}]")
-
-
-def _to_monotonic(moment: datetime | None) -> float | None:
-    """A wall-clock timestamp from the API as a CLOCK_MONOTONIC reading of this process."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return time.monotonic() - (time.time() - moment.timestamp())
 
 
 def busiest_zone(zones_of_pods: list[str | None]) -> str | None:
@@ -386,7 +377,7 @@ class KubernetesPlatform(Platform):
         events: list[PlatformEvent] = []
         for pod in self._core().list_namespaced_pod(self.namespace, label_selector=APP_SELECTOR).items:
             for condition in pod.status.conditions or []:
-                at = _to_monotonic(condition.last_transition_time)
+                at = to_monotonic(condition.last_transition_time)
                 if condition.type == "Ready" and at is not None and at >= monotonic:
                     events.append(PlatformEvent(at, "controller", "ready" if condition.status == "True" else "unready",
                                                 {"pod": pod.metadata.name, "node": pod.spec.node_name}))
@@ -396,7 +387,7 @@ class KubernetesPlatform(Platform):
         self._sample_hpa()
         events += [e for e in self._hpa_samples if e.monotonic >= monotonic]
         for event in self._core().list_namespaced_event(self.namespace).items:
-            at = _to_monotonic(event.last_timestamp or event.event_time or event.first_timestamp)
+            at = to_monotonic(event.last_timestamp or event.event_time or event.first_timestamp)
             if at is not None and at >= monotonic:
                 events.append(event_from_k8s(event, at))
         return sorted(events, key=lambda e: e.monotonic)

@@ -27,6 +27,7 @@ from .base import PlatformEvent
 from .manifests import APP_NAME, APP_SELECTOR, ZONE_LABEL
 
 WATCH_TIMEOUT_S = 5  # a watch returns at least this often, so stop() is prompt
+RESTART_PAUSE_S = 0.1  # between two watches of one kind
 LISTED = "LISTED"  # an object from a (re)list: the state so far, not a change seen as it happened
 
 
@@ -103,6 +104,7 @@ class KubernetesObserver:
         self.pods: dict[str, Any] = {}
         self._zones_reported: dict[str, int] | None = None
         self.started_wall = time.time()
+        self._stopped_at: float | None = None
 
     def start(self) -> None:
         from kubernetes import client
@@ -123,13 +125,15 @@ class KubernetesObserver:
             thread.start()
 
     def stop(self) -> None:
+        """Stop at once: a thread still waiting in an open watch ends at its timeout; what it sees is dropped."""
+        with self._lock:
+            self._stopped_at = self.clock()
         self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=WATCH_TIMEOUT_S + 2)
 
     def events(self) -> list[PlatformEvent]:
         with self._lock:
-            return list(self._events)
+            end = self._stopped_at
+            return [e for e in self._events if end is None or e.monotonic <= end]
 
     def _add(self, source: str, op: str, detail: dict[str, Any]) -> None:
         with self._lock:
@@ -160,6 +164,7 @@ class KubernetesObserver:
                     version = _get(obj, "metadata", "resource_version") or version
                     if change["type"] != "BOOKMARK":
                         handle(change["type"], obj)
+                self._stop.wait(RESTART_PAUSE_S)  # a server that ends watches at once is not hammered
             except ApiException as exc:
                 if exc.status == 410:
                     version = None  # too old: list again

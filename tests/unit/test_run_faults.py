@@ -93,7 +93,28 @@ def test_a_failed_injection_records_both_as_failed(tmp_path: Path) -> None:
     inject, done = fault_records(run)
     assert (inject.status, done.op, done.status) == ("fail", INJECT_DONE, "fail")
     assert inject.detail and inject.detail["error"] == "the zone would not go" and done.t - inject.t >= STEP_S
-    assert json.loads(run.path("rollback.json").read_text())["steps"][0]["status"] == "failed"
+    # nothing was handed over before the failure: nothing to undo, and no rollback counted as failed
+    assert json.loads(run.path("rollback.json").read_text())["steps"][0]["status"] == "not-injected"
+    assert run.rollback_all() == [] and run._facts().failed_rollbacks == 0
+
+
+def test_a_failed_injection_is_a_deviation_and_no_rto_is_measured_from_it() -> None:
+    from resilience.checkers.windows import fault_time
+    from resilience.results import run_deviations
+    failed = Record(1.0, FAULT, "inject", "fail", None, None, {"capability": "lose_zone", "error": "no such zone"})
+    assert fault_time([failed]) is None
+    assert run_deviations({"status": "completed"}, 0, [failed]) == [
+        "the fault lose_zone could not be injected: no such zone"]
+
+
+def test_a_failed_injection_whose_step_was_handed_over_is_rolled_back(tmp_path: Path) -> None:
+    target = RecordingTarget(fail_after_recording=True)
+    run = started(tmp_path, target)
+    target.run_dir = run.run_dir
+    with pytest.raises(RuntimeError):
+        run.inject("lose_zone", {"zone": "zone-a"})
+    assert [s["capability"] for s in run.rollback_all()] == ["restore_zone"]
+    assert target.rolled_back and target.rolled_back[0].arguments["nodes"] == ["n1"]
 
 
 def test_release_undoes_one_fault_now_and_leaves_the_others_pending(tmp_path: Path) -> None:
@@ -237,16 +258,19 @@ def test_the_stop_condition_fires_after_for_s_under_the_floor_and_a_recovery_res
 class RecordingTarget(FakeTarget):
     """Hands its undo step over before acting, like a zone loss that must uncordon only what it cordoned."""
 
-    def __init__(self) -> None:
+    def __init__(self, fail_after_recording: bool = False) -> None:
         super().__init__(closed_port_url())
         self.file_during_fault: dict[str, Any] | None = None
         self.run_dir: Path | None = None
+        self.fail_after_recording = fail_after_recording
 
     def inject(self, call: FaultCall, seed: int | None = None, **kwargs: Any) -> RollbackStep:
         step = RollbackStep("restore_zone", {"zone": "zone-a", "nodes": ["n1"]}, "uncordon n1", "local")
         kwargs["record"](step)
         assert self.run_dir is not None
         self.file_during_fault = json.loads((self.run_dir / "rollback.json").read_text())
+        if self.fail_after_recording:
+            raise RuntimeError("the API server went away mid-fault")
         return step
 
 
