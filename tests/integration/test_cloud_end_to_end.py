@@ -39,7 +39,7 @@ from resilience.checkers.measurement import BREACHED, EXIT_CODES, INCONCLUSIVE  
 from resilience.cli import main  # noqa: E402
 from resilience.experiments import EXTENSION_NAME, PROJECT_ROOT  # noqa: E402
 from resilience.fault_registry import FAULTS  # noqa: E402
-from resilience.history import FAULT, OK, PHASE, PLATFORM, History, Record  # noqa: E402
+from resilience.history import CONTROLLER, FAULT, OK, PHASE, PLATFORM, History, Record  # noqa: E402
 from resilience.load.shape import DEFAULT_SPAWN_RATE, parse_stages  # noqa: E402
 from resilience.targets.manifests import APP_NAME  # noqa: E402
 from tests.fakes.app_service import MEMORY_PERCENT, METRICS_PERIOD_S, FakeAppService, ready_api_pods  # noqa: E402
@@ -330,6 +330,11 @@ def test_run_from_the_cli_gives_a_verdict_or_refuses_as_its_dry_run(
         assert rolled_back[0].t >= injected[0].t
     else:  # the load's own spike: it ends by itself, and recovery starts
         assert any(r.source == PHASE and r.op == "recovery" and r.t >= injected[0].t for r in records)
+
+    # each platform event is in the history once, however often it was polled during the run
+    seen_events = [(r.t, r.source, r.op, json.dumps(r.detail, sort_keys=True)) for r in records
+                   if r.source in (PLATFORM, CONTROLLER)]
+    assert len(seen_events) == len(set(seen_events)), "a platform event was appended more than once"
 
     # no fault is left behind: every node schedulable again, every subnet back on its network ACL
     assert [n["metadata"]["name"] for n in cloud.kube.objects("nodes") if n["spec"].get("unschedulable")] == []
