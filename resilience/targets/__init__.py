@@ -5,7 +5,8 @@ from __future__ import annotations
 from ..config import Settings
 from ..errors import UserError
 from .base import Nemesis, Platform
-from .target import COMPOSITIONS, Composition, Services, Target, support_of
+from .base import Services
+from .target import COMPOSITIONS, Composition, Target, support_of
 
 TARGET_NAMES = tuple(COMPOSITIONS)
 

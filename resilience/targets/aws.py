@@ -32,7 +32,7 @@ from .base import Component, PlatformEvent, StackStatus
 from .clock import to_monotonic, to_wall
 from .blast_radius import region_problem
 from .manifests import BackendEndpoints
-from .target import Services
+from .base import Services
 
 @contextlib.contextmanager
 def endpoint_env(endpoint_url: str | None) -> Iterator[None]:

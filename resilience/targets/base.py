@@ -99,10 +99,28 @@ def no_record(step: RollbackStep) -> None:
     """The recorder when nobody keeps a rollback file (benchmarks, direct calls)."""
 
 
-class Platform(abc.ABC):
-    """Where the platform runs: deploy it, stop it, observe it. Knows nothing of faults."""
+class Observed:
+    """What the platform and the managed services beside it both offer: where the primary is, a plan, observing."""
 
     name: str = "abstract"
+
+    def primary_zone(self) -> str | None:
+        """The zone that holds the database primary, if known here."""
+        return None
+
+    def plan_up(self) -> list[str]:
+        """The dry-run lines for deploying (and checking) this: what `up` would do, without doing it."""
+        return []
+
+    def start_observing(self) -> None:
+        """Record what happens from now on, as it happens (e.g. watches); `events_since` returns it."""
+
+    def stop_observing(self) -> None:
+        """Stop what `start_observing` started (safe to call twice, or without a start)."""
+
+
+class Platform(Observed, abc.ABC):
+    """Where the platform runs: deploy it, stop it, observe it. Knows nothing of faults."""
 
     @abc.abstractmethod
     def up(self) -> StackStatus:
@@ -128,19 +146,16 @@ class Platform(abc.ABC):
     def events_since(self, monotonic: float) -> list[PlatformEvent]:
         """Platform events at or after an absolute monotonic time."""
 
-    def primary_zone(self) -> str | None:
-        """The zone that holds the database primary, if the platform knows."""
-        return None
 
-    def plan_up(self) -> list[str]:
-        """The dry-run lines for deploying (and checking) the platform: what `up` would do, without doing it."""
+class Services(Observed, abc.ABC):
+    """Managed services beside the platform (a database, a cache): observed, not deployed by us."""
+
+    @abc.abstractmethod
+    def components_status(self) -> StackStatus:
+        """Their components (roles, zones, health), added to the platform's status."""
+
+    def events_since(self, monotonic: float) -> list[PlatformEvent]:
         return []
-
-    def start_observing(self) -> None:
-        """Record what the platform does from now on, as it happens (e.g. watches); `events_since` returns it."""
-
-    def stop_observing(self) -> None:
-        """Stop what `start_observing` started (safe to call twice, or without a start)."""
 
 
 class Nemesis(abc.ABC):

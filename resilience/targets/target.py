@@ -17,33 +17,9 @@ from typing import Callable, Mapping, Sequence
 
 from ..errors import HarnessError, UserError
 from ..fault_registry import FAULTS, ROLLBACK_NONE, FaultCall
-from .base import Nemesis, Platform, PlatformEvent, Recorder, RollbackStep, StackStatus, no_record
+from .base import Nemesis, Platform, PlatformEvent, Recorder, RollbackStep, Services, StackStatus, no_record
 
 STEPS = "steps"  # a rollback step made of the steps of several nemeses
-
-
-class Services:
-    """Managed services beside the platform (a database, a cache): observed, not deployed by us."""
-
-    name: str = "abstract"
-
-    def components_status(self) -> StackStatus:
-        raise NotImplementedError
-
-    def events_since(self, monotonic: float) -> list[PlatformEvent]:
-        return []
-
-    def primary_zone(self) -> str | None:
-        return None
-
-    def plan_up(self) -> list[str]:
-        return []
-
-    def start_observing(self) -> None:
-        """Record changes (a failover) as they happen, for `events_since`."""
-
-    def stop_observing(self) -> None:
-        """Stop what `start_observing` started."""
 
 
 @dataclass(frozen=True)
