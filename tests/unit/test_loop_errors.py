@@ -1,0 +1,40 @@
+"""A step of a supervisor loop that raises becomes a `loop_error` event; the loop carries on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from resilience.targets.local.events import LOOP_ERROR, EventLog, LoopGuard
+
+
+def events_in(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_loop_step_that_raises_becomes_an_event_and_the_loop_carries_on(tmp_path: Path) -> None:
+    log = EventLog(tmp_path / "events.jsonl")
+    log.reset()
+    now = [100.0]
+    guard = LoopGuard(log, repeat_after_s=30.0, clock=lambda: now[0])
+    ran = []
+
+    def broken_tick() -> None:
+        ran.append(1)
+        raise KeyError("slot 4")
+
+    for _ in range(3):  # three turns of the loop: the step runs every time
+        assert guard.run("controller", broken_tick) is False
+    assert len(ran) == 3
+    assert guard.run("health", lambda: None) is True
+    events = events_in(tmp_path / "events.jsonl")
+    assert len(events) == 1  # the same error again within 30 s is counted, not written again
+    e = events[0]
+    assert (e["source"], e["op"]) == ("platform", LOOP_ERROR)
+    assert e["detail"]["loop"] == "controller" and e["detail"]["error"] == "KeyError"
+    assert "slot 4" in e["detail"]["message"] and "broken_tick" in e["detail"]["traceback"]
+    now[0] += 31
+    guard.run("controller", broken_tick)
+    again = events_in(tmp_path / "events.jsonl")[-1]
+    assert again["detail"]["repeats_since_last"] == 2
