@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
+from resilience.errors import UserError
+from resilience.targets.local.control import ControlServer
 from resilience.targets.local.events import LOOP_ERROR, EventLog, LoopGuard
 
 
@@ -38,3 +41,37 @@ def test_a_loop_step_that_raises_becomes_an_event_and_the_loop_carries_on(tmp_pa
     guard.run("controller", broken_tick)
     again = events_in(tmp_path / "events.jsonl")[-1]
     assert again["detail"]["repeats_since_last"] == 2
+
+
+class Exploding(ControlServer):
+    def __init__(self, guard: LoopGuard) -> None:  # only what `reply` needs
+        self.guard = guard
+        self.ops = {"boom": self.boom, "refused": self.refused}
+
+    def boom(self, request: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("the socket handler broke")
+
+    def refused(self, request: dict[str, Any]) -> dict[str, Any]:
+        raise UserError("unknown zone 'zone-x'")
+
+
+def test_a_control_request_that_fails_unexpectedly_is_an_event_and_the_server_keeps_serving(tmp_path: Path) -> None:
+    log = EventLog(tmp_path / "events.jsonl")
+    log.reset()
+    server = Exploding(LoopGuard(log)).serve(tmp_path / "control.sock")
+    try:
+        def ask(op: str) -> dict[str, Any]:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(5)
+                sock.connect(str(tmp_path / "control.sock"))
+                sock.sendall((json.dumps({"op": op}) + "\n").encode())
+                return json.loads(sock.makefile().readline())
+        reply = ask("boom")
+        assert reply["ok"] is False and "RuntimeError: the socket handler broke" in reply["error"]
+        assert ask("refused") == {"ok": False, "error": "unknown zone 'zone-x'", "user_error": True}
+        assert ask("nothing") == {"ok": False, "error": "unknown op 'nothing'"}
+    finally:
+        server.shutdown()
+        server.server_close()
+    events = events_in(tmp_path / "events.jsonl")
+    assert [(e["op"], e["detail"]["loop"], e["detail"]["request"]) for e in events] == [(LOOP_ERROR, "control", "boom")]
