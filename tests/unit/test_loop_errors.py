@@ -1,4 +1,4 @@
-"""A step of a supervisor loop that raises becomes a `loop_error` event; the loop carries on."""
+"""A step of a supervisor loop that raises becomes a `loop_error` event; the loop carries on; the report shows it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from resilience.errors import UserError
+from resilience.history import History, Record
+from resilience.reports.plots import markers
+from resilience.reports.run import RunView
 from resilience.targets.local.control import ControlServer
 from resilience.targets.local.events import LOOP_ERROR, EventLog, LoopGuard
 
@@ -75,3 +78,10 @@ def test_a_control_request_that_fails_unexpectedly_is_an_event_and_the_server_ke
         server.server_close()
     events = events_in(tmp_path / "events.jsonl")
     assert [(e["op"], e["detail"]["loop"], e["detail"]["request"]) for e in events] == [(LOOP_ERROR, "control", "boom")]
+
+
+def test_the_report_marks_a_loop_error_on_the_timeline() -> None:
+    history = History(records=[Record(12.5, "platform", LOOP_ERROR, "info", None, None,
+                                      {"loop": "health", "error": "OSError", "message": "disk full"})])
+    run = RunView(Path("run"), {}, [], history)
+    assert [m.label for m in markers(run)] == ["supervisor error (health): OSError"]
