@@ -22,6 +22,7 @@ def whole_stack(**changes: Any) -> Observation:
         patroni={c("postgres-1"): primary, c("postgres-2"): {"state": "running", "role": "replica", "timeline": 2}},
         cluster={"members": [{"name": "postgres-1", "role": "leader", "state": "running"},
                              {"name": "postgres-2", "role": "sync_standby", "state": "streaming"}]},
+        cluster_from=c("postgres-1"),
         redis={c("redis-1"): {"role": "master"},
                c("redis-2"): {"role": "slave", "master_host": "10.0.0.1", "master_port": 6391,
                               "master_link_status": "up"}},
@@ -61,6 +62,14 @@ def test_a_frozen_member_and_a_lost_replica_are_problems() -> None:
     assert health.problems["postgres-2"] == "frozen by a fault"
     assert health.problems["api-1"] == "lost with its zone"
     assert not health.healthy["postgres-2"] and not health.healthy["api-1"]
+
+
+def test_the_sync_standby_counts_only_as_the_primary_reads_it() -> None:
+    """When the primary's /cluster did not answer, another member's (perhaps stale) view does not make a heal."""
+    obs = whole_stack(cluster_from=c("postgres-2"))
+    assert obs.pg_leader == "postgres-1" and obs.sync_standbys == set()
+    assert "not yet the synchronous standby" in assess(obs, synchronous=True).problems["postgres-2"]
+    assert assess(obs, synchronous=False).problems == {}
 
 
 def test_no_leader_in_the_cluster_view_means_no_leader() -> None:

@@ -45,6 +45,7 @@ class Observation:
     paused: frozenset[ComponentId] = frozenset()
     patroni: Mapping[ComponentId, dict[str, Any] | None] = field(default_factory=dict)
     cluster: dict[str, Any] | None = None  # Patroni's /cluster, from the primary if one says so
+    cluster_from: ComponentId | None = None  # the member that answered it
     redis: Mapping[ComponentId, dict[str, Any] | None] = field(default_factory=dict)
     sentinels: Mapping[ComponentId, tuple[bool, str | None]] = field(default_factory=dict)  # (answered, master)
     etcd: Mapping[ComponentId, bool] = field(default_factory=dict)
@@ -61,7 +62,9 @@ class Observation:
 
     @property
     def sync_standbys(self) -> set[str]:
-        return sync_standbys(self.cluster)
+        """The synchronous standbys as the primary itself reads them (none when it did not answer)."""
+        leader = _reported_leader(self.patroni)
+        return sync_standbys(self.cluster) if leader is not None and leader == self.cluster_from else set()
 
     @property
     def redis_master_address(self) -> str | None:
@@ -124,8 +127,7 @@ def assess(obs: Observation, synchronous: bool) -> Health:
             roles[c.name] = "lb"
         healthy[c.name] = ok
     problems = {n: "not running or not answering" for n, ok in healthy.items() if not ok}
-    problems.update(postgres_problems({c.name: d for c, d in obs.patroni.items()}, synchronous,
-                                      obs.sync_standbys if _reported_leader(obs.patroni) else set()))
+    problems.update(postgres_problems({c.name: d for c, d in obs.patroni.items()}, synchronous, obs.sync_standbys))
     problems.update(redis_problems({c.name: i for c, i in obs.redis.items()},
                                    {c.name: a for c, a in obs.addresses.items()},
                                    {c.name: master for c, (_, master) in obs.sentinels.items()}))
@@ -168,13 +170,14 @@ class HealthMonitor:
         leader = _reported_leader(patroni)
         candidates = sorted((c for c in self.layout.topology.members(POSTGRES) if c not in paused),
                             key=lambda c: (c != leader, c.index))
-        cluster = next((answer for c in candidates if (answer := self.probes.cluster(c))), None)
+        cluster, cluster_from = next(((answer, c) for c in candidates if (answer := self.probes.cluster(c))),
+                                     (None, None))
         states = self.replicas.server_states()
         replicas = tuple(ReplicaHealth(self.replicas.name(v), v.lost, bool((st := states.get(v.slot)) and st.up
                                                                            and v.serving))
                          for v in sorted(self.replicas.views(), key=lambda v: v.slot))
         return Observation(
-            at, running, paused, patroni, cluster,
+            at, running, paused, patroni, cluster, cluster_from,
             redis={c: self.probes.redis_info(c) if running[c] else None for c in by_kind[REDIS]},
             sentinels={c: self.probes.sentinel_master(c) if running[c] else (False, None) for c in by_kind[SENTINEL]},
             etcd={c: running[c] and self.probes.etcd_healthy(c) for c in by_kind[ETCD]},
