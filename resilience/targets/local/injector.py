@@ -5,8 +5,9 @@ netns mode, its network cut at once) and bring it back, kill or freeze the
 PostgreSQL primary and restart it, stop the cache and restart it, hold replication
 back, and `heal` (undo everything this supervisor knows of). The injector owns
 what only faults change (the lost zones, the held WAL senders); processes and
-replicas change through their owners, all under the stack lock. Decisions that need
-the stack's state read one fresh `Observation`.
+replicas change through their owners, all under the stack lock. A fault on the whole
+stack (which member is the primary, which Redis server the master) takes a fresh
+`Observation`; a restart reads the last one.
 """
 
 from __future__ import annotations
@@ -15,17 +16,20 @@ import os
 import random
 import signal
 import threading
+import time
 from typing import Any, Sequence, TypeVar
 
 from ...config import StackSettings
 from ...errors import HarnessError, UserError
 from .events import EventLog
 from .monitor import HealthMonitor
+from .probes import Probes
 from .processes import ProcessTable, children, cmdline
 from .replicas import ReplicaSet
-from .topology import POSTGRES, REDIS, ComponentId, Topology
+from .topology import ETCD, POSTGRES, REDIS, ComponentId, Topology
 
 T = TypeVar("T")
+ETCD_REJOIN_WAIT_S = 10.0
 
 
 def choose_victims(live: Sequence[T], count: int | None, percent: float | None, seed: int | None) -> list[T]:
@@ -36,11 +40,12 @@ def choose_victims(live: Sequence[T], count: int | None, percent: float | None, 
 
 
 class FaultInjector:
-    def __init__(self, settings: StackSettings, topology: Topology, zones: Any, zone_mode: str,
+    def __init__(self, settings: StackSettings, topology: Topology, zones: Any, zone_mode: str, probes: Probes,
                  processes: ProcessTable, replicas: ReplicaSet, monitor: HealthMonitor, events: EventLog,
                  lock: threading.RLock) -> None:
         self.s = settings
         self.topology = topology
+        self.probes = probes
         self.zones = zones  # ZoneNetwork (netns) or ProcessZones
         self.zone_mode = zone_mode
         self.processes = processes
@@ -108,16 +113,34 @@ class FaultInjector:
                 self.zones.restore(zone)
             self.lost_zones.discard(zone)
         for c in sorted(services, key=Topology.restart_order):
+            if c.kind == POSTGRES:
+                self._await_etcd(zone)
             self._restart(c)
         names = [c.name for c in services]
         self.events("fault", "restore_zone", zone=zone, services=names)
         return {"zone": zone, "restored": True, "services": names}
 
+    def _await_etcd(self, zone: str) -> None:
+        """Before Patroni starts in a returning zone: until the zone's etcd member answers healthy (bounded).
+
+        Patroni exits at start-up when it cannot reach etcd, and a returning etcd member can
+        hold the cluster in an election for a moment (seen: a Patroni started then exited,
+        and the heal failed). Healthy means it has rejoined a cluster with a leader.
+        """
+        members = [c for c in self.topology.in_zone(zone) if c.kind == ETCD]
+        deadline = time.monotonic() + ETCD_REJOIN_WAIT_S
+        while members and not all(self.probes.etcd_healthy(m) for m in members) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
     def _restart(self, c: ComponentId) -> None:
-        """Restart a service; a Redis server as a replica of the master the Sentinels name now."""
+        """Restart a service; a Redis server as a replica of the master the Sentinels named at the last look.
+
+        The last look, not a new one: a zone that just returned has services starting and
+        answering slowly, and a look then takes seconds that would delay the restarts after it.
+        """
         master = None
         if c.kind == REDIS:
-            obs = self.monitor.refresh().observation
+            obs = self.monitor.current.observation
             master = obs.addresses[obs.redis_master_id] if obs.redis_master_id else None
         self.processes.restart(c, master)
 

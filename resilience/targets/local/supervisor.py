@@ -93,8 +93,8 @@ class Supervisor:
         self.replicas = ReplicaSet(settings, self.layout, self.events, self.lock, self.cgroups_ok)
         self.monitor = HealthMonitor(settings, self.layout, probes, self.processes, self.replicas, self.events,
                                      self.lock)
-        self.injector = FaultInjector(settings, self.topology, self.zones, mode, self.processes, self.replicas,
-                                      self.monitor, self.events, self.lock)
+        self.injector = FaultInjector(settings, self.topology, self.zones, mode, probes, self.processes,
+                                      self.replicas, self.monitor, self.events, self.lock)
         self.controller = ReplicaController(settings, self.replicas, self.events, self.lock, self.injector.lost)
         self.heal = HealWait(settings, self.layout, probes, self.monitor, self.processes, self.replicas,
                              lambda: self.controller.desired, self.events, self.stop_event)
