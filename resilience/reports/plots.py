@@ -96,7 +96,7 @@ class Marker:
 
 
 def markers(run: RunView) -> list[Marker]:
-    """Vertical lines: fault start, recovery (fault + RTO, when finite), failovers, completed heals."""
+    """Vertical lines: fault start, recovery (fault + RTO, when finite), failovers, heals, supervisor errors."""
     found: list[Marker] = []
     injected = run.fault.get("injected_t")
     if isinstance(injected, (int, float)):
@@ -112,6 +112,10 @@ def markers(run: RunView) -> list[Marker]:
             found.append(Marker(r.t, f"failover: {what}" + (f" → {new}" if new else ""), "#8250df", ":"))
         elif r.source == PLATFORM and r.op in ("heal", "heal_failed"):
             found.append(Marker(r.t, _heal_label(r.op, r.detail or {}), "#0969da" if r.op == "heal" else "#cf222e", ":"))
+        elif r.source == PLATFORM and r.op == "loop_error":  # a step of the stack supervisor's loops raised
+            detail = r.detail or {}
+            found.append(Marker(r.t, f"supervisor error ({detail.get('loop', '?')}): {detail.get('error', '?')}",
+                                "#9a6700", "-."))
     return found
 
 

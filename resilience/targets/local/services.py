@@ -1,6 +1,6 @@
-"""The local stack's components: where each runs, its config files, its command and its readiness check.
+"""The local stack's components: where each runs, its config files and its command (readiness: probes.py).
 
-Placement (zones in config order a, b, c):
+Placement (`topology.MEMBERS`; zones in config order a, b, c):
 - etcd member i and Redis Sentinel i in zone i (three of each, quorum 2);
 - PostgreSQL member 1 (Patroni) and Redis 1 in zone a; member 2 and Redis 2 in zone b;
 - API replicas spread over the zones; HAProxy in the root namespace on 127.0.0.1.
@@ -11,14 +11,10 @@ with zones as namespaces (each zone has its own address) and as process groups
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import shutil
 import socket
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -26,9 +22,11 @@ from typing import Any, Callable
 import yaml
 
 from ...config import StackSettings
-from ...errors import UserError
+from ...errors import HarnessError, UserError
+from . import haproxy
 from .executor import ProcessSpec
 from .secrets import PATRONI_API_USER, StackSecrets, load_or_create, write_private
+from .topology import API, ETCD, HAPROXY, POSTGRES, REDIS, SENTINEL, ComponentId, Topology
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 REDIS_MASTER_NAME = "rsl-cache"
@@ -76,56 +74,21 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def tcp_open(host: str, port: int, timeout: float = 0.3) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def http_get(url: str, timeout: float = 0.5) -> tuple[int, bytes]:
-    """(status, body); status 0 when unreachable."""
-    return _http(url, timeout)
-
-
-def http_post(url: str, body: Any, timeout: float = 2.0, auth: tuple[str, str] | None = None) -> tuple[int, bytes]:
-    """POST a JSON body (with HTTP basic auth when given): (status, response body); status 0 when unreachable."""
-    headers = {"Content-Type": "application/json"}
-    if auth is not None:
-        headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-    return _http(urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers=headers), timeout)
-
-
-def _http(request: str | urllib.request.Request, timeout: float) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read() if exc.fp else b""
-    except (OSError, ValueError):
-        return 0, b""
-
-
-def http_json(url: str, timeout: float = 0.5) -> Any:
-    status, body = http_get(url, timeout)
-    if status == 0 or not body:
-        return None
-    try:
-        return json.loads(body)
-    except ValueError:
-        return None
-
-
 @dataclass(frozen=True)
 class Placement:
-    """Where a component lives: zone, address and port."""
+    """Where a component lives: its identity, host and port."""
 
-    name: str
-    kind: str
-    zone: str | None
+    component: ComponentId
     host: str
     port: int
+
+    @property
+    def name(self) -> str:
+        return self.component.name
+
+    @property
+    def zone(self) -> str | None:
+        return self.component.zone
 
     @property
     def address(self) -> str:
@@ -141,8 +104,11 @@ class StackLayout:
         self.zone_host = zone_host
         self.zone_netns = zone_netns
         self.root = settings.state_path
-        self.zones = list(settings.zones)
+        self.topology = Topology(settings.zones)
         self._secrets: StackSecrets | None = None
+        ports = settings.ports
+        self._port_base = {ETCD: ports.etcd_client_base, POSTGRES: ports.postgres_base, REDIS: ports.redis_base,
+                           SENTINEL: ports.sentinel_base, API: ports.api_base}
 
     @property
     def secrets(self) -> StackSecrets:
@@ -152,44 +118,34 @@ class StackLayout:
         return self._secrets
 
     # -- placement ---------------------------------------------------------------
-    def etcd(self, i: int) -> Placement:
-        zone = self.zones[i - 1]
-        return Placement(f"etcd-{i}", "etcd", zone, self.zone_host(zone), self.s.ports.etcd_client_base + i)
-
-    def etcd_peer_url(self, i: int) -> str:
-        return f"http://{self.zone_host(self.zones[i - 1])}:{self.s.ports.etcd_peer_base + i}"
-
-    def postgres(self, i: int) -> Placement:
-        zone = self.zones[i - 1]
-        return Placement(f"postgres-{i}", "postgres", zone, self.zone_host(zone), self.s.ports.postgres_base + i)
-
-    def patroni_api(self, i: int) -> str:
-        return f"http://{self.zone_host(self.zones[i - 1])}:{self.s.ports.patroni_base + i}"
-
-    def redis(self, i: int) -> Placement:
-        zone = self.zones[i - 1]
-        return Placement(f"redis-{i}", "redis", zone, self.zone_host(zone), self.s.ports.redis_base + i)
-
-    def sentinel(self, i: int) -> Placement:
-        zone = self.zones[i - 1]
-        return Placement(f"sentinel-{i}", "sentinel", zone, self.zone_host(zone), self.s.ports.sentinel_base + i)
+    def place(self, c: ComponentId) -> Placement:
+        if c.kind == HAPROXY:
+            return Placement(c, "127.0.0.1", self.s.ports.lb)
+        return Placement(c, self.zone_host(c.zone or ""), self._port_base[c.kind] + c.index)
 
     def api(self, slot: int, zone: str) -> Placement:
-        return Placement(f"api-{slot}", "api", zone, self.zone_host(zone), self.s.ports.api_base + slot)
+        return self.place(self.topology.api(slot, zone))
 
-    def haproxy(self) -> Placement:
-        return Placement("haproxy", "haproxy", None, "127.0.0.1", self.s.ports.lb)
+    def etcd_peer_url(self, c: ComponentId) -> str:
+        return f"http://{self.zone_host(c.zone or '')}:{self.s.ports.etcd_peer_base + c.index}"
+
+    def patroni_api(self, c: ComponentId) -> str:
+        return f"http://{self.zone_host(c.zone or '')}:{self.s.ports.patroni_base + c.index}"
+
+    def first_redis_address(self) -> str:
+        """The master the cache starts with (and the one each Sentinel's first config names)."""
+        return self.place(self.topology.members(REDIS)[0]).address
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.s.ports.lb}"
 
     def pg_dsn(self) -> str:
-        hosts = ",".join(self.postgres(i).address for i in (1, 2))
+        hosts = ",".join(self.place(c).address for c in self.topology.members(POSTGRES))
         return f"postgresql://{DB_USER}:{self.secrets.postgres_app}@{hosts}/{DB_NAME}?target_session_attrs=read-write"
 
     def sentinel_addresses(self) -> str:
-        return ",".join(self.sentinel(i).address for i in (1, 2, 3))
+        return ",".join(self.place(c).address for c in self.topology.members(SENTINEL))
 
     def dir(self, name: str) -> Path:
         """A directory in the state directory; only its owner may enter it (configs, sockets, data)."""
@@ -203,22 +159,36 @@ class StackLayout:
         return self.dir("logs") / f"{name}.log"
 
     # -- specs --------------------------------------------------------------------
-    def etcd_spec(self, i: int) -> ProcessSpec:
-        p = self.etcd(i)
-        cluster = ",".join(f"etcd-{k}={self.etcd_peer_url(k)}" for k in (1, 2, 3))
-        data = self.dir(f"etcd-{i}")
+    def spec(self, c: ComponentId, redis_master: str | None = None) -> ProcessSpec:
+        """How to start a service; a Redis server follows `redis_master` (host:port) unless it is that master."""
+        if c.kind == ETCD:
+            return self.etcd_spec(c)
+        if c.kind == POSTGRES:
+            return self.patroni_spec(c)
+        if c.kind == REDIS:
+            return self.redis_spec(c, redis_master if redis_master != self.place(c).address else None)
+        if c.kind == SENTINEL:
+            return self.sentinel_spec(c, self.first_redis_address())
+        if c.kind == HAPROXY:
+            return self.haproxy_spec()
+        raise HarnessError(f"{c.name} is not a service the supervisor starts")
+
+    def etcd_spec(self, c: ComponentId) -> ProcessSpec:
+        p = self.place(c)
+        cluster = ",".join(f"{m.name}={self.etcd_peer_url(m)}" for m in self.topology.members(ETCD))
+        data = self.dir(c.name)
         argv = ["etcd", "--name", p.name, "--data-dir", str(data / "data"),
                 "--listen-client-urls", f"http://{p.address}", "--advertise-client-urls", f"http://{p.address}",
-                "--listen-peer-urls", self.etcd_peer_url(i), "--initial-advertise-peer-urls", self.etcd_peer_url(i),
+                "--listen-peer-urls", self.etcd_peer_url(c), "--initial-advertise-peer-urls", self.etcd_peer_url(c),
                 "--initial-cluster", cluster, "--initial-cluster-state", "new",
                 "--initial-cluster-token", "rsl-etcd", "--heartbeat-interval", "100",
                 "--election-timeout", "1000", "--log-level", "warn", "--logger", "zap"]
         return ProcessSpec(p.name, argv, self.log(p.name), netns=self.zone_netns(p.zone or ""))
 
-    def patroni_config(self, i: int) -> dict[str, Any]:
-        p = self.postgres(i)
-        home = self.root / f"postgres-{i}"
-        api = self.patroni_api(i).removeprefix("http://")
+    def patroni_config(self, c: ComponentId) -> dict[str, Any]:
+        p = self.place(c)
+        home = self.root / c.name
+        api = self.patroni_api(c).removeprefix("http://")
         s = self.s
         return {
             "scope": PATRONI_SCOPE,
@@ -228,7 +198,7 @@ class StackLayout:
             # reads (GET /patroni, /cluster) stay open; anything that changes state needs the password
             "restapi": {"listen": api, "connect_address": api,
                         "authentication": {"username": PATRONI_API_USER, "password": self.secrets.patroni_api}},
-            "etcd3": {"hosts": [self.etcd(k).address for k in (1, 2, 3)], "protocol": "http"},
+            "etcd3": {"hosts": [self.place(m).address for m in self.topology.members(ETCD)], "protocol": "http"},
             "bootstrap": {
                 "dcs": {
                     "ttl": s.patroni_ttl_s, "loop_wait": s.patroni_loop_wait_s,
@@ -276,11 +246,11 @@ class StackLayout:
             "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
         }
 
-    def patroni_spec(self, i: int) -> ProcessSpec:
-        p = self.postgres(i)
-        home = self.dir(f"postgres-{i}")
+    def patroni_spec(self, c: ComponentId) -> ProcessSpec:
+        p = self.place(c)
+        home = self.dir(c.name)
         config = home / "patroni.yml"
-        write_private(config, yaml.safe_dump(self.patroni_config(i), sort_keys=False))
+        write_private(config, yaml.safe_dump(self.patroni_config(c), sort_keys=False))
         hook = home / "post_bootstrap.sh"
         write_private(hook, "#!/bin/sh\nset -e\n"
                       f"psql -v ON_ERROR_STOP=1 \"$1\" -c \"CREATE ROLE {DB_USER} LOGIN PASSWORD "
@@ -291,9 +261,9 @@ class StackLayout:
         return ProcessSpec(p.name, ["patroni", str(config)], self.log(p.name), env=env, cwd=home,
                            user="postgres", netns=self.zone_netns(p.zone or ""))
 
-    def redis_spec(self, i: int, replicaof: str | None) -> ProcessSpec:
-        p = self.redis(i)
-        data = self.dir(f"redis-{i}")
+    def redis_spec(self, c: ComponentId, replicaof: str | None) -> ProcessSpec:
+        p = self.place(c)
+        data = self.dir(c.name)
         secret = data / "auth.conf"  # passwords in a 0600 file: argv is visible to every user in `ps`
         write_private(secret, f"requirepass {self.secrets.redis}\nmasterauth {self.secrets.redis}\n")
         argv = ["redis-server", str(secret), "--bind", p.host, "--port", str(p.port), "--dir", str(data),
@@ -304,9 +274,9 @@ class StackLayout:
             argv += ["--replicaof", host, port]
         return ProcessSpec(p.name, argv, self.log(p.name), netns=self.zone_netns(p.zone or ""))
 
-    def sentinel_spec(self, i: int, master: str) -> ProcessSpec:
-        p = self.sentinel(i)
-        data = self.dir(f"sentinel-{i}")
+    def sentinel_spec(self, c: ComponentId, master: str) -> ProcessSpec:
+        p = self.place(c)
+        data = self.dir(c.name)
         conf = data / "sentinel.conf"
         host, port = master.rsplit(":", 1)
         if not conf.exists():  # Sentinel rewrites its own config: keep what it learnt across restarts
@@ -322,10 +292,12 @@ class StackLayout:
                 "loglevel warning", ""]))
         return ProcessSpec(p.name, ["redis-sentinel", str(conf)], self.log(p.name), netns=self.zone_netns(p.zone or ""))
 
-    def haproxy_spec(self, config_text: str) -> ProcessSpec:
+    def haproxy_spec(self) -> ProcessSpec:
         home = self.dir("haproxy")
         cfg = home / "haproxy.cfg"
-        cfg.write_text(config_text)
+        cfg.write_text(haproxy.render_config(bind="127.0.0.1", port=self.s.ports.lb, stats_port=self.s.ports.lb_stats,
+                                             socket_path=str(self.haproxy_socket()),
+                                             slots=self.s.autoscaling.max_replicas))
         return ProcessSpec("haproxy", ["haproxy", "-db", "-f", str(cfg)], self.log("haproxy"))
 
     def haproxy_socket(self) -> Path:
