@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 from resilience.errors import UserError
 from resilience.history import History, Record
@@ -83,5 +84,5 @@ def test_a_control_request_that_fails_unexpectedly_is_an_event_and_the_server_ke
 def test_the_report_marks_a_loop_error_on_the_timeline() -> None:
     history = History(records=[Record(12.5, "platform", LOOP_ERROR, "info", None, None,
                                       {"loop": "health", "error": "OSError", "message": "disk full"})])
-    run = RunView(Path("run"), {}, [], history)
-    assert [m.label for m in markers(run)] == ["supervisor error (health): OSError"]
+    run = SimpleNamespace(fault={}, rto_s=lambda: None, events=lambda: history.records)  # what markers() reads
+    assert [m.label for m in markers(cast(RunView, run))] == ["supervisor error (health): OSError"]

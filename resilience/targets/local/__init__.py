@@ -26,6 +26,7 @@ from ...config import Settings
 from ...errors import HarnessError, UserError
 from ..base import Component, Platform, PlatformEvent, StackStatus
 from .services import check_binaries, port_free
+from .topology import ETCD, POSTGRES, REDIS, SENTINEL, Topology
 from .supervisor import ERROR_FILE, EVENTS_FILE, PREFIX, SETTINGS_FILE, SOCKET_FILE, STATE_FILE
 
 
@@ -134,10 +135,11 @@ class LocalPlatform(Platform):
         if self.s.zone_mode == "process":
             a = self.s.autoscaling
             wanted += [("ports.api_base", ports.api_base + i) for i in range(1, a.max_replicas + 1)]
-            wanted += [(f"ports.{name}", getattr(ports, name) + i) for i in (1, 2, 3)
-                       for name in ("etcd_client_base", "etcd_peer_base", "sentinel_base")]
-            wanted += [(f"ports.{name}", getattr(ports, name) + i) for i in (1, 2)
-                       for name in ("postgres_base", "patroni_base", "redis_base")]
+            port_kinds = {ETCD: ("etcd_client_base", "etcd_peer_base"), SENTINEL: ("sentinel_base",),
+                          POSTGRES: ("postgres_base", "patroni_base"), REDIS: ("redis_base",)}
+            topology = Topology(self.s.zones)
+            wanted += [(f"ports.{name}", getattr(ports, name) + member.index) for kind, names in port_kinds.items()
+                       for member in topology.members(kind) for name in names]
         for name, port in wanted:
             if not port_free("127.0.0.1", port):
                 raise UserError(f"port {port} on 127.0.0.1 (setting stack.{name}) is in use by another program. "
@@ -171,9 +173,9 @@ class LocalPlatform(Platform):
                         os.killpg(pid, sig)
                     except (ProcessLookupError, PermissionError):
                         pass
-        for i in (1, 2):
+        for member in Topology(self.s.zones).members(POSTGRES):
             try:
-                pm = int((self.root / f"postgres-{i}" / "data" / "postmaster.pid").read_text().split()[0])
+                pm = int((self.root / member.name / "data" / "postmaster.pid").read_text().split()[0])
             except (OSError, ValueError, IndexError):
                 continue
             if _cmdline(pm).startswith("/usr/lib/postgresql/"):

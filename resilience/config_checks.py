@@ -1,0 +1,122 @@
+"""The settings sections whose values need more than a type check: allow-lists, names, URLs, keys.
+
+`config.validate` calls these; each error names the file, the field and the fix.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import UserError
+
+if TYPE_CHECKING:
+    from .config import ExperimentsSettings, KubernetesSettings
+
+EXPOSE_MODES = ("ingress", "loadbalancer", "cluster-ip")
+LOAD_BALANCER_SCHEMES = ("internal", "internet-facing")
+
+_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def validate_experiments(e: ExperimentsSettings, where: str) -> None:
+    """The allow-lists must say exactly what they allow: module names, absolute paths, hosts."""
+    for module in e.allowed_modules:
+        if not _MODULE_NAME.match(module):
+            raise UserError(f"{where}: 'experiments.allowed_modules' entry {module!r} is not a python module name; "
+                            f"list dotted names such as 'mychaos' or 'mychaos.actions'.")
+    for exe in e.allowed_executables:
+        if not exe.startswith("/") or "\0" in exe:
+            raise UserError(f"{where}: 'experiments.allowed_executables' entry {exe!r} must be an absolute path "
+                            f"(e.g. /usr/local/bin/my-fault); a bare name would be looked up on PATH.")
+    for host in e.allowed_http_hosts:
+        try:
+            ipaddress.ip_network(host, strict=False)
+        except ValueError:
+            if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", host):
+                raise UserError(f"{where}: 'experiments.allowed_http_hosts' entry {host!r} is neither a host "
+                                f"name nor an IP network; use e.g. 'staging.internal' or '10.0.0.0/8'.") from None
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def validate_service_url(url: str, where: str, setting: str) -> None:
+    """An http(s) URL with a host and no credentials (it is printed, logged and stored in run directories)."""
+    from urllib.parse import urlsplit
+    try:
+        parts = urlsplit(url)
+        credentials = parts.username is not None or parts.password is not None
+        _ = parts.port  # raises ValueError on a bad port
+    except ValueError as exc:
+        raise UserError(f"{where}: '{setting}' is not a URL ({exc}); use e.g. https://meals.example.com.") from None
+    if credentials:  # checked first, so that no message below repeats them
+        raise UserError(f"{where}: '{setting}' must not contain credentials (user:password@); they would end up "
+                        f"in logs and run directories. Give the URL without them.")
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        raise UserError(f"{where}: '{setting}' must be an http:// or https:// URL with a host, e.g. "
+                        f"https://meals.example.com; got {url!r}.")
+
+
+def validate_kubernetes(k: KubernetesSettings, where: str) -> None:
+    if k.database not in ("external", "cloudnativepg"):
+        raise UserError(f"{where}: 'kubernetes.database' must be external (RDS) or cloudnativepg; got {k.database!r}.")
+    if k.url is not None:
+        validate_service_url(k.url, where, "kubernetes.url")
+    if not 1 <= k.max_cordoned_nodes <= 1000:
+        raise UserError(f"{where}: 'kubernetes.max_cordoned_nodes' must be 1..1000; got {k.max_cordoned_nodes}.")
+    if not 0 < k.eviction_timeout_s <= 3600 or not math.isfinite(k.eviction_timeout_s):
+        raise UserError(f"{where}: 'kubernetes.eviction_timeout_s' must be 0 < s <= 3600; got {k.eviction_timeout_s}.")
+    if any(ns in ("kube-system", "kube-public", "kube-node-lease") for ns in k.allowed_namespaces):
+        raise UserError(f"{where}: 'kubernetes.allowed_namespaces' lists a system namespace ({list(k.allowed_namespaces)}); "
+                        f"faults must never evict cluster components. List only application namespaces.")
+    if k.expose not in EXPOSE_MODES:
+        raise UserError(f"{where}: 'kubernetes.expose' must be one of {', '.join(EXPOSE_MODES)}; got {k.expose!r}.")
+    if k.load_balancer_scheme not in LOAD_BALANCER_SCHEMES:
+        raise UserError(f"{where}: 'kubernetes.load_balancer_scheme' must be internal or internet-facing; "
+                        f"got {k.load_balancer_scheme!r}.")
+    for name in ("harness_namespace", "ingress_controller_namespace"):
+        value = getattr(k, name)
+        if not _DNS_LABEL.match(value):
+            raise UserError(f"{where}: 'kubernetes.{name}' must be a Kubernetes namespace name (lower-case letters, "
+                            f"digits, '-', at most 63); got {value!r}.")
+    if not _DNS_SUBDOMAIN.match(k.ingress_class) or len(k.ingress_class) > 253:
+        raise UserError(f"{where}: 'kubernetes.ingress_class' must be an IngressClass name such as alb or nginx; "
+                        f"got {k.ingress_class!r}.")
+    if k.ingress_host is not None and not _DNS_SUBDOMAIN.match(k.ingress_host.removeprefix("*.")):
+        raise UserError(f"{where}: 'kubernetes.ingress_host' must be a DNS name such as meals.example.com; "
+                        f"got {k.ingress_host!r}.")
+    for cidr in k.load_balancer_source_cidrs:
+        try:
+            ipaddress.ip_network(cidr)
+        except ValueError:
+            raise UserError(f"{where}: 'kubernetes.load_balancer_source_cidrs' entry {cidr!r} is not a network in "
+                            f"CIDR form with no host bits set, e.g. 10.0.0.0/16.") from None
+    if not k.load_balancer_source_cidrs and (k.expose == "loadbalancer" or
+                                             (k.expose == "ingress" and k.ingress_class == "alb")):
+        raise UserError(f"{where}: 'kubernetes.load_balancer_source_cidrs' is empty, so the NetworkPolicy would "
+                        f"block the load balancer from the API pods; list the VPC's CIDRs, e.g. [10.0.0.0/16].")
+    for name in ("hpa_scale_down_stabilization_s", "hpa_scale_up_stabilization_s"):
+        value = getattr(k, name)
+        if value is not None and not 0 <= value <= 3600:  # the API's bounds (HPAScalingRules)
+            raise UserError(f"{where}: 'kubernetes.{name}' is seconds, 0..3600 (or unset for the Kubernetes "
+                            f"default); got {value}.")
+
+
+def validate_trusted_keys(paths: tuple[str, ...], where: str) -> None:
+    """Each trusted key must load now: a typo would otherwise surface only when an auditor runs `verify`."""
+    if not paths:
+        return
+    from .evidence import load_public_key  # cryptography is loaded only when keys are configured
+    for path in paths:
+        if not path.strip():
+            raise UserError(f"{where}: 'evidence.trusted_public_keys' has an empty entry; list paths to Ed25519 "
+                            f"public keys (the .pub files `resilience keygen` writes).")
+        try:
+            load_public_key(Path(path))
+        except UserError as exc:
+            raise UserError(f"{where}: 'evidence.trusted_public_keys' entry {path!r}: {exc}") from None
