@@ -38,9 +38,9 @@ def test_up_is_healthy_in_three_zones_and_orders_read_back(stack: LocalTarget) -
 
 
 def test_up_on_a_running_stack_reports_it_instead_of_starting_another(stack: LocalTarget) -> None:
-    pid_before = stack._supervisor_pid()
+    pid_before = stack.local.supervisor_pid()
     status = stack.up()
-    assert status.running and stack._supervisor_pid() == pid_before
+    assert status.running and stack.local.supervisor_pid() == pid_before
 
 
 def test_killed_replica_is_replaced_and_requests_keep_succeeding(stack: LocalTarget, traffic) -> None:

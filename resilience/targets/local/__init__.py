@@ -45,7 +45,7 @@ class LocalPlatform(Platform):
         except (OSError, ValueError):
             return None
 
-    def _supervisor_pid(self) -> int | None:
+    def supervisor_pid(self) -> int | None:
         state = self._state()
         pid = state.get("supervisor_pid") if state else None
         if pid is None:
@@ -56,7 +56,7 @@ class LocalPlatform(Platform):
         return pid if _is_supervisor(pid) else None
 
     def running(self) -> bool:
-        return self._supervisor_pid() is not None
+        return self.supervisor_pid() is not None
 
     def request(self, op: str, timeout: float = 120.0, **args: Any) -> dict[str, Any]:
         """One request to the supervisor's control socket."""
@@ -190,7 +190,7 @@ class LocalPlatform(Platform):
                         pass
 
     def down(self) -> None:
-        pid = self._supervisor_pid()
+        pid = self.supervisor_pid()
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + 30
