@@ -428,3 +428,28 @@ def test_events_from_before_the_run_are_not_taken_as_the_runs(fake: FakeKubeApi,
     finally:
         t.stop_observing()
     assert not [e for e in t.events_since(start) if e.op == "k8s:OldNews"]
+
+
+def test_a_forged_rollback_json_is_refused_by_resilience_rollback(fake: FakeKubeApi, settings: Settings,
+                                                                   tmp_path: Path) -> None:
+    """`resilience rollback` replays rollback.json through the target, which re-checks every step first."""
+    import json
+    from kubernetes import client
+    from resilience.recheck import replay_rollbacks
+    t = target(settings)
+    t.up()
+    platform = t.platform
+    assert isinstance(platform, KubernetesPlatform)
+    client.CoreV1Api(platform._api).patch_node("node-zone-a-1", {"spec": {"unschedulable": True}})  # the operator's
+    forged = {"fault": "lose_zone", "arguments": {}, "status": "pending",
+              "step": {"capability": "restore_zone", "description": "uncordon", "nemesis": "kubernetes",
+                       "arguments": {"zone": "zone-a", "nodes": ["node-zone-a-1"],
+                                     "already_cordoned": ["node-zone-a-1"]}}}
+    (tmp_path / "rollback.json").write_text(json.dumps({"target": "kubernetes", "context": CONTEXT, "config": None,
+                                                        "steps": [forged]}))
+    before = len(fake.mutating_requests())
+    replay = replay_rollbacks(tmp_path, t)
+    assert replay.failed == 1 and "outside what this target may touch" in "\n".join(replay.lines)
+    assert len(fake.mutating_requests()) == before
+    node = fake.get("nodes", "node-zone-a-1")
+    assert node is not None and node["spec"]["unschedulable"] is True
