@@ -28,7 +28,7 @@ from resilience.errors import UserError
 from resilience.history import Record
 from resilience.load import LoadProcess, LoadSettings, parse_stages
 from resilience.load.process import read_new_rows
-from resilience.load.worker import request_outcome
+from resilience.load.recorder import request_outcome
 
 REPO = Path(__file__).resolve().parents[2]
 LOCUSTFILE = str(REPO / "scenarios" / "lunch_rush.py")

@@ -12,7 +12,7 @@ from resilience.errors import UserError
 from resilience.history import Record
 from resilience.load.shape import (FOREVER, LoadSettings, Stage, parse_duration, parse_stages, stage_index_at,
                                    total_duration, users_at)
-from resilience.load.worker import Recorder, op_name
+from resilience.load.recorder import Recorder, op_name
 
 
 @pytest.mark.parametrize("text, seconds", [
