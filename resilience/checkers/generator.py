@@ -125,8 +125,9 @@ def untrusted_latency(report: GeneratorReport) -> str | None:
 
 def deviations(report: GeneratorReport) -> list[str]:
     """What makes a run deviate on the generator's side."""
-    out = [f"load worker {w.get('worker')} was lost at t={float(w['t']):.1f} s ({w.get('why')}); its "
-           f"{w.get('users')} users were spread over the {w.get('workers_live')} remaining worker(s)"
+    out = [f"load worker {w.get('worker')} was lost at t={float(w['t']):.1f} s ({w.get('why')}"
+           + (f"; its last rows came at t={float(w['last_rows_t']):.1f} s" if w.get("last_rows_t") is not None else "")
+           + f"); its {w.get('users')} users were spread over the {w.get('workers_live')} remaining worker(s)"
            for w in report.workers_lost]
     dropped = int(report.summary.get("dropped") or 0)
     if dropped:

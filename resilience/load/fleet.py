@@ -47,6 +47,7 @@ class WorkerBook:
     final: bool = False
     lost_t: float | None = None
     lost_why: str = ""
+    last_t: float | None = None  # history time of its latest batch
     users: int = 0
     health: dict[str, Any] = field(default_factory=dict)
     window: dict[str, Any] = field(default_factory=dict)
@@ -61,6 +62,7 @@ class WorkerBook:
         return {"id": self.worker, "state": state, "requests": self.rows, "reported": self.reported,
                 "dropped": self.dropped, "users": self.users, "cpu_pct": self.health.get("cpu_pct"),
                 "lag_ms": self.health.get("lag_ms"), "clock": self.clock.to_json(),
+                "last_t": self.last_t,
                 **({"lost_t": self.lost_t, "lost_why": self.lost_why} if self.lost_t is not None else {})}
 
 
@@ -76,7 +78,7 @@ class FleetLedger:
         self.books[client_id] = book
         return book
 
-    def receive(self, client_id: str, data: dict[str, Any]) -> str:
+    def receive(self, client_id: str, data: dict[str, Any], t: float | None = None) -> str:
         """A batch {"seq", "rows" (JSON lines), "count", "requests", "final", "users", "health", "window",
         "clock"}: the rows text to append to the rows file ("" for a repeated batch or an unknown worker)."""
         book = self.books.get(client_id)
@@ -86,6 +88,7 @@ class FleetLedger:
         if seq < book.next_seq:
             book.repeated_batches += 1
             return ""
+        book.last_t = t if t is not None else book.last_t
         book.missing_batches += seq - book.next_seq
         book.next_seq = seq + 1
         book.rows += int(data["count"])

@@ -61,7 +61,7 @@ def run_master(args: argparse.Namespace, stages: list[Stage], user_class: type, 
         recorder.info("worker-ready", {"worker": book.worker, "clock": book.clock.to_json()})
 
     def on_rows(environment: Any, msg: Any, **_: Any) -> None:
-        text = ledger.receive(msg.node_id, msg.data)
+        text = ledger.receive(msg.node_id, msg.data, history_now())
         if text:
             out.write(text)
 
@@ -89,7 +89,8 @@ def run_master(args: argparse.Namespace, stages: list[Stage], user_class: type, 
                 lost.append(book)
         for book in lost:
             recorder.info("worker-lost", {"worker": book.worker, "why": book.lost_why, "rows": book.rows,
-                                          "users": book.users, "workers_live": ledger.ready})
+                                          "users": book.users, "workers_live": ledger.ready,
+                                          "last_rows_t": book.last_t})
         if lost and ledger.ready and current["users"]:
             runner.start(current["users"], spawn_rate=max(current["spawn_rate"], 1))  # spread over the rest
         if ledger.ready == 0 and ledger.books:

@@ -13,6 +13,7 @@ locust or gevent; it talks to Locust through files in `run_dir/load/`:
                   master (which writes rows.jsonl and status.json from what
                   the workers send) and each worker; master.json holds the
                   port the workers connect to
+    processes.json  {name: pid} of every Locust process started (each leads its process group)
 
 With `workers` 1 a single Locust process makes the load; with N >= 2 a master
 and N workers, each its own process group, all on this host (so every row is
@@ -33,6 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from ..atomic import write_json_atomic
 from ..errors import HarnessError, UserError
 from ..history import FAIL, LOAD, OK, UNKNOWN, Record
 from .clock_sync import ClockSync, shared
@@ -184,6 +186,7 @@ class LoadProcess:
         self.status_path = self.dir / "status.json"
         self.stages_path = self.dir / "stages.json"
         self.master_info_path = self.dir / "master.json"
+        self.processes_path = self.dir / "processes.json"  # {name: pid} of every Locust process, for operators
         self.log_path = self.dir / ("worker.log" if self.workers == 1 else "master.log")
         self._children: list[_Child] = []
         self._started = False
@@ -249,6 +252,7 @@ class LoadProcess:
                                    cwd=self.dir, env=env, start_new_session=True)
         child = _Child(name, process, log, log_path)
         self._children.append(child)
+        write_json_atomic(self.processes_path, {c.name: c.process.pid for c in self._children})
         return child
 
     def _wait_for_file(self, path: Path, child: _Child, timeout_s: float) -> dict[str, Any]:
