@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from load_recorder import LOCUSTFILE, OPS, children_cpu_s, free_port, start_server, stop_group  # noqa: E402
 
-from resilience.checkers.generator import generator_report  # noqa: E402
+from resilience.checkers.generator import generator_report, saturated_in  # noqa: E402
 from resilience.load import LoadProcess, LoadSettings, Stage  # noqa: E402
 from resilience.load.process import load_summary  # noqa: E402
 
@@ -181,6 +181,12 @@ def ours(url: str, settings: LoadSettings, seconds: float, workdir: Path, label:
     report = generator_report(records)
     note = (f"gen CPU max {report.max_cpu_pct}%  loop lag max {report.max_lag_ms} ms"
             f"{'  SATURATED' if report.saturated else ''}")
+    if hold is not None:
+        in_hold = [r.detail for r in records if r.op == "generator" and r.detail and hold[0] <= r.t <= hold[1]]
+        hot = saturated_in(report, [hold])
+        note = (f"holding: gen CPU max {max(float(d.get('cpu_pct') or 0) for d in in_hold):.1f}%, loop lag max "
+                f"{max(float(d.get('lag_ms') or 0) for d in in_hold):.1f} ms, "
+                f"{'SATURATED' if hot else 'not saturated'}; whole run incl. ramp: {note}")
     return Figures(label, requests, seconds, children_cpu_s() - cpu_before, rss.peak_kb / 1024,
                    dropped=summary["dropped"], users_held=held, note=note)
 
