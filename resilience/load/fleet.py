@@ -145,7 +145,8 @@ class FleetLedger:
         detail: dict[str, Any] = {"cpu_pct": worst_cpu, "lag_ms": worst_lag, "master_cpu_pct": master.get("cpu_pct"),
                                   "master_lag_ms": master.get("lag_ms"), "workers_live": len(self.live()),
                                   "workers": {b.worker: {"cpu_pct": b.health.get("cpu_pct"),
-                                                         "lag_ms": b.health.get("lag_ms"), "users": b.users}
+                                                         "lag_ms": b.health.get("lag_ms"),
+                                                         "gc_ms": b.health.get("gc_ms"), "users": b.users}
                                               for b in live}}
         detail["saturated"] = saturated(detail) or saturated({"cpu_pct": master.get("cpu_pct"),
                                                               "lag_ms": master.get("lag_ms")})

@@ -63,6 +63,7 @@ def run_worker(args: argparse.Namespace, user_class: type) -> int:
     pongs: gevent.queue.Queue[ClockSample | None] = gevent.queue.Queue()
     stop = stop_event_on_signals()
     health = GeneratorHealth()
+    health.track_gc()
     state: dict[str, Any] = {"seq": 0, "health": {}, "final": False, "sync": shared()}
 
     def on_pong(environment: Any, msg: Any, **_: Any) -> None:

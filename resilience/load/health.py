@@ -29,18 +29,33 @@ class GeneratorHealth:
         self.cpu_clock = cpu_clock
         self._since = (clock(), cpu_clock())
         self._worst_lag_s = 0.0
+        self._worst_gc_s = 0.0
+        self._gc_started: float | None = None
+
+    def track_gc(self) -> None:
+        """Also time the garbage collector's pauses (a full collection over thousands of users stalls the loop)."""
+        import gc
+
+        def on_gc(phase: str, info: dict[str, Any]) -> None:
+            if phase == "start":
+                self._gc_started = self.clock()
+            elif self._gc_started is not None:
+                self._worst_gc_s = max(self._worst_gc_s, self.clock() - self._gc_started)
+                self._gc_started = None
+
+        gc.callbacks.append(on_gc)
 
     def lag(self, seconds: float) -> None:
         """One lag sample: the probe woke `seconds` later than it asked."""
         self._worst_lag_s = max(self._worst_lag_s, seconds)
 
     def take(self) -> dict[str, float]:
-        """{"cpu_pct", "lag_ms"} since the previous take, and start a new interval."""
+        """{"cpu_pct", "lag_ms", "gc_ms"} since the previous take, and start a new interval."""
         now, cpu = self.clock(), self.cpu_clock()
         wall = max(now - self._since[0], 1e-9)
         figures = {"cpu_pct": round(100.0 * (cpu - self._since[1]) / wall, 1),
-                   "lag_ms": round(1000.0 * self._worst_lag_s, 1)}
-        self._since, self._worst_lag_s = (now, cpu), 0.0
+                   "lag_ms": round(1000.0 * self._worst_lag_s, 1), "gc_ms": round(1000.0 * self._worst_gc_s, 1)}
+        self._since, self._worst_lag_s, self._worst_gc_s = (now, cpu), 0.0, 0.0
         return figures
 
     def probe(self) -> None:

@@ -238,6 +238,7 @@ def run_local(args: argparse.Namespace, stages: list[Stage], user_class: type, r
     runner = env.create_local_runner()
     stop = stop_event_on_signals()
     health = GeneratorHealth()
+    health.track_gc()
     current = {"stage": 0, "users": stages[0].users}
 
     def status(done: bool = False) -> dict[str, Any]:

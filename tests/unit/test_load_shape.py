@@ -193,9 +193,9 @@ def test_generator_health_figures() -> None:
     wall[0], cpu[0] = 2.0, 1.5
     health.lag(0.004)
     health.lag(0.012)
-    assert health.take() == {"cpu_pct": 75.0, "lag_ms": 12.0}
+    assert health.take() == {"cpu_pct": 75.0, "lag_ms": 12.0, "gc_ms": 0.0}
     wall[0], cpu[0] = 4.0, 3.5
-    assert health.take() == {"cpu_pct": 100.0, "lag_ms": 0.0}
+    assert health.take() == {"cpu_pct": 100.0, "lag_ms": 0.0, "gc_ms": 0.0}
     assert saturated({"cpu_pct": 100.0}) and not saturated({"cpu_pct": 50.0, "lag_ms": 10.0})
 
 
