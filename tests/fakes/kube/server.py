@@ -61,6 +61,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
@@ -71,6 +72,9 @@ from ..clock import FakeClock
 from ..serving import ServedFake
 from .disruption import DisruptionController
 from .hpa import HpaController
+from .jobs import JobController, orphan_dependents
+from .process_kubelet import ProcessKubelet
+from . import proxy
 from .scheduler import Scheduler
 from .selectors import labels_of, matches_fields, matches_labels, merge
 from .store import (CLUSTER_SCOPED, KIND_OF, ApiError, Change, Expired, Key, Obj, Store, conflict, group_of,
@@ -79,6 +83,7 @@ from .workloads import Workloads
 
 PATH = re.compile(r"^/(?P<prefix>api/v1|apis/[^/]+/[^/]+)(?:/namespaces/(?P<ns>[^/]+))?"
                   r"/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>[^/]+))?$")
+LOG_PATH = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/]+)/log$")
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 ZONE_LABEL = "topology.kubernetes.io/zone"
 TRUE = ("1", "true", "True")
@@ -117,6 +122,9 @@ class FakeKubeApi(ServedFake):
         self.scheduler = Scheduler(self)
         self.disruption = DisruptionController(self)
         self.hpa = HpaController(self, sync_period_s=hpa_sync_period_s, tolerance=hpa_tolerance)
+        self.jobs = JobController(self)
+        self.process_kubelet: ProcessKubelet | None = None
+        self.service_backends: dict[tuple[str, str, int], tuple[str, int]] = {}  # see serve_service
         self.requests: list[RecordedRequest] = []
         self._closing = False
         for zone in zones:
@@ -142,9 +150,26 @@ class FakeKubeApi(ServedFake):
         return server
 
     def _before_stop(self) -> None:
+        if self.process_kubelet is not None:
+            self.process_kubelet.stop()
         with self._lock:
             self._closing = True
             self.store.changed.notify_all()  # ends open watches
+
+    # -- pods as processes, and where Services listen (process_kubelet.py, proxy.py)
+    def enable_process_kubelet(self, selector: str, workdir: Path, **options: Any) -> ProcessKubelet:
+        """Run the containers of pods matching `selector` as local processes (see process_kubelet.py)."""
+        self.process_kubelet = ProcessKubelet(self, selector, workdir, **options).start()
+        return self.process_kubelet
+
+    def serve_service(self, namespace: str, name: str, port: int, address: tuple[str, int]) -> None:
+        """The service proxy reaches Service `name`'s `port` at `address` (for endpoints no kubelet here runs)."""
+        self.service_backends[(namespace, name, port)] = address
+
+    def service_address(self, namespace: str, name: str, port: int, pod: Obj) -> tuple[str, int] | None:
+        if self.process_kubelet is not None and self.process_kubelet.owns(pod):
+            return self.process_kubelet.service_address(namespace, name, port, pod)
+        return self.service_backends.get((namespace, name, port))
 
     # -- test hooks
     def add_node(self, name: str, zone: str | None, taints: list[Obj] | None = None,
@@ -213,6 +238,7 @@ class FakeKubeApi(ServedFake):
             self.workloads.sync_node_taints()
             self.workloads.collect_garbage()
             self.workloads.reconcile_deployments()
+            self.jobs.sync()
             self.scheduler.schedule_pending()
             self.workloads.start_bound_pods()
             self.workloads.update_deployment_status()
@@ -248,6 +274,9 @@ class FakeKubeApi(ServedFake):
         raw = handler.rfile.read(length) if length else b""
         with self._lock:
             self.requests.append(RecordedRequest(handler.command, parts.path, query, content_type))
+        if proxy.PROXY_PATH.match(parts.path) or LOG_PATH.match(parts.path):
+            self._serve_text(handler, parts.path, parts.query, raw)
+            return
         if handler.command == "GET" and query.get("watch", [""])[0] in TRUE:
             self._serve_watch(handler, parts.path, query)
             return
@@ -264,6 +293,40 @@ class FakeKubeApi(ServedFake):
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
         handler.wfile.write(data)
+
+    def _serve_text(self, handler: BaseHTTPRequestHandler, path: str, query: str, raw: bytes) -> None:
+        """Answers that are not API objects: the service proxy (proxy.py) and pod logs (process_kubelet.py)."""
+        try:
+            match = proxy.PROXY_PATH.match(path)
+            if match:
+                with self._lock:
+                    address = proxy.resolve(self, match.group("ns"), match.group("spec"))
+                answer = proxy.forward(address, handler.command, match.group("rest") or "/", query,
+                                       dict(handler.headers.items()), raw)
+                code, headers, data = answer.status, answer.headers, answer.body
+            else:
+                code, headers, data = self._pod_log(path, parse_qs(query))
+        except ApiError as exc:
+            code, headers, data = exc.code, [("Content-Type", "application/json")], json.dumps(exc.status()).encode()
+        handler.send_response(code)
+        for name, value in headers:
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def _pod_log(self, path: str, query: dict[str, list[str]]) -> tuple[int, list[tuple[str, str]], bytes]:
+        """GET .../pods/NAME/log[?tailLines=N]: the container's output, if a kubelet here ran it."""
+        match = LOG_PATH.match(path)
+        assert match is not None
+        ns, name = match.group("ns"), match.group("name")
+        with self._lock:
+            self.store.require(("api/v1", "pods", ns, name))
+        tail = query.get("tailLines", [None])[0]
+        text = self.process_kubelet.log(ns, name, int(tail) if tail else None) if self.process_kubelet else None
+        if text is None:
+            raise ApiError(400, "BadRequest", f'container of pod "{name}" has not run here: no log')
+        return 200, [("Content-Type", "text/plain")], text.encode()
 
     def _route(self, path: str) -> tuple[str, str | None, str, str | None, str | None]:
         m = PATH.match(path)
@@ -377,6 +440,8 @@ class FakeKubeApi(ServedFake):
         grace = int(grace_text) if grace_text is not None else options.get("gracePeriodSeconds")
         if key[1] == "pods":
             return self.workloads.delete_pod(key, None if grace is None else int(grace))
+        if key[1] in ("deployments", "jobs"):
+            orphan_dependents(self, key, query.get("propagationPolicy", [None])[0] or options.get("propagationPolicy"))
         removed = copy.deepcopy(self.store.remove(key))
         if key[1] == "namespaces":
             for other in [k for k in self.store.objects if k[2] == key[3]]:

@@ -1,0 +1,154 @@
+"""ClusterLoad end to end: a real Locust master and workers run as the pods of a fake cluster.
+
+The fake API server (tests/fakes/kube) runs the load's pods as local processes
+(process_kubelet.py: no image, no network isolation, ports remapped) and
+serves the master's HTTP through the service proxy subresource (proxy.py), so
+ClusterLoad goes through the same API calls as against a cluster. The platform
+is the in-memory stand-in of test_load.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, for tests.fakes
+
+from resilience.config import KubernetesSettings, Settings  # noqa: E402
+from resilience.errors import HarnessError, UserError  # noqa: E402
+from resilience.load import LoadSettings, parse_stages  # noqa: E402
+from resilience.load.cluster import ClusterLoad, cluster_load_factory  # noqa: E402
+from resilience.load.cluster_manifests import PART_OF, PART_OF_LABEL, RUN_LABEL  # noqa: E402
+from tests.fakes.kube.server import FakeKubeApi  # noqa: E402
+from tests.fakes.kube.testing import api_client, wait_for  # noqa: E402
+from tests.integration.test_load import LOCUSTFILE, OPS, StandInPlatform, pid_gone  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+CONTEXT = "fake-cluster"
+NS = "school-meals"
+PLURALS = ("jobs", "deployments", "services", "configmaps", "networkpolicies", "pods")
+IMAGE = "registry.example.test/school-meals-api:test"
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(kubernetes=KubernetesSettings(allowed_contexts=(CONTEXT,), namespace=NS, image=IMAGE))
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> Iterator[FakeKubeApi]:
+    """Fake seconds at a tenth of real ones: a worker's 30 s grace period lasts 3 s, the master's 6 s."""
+    server = FakeKubeApi(time_scale=0.1).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def enable_kubelet(fake: FakeKubeApi, tmp_path: Path, **options: Any) -> Any:
+    code = os.environ.get("RESILIENCE_LOAD_CODE", str(REPO))
+    return fake.enable_process_kubelet(f"{PART_OF_LABEL}={PART_OF}", tmp_path / "kubelet",
+                                       env={"PYTHONPATH": code}, **options)
+
+
+def load_settings(stages: str) -> LoadSettings:
+    return LoadSettings(stages=tuple(parse_stages(stages)), timeout_s=1.0, wait_min_s=0.05, wait_max_s=0.2,
+                        locustfile=LOCUSTFILE)
+
+
+def leftovers(fake: FakeKubeApi) -> dict[str, list[str]]:
+    """Every load object still in the namespace, by plural."""
+    found = {plural: [o["metadata"]["name"] for o in fake.objects(plural, NS)
+                      if RUN_LABEL in (o["metadata"].get("labels") or {})] for plural in PLURALS}
+    return {plural: names for plural, names in found.items() if names}
+
+
+def test_two_workers_deliver_every_row_on_the_harness_clock(fake: FakeKubeApi, settings: Settings,
+                                                            tmp_path: Path) -> None:
+    kubelet = enable_kubelet(fake, tmp_path)
+    make = cluster_load_factory(settings, CONTEXT, api_client=api_client(fake), workers=2)
+    with StandInPlatform() as platform:
+        origin = time.monotonic()
+        load = make(platform.url, load_settings("4s:8@40"), tmp_path, origin, "itest-cluster")
+        assert isinstance(load, ClusterLoad)
+        try:
+            started = time.monotonic() - origin
+            load.start()
+            pids = [c.process.pid for c in kubelet.containers.values()]
+            assert len(pids) == 3  # a master and two workers, as local processes
+            assert load.running()
+            live = wait_for(lambda: (s := load.stats()) and s.requests > 0 and s, 20, what="requests in the status")
+            wait_for(lambda: not load.running(), 30, what="the stages to end")
+            ended = time.monotonic() - origin
+        finally:
+            rows = load.stop()
+    assert live.t <= ended + 1
+    records = load.records()
+    assert rows == len(records)
+    requests = [r for r in records if r.op in OPS]
+    info = json.loads((tmp_path / "load" / "cluster.json").read_text())
+    workers = info["status"]["workers"]
+    assert len(workers) == 2 and all(w["id"].startswith("load-itest-cluster-") for w in workers)
+    assert all(w["requests"] > 0 for w in workers), "both workers made requests"
+    assert len(requests) == sum(w["requests"] for w in workers) == sum(w["reported"] for w in workers)
+    assert info["status"]["dropped"] == 0
+    as_rows = [json.dumps(r.to_row()) for r in records]
+    assert len(set(as_rows)) == len(as_rows), "no row twice"
+    clock = load.clock_sync()
+    assert clock.uncertainty_s > 0 and info["clock"]["uncertainty_s"] == pytest.approx(clock.uncertainty_s, abs=1e-6)
+    assert info["clock_start"] and info["clock_end"]
+    for record in requests:  # every request started inside the window the harness saw
+        assert started - clock.uncertainty_s <= record.t <= ended + clock.uncertainty_s, record
+    assert leftovers(fake) == {}
+    assert all(pid_gone(pid) for pid in pids)
+
+
+def test_unschedulable_pods_fail_start_in_time_naming_the_cause(fake: FakeKubeApi, settings: Settings,
+                                                                tmp_path: Path) -> None:
+    enable_kubelet(fake, tmp_path)
+    client = api_client(fake)
+    from kubernetes import client as k8s
+    for node in fake.objects("nodes"):
+        k8s.CoreV1Api(client).patch_node(node["metadata"]["name"], {"spec": {"unschedulable": True}})
+    load = ClusterLoad("http://127.0.0.1:19099", load_settings("2s:1"), tmp_path, time.monotonic(), "itest-pending",
+                       cluster=settings, api_client=client, start_timeout_s=3)
+    began = time.monotonic()
+    with pytest.raises(HarnessError) as info:
+        load.start()
+    assert time.monotonic() - began < 3 + 5
+    message = str(info.value)
+    assert "cannot be scheduled" in message and "node(s) were unschedulable" in message
+    assert "kubernetes.load_start_timeout_s" in message
+    assert leftovers(fake) == {}
+
+
+def test_an_image_that_cannot_be_pulled_fails_start_at_once(fake: FakeKubeApi, settings: Settings,
+                                                            tmp_path: Path) -> None:
+    enable_kubelet(fake, tmp_path, missing_images=(IMAGE,))
+    load = ClusterLoad("http://127.0.0.1:19099", load_settings("2s:1"), tmp_path, time.monotonic(), "itest-image",
+                       cluster=settings, api_client=api_client(fake), start_timeout_s=60)
+    began = time.monotonic()
+    with pytest.raises(HarnessError) as info:
+        load.start()
+    assert time.monotonic() - began < 10
+    assert "cannot pull its image" in str(info.value) and IMAGE in str(info.value)
+    assert "kubernetes.load_image" in str(info.value)
+    assert leftovers(fake) == {}
+
+
+def test_a_namespace_outside_the_allow_list_is_refused_before_any_request(fake: FakeKubeApi,
+                                                                          tmp_path: Path) -> None:
+    settings = Settings(kubernetes=KubernetesSettings(allowed_contexts=(CONTEXT,), namespace="payments",
+                                                      allowed_namespaces=(NS,)))
+    with pytest.raises(UserError) as info:
+        ClusterLoad("http://127.0.0.1:19099", load_settings("2s:1"), tmp_path, time.monotonic(), "itest-ns",
+                    cluster=settings, api_client=api_client(fake))
+    assert "'payments' is not in kubernetes.allowed_namespaces" in str(info.value)
+    assert fake.requests == []
