@@ -263,7 +263,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="durations and load: full (default) or short (CI, ~1 min per experiment)")
     p.add_argument("--users", type=int, help="Locust users (overrides the experiment)")
     p.add_argument("--spawn-rate", type=float, help="users started per second")
-    p.add_argument("--stages", help="load shape as DURATION:USERS[@RATE],... e.g. 20s:20,60s:100,20s:20")
+    p.add_argument("--stages", help="load shape as DURATION:USERS[@RATE|@ramp],... e.g. 20s:20,60s:100,20s:20 "
+                                    "or 2m:10000@ramp,5m:10000 (ramp: spread the change over the stage)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="Locust worker processes making the load (a master collects every request they make). "
+                        "Default: one per core the stack does not need (local: cores - 2), at least 1")
     p.add_argument("--set-target", action="append", metavar="NAME=VALUE",
                    help="override a target for this run, e.g. --set-target rto_s=60 (repeatable)")
     p.add_argument("--reports-dir", help="where run directories go (default: reports/)")

@@ -40,6 +40,8 @@ def load_overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["spawn_rate"] = args.spawn_rate
     if args.stages:
         out["stages"] = args.stages
+    if getattr(args, "workers", None) is not None:
+        out["workers"] = args.workers
     return out
 
 

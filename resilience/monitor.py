@@ -71,6 +71,7 @@ class Monitor:
     def _loop(self) -> None:
         ready: int | None = None
         next_ready = 0.0
+        lost_seen: list[str] = []
         while not self._stop.wait(1.0):
             stats = self.stats()
             now = time.monotonic()
@@ -85,6 +86,10 @@ class Monitor:
                     pass
                 next_ready = now + 2.0
             self.progress.update(self.elapsed(), stats, ready)
+            for worker in (stats.workers_lost if stats is not None else ())[len(lost_seen):]:
+                lost_seen.append(worker)
+                self.progress.say(f"load worker {worker} lost: its users are spread over the other workers; "
+                                  f"the run will report it as a deviation")
             reason = self.watch.observe(now, stats)
             if reason is not None:
                 self.on_abort(reason)

@@ -18,6 +18,14 @@ def progress_line(name: str, phase: str, elapsed_s: float, stats: Any | None, re
     if stats is not None:
         parts += [f"users {stats.users:>4}", f"{stats.rps:7.1f} req/s", f"err {stats.error_pct:5.1f}%",
                   f"p99 {stats.p99_ms:6.0f} ms" if stats.p99_ms is not None else "p99      - ms"]
+        target = getattr(stats, "target_users", 0)
+        if target and stats.users < target:
+            parts[-4] += f"/{target}"  # still ramping (or behind): users held of users asked for
+        expected = getattr(stats, "workers_expected", 1)
+        if expected > 1:
+            parts.append(f"workers {stats.workers_live}/{expected}")
+        if getattr(stats, "cpu_pct", None) is not None:
+            parts.append(f"gen cpu {stats.cpu_pct:3.0f}%")
     if ready is not None:
         parts.append(f"replicas {ready}")
     return "  ".join(parts)

@@ -20,6 +20,7 @@ from typing import Any, Callable, Protocol
 
 from . import __version__
 from .checkers import compute, verdict
+from .checkers.generator import deviations as generator_deviations, generator_report
 from .checkers.measurement import Measurement
 from .config import Targets
 from .atomic import write_json_atomic
@@ -37,7 +38,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "aborted_reason": (str, _NONE), "deviations": (list,), "measurements": (list,), "phases": (dict,),
     "fault": (dict, _NONE), "started_at": (str, _NONE), "ended_at": (str, _NONE),
     "duration_s": (int, float, _NONE), "load": (dict,), "profile": (str, _NONE), "error": (str, _NONE),
-    "harness": (dict,), "tool_versions": (dict,),
+    "harness": (dict,), "tool_versions": (dict,), "generator": (dict,),
 }
 _TYPE_NAMES = {str: "a string", dict: "an object", list: "a list", int: "a number", float: "a number", _NONE: "null"}
 
@@ -75,6 +76,7 @@ class RunResult:
     error: str | None = None  # a harness error that stopped the run
     harness: dict[str, Any] = field(default_factory=dict)
     tool_versions: dict[str, str] = field(default_factory=dict)
+    generator: dict[str, Any] = field(default_factory=dict)  # the load generator's health (checkers/generator.py)
     absent: frozenset[str] = frozenset()  # keys the file did not have: to_json leaves them out again
     extra: dict[str, Any] = field(default_factory=dict)  # keys this harness does not know, kept as they were
 
@@ -203,6 +205,7 @@ def write_results(run_dir: Path, history: History, facts: RunFacts, journal: dic
     records = History.load(run_dir / "history.jsonl").sorted()
     measurements = compute(records, targets=facts.targets, measures=facts.measures)
     deviations = run_deviations(journal, facts.failed_rollbacks, records)
+    generator = generator_report(records)
     result_verdict = verdict(measurements, aborted=bool(facts.aborted_reason), deviated=bool(deviations))
     ended = datetime.now(timezone.utc)
     with (run_dir / "events.jsonl").open("w") as f:
@@ -216,7 +219,7 @@ def write_results(run_dir: Path, history: History, facts: RunFacts, journal: dic
         aborted_reason=facts.aborted_reason, deviations=tuple(deviations), measurements=tuple(measurements),
         phases=phase_spans(records), fault=facts.fault, started_at=_iso(facts.started_at), ended_at=_iso(ended),
         duration_s=round((ended - facts.started_at).total_seconds(), 3), load=facts.load, profile=facts.profile,
-        error=facts.error, harness=harness_info(), tool_versions=_tool_versions())
+        error=facts.error, harness=harness_info(), tool_versions=_tool_versions(), generator=generator.to_json())
     write_json_atomic(run_dir / "result.json", result.to_json())
     try:
         from .reports import render_all
@@ -263,7 +266,7 @@ def run_deviations(journal: dict[str, Any], failed_rollbacks: int, records: list
         if r.source == PLATFORM and r.op == "heal_failed":
             pending = ", ".join(f"{n}: {why}" for n, why in (r.detail or {}).get("components", {}).items())
             deviations.append(f"the stack did not heal after the fault ({pending}); see the event log")
-    return deviations
+    return deviations + generator_deviations(generator_report(records))
 
 
 def phase_spans(records: list[Record]) -> dict[str, list[float]]:

@@ -31,6 +31,7 @@ likewise: `rollback` then `rollback-done`.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 import uuid
 from datetime import datetime, timezone
@@ -46,7 +47,9 @@ from .experiments import ExperimentSpec, PROJECT_ROOT
 from .atomic import write_json_atomic
 from .fault_registry import fault_call
 from .event_feed import EventFeed
-from .history import CONTROLLER, FAIL, FAULT, INFO, OK, PARTIAL, PHASE, PLATFORM, History
+from .history import CONTROLLER, FAIL, FAULT, INFO, LOAD, OK, PARTIAL, PHASE, PLATFORM, History
+from .load.process import load_summary
+from .load.shape import default_workers
 from .monitor import Monitor
 from .progress import Progress
 from .readback import read_back_orders
@@ -78,6 +81,7 @@ class Run:
         self.store = store
         self.run_dir: Path | None = None
         self.load: LoadHandle | None = None
+        self.load_workers: int | None = None  # Locust processes making the load, once resolved
         self.started_stack = False
         self.rollbacks: list[RollbackEntry] = []
         self.error: BaseException | None = None
@@ -144,11 +148,16 @@ class Run:
         load_settings = self.spec.load
         if not Path(load_settings.locustfile).is_absolute() and not Path(load_settings.locustfile).exists():
             load_settings = dataclasses.replace(load_settings, locustfile=str(PROJECT_ROOT / load_settings.locustfile))
+        if load_settings.workers is None:  # the load generator runs here; the stack too, on the local target
+            load_settings = dataclasses.replace(load_settings, workers=default_workers(
+                os.cpu_count() or 1, stack_here=self.options.target == "local"))
+        self.load_workers = load_settings.worker_count()
         load = self.load_factory(self.target.url(), load_settings, self.run_dir, self.history.origin_monotonic,
                                  self.run_id)
         self.load = load
         self.progress.phase("ramp-up")  # not a measured phase: cold caches and connections are not steady state
         load.start()
+        self.history.add(LOAD, "clock", INFO, detail=load.clock_sync().to_json())
         self._monitor.start()
         first = load_settings.effective_stages()[0]
         self._wait(lambda: (s := load.stats()) is not None and s.users >= first.users,
@@ -370,8 +379,10 @@ class Run:
         if self.load is None or self._load_collected:
             return
         self.load.stop()
-        self.history.extend(self.load.records())
+        records = self.load.records()
+        self.history.extend(records)
         self._load_collected = True
+        self.history.add(LOAD, "summary", INFO, detail=load_summary(records, self.load.stats()))
 
     def _read_back(self) -> None:
         read_back_orders(self.history, self.target.url(), self.history.now, self.progress.say)
@@ -404,6 +415,7 @@ class Run:
             measures=list(self.spec.measures), targets=self.targets, fault=self.fault_info,
             started_at=self.started_at,
             load={"users": self.spec.load.users, "stages": [s.to_json() for s in self.spec.load.stages],
+                  "workers": self.load_workers,
                   "user_class": self.spec.load.user_class},
             profile=self.spec.profile, aborted_reason=self.abort_reason,
             failed_rollbacks=sum(1 for r in self.rollbacks if r.status == "failed"),

@@ -22,6 +22,7 @@ from .load.shape import LoadSettings
 from .results import Sealer
 
 if TYPE_CHECKING:
+    from .load.clock_sync import ClockSync
     from .load.process import LoadStats
     from .run import Run
 
@@ -48,6 +49,7 @@ class LoadHandle(Protocol):
     def stop(self) -> object: ...
     def records(self) -> list[Record]: ...
     def log_tail(self) -> str: ...
+    def clock_sync(self) -> "ClockSync": ...
 
 
 # (target URL, load settings, run directory, history origin on the monotonic clock, run id) -> a load not started

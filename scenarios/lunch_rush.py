@@ -5,8 +5,8 @@ request into the run's history) and also under plain Locust:
 
     locust -f scenarios/lunch_rush.py --host http://127.0.0.1:8080
 
-Orders carry sequence-numbered idempotency keys `{run_id}-{user_no}-{n}`, n
-counting up per user, so the durability (RPO) check can tell exactly which
+Orders carry sequence-numbered idempotency keys `{run_id}-{worker}{user_no}-{n}`,
+n counting up per user (`worker` names the Locust worker, empty with one process), so the durability (RPO) check can tell exactly which
 acknowledged writes must still exist after a fault. A failed or timed-out
 order is not retried: the next order gets the next key.
 
@@ -15,6 +15,7 @@ Request names are the history ops ("GET /menu", "POST /orders",
 (the worker sets them from its command line):
 
     RESILIENCE_RUN_ID          prefix of every idempotency key (default: random)
+    RESILIENCE_WORKER_ID       this Locust worker's id, so keys differ across workers (default: none)
     RESILIENCE_LOAD_TIMEOUT_S  client timeout per request, seconds (default 2)
     RESILIENCE_LOAD_WAIT_MIN_S / RESILIENCE_LOAD_WAIT_MAX_S  pause between tasks (0.5 / 1.5)
 """
@@ -30,6 +31,7 @@ from typing import Any
 from locust import HttpUser, between
 
 RUN_ID = os.environ.get("RESILIENCE_RUN_ID") or uuid.uuid4().hex[:8]
+WORKER_ID = os.environ.get("RESILIENCE_WORKER_ID", "")
 TIMEOUT_S = float(os.environ.get("RESILIENCE_LOAD_TIMEOUT_S", "2"))
 WAIT_MIN_S = float(os.environ.get("RESILIENCE_LOAD_WAIT_MIN_S", "0.5"))
 WAIT_MAX_S = float(os.environ.get("RESILIENCE_LOAD_WAIT_MAX_S", "1.5"))
@@ -37,7 +39,7 @@ WAIT_MAX_S = float(os.environ.get("RESILIENCE_LOAD_WAIT_MAX_S", "1.5"))
 PAYMENT_METHODS = ("upi", "card", "wallet")
 FALLBACK_ITEMS = [{"item_id": 1, "price": 40.0}]  # used until a menu has been read
 
-_user_numbers = itertools.count(1)  # unique per Locust process: one process per run
+_user_numbers = itertools.count(1)  # unique per Locust process; WORKER_ID tells the processes apart
 
 
 class Student(HttpUser):
@@ -49,7 +51,7 @@ class Student(HttpUser):
     pay_share = 0.6  # fraction of orders paid for
 
     def on_start(self) -> None:
-        self.user_no = next(_user_numbers)
+        self.user_no = f"{WORKER_ID}u{next(_user_numbers)}" if WORKER_ID else str(next(_user_numbers))
         self.orders_placed = 0
         self.menu: list[dict[str, Any]] = []
         self.browse_menu()

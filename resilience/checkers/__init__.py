@@ -10,6 +10,8 @@ Each measurement carries its `definition` text, which every report prints.
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Iterable, Sequence
 
 from ..config import Targets
@@ -19,6 +21,7 @@ from . import autoscaling, availability, durability, latency, recovery
 from .autoscaling import AutoscalingResult, autoscaling_latency
 from .availability import RequestCounts, count_requests
 from .durability import DurabilityResult, data_loss
+from .generator import generator_report, untrusted_latency
 from .latency import LatencySummary, latency_summary, percentile
 from .measurement import Measurement, judge, verdict
 from .recovery import RecoveryResult, recovery_time
@@ -55,12 +58,15 @@ def compute(records: Iterable[Record], *, fault_t: float | None = None, targets:
     if fault_t is None:
         fault_t = fault_time(ordered)
 
+    generator = generator_report(ordered)
     result: list[Measurement] = []
     if "availability" in measures:
         result += availability.measurements(requests, overall=overall, phases=phases, target=targets.availability,
                                             fault_target=targets.availability_fault or None)
     if "p99" in measures:
-        result += latency.measurements(requests, overall=overall, phases=phases, target_ms=targets.p99_ms)
+        latencies = latency.measurements(requests, overall=overall, phases=phases, target_ms=targets.p99_ms)
+        untrusted = untrusted_latency(generator)
+        result += [m.untrusted(untrusted) for m in latencies] if untrusted else latencies
     if "rto" in measures:
         rto = recovery_time(requests, fault_t=fault_t, hold_s=targets.rto_hold_s,
                             success_ratio=targets.rto_success_ratio, cut_short=cut_short(ordered))
@@ -71,4 +77,12 @@ def compute(records: Iterable[Record], *, fault_t: float | None = None, targets:
     if "autoscaling" in measures:
         scaling = autoscaling_latency(ordered, step_t=step_t)
         result += autoscaling.measurements(scaling, target_s=targets.autoscale_s)
-    return result
+    return with_clock_uncertainty(result, float(generator.clock.get("uncertainty_s") or 0.0))
+
+
+def with_clock_uncertainty(measurements: list[Measurement], uncertainty_s: float) -> list[Measurement]:
+    """Time figures of a run whose load came from other hosts say how well those clocks were reconciled."""
+    if uncertainty_s <= 0:
+        return measurements
+    return [dataclasses.replace(m, detail={**m.detail, "clock_uncertainty_s": uncertainty_s}) if m.unit == "s" else m
+            for m in measurements]

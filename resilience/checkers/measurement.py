@@ -6,7 +6,7 @@ A measurement that could not be made has `value=None` and status
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 MET = "met"
@@ -37,6 +37,12 @@ class Measurement:
     phase: str | None = None  # steady | fault | recovery | overall | None
     definition: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
+
+    def untrusted(self, reason: str) -> "Measurement":
+        """This figure, kept but not judged: what it measured is in doubt (e.g. a saturated load generator)."""
+        if self.target is None:  # reported only: say why it is in doubt, nothing to un-judge
+            return replace(self, detail={**self.detail, "untrusted": reason})
+        return replace(self, status=INCONCLUSIVE, detail={**self.detail, "untrusted": reason, "reason": reason})
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -10,7 +10,10 @@ which is what an experiment wants when it does not know how long it will take.
 
 Compact form, as on a command line: "20s:50,30s:250@50,20s:50"
 (duration:users[@spawn_rate]); durations take ms, s, m or h ("1m30s", "90",
-"inf"). A spawn rate left out is the settings' default spawn rate.
+"inf"). A spawn rate left out is the settings' default spawn rate. `@ramp`
+spreads the change over the whole stage: "2m:10000@ramp" goes from the
+previous stage's users (0 before the first) to 10,000 in two minutes, a steady
+ramp as at a lunch bell, instead of a burst followed by a hold.
 """
 
 from __future__ import annotations
@@ -32,10 +35,13 @@ FOREVER = math.inf
 MAX_USERS = 100_000
 MAX_SPAWN_RATE = 100_000.0
 MAX_DURATION_S = 24 * 3600.0  # any stage, hold or wait; only the documented "forever" stage is longer
+MAX_WORKERS = 64
+LOCAL_STACK_CORES = 2  # cores the local stack needs under load (API replicas, PostgreSQL, HAProxy)
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-_STAGE_SYNTAX = "duration:users[@spawn_rate], e.g. '20s:50,30s:250@50,20s:50'"
+_STAGE_SYNTAX = "duration:users[@spawn_rate|@ramp], e.g. '20s:50,30s:250@50,20s:50' or '2m:10000@ramp,5m:10000'"
+RAMP = "ramp"  # a spawn rate that spreads the change in users over the stage
 
 
 @dataclass(frozen=True)
@@ -92,10 +98,20 @@ def parse_stages(spec: str | Sequence[Mapping[str, Any] | Stage] | None,
     else:
         raise UserError(f"{where}: expected a list of stages or a string like {_STAGE_SYNTAX}; "
                         f"got {type(spec).__name__}.")
-    stages = [item if isinstance(item, Stage) else _stage_from_mapping(item, i, default_spawn_rate, where)
-              for i, item in enumerate(items)]
+    stages: list[Stage] = []
+    for i, item in enumerate(items):
+        previous_users = stages[-1].users if stages else 0
+        stages.append(item if isinstance(item, Stage)
+                      else _stage_from_mapping(item, i, default_spawn_rate, where, previous_users))
     validate_stages(stages, where)
     return stages
+
+
+def ramp_rate(from_users: int, to_users: int, duration_s: float) -> float:
+    """The spawn rate that takes the whole stage to go from `from_users` to `to_users` (at least 0.1 per s)."""
+    if math.isinf(duration_s):
+        return DEFAULT_SPAWN_RATE
+    return max(0.1, abs(to_users - from_users) / duration_s)
 
 
 def validate_stages(stages: Sequence[Stage], where: str = "load stages") -> None:
@@ -128,11 +144,13 @@ def _stage_mapping_from_text(part: str, index: int, where: str) -> dict[str, Any
     mapping: dict[str, Any] = {"duration_s": parse_duration(duration_text, f"{where}: stage {index + 1}"),
                                "users": _number(users_text, int, f"{where}: stage {index + 1} users")}
     if at:
-        mapping["spawn_rate"] = _number(rate_text, float, f"{where}: stage {index + 1} spawn rate")
+        mapping["spawn_rate"] = (RAMP if rate_text.strip().lower() == RAMP
+                                 else _number(rate_text, float, f"{where}: stage {index + 1} spawn rate"))
     return mapping
 
 
-def _stage_from_mapping(item: Mapping[str, Any], index: int, default_spawn_rate: float, where: str) -> Stage:
+def _stage_from_mapping(item: Mapping[str, Any], index: int, default_spawn_rate: float, where: str,
+                        previous_users: int = 0) -> Stage:
     name = f"{where}: stage {index + 1}"
     if not isinstance(item, Mapping):
         raise UserError(f"{name} must be a mapping with duration_s, users and optionally spawn_rate; got {item!r}.")
@@ -149,8 +167,13 @@ def _stage_from_mapping(item: Mapping[str, Any], index: int, default_spawn_rate:
     else:
         duration = _number(raw_duration, float, f"{name} duration_s")
     users = _number(item["users"], int, f"{name} users")
-    spawn_rate = _number(item.get("spawn_rate", default_spawn_rate), float, f"{name} spawn_rate")
-    return Stage(duration, users, spawn_rate)
+    raw_rate = item.get("spawn_rate", default_spawn_rate)
+    if isinstance(raw_rate, str) and raw_rate.strip().lower() == RAMP:
+        if math.isinf(duration):
+            raise UserError(f"{name}: spawn rate 'ramp' needs a stage with a duration (this one lasts forever). "
+                            f"Give the stage a duration, or a spawn rate in users per second.")
+        return Stage(duration, users, ramp_rate(previous_users, users, duration))
+    return Stage(duration, users, _number(raw_rate, float, f"{name} spawn_rate"))
 
 
 def _number(value: Any, kind: type, what: str) -> Any:
@@ -197,6 +220,15 @@ def users_at(stages: Sequence[Stage], t: float) -> int:
     return 0 if index is None else stages[index].users
 
 
+def default_workers(cpus: int, stack_here: bool) -> int:
+    """One Locust worker per core the platform does not need, at least one.
+
+    With the stack on this machine (the local target) it keeps LOCAL_STACK_CORES
+    cores; a cloud target's platform runs elsewhere and leaves every core.
+    """
+    return max(1, min(MAX_WORKERS, cpus - (LOCAL_STACK_CORES if stack_here else 0)))
+
+
 @dataclass(frozen=True)
 class LoadSettings:
     """How to load the platform: which scenario, how many users, how patient a client is.
@@ -212,6 +244,7 @@ class LoadSettings:
     wait_min_s: float = 0.5  # each user waits between wait_min_s and wait_max_s between tasks
     wait_max_s: float = 1.5
     locustfile: str = DEFAULT_LOCUSTFILE
+    workers: int | None = None  # Locust processes making requests; None: default_workers() for the target
     source: str = field(default="load settings", compare=False)  # where these came from, for messages
 
     def __post_init__(self) -> None:
@@ -231,7 +264,15 @@ class LoadSettings:
                             f"got {self.user_class!r}.")
         if not self.locustfile:
             raise UserError(f"{where}: 'locustfile' is empty; use e.g. {DEFAULT_LOCUSTFILE!r}.")
+        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
+                                         or not 1 <= self.workers <= MAX_WORKERS):
+            raise UserError(f"{where}: 'workers' must be a whole number from 1 to {MAX_WORKERS} (Locust processes "
+                            f"making requests; 1 = a single process); got {self.workers!r}.")
         validate_stages(self.stages, f"{where}: 'stages'")
+
+    def worker_count(self) -> int:
+        """Locust processes that make requests: `workers`, or 1 when not resolved (see default_workers)."""
+        return self.workers or 1
 
     def effective_stages(self) -> list[Stage]:
         """The stages to run: the given ones, or `users` forever."""
@@ -257,7 +298,7 @@ class LoadSettings:
         if unknown:
             raise UserError(f"{where}: unknown load setting(s) {sorted(unknown)}. Known: {', '.join(sorted(known))}.")
         kwargs: dict[str, Any] = {}
-        for name in ("users",):
+        for name in ("users", "workers"):
             if name in data:
                 kwargs[name] = _number(data[name], int, f"{where}: '{name}'")
         for name in ("spawn_rate", "timeout_s", "wait_min_s", "wait_max_s"):

@@ -2,29 +2,27 @@
 
 Started by `resilience.load.process.LoadProcess` (never imported by the harness,
 which must not import Locust: gevent's monkey-patching breaks ssl in a process
-that already imported requests/kubernetes/boto3):
+that already imported requests/kubernetes/boto3). One module, three roles:
 
-    python -m resilience.load.worker --host URL --locustfile scenarios/lunch_rush.py \
-        --user-class LunchRushUser --stages stages.json --out rows.jsonl \
-        --origin <monotonic float> --status status.json --run-id ID
+    --role local   (default) one process makes all the load and writes the rows:
+        python -m resilience.load.worker --host URL --locustfile scenarios/lunch_rush.py \
+            --user-class LunchRushUser --stages stages.json --out rows.jsonl \
+            --origin <monotonic float> --status status.json --run-id ID
+    --role master  Locust's master (master.py): drives the stages over N workers,
+        writes the rows they send (add --workers N --bind-host H --bind-port P
+        --master-info master.json [--http-port Q] [--linger])
+    --role worker  a Locust worker (fleet_worker.py): makes requests, sends its
+        rows to the master (--master-host H --master-port P --worker-id ID
+        [--shared-clock]); needs no --stages/--out/--status/--origin
 
-Every request becomes one history row (`resilience.history.Record.to_row()`):
-`[t, "load", op, status, latency_s, key, detail]`, `t` = the request's start in
-seconds since `--origin` on CLOCK_MONOTONIC (system-wide, so the harness can
-read it). Locust's own stats keep only aggregates, hence our own recorder.
-
-Outcome of a request: 2xx → "ok"; no answer within the client timeout →
-"unknown" (the server may or may not have done it); an HTTP error, a refused or
-reset connection, or a connect timeout (the request was never sent) → "fail".
-
-Locust is imported inside `main()` only, so that the pure parts of this module
-(`Recorder`, `request_outcome`) can be imported and tested anywhere.
+Rows are history rows (recorder.py). Locust's own stats keep only aggregates,
+hence our own recorder; its count is kept beside ours in the status, and the
+two must agree.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import importlib.util
 import json
 import math
@@ -33,123 +31,14 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, Callable
 
 from ..errors import UserError
-from ..history import FAIL, INFO, LOAD, OK, UNKNOWN
+from .health import REPORT_INTERVAL_S, GeneratorHealth
+from .recorder import EXIT_BAD_INPUT, FLUSH_INTERVAL_S, STATUS_INTERVAL_S, Recorder, write_status
 from .shape import Stage, parse_stages
 
-FLUSH_INTERVAL_S = 0.25  # rows reach the file at least this often
-STATUS_INTERVAL_S = 1.0
-WINDOW_S = 5.0  # status.json figures are over the last WINDOW_S seconds
-EXIT_BAD_INPUT = 2
-
-# Exception class names (anywhere in the exception's class hierarchy) by meaning.
-# Names, not classes: importing requests here, before Locust, would break gevent.
-_CONNECT_FAILURES = {"ConnectTimeout", "ConnectTimeoutError", "NewConnectionError", "ConnectionRefusedError"}
-_TIMEOUTS = {"ReadTimeout", "ReadTimeoutError", "Timeout", "TimeoutError", "timeout"}
-
-
-def op_name(request_type: str, name: str | None) -> str:
-    """The history op: the request name if it already says the method ("GET /menu"), else "METHOD name"."""
-    if name and " " in name:
-        return name
-    return f"{request_type} {name or ''}".strip()
-
-
-def request_outcome(exception: BaseException | None, status_code: int) -> tuple[str, dict[str, Any] | None]:
-    """(status, detail) of one finished request, from what Locust reports about it."""
-    if exception is None:
-        return OK, None
-    class_names = {cls.__name__ for cls in type(exception).__mro__}
-    if class_names & _CONNECT_FAILURES:
-        return FAIL, {"error": _short(exception)}
-    if class_names & _TIMEOUTS or "timed out" in str(exception).lower():
-        return UNKNOWN, {"error": "timeout"}
-    if status_code > 0:
-        return FAIL, {"code": status_code}
-    return FAIL, {"error": _short(exception)}
-
-
-def _short(exception: BaseException) -> str:
-    text = f"{type(exception).__name__}: {exception}"
-    return text if len(text) <= 120 else text[:117] + "..."
-
-
-class Recorder:
-    """Request events → buffered history rows, plus the recent window for the status file.
-
-    Runs on Locust's request event, so it stays cheap: one json.dumps and a few
-    appends per request; the file is written by `flush()`, not per request.
-    """
-
-    def __init__(self, out: TextIO, origin_monotonic: float, clock: Callable[[], float] = time.monotonic):
-        self.out = out
-        self.origin = origin_monotonic
-        self.clock = clock
-        self.requests = 0
-        self._pending: list[str] = []
-        # (end time, latency, is_error) of recent requests, oldest first
-        self._recent: collections.deque[tuple[float, float, bool]] = collections.deque()
-
-    def on_request(self, request_type: str, name: str | None, response_time: float, response: Any = None,
-                   context: dict[str, Any] | None = None, exception: BaseException | None = None,
-                   **_: Any) -> None:
-        """Locust's `request` event listener."""
-        end = self.clock()
-        latency = response_time / 1000.0
-        op = op_name(request_type, name)
-        status_code = getattr(response, "status_code", 0) or 0
-        status, detail = request_outcome(exception, status_code)
-        if status == OK and op == "POST /orders":
-            status, detail = _acknowledged_order(response, status_code)
-        key = (context or {}).get("key")
-        self.add_row([round(end - latency - self.origin, 6), LOAD, op, status, round(latency, 6), key, detail])
-        self.requests += 1
-        self._recent.append((end, latency, status != OK))
-
-    def add_row(self, row: list[Any]) -> None:
-        self._pending.append(json.dumps(row, separators=(",", ":")) + "\n")
-
-    def users_changed(self, users: int) -> None:
-        """The `users` info row: the load shape changed to `users` users."""
-        self.add_row([round(self.clock() - self.origin, 6), LOAD, "users", INFO, None, None, {"users": users}])
-
-    def flush(self) -> None:
-        if self._pending:
-            rows, self._pending = self._pending, []
-            self.out.write("".join(rows))
-            self.out.flush()
-
-    def window(self, window_s: float = WINDOW_S) -> dict[str, float | None]:
-        """rps, error % and P99 (ms) of the requests that ended in the last `window_s` seconds."""
-        horizon = self.clock() - window_s
-        while self._recent and self._recent[0][0] < horizon:
-            self._recent.popleft()
-        count = len(self._recent)
-        if count == 0:
-            return {"rps": 0.0, "error_pct": 0.0, "p99_ms": None}
-        errors = sum(1 for _, _, is_error in self._recent if is_error)
-        latencies = sorted(latency for _, latency, _ in self._recent)
-        p99 = latencies[max(0, math.ceil(0.99 * count) - 1)]
-        return {"rps": round(count / window_s, 2), "error_pct": round(100.0 * errors / count, 3),
-                "p99_ms": round(p99 * 1000.0, 3)}
-
-
-def _acknowledged_order(response: Any, status_code: int) -> tuple[str, dict[str, Any]]:
-    """An ok POST /orders is an acknowledged write only if the answer names the order."""
-    try:
-        body = response.json()
-        return OK, {"order_id": body["order_id"], "seq": body["seq"]}
-    except Exception:  # noqa: BLE001 - any unreadable answer is the same failure
-        return FAIL, {"code": status_code, "error": "2xx without order_id and seq"}
-
-
-def write_status(path: Path, status: dict[str, Any]) -> None:
-    """Atomically: readers never see a half-written file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(status), encoding="utf-8")
-    tmp.replace(path)
+EXIT_ALL_WORKERS_LOST = 3
 
 
 def read_stages(path: Path) -> list[Stage]:
@@ -191,29 +80,51 @@ def load_user_class(locustfile: Path, class_name: str) -> type:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m resilience.load.worker", description=__doc__.split("\n")[0])
+    parser.add_argument("--role", choices=("local", "master", "worker"), default="local")
     parser.add_argument("--host", required=True, help="base URL of the platform")
     parser.add_argument("--locustfile", required=True, type=Path)
     parser.add_argument("--user-class", required=True)
-    parser.add_argument("--stages", required=True, type=Path, help="JSON file with the stages")
-    parser.add_argument("--out", required=True, type=Path, help="history rows (JSON lines), appended")
-    parser.add_argument("--status", required=True, type=Path, help="status JSON, rewritten every second")
-    parser.add_argument("--origin", required=True, type=float, help="run origin on time.monotonic()")
     parser.add_argument("--run-id", required=True, help="prefix of the idempotency keys")
     parser.add_argument("--timeout", type=float, default=2.0, help="client timeout per request, seconds")
     parser.add_argument("--wait-min", type=float, default=0.5, help="seconds between a user's tasks, at least")
     parser.add_argument("--wait-max", type=float, default=1.5, help="seconds between a user's tasks, at most")
-    return parser.parse_args(argv)
+    local = parser.add_argument_group("local and master")
+    local.add_argument("--stages", type=Path, help="JSON file with the stages")
+    local.add_argument("--out", type=Path, help="history rows (JSON lines), appended")
+    local.add_argument("--status", type=Path, help="status JSON, rewritten every second")
+    local.add_argument("--origin", type=float, help="run origin on time.monotonic()")
+    master = parser.add_argument_group("master")
+    master.add_argument("--workers", type=int, default=1, help="workers to wait for before the first stage")
+    master.add_argument("--bind-host", default="127.0.0.1", help="where workers connect ('*' for all interfaces)")
+    master.add_argument("--bind-port", type=int, default=0, help="0: any free port, written to --master-info")
+    master.add_argument("--master-info", type=Path, help="JSON file the master writes its port to")
+    master.add_argument("--http-port", type=int, help="serve /rows, /status and /clock over HTTP on this port")
+    master.add_argument("--linger", action="store_true", help="after the stages, keep serving until SIGTERM")
+    worker = parser.add_argument_group("worker")
+    worker.add_argument("--master-host", default="127.0.0.1")
+    worker.add_argument("--master-port", type=int)
+    worker.add_argument("--worker-id", help="this worker's name in the rows and the status (w1, a pod name)")
+    worker.add_argument("--shared-clock", action="store_true",
+                        help="the master reads the same CLOCK_MONOTONIC (same host): no offset to measure")
+    args = parser.parse_args(argv)
+    needed = {"local": ("stages", "out", "status", "origin"), "master": ("stages", "out", "status", "origin"),
+              "worker": ("master_port", "worker_id")}[args.role]
+    missing = [f"--{name.replace('_', '-')}" for name in needed if getattr(args, name) is None]
+    if missing:
+        parser.error(f"--role {args.role} needs {', '.join(missing)}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # The scenario reads these when it is imported (see scenarios/lunch_rush.py).
     os.environ["RESILIENCE_RUN_ID"] = args.run_id
+    os.environ["RESILIENCE_WORKER_ID"] = args.worker_id or ""
     os.environ["RESILIENCE_LOAD_TIMEOUT_S"] = str(args.timeout)
     os.environ["RESILIENCE_LOAD_WAIT_MIN_S"] = str(args.wait_min)
     os.environ["RESILIENCE_LOAD_WAIT_MAX_S"] = str(args.wait_max)
     try:
-        stages = read_stages(args.stages)
+        stages = read_stages(args.stages) if args.role != "worker" else []
         import locust  # noqa: F401  (monkey-patches with gevent: must come before anything uses sockets)
         from locust.log import setup_logging
 
@@ -222,25 +133,72 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return EXIT_BAD_INPUT
+    if args.role == "worker":
+        from .fleet_worker import run_worker
+        return run_worker(args, user_class)
     with args.out.open("a", encoding="utf-8") as out:
-        run(args, stages, user_class, Recorder(out, args.origin))
+        recorder = Recorder(out, args.origin)
+        if args.role == "master":
+            from .master import run_master
+            return run_master(args, stages, user_class, recorder)
+        run_local(args, stages, user_class, recorder)
     return 0
 
 
-def run(args: argparse.Namespace, stages: list[Stage], user_class: type, recorder: Recorder) -> None:
-    """Drive the stages with a LocalRunner until they end, SIGTERM/SIGINT arrives, or the parent dies."""
+def stop_event_on_signals() -> Any:
+    """A gevent Event set by SIGTERM or SIGINT (the harness stopping us)."""
     import gevent
     import gevent.event
+
+    stop = gevent.event.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        gevent.signal_handler(signum, stop.set)
+    return stop
+
+
+def watch_parent(stop: Any) -> Any:
+    """A greenlet that sets `stop` if the process that started us dies (not in a pod, where the parent is init)."""
+    import gevent
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while parent > 1 and os.getppid() == parent:
+            gevent.sleep(FLUSH_INTERVAL_S)
+        if parent > 1:
+            stop.set()  # the harness died without stopping us: do not load the platform forever
+
+    return gevent.spawn(watch)
+
+
+def drive_stages(runner: Any, stages: list[Stage], recorder: Recorder, stop: Any,
+                 on_first_stage: Callable[[], None], current: dict[str, int],
+                 on_stage: Callable[[Stage], None] | None = None) -> None:
+    """Start each stage on `runner` and hold it for its duration; return early when `stop` is set."""
+    stage_end = time.monotonic()
+    for index, stage in enumerate(stages):
+        current.update(stage=index, users=stage.users)
+        if on_stage is not None:
+            on_stage(stage)
+        recorder.users_changed(stage.users, stage.spawn_rate)
+        runner.start(stage.users, spawn_rate=stage.spawn_rate)
+        if index == 0:
+            on_first_stage()
+        stage_end += stage.duration_s
+        if stop.wait(timeout=None if math.isinf(stage_end) else max(0.0, stage_end - time.monotonic())):
+            return
+
+
+def run_local(args: argparse.Namespace, stages: list[Stage], user_class: type, recorder: Recorder) -> None:
+    """Drive the stages with a LocalRunner until they end, SIGTERM/SIGINT arrives, or the parent dies."""
+    import gevent
     from locust.env import Environment
 
     env = Environment(user_classes=[user_class], host=args.host)
     env.events.request.add_listener(recorder.on_request)
     runner = env.create_local_runner()
-    stop = gevent.event.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        gevent.signal_handler(signum, stop.set)
-
-    load_start = time.monotonic()
+    stop = stop_event_on_signals()
+    health = GeneratorHealth()
     current = {"stage": 0, "users": stages[0].users}
 
     def status(done: bool = False) -> dict[str, Any]:
@@ -248,35 +206,37 @@ def run(args: argparse.Namespace, stages: list[Stage], user_class: type, recorde
                 "target_users": current["users"], "requests": recorder.requests,
                 # Locust's own count, kept apart from ours: the two must agree (nothing dropped, nothing twice)
                 "locust_requests": env.stats.total.num_requests, **recorder.window(),
-                "stage": current["stage"], "done": done}
+                "stage": current["stage"], "done": done, "workers_expected": 1, "workers_live": 1,
+                "cpu_pct": last_health.get("cpu_pct"), "lag_ms": last_health.get("lag_ms")}
 
-    parent = os.getppid()
+    last_health: dict[str, Any] = {}
 
     def housekeeping() -> None:
-        next_status = 0.0
+        next_status = next_health = 0.0
         while True:
-            if os.getppid() != parent:  # the harness died without stopping us: do not load the platform forever
-                stop.set()
+            now = time.monotonic()
+            if now >= next_health:
+                last_health.update(health.take())
+                recorder.info("generator", {**last_health, "users": runner.user_count,
+                                            "target_users": current["users"], "workers_live": 1})
+                next_health = now + REPORT_INTERVAL_S
             recorder.flush()
-            if time.monotonic() >= next_status:
+            if now >= next_status:
                 write_status(args.status, status())
-                next_status = time.monotonic() + STATUS_INTERVAL_S
+                next_status = now + STATUS_INTERVAL_S
             gevent.sleep(FLUSH_INTERVAL_S)
 
-    keeper = gevent.spawn(housekeeping)
-    stage_end = load_start
+    greenlets = [gevent.spawn(health.probe), watch_parent(stop)]
+    keeper = None
     try:
-        for index, stage in enumerate(stages):
-            current.update(stage=index, users=stage.users)
-            recorder.users_changed(stage.users)
-            runner.start(stage.users, spawn_rate=stage.spawn_rate)
-            if index == 0:
-                write_status(args.status, status())  # tells LoadProcess.start() that the load runs
-            stage_end += stage.duration_s
-            if stop.wait(timeout=None if math.isinf(stage_end) else max(0.0, stage_end - time.monotonic())):
-                break
+        def first_stage_started() -> None:
+            nonlocal keeper
+            write_status(args.status, status())  # tells LoadProcess.start() that the load runs
+            keeper = gevent.spawn(housekeeping)
+        drive_stages(runner, stages, recorder, stop, first_stage_started, current)
     finally:
-        keeper.kill()
+        for greenlet in greenlets + ([keeper] if keeper is not None else []):
+            greenlet.kill()
         runner.quit()
         if current["users"] != 0:
             current["users"] = 0

@@ -28,7 +28,8 @@ from resilience.errors import UserError
 from resilience.history import Record
 from resilience.load import LoadProcess, LoadSettings, parse_stages
 from resilience.load.process import read_new_rows
-from resilience.load.worker import request_outcome
+from resilience.checkers.generator import deviations, generator_report
+from resilience.load.recorder import request_outcome
 
 REPO = Path(__file__).resolve().parents[2]
 LOCUSTFILE = str(REPO / "scenarios" / "lunch_rush.py")
@@ -272,7 +273,7 @@ def test_load_stops_by_itself_when_the_stages_end(platform: StandInPlatform, loa
     menus = [r for r in records if r.op == "GET /menu"]
     assert len(orders) > len(menus)  # one menu read per user at start, then 9 orders to 1 menu
     users_rows = [r for r in records if r.op == "users"]
-    assert [r.detail for r in users_rows] == [{"users": 5}, {"users": 0}]
+    assert [r.detail["users"] for r in users_rows if r.detail] == [5, 0]
     assert 1.9 < users_rows[1].t - users_rows[0].t < 3.0  # the stage lasted its 2 s, then the worker ended
     assert all(r.t <= users_rows[1].t for r in records)
 
@@ -361,3 +362,83 @@ def test_stand_in_port_range() -> None:
         assert 19000 <= port <= 19099
         with socket.create_connection(("127.0.0.1", port), timeout=1):
             pass
+
+
+def _all_gone(load: LoadProcess) -> bool:
+    pids = [load.pid, *load.worker_pids().values()]
+    return all(pid is not None and pid_gone(pid) for pid in pids)
+
+
+def test_distributed_load_records_every_request_of_every_worker_once(
+        platform: StandInPlatform, loads: list[LoadProcess], tmp_path: Path) -> None:
+    origin = time.monotonic()
+    settings = LoadSettings(stages=tuple(parse_stages("4s:20@40")), wait_min_s=0.05, wait_max_s=0.1,
+                            locustfile=LOCUSTFILE, workers=2)
+    load = LoadProcess(platform.url, settings, tmp_path, origin, run_id="dist")
+    loads.append(load)
+    load.start()
+    assert set(load.worker_pids()) == {"worker-1", "worker-2"}
+    assert json.loads((tmp_path / "load" / "processes.json").read_text()) == {
+        "master": load.pid, **load.worker_pids()}
+    assert load.wait(timeout_s=40) == 0, load.log_tail()
+    end = time.monotonic() - origin
+    load.stop()
+    assert _all_gone(load), "a Locust process outlived stop()"
+
+    stats = load.stats()
+    records = load.records()
+    requests = [r for r in records if r.op in OPS]
+    assert stats is not None and stats.done and stats.workers_expected == 2 and stats.workers_lost == ()
+    # nothing dropped, nothing twice: our rows = the workers' own counts = Locust's own tally
+    assert len(requests) == stats.requests == stats.reported == stats.locust_requests > 200
+    assert stats.dropped == 0
+    assert [r.t for r in records] == sorted(r.t for r in records)
+    assert all(0 < r.t < end for r in records)
+    # both workers made requests, with keys that cannot collide, each user's orders numbered 1, 2, 3...
+    per_user: dict[str, list[int]] = defaultdict(list)
+    for r in sorted((r for r in requests if r.op == "POST /orders"), key=lambda r: r.t):
+        match = re.fullmatch(r"dist-(w[12]u\d+)-(\d+)", r.key or "")
+        assert match, r.key
+        per_user[match.group(1)].append(int(match.group(2)))
+    assert {user[:2] for user in per_user} == {"w1", "w2"} and len(per_user) == 20
+    assert all(numbers == list(range(1, len(numbers) + 1)) for numbers in per_user.values())
+    acked = [r for r in requests if r.op == "POST /orders" and r.status == "ok"]
+    assert acked and all(platform.by_key[r.key]["order_id"] == r.detail["order_id"] for r in acked if r.detail)
+    ready = [r.detail for r in records if r.op == "worker-ready" and r.detail]
+    assert sorted(d["worker"] for d in ready) == ["w1", "w2"]
+    assert all(d["clock"]["method"] == "shared CLOCK_MONOTONIC" for d in ready)
+    health = [r.detail for r in records if r.op == "generator" and r.detail]
+    assert health and all(set(h["workers"]) <= {"w1", "w2"} and h["cpu_pct"] >= 0 for h in health)
+    assert deviations(generator_report(records)) == []
+
+
+def test_a_killed_worker_is_reported_and_the_load_holds(platform: StandInPlatform, loads: list[LoadProcess],
+                                                        tmp_path: Path) -> None:
+    origin = time.monotonic()
+    settings = LoadSettings(stages=tuple(parse_stages("60s:20@40")), wait_min_s=0.05, wait_max_s=0.1,
+                            locustfile=LOCUSTFILE, workers=2)
+    load = LoadProcess(platform.url, settings, tmp_path, origin, run_id="kill")
+    loads.append(load)
+    load.start()
+    wait_for(lambda: (s := load.stats()) and s.users == 20 and s.requests > 50, 20, "both workers loading")
+    victim = load.worker_pids()["worker-2"]
+    os.killpg(victim, signal.SIGKILL)
+    killed_t = time.monotonic() - origin
+    lost = wait_for(lambda: (s := load.stats()) and s.workers_lost and s, 15, "the master to notice the lost worker")
+    assert lost.workers_lost == ("w2",) and lost.workers_live == 1
+    # the load holds: the master spreads w2's users over w1, and requests keep coming
+    held = wait_for(lambda: (s := load.stats()) and s.users == 20 and s.requests > lost.requests + 50 and s,
+                    15, "the surviving worker to carry all 20 users")
+    assert load.running()
+    load.stop()
+    records = load.records()
+    lost_rows = [r for r in records if r.op == "worker-lost"]
+    assert len(lost_rows) == 1 and lost_rows[0].detail is not None
+    assert lost_rows[0].detail["worker"] == "w2" and lost_rows[0].t >= killed_t
+    assert lost_rows[0].detail["last_rows_t"] <= killed_t + 0.5
+    found = deviations(generator_report(records))
+    assert len(found) == 1 and "load worker w2 was lost" in found[0]
+    requests = [r for r in records if r.op in OPS]
+    assert len(requests) >= held.requests
+    assert len({(r.key, r.op, r.t) for r in requests}) == len(requests)  # nothing written twice
+    assert _all_gone(load)

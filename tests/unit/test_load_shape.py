@@ -12,7 +12,7 @@ from resilience.errors import UserError
 from resilience.history import Record
 from resilience.load.shape import (FOREVER, LoadSettings, Stage, parse_duration, parse_stages, stage_index_at,
                                    total_duration, users_at)
-from resilience.load.worker import Recorder, op_name
+from resilience.load.recorder import Recorder, op_name
 
 
 @pytest.mark.parametrize("text, seconds", [
@@ -158,3 +158,42 @@ def test_recorder_rows_and_window() -> None:
     assert window == {"rps": 0.6, "error_pct": pytest.approx(66.667), "p99_ms": 20.0}
     now[0] = 106.0  # everything is older than 5 s now
     assert recorder.window() == {"rps": 0.0, "error_pct": 0.0, "p99_ms": None}
+
+
+def test_ramp_spreads_the_change_over_the_stage() -> None:
+    from resilience.load.shape import ramp_rate
+    stages = parse_stages("2m:10000@ramp,5m:10000,1m:1000@ramp")
+    assert stages[0].spawn_rate == pytest.approx(10000 / 120)
+    assert stages[1].spawn_rate == 10.0  # the default
+    assert stages[2].spawn_rate == pytest.approx(9000 / 60)
+    assert parse_stages([{"duration": "10s", "users": 0, "spawn_rate": "ramp"}])[0].spawn_rate == 0.1
+    assert ramp_rate(5, 5, 10.0) == 0.1
+    with pytest.raises(UserError, match="ramp"):
+        parse_stages([{"duration_s": None, "users": 10, "spawn_rate": "ramp"}])
+    with pytest.raises(UserError, match="spawn rate"):
+        parse_stages("10s:5@rampage")
+
+
+def test_workers_setting_and_its_default() -> None:
+    from resilience.load.shape import default_workers
+    assert default_workers(2, stack_here=True) == 1
+    assert default_workers(8, stack_here=True) == 6
+    assert default_workers(2, stack_here=False) == 2
+    assert LoadSettings.from_mapping({"workers": 3}).worker_count() == 3
+    assert LoadSettings().worker_count() == 1
+    for bad in (0, -1, 65, True, 2.5):
+        with pytest.raises(UserError, match="workers"):
+            LoadSettings.from_mapping({"workers": bad}) if not isinstance(bad, bool) else LoadSettings(workers=bad)
+
+
+def test_generator_health_figures() -> None:
+    from resilience.load.health import GeneratorHealth, saturated
+    wall, cpu = [0.0], [0.0]
+    health = GeneratorHealth(clock=lambda: wall[0], cpu_clock=lambda: cpu[0])
+    wall[0], cpu[0] = 2.0, 1.5
+    health.lag(0.004)
+    health.lag(0.012)
+    assert health.take() == {"cpu_pct": 75.0, "lag_ms": 12.0}
+    wall[0], cpu[0] = 4.0, 3.5
+    assert health.take() == {"cpu_pct": 100.0, "lag_ms": 0.0}
+    assert saturated({"cpu_pct": 100.0}) and not saturated({"cpu_pct": 50.0, "lag_ms": 10.0})

@@ -109,6 +109,9 @@ class FakeLoad:
     def running(self) -> bool:
         return self.stopped == 0
 
+    def stats(self) -> None:
+        return None  # it never reported: the run's load summary says so
+
 
 def fake_run(tmp_path: Path, target: FakeTarget, experiment: str = "zone-failure") -> run_module.Run:
     """A Run given a fake target, no load generator and an evidence store under tmp_path."""
@@ -141,7 +144,7 @@ def live_run(tmp_path: Path) -> run_module.Run:
 # result.json's keys, in the order `resilience run` has always written them
 RESULT_KEYS = ["schema_version", "experiment", "title", "hypothesis", "description", "target", "target_detail",
                "run_dir", "verdict", "aborted_reason", "deviations", "measurements", "phases", "fault", "started_at",
-               "ended_at", "duration_s", "load", "profile", "error", "harness", "tool_versions"]
+               "ended_at", "duration_s", "load", "profile", "error", "harness", "tool_versions", "generator"]
 
 
 def sealed(run: run_module.Run) -> RunResult:
