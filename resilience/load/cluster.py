@@ -49,7 +49,6 @@ from .shape import LoadSettings
 if TYPE_CHECKING:
     from ..rundeps import LoadFactory
 
-DEFAULT_WORKERS = 2
 CLOCK_ROUND_TRIPS = 7  # the shortest of these bounds the offset
 POLL_S = 0.5
 DELETE_WAIT_S = cm.MASTER_GRACE_S + 30  # pods get SIGTERM, then SIGKILL after their grace period
@@ -60,13 +59,14 @@ class ClusterLoad:
     """One in-cluster Locust load for one run. Same use as LoadProcess: start(), stats(), new_records(), stop()."""
 
     def __init__(self, url: str, settings: LoadSettings, run_dir: Path, origin_monotonic: float, run_id: str, *,
-                 cluster: Settings, api_client: Any, workers: int = DEFAULT_WORKERS,
+                 cluster: Settings, api_client: Any, workers: int | None = None,
                  start_timeout_s: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         if not url.startswith(("http://", "https://")):
             raise UserError(f"load target URL {url!r} must start with http:// or https://, e.g. "
                             f"http://school-meals-api.school-meals.svc.")
         if not run_id or any(c.isspace() for c in run_id):
             raise UserError(f"load run id {run_id!r} must be non-empty without spaces: it prefixes idempotency keys.")
+        workers = workers or settings.worker_count()
         if not 1 <= workers <= 100:
             raise UserError(f"in-cluster load needs 1..100 workers; got {workers}.")
         self.namespace = cluster.kubernetes.namespace
@@ -363,9 +363,10 @@ class ClusterLoad:
 
 
 def cluster_load_factory(settings: Settings, context: str, api_client: Any | None = None,
-                         workers: int = DEFAULT_WORKERS) -> "LoadFactory":
+                         workers: int | None = None) -> "LoadFactory":
     """A LoadFactory making ClusterLoads on the cluster of `context` (checked against kubernetes.allowed_contexts
-    before any client exists), in `kubernetes.namespace`."""
+    before any client exists), in `kubernetes.namespace`, with `workers` worker pods (None: the load settings'
+    `workers`, as resolved by the run)."""
     from ..targets.kubernetes import api_client_for, check_context_allowed
     check_context_allowed(settings, context)
     client = api_client if api_client is not None else api_client_for(context)

@@ -10,7 +10,6 @@ is the in-memory stand-in of test_load.py.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -53,9 +52,8 @@ def fake(tmp_path: Path) -> Iterator[FakeKubeApi]:
 
 
 def enable_kubelet(fake: FakeKubeApi, tmp_path: Path, **options: Any) -> Any:
-    code = os.environ.get("RESILIENCE_LOAD_CODE", str(REPO))
     return fake.enable_process_kubelet(f"{PART_OF_LABEL}={PART_OF}", tmp_path / "kubelet",
-                                       env={"PYTHONPATH": code}, **options)
+                                       env={"PYTHONPATH": str(REPO)}, **options)
 
 
 def load_settings(stages: str) -> LoadSettings:
