@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from resilience.config import KubernetesSettings, Settings  # noqa: E402
 from resilience.errors import HarnessError, UserError  # noqa: E402
 from resilience.load import LoadSettings, parse_stages  # noqa: E402
 from resilience.load.cluster import ClusterLoad, cluster_load_factory  # noqa: E402
-from resilience.load.cluster_manifests import PART_OF, PART_OF_LABEL, RUN_LABEL  # noqa: E402
+from resilience.load.cluster_manifests import PART_OF, PART_OF_LABEL, RUN_LABEL, LoadNames  # noqa: E402
 from tests.fakes.kube.server import FakeKubeApi  # noqa: E402
 from tests.fakes.kube.testing import api_client, wait_for  # noqa: E402
 from tests.integration.test_load import LOCUSTFILE, OPS, StandInPlatform, pid_gone  # noqa: E402
@@ -150,3 +152,81 @@ def test_a_namespace_outside_the_allow_list_is_refused_before_any_request(fake: 
                     cluster=settings, api_client=api_client(fake))
     assert "'payments' is not in kubernetes.allowed_namespaces" in str(info.value)
     assert fake.requests == []
+
+
+class SkewedMaster:
+    """A stand-in for the master's HTTP port whose monotonic clock is SKEW_S ahead of ours."""
+
+    SKEW_S = 1000.0
+
+    def __init__(self) -> None:
+        self.rows = b""
+        self.done = False
+        master = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                path, _, query = self.path.partition("?")
+                headers = {}
+                if path == "/clock":
+                    body = json.dumps({"monotonic": time.monotonic() + master.SKEW_S}).encode()
+                elif path == "/status":
+                    body = json.dumps({"t": time.monotonic() + master.SKEW_S, "users": 1, "target_users": 1,
+                                       "requests": master.rows.count(b"\n"), "rps": 1.0, "error_pct": 0.0,
+                                       "p99_ms": 5.0, "stage": 0, "done": master.done, "workers": [{"id": "w"}],
+                                       "clock_uncertainty_s": 0.004}).encode()
+                else:
+                    offset = int(query.partition("=")[2] or 0)
+                    body = master.rows[offset:]
+                    headers["X-Next-Offset"] = str(offset + len(body))
+                self.send_response(200)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def request_now(self, key: str) -> float:
+        """A request row stamped on the master's clock now; our clock's reading at that moment."""
+        now = time.monotonic()
+        self.rows += json.dumps([now + self.SKEW_S, "load", "GET /menu", "ok", 0.01, key, None]).encode() + b"\n"
+        return now
+
+
+def test_row_times_are_converted_to_the_harness_clock(settings: Settings, tmp_path: Path) -> None:
+    master = SkewedMaster()
+    with FakeKubeApi(time_scale=0.01) as fake:  # pods start at once (no process kubelet): the master is the stand-in
+        run_id = "itest-skew"
+        fake.serve_service(NS, LoadNames.for_run(run_id).master, 8089, ("127.0.0.1", master.server.server_address[1]))
+        origin = time.monotonic() - 50.0
+        load = ClusterLoad("http://127.0.0.1:19099", load_settings("2s:1"), tmp_path, origin, run_id,
+                           cluster=settings, api_client=api_client(fake), workers=1, start_timeout_s=10)
+        load.start()
+        try:
+            clock = load.clock_sync()
+            assert clock.offset_s == pytest.approx(SkewedMaster.SKEW_S, abs=0.05)
+            bound = clock.uncertainty_s
+            assert 0.004 < bound < 0.1  # the workers' bound plus the proxy round trip's
+            moments = {f"k{i}": master.request_now(f"k{i}") - origin for i in range(3)}
+            stats = load.stats()
+            assert stats is not None and stats.t == pytest.approx(time.monotonic() - origin, abs=0.5)
+            new = load.new_records()
+            assert [r.key for r in new] == ["k0", "k1", "k2"] and load.new_records() == []
+            for record in new:
+                assert abs(record.t - moments[str(record.key)]) <= bound, (record, moments)
+            master.request_now("k3")
+            master.done = True
+        finally:
+            assert load.stop() == 4
+        assert [r.key for r in load.records()] == ["k0", "k1", "k2", "k3"]
+        stored = [json.loads(line) for line in (tmp_path / "load" / "rows.jsonl").read_text().splitlines()]
+        assert [row[0] for row in stored] == [round(r.t, 6) for r in load.records()]
+        assert leftovers(fake) == {}
+    master.server.shutdown()
+    master.server.server_close()
