@@ -265,6 +265,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spawn-rate", type=float, help="users started per second")
     p.add_argument("--stages", help="load shape as DURATION:USERS[@RATE|@ramp],... e.g. 20s:20,60s:100,20s:20 "
                                     "or 2m:10000@ramp,5m:10000 (ramp: spread the change over the stage)")
+    p.add_argument("--user-class", metavar="NAME",
+                   help="the locustfile's user class, e.g. LunchBreakStudent (a student's real pace, 10-50 s between "
+                        "tasks: --users 10000 means 10,000 students online)")
+    p.add_argument("--think-time", metavar="MIN-MAX",
+                   help="seconds between a user's tasks, e.g. 10-50, or 'class' for the user class's own")
     p.add_argument("--workers", type=int, metavar="N",
                    help="Locust worker processes making the load (a master collects every request they make). "
                         "Default: one per core the stack does not need (local: cores - 2), at least 1")

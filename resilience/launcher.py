@@ -42,7 +42,25 @@ def load_overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["stages"] = args.stages
     if getattr(args, "workers", None) is not None:
         out["workers"] = args.workers
+    if getattr(args, "user_class", None):
+        out["user_class"] = args.user_class
+    if getattr(args, "think_time", None):
+        out["wait_min_s"], out["wait_max_s"] = parse_think_time(args.think_time)
     return out
+
+
+def parse_think_time(text: str) -> tuple[float | None, float | None]:
+    """'10-50' → (10.0, 50.0); 'class' → (None, None): the user class's own think time."""
+    if text.strip().lower() == "class":
+        return None, None
+    low, sep, high = text.partition("-")
+    try:
+        if not sep:
+            raise ValueError
+        return float(low), float(high)
+    except ValueError:
+        raise UserError(f"--think-time {text!r}: write MIN-MAX in seconds, e.g. --think-time 10-50, or "
+                        f"--think-time class for the user class's own.") from None
 
 
 def run_experiment(name: str, args: argparse.Namespace, settings: Settings) -> "RunResult":

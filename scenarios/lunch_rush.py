@@ -17,7 +17,16 @@ Request names are the history ops ("GET /menu", "POST /orders",
     RESILIENCE_RUN_ID          prefix of every idempotency key (default: random)
     RESILIENCE_WORKER_ID       this Locust worker's id, so keys differ across workers (default: none)
     RESILIENCE_LOAD_TIMEOUT_S  client timeout per request, seconds (default 2)
-    RESILIENCE_LOAD_WAIT_MIN_S / RESILIENCE_LOAD_WAIT_MAX_S  pause between tasks (0.5 / 1.5)
+    RESILIENCE_LOAD_WAIT_MIN_S / RESILIENCE_LOAD_WAIT_MAX_S  pause between tasks (default: each
+                               class's own think time, below)
+
+Two paces. `LunchRushUser` (and `WriteHeavyUser`) think 0.5-1.5 s between
+tasks: an impatient crowd, dense enough that a few dozen users measure an RTO
+to the second. `LunchBreakStudent` is a student's real pace over a 30-minute
+break: a look at the menu every half minute or so (10-50 s think time), two or
+three orders in the break, most of them paid. About 0.035 requests per second
+each, so `--users 10000 --user-class LunchBreakStudent` is 10,000 students
+online at once making about 350 requests per second (benchmarks/load_fleet.py).
 """
 
 from __future__ import annotations
@@ -33,8 +42,14 @@ from locust import HttpUser, between
 RUN_ID = os.environ.get("RESILIENCE_RUN_ID") or uuid.uuid4().hex[:8]
 WORKER_ID = os.environ.get("RESILIENCE_WORKER_ID", "")
 TIMEOUT_S = float(os.environ.get("RESILIENCE_LOAD_TIMEOUT_S", "2"))
-WAIT_MIN_S = float(os.environ.get("RESILIENCE_LOAD_WAIT_MIN_S", "0.5"))
-WAIT_MAX_S = float(os.environ.get("RESILIENCE_LOAD_WAIT_MAX_S", "1.5"))
+
+
+def think_time(own_min_s: float, own_max_s: float) -> Any:
+    """The harness's think time when it sets one, else the class's own (seconds between a user's tasks)."""
+    if "RESILIENCE_LOAD_WAIT_MIN_S" in os.environ and "RESILIENCE_LOAD_WAIT_MAX_S" in os.environ:
+        return between(float(os.environ["RESILIENCE_LOAD_WAIT_MIN_S"]), float(os.environ["RESILIENCE_LOAD_WAIT_MAX_S"]))
+    return between(own_min_s, own_max_s)
+
 
 PAYMENT_METHODS = ("upi", "card", "wallet")
 FALLBACK_ITEMS = [{"item_id": 1, "price": 40.0}]  # used until a menu has been read
@@ -46,7 +61,7 @@ class Student(HttpUser):
     """What a student does; the user classes below only weigh the tasks differently."""
 
     abstract = True  # not run by itself
-    wait_time = between(WAIT_MIN_S, WAIT_MAX_S)
+    wait_time = think_time(0.5, 1.5)
     read_back_share = 0.3  # fraction of orders read back right after placing them
     pay_share = 0.6  # fraction of orders paid for
 
@@ -129,3 +144,13 @@ class WriteHeavyUser(Student):
     tasks = {Student.browse_menu: 1, Student.order_lunch: 9}  # type: ignore[assignment]
     read_back_share = 0.1
     pay_share = 0.2
+
+
+class LunchBreakStudent(Student):
+    """A student's real pace over a 30-minute lunch break: 60 or so looks at the menu, two or three orders."""
+
+    wait_time = think_time(10.0, 50.0)
+    # per task: 19 in 20 browse, 1 in 20 orders (about 3 orders in 60 tasks)
+    tasks = {Student.browse_menu: 19, Student.order_lunch: 1}  # type: ignore[assignment]
+    read_back_share = 0.5
+    pay_share = 0.8

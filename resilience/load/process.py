@@ -204,8 +204,8 @@ class LoadProcess:
     def _common_args(self) -> list[str]:
         s = self.settings
         return ["--host", self.url, "--locustfile", str(self.locustfile), "--user-class", s.user_class,
-                "--run-id", self.run_id, "--timeout", str(s.timeout_s), "--wait-min", str(s.wait_min_s),
-                "--wait-max", str(s.wait_max_s)]
+                "--run-id", self.run_id, "--timeout", str(s.timeout_s),
+                *([] if s.wait_min_s is None else ["--wait-min", str(s.wait_min_s), "--wait-max", str(s.wait_max_s)])]
 
     def command(self) -> list[str]:
         """The command of the process that writes the rows."""

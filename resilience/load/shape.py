@@ -241,8 +241,10 @@ class LoadSettings:
     stages: tuple[Stage, ...] = ()
     user_class: str = DEFAULT_USER_CLASS
     timeout_s: float = 2.0  # a request without an answer by then is recorded as "unknown"
-    wait_min_s: float = 0.5  # each user waits between wait_min_s and wait_max_s between tasks
-    wait_max_s: float = 1.5
+    # each user waits between wait_min_s and wait_max_s between tasks; None: the user class's own think time
+    # (LunchRushUser 0.5-1.5 s, an impatient rush; LunchBreakStudent 10-50 s, a student's real pace)
+    wait_min_s: float | None = None
+    wait_max_s: float | None = None
     locustfile: str = DEFAULT_LOCUSTFILE
     workers: int | None = None  # Locust processes making requests; None: default_workers() for the target
     source: str = field(default="load settings", compare=False)  # where these came from, for messages
@@ -256,7 +258,12 @@ class LoadSettings:
                             f"{MAX_SPAWN_RATE:.0f}); got {self.spawn_rate!r}.")
         if not 0 < self.timeout_s <= MAX_DURATION_S:
             raise UserError(f"{where}: 'timeout_s' must be more than 0 seconds (at most 24 h); got {self.timeout_s!r}.")
-        if not 0 <= self.wait_min_s <= self.wait_max_s <= MAX_DURATION_S:
+        if (self.wait_min_s is None) != (self.wait_max_s is None):
+            raise UserError(f"{where}: give both 'wait_min_s' and 'wait_max_s' (the think time between a user's "
+                            f"tasks), or neither for the user class's own; got {self.wait_min_s!r} and "
+                            f"{self.wait_max_s!r}.")
+        if self.wait_min_s is not None and self.wait_max_s is not None and not (
+                0 <= self.wait_min_s <= self.wait_max_s <= MAX_DURATION_S):
             raise UserError(f"{where}: need 0 <= 'wait_min_s' <= 'wait_max_s' <= 86400; got {self.wait_min_s!r} and "
                             f"{self.wait_max_s!r}.")
         if not isinstance(self.user_class, str) or not self.user_class.isidentifier() or len(self.user_class) > 200:
@@ -302,7 +309,7 @@ class LoadSettings:
             if name in data:
                 kwargs[name] = _number(data[name], int, f"{where}: '{name}'")
         for name in ("spawn_rate", "timeout_s", "wait_min_s", "wait_max_s"):
-            if name in data:
+            if name in data and not (name.startswith("wait_") and data[name] is None):
                 kwargs[name] = _number(data[name], float, f"{where}: '{name}'")
         for name in ("user_class", "locustfile"):
             if name in data:

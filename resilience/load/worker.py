@@ -86,8 +86,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--user-class", required=True)
     parser.add_argument("--run-id", required=True, help="prefix of the idempotency keys")
     parser.add_argument("--timeout", type=float, default=2.0, help="client timeout per request, seconds")
-    parser.add_argument("--wait-min", type=float, default=0.5, help="seconds between a user's tasks, at least")
-    parser.add_argument("--wait-max", type=float, default=1.5, help="seconds between a user's tasks, at most")
+    parser.add_argument("--wait-min", type=float, help="seconds between a user's tasks, at least (default: the class's)")
+    parser.add_argument("--wait-max", type=float, help="seconds between a user's tasks, at most (default: the class's)")
     local = parser.add_argument_group("local and master")
     local.add_argument("--stages", type=Path, help="JSON file with the stages")
     local.add_argument("--out", type=Path, help="history rows (JSON lines), appended")
@@ -121,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["RESILIENCE_RUN_ID"] = args.run_id
     os.environ["RESILIENCE_WORKER_ID"] = args.worker_id or ""
     os.environ["RESILIENCE_LOAD_TIMEOUT_S"] = str(args.timeout)
-    os.environ["RESILIENCE_LOAD_WAIT_MIN_S"] = str(args.wait_min)
-    os.environ["RESILIENCE_LOAD_WAIT_MAX_S"] = str(args.wait_max)
+    if args.wait_min is not None and args.wait_max is not None:
+        os.environ["RESILIENCE_LOAD_WAIT_MIN_S"] = str(args.wait_min)
+        os.environ["RESILIENCE_LOAD_WAIT_MAX_S"] = str(args.wait_max)
     try:
         stages = read_stages(args.stages) if args.role != "worker" else []
         import locust  # noqa: F401  (monkey-patches with gevent: must come before anything uses sockets)

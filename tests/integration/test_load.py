@@ -317,7 +317,7 @@ def test_locustfile_and_user_class_are_checked_before_starting(tmp_path: Path) -
     with pytest.raises(UserError, match="does not exist"):
         LoadProcess("http://127.0.0.1:19001", LoadSettings(locustfile=str(tmp_path / "missing.py")),
                     tmp_path, 0.0, "r")
-    with pytest.raises(UserError, match="Classes defined there: Student, LunchRushUser, WriteHeavyUser"):
+    with pytest.raises(UserError, match="Classes defined there: Student, LunchRushUser, WriteHeavyUser, LunchBreakStudent"):
         LoadProcess("http://127.0.0.1:19001", LoadSettings(user_class="LunchUser", locustfile=LOCUSTFILE),
                     tmp_path, 0.0, "r")
     with pytest.raises(UserError, match="http://"):

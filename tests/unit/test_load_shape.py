@@ -89,7 +89,7 @@ def test_a_last_stage_that_lasts_forever() -> None:
 def test_settings_defaults_and_effective_stages() -> None:
     settings = LoadSettings()
     assert (settings.user_class, settings.timeout_s, settings.wait_min_s, settings.wait_max_s) == (
-        "LunchRushUser", 2.0, 0.5, 1.5)
+        "LunchRushUser", 2.0, None, None)  # None: the user class's own think time
     assert settings.effective_stages() == [Stage(FOREVER, 50, settings.spawn_rate)]
     staged = LoadSettings(stages=tuple(parse_stages("5s:3")))
     assert staged.effective_stages() == [Stage(5.0, 3, 10.0)]
@@ -197,3 +197,15 @@ def test_generator_health_figures() -> None:
     wall[0], cpu[0] = 4.0, 3.5
     assert health.take() == {"cpu_pct": 100.0, "lag_ms": 0.0}
     assert saturated({"cpu_pct": 100.0}) and not saturated({"cpu_pct": 50.0, "lag_ms": 10.0})
+
+
+def test_think_time_is_both_ends_or_neither() -> None:
+    from resilience.launcher import parse_think_time
+    with pytest.raises(UserError, match="both 'wait_min_s' and 'wait_max_s'"):
+        LoadSettings(wait_min_s=1.0)
+    assert LoadSettings.from_mapping({"wait_min_s": None, "wait_max_s": None}).wait_min_s is None
+    assert parse_think_time("10-50") == (10.0, 50.0)
+    assert parse_think_time("class") == (None, None)
+    for bad in ("10", "ten-20", "-"):
+        with pytest.raises(UserError, match="--think-time"):
+            parse_think_time(bad)
