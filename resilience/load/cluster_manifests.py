@@ -110,9 +110,11 @@ def active_deadline_s(stages: list[Stage]) -> int:
 
 
 def _common_args(url: str, settings: LoadSettings, run_id: str, locustfile: str) -> list[str]:
+    """What master and workers both take (as LoadProcess passes them); no think time: the user class's own."""
+    think = [] if settings.wait_min_s is None or settings.wait_max_s is None else [
+        "--wait-min", str(settings.wait_min_s), "--wait-max", str(settings.wait_max_s)]
     return ["--host", url, "--locustfile", f"{CONFIG_DIR}/{locustfile}", "--user-class", settings.user_class,
-            "--run-id", run_id, "--timeout", str(settings.timeout_s), "--wait-min", str(settings.wait_min_s),
-            "--wait-max", str(settings.wait_max_s)]
+            "--run-id", run_id, "--timeout", str(settings.timeout_s), *think]
 
 
 def master_args(names: LoadNames, url: str, settings: LoadSettings, run_id: str, locustfile: str,

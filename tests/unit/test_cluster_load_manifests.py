@@ -98,6 +98,13 @@ def test_command_lines_follow_the_worker_protocol() -> None:
         "r.example/l:2"
 
 
+def test_no_think_time_leaves_the_user_class_its_own() -> None:
+    own_pace = dataclasses.replace(LOAD, wait_min_s=None, wait_max_s=None)
+    for kind in ("Job", "Deployment"):
+        args = {m["kind"]: m for m in manifests(load=own_pace)}[kind]["spec"]["template"]["spec"]["containers"][0]
+        assert "--wait-min" not in args["args"] and parse_args(args["args"]).wait_min is None
+
+
 def test_the_config_map_carries_the_locustfile_and_the_stages() -> None:
     data = by_kind("ConfigMap")["data"]
     assert data["lunch_rush.py"] == "# locustfile\n"
