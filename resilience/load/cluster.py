@@ -51,7 +51,8 @@ if TYPE_CHECKING:
 
 CLOCK_ROUND_TRIPS = 7  # the shortest of these bounds the offset
 POLL_S = 0.5
-DELETE_WAIT_S = cm.MASTER_GRACE_S + 30  # pods get SIGTERM, then SIGKILL after their grace period
+FINAL_GRACE_S = 5  # once the rows are in, a load pod gets this long between SIGTERM and SIGKILL
+DELETE_WAIT_S = 30  # how long stop() waits for the pods to be gone
 CLOCK_METHOD = "round trips to the master's /clock through the API server's service proxy"
 
 
@@ -325,6 +326,8 @@ class ClusterLoad:
             except Exception as exc:  # noqa: BLE001 - try every object, report all at the end
                 failures.append(f"{kind} {name}: {type(exc).__name__}: {exc}")
         self._created = [] if not failures else self._created
+        if not failures:
+            self._hurry_pods()
         deadline = time.monotonic() + DELETE_WAIT_S
         while not failures and time.monotonic() < deadline:
             try:
@@ -337,6 +340,22 @@ class ClusterLoad:
             raise HarnessError(f"in-cluster load: could not delete {'; '.join(failures)}. Delete them with "
                                f"`kubectl -n {self.namespace} delete job,deployment,service,configmap,networkpolicy "
                                f"-l {self.names.selector}`.")
+
+    def _hurry_pods(self) -> None:
+        """The rows are in (or there are none): shorten the pods' grace periods to FINAL_GRACE_S. A second delete
+        may shorten a pod's grace period, never lengthen it (kubernetes.io/docs/concepts/workloads/pods/
+        pod-lifecycle/#pod-termination); a lingering master otherwise serves on for its whole MASTER_GRACE_S."""
+        from kubernetes.client.rest import ApiException
+        try:
+            for pod in self._pods():
+                try:
+                    self._api("core").delete_namespaced_pod(pod.metadata.name, self.namespace,
+                                                            grace_period_seconds=FINAL_GRACE_S)
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+        except Exception:  # noqa: BLE001 - only a shortcut: the owners are deleted, the pods go anyway
+            pass
 
     def _write_rows(self) -> None:
         with (self.dir / "rows.jsonl").open("w", encoding="utf-8") as out:

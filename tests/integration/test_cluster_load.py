@@ -230,3 +230,30 @@ def test_row_times_are_converted_to_the_harness_clock(settings: Settings, tmp_pa
         assert leftovers(fake) == {}
     master.server.shutdown()
     master.server.server_close()
+
+
+def test_stopping_while_the_stages_run_still_delivers_every_row(fake: FakeKubeApi, settings: Settings,
+                                                                 tmp_path: Path) -> None:
+    """stop() before the stages end: the master gets SIGTERM (its pod deleted gracefully), ends the stages,
+    gathers the workers' last rows and serves them while it terminates; nothing is lost, nothing left."""
+    kubelet = enable_kubelet(fake, tmp_path)
+    with StandInPlatform() as platform:
+        load = ClusterLoad(platform.url, load_settings("60s:6@40"), tmp_path, time.monotonic(), "itest-early",
+                           cluster=settings, api_client=api_client(fake), workers=2, start_timeout_s=60)
+        try:
+            load.start()
+            pids = [c.process.pid for c in kubelet.containers.values()]
+            wait_for(lambda: (s := load.stats()) and s.requests > 20, 20, what="some requests")
+            assert load.running()
+        finally:
+            began = time.monotonic()
+            load.stop()
+        assert time.monotonic() - began < 20
+    info = json.loads((tmp_path / "load" / "cluster.json").read_text())
+    assert info["status"]["done"] is True
+    workers = info["status"]["workers"]
+    requests = [r for r in load.records() if r.op in OPS]
+    assert len(requests) == sum(w["requests"] for w in workers) == sum(w["reported"] for w in workers) > 20
+    assert info["status"]["dropped"] == 0 and info["status"]["workers_lost"] == []
+    assert leftovers(fake) == {}
+    assert all(pid_gone(pid) for pid in pids)
