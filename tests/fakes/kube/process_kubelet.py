@@ -27,13 +27,15 @@ What it fakes, and what it cannot show:
   ImagePullBackOff, without running anything;
 - **no network isolation**: processes share this host's network; pod IPs are
   127.0.0.1, NetworkPolicies are not enforced;
-- **ports remapped**: each Service port gets a distinct free port on 127.0.0.1
-  (19500-19599); in a pod's command line, a Service DNS name (`svc`,
-  `svc.ns`, `svc.ns.svc`, `svc.ns.svc.cluster.local`) becomes 127.0.0.1, an
-  argument equal to a port number the pod listens on or that a named Service
-  exposes becomes that mapped port, and `*` / `0.0.0.0` as an argument become
-  127.0.0.1; mount paths in arguments become the local directories. So one
-  pod per Service port can listen (enough for a master behind its Service);
+- **ports remapped**: every containerPort a pod declares gets its own free
+  port on 127.0.0.1 (19500-19599); in the command line, an argument equal to a
+  declared port becomes that port, a Service DNS name (`svc`, `svc.ns`,
+  `svc.ns.svc`, `svc.ns.svc.cluster.local`) becomes 127.0.0.1 and the Service's
+  port numbers become its first running endpoint's ports, `*` / `0.0.0.0`
+  become 127.0.0.1, and mount paths become the local directories. A pod whose
+  command line names a Service starts only once that Service has a running
+  endpoint (a cluster's Service IP would let it connect later; here the port
+  must be known when it starts);
 - no resource limits, probes other than httpGet readiness, init containers,
   sidecars, or more than one container.
 

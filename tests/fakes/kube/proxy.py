@@ -1,4 +1,6 @@
-"""The service proxy subresource: `/api/v1/namespaces/{ns}/services/[scheme:]{name}[:port]/proxy/{path}`.
+"""What the API server forwards rather than stores: the service proxy subresource
+`/api/v1/namespaces/{ns}/services/[scheme:]{name}[:port]/proxy/{path}`, and pod logs
+(`pods/{name}/log`, which the API server fetches from the node's kubelet: here the process kubelet's).
 
 The API server forwards the request (method, path after `/proxy`, query
 string, body) to one endpoint of the Service and answers with the endpoint's
@@ -28,10 +30,12 @@ Docs followed:
 from __future__ import annotations
 
 import http.client
+import json
 import re
+from http.server import BaseHTTPRequestHandler
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 from .disruption import pod_ready, terminating
 from .selectors import labels_of
@@ -40,6 +44,7 @@ from .store import ApiError, Obj
 if TYPE_CHECKING:
     from .server import FakeKubeApi
 
+LOG_PATH = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/]+)/log$")
 PROXY_PATH = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/services/(?P<spec>[^/]+)/proxy(?P<rest>/.*)?$")
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authenticate",
               "proxy-authorization", "content-length"}
@@ -122,3 +127,39 @@ def forward(address: tuple[str, int], method: str, path: str, query: str, header
                                                   f"{address[0]}:{address[1]}: connect: {reason.lower()}") from None
     finally:
         connection.close()
+
+
+def serve_text(api: "FakeKubeApi", handler: BaseHTTPRequestHandler, path: str, query: str, raw: bytes) -> None:
+    """Answers that are not API objects: a service's own answer, or a pod's log as text."""
+    try:
+        match = PROXY_PATH.match(path)
+        if match:
+            with api._lock:
+                address = resolve(api, match.group("ns"), match.group("spec"))
+            answer = forward(address, handler.command, match.group("rest") or "/", query,
+                             dict(handler.headers.items()), raw)
+            code, headers, data = answer.status, answer.headers, answer.body
+        else:
+            code, headers, data = pod_log(api, path, parse_qs(query))
+    except ApiError as exc:
+        code, headers, data = exc.code, [("Content-Type", "application/json")], json.dumps(exc.status()).encode()
+    handler.send_response(code)
+    for name, value in headers:
+        handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+def pod_log(api: "FakeKubeApi", path: str, query: dict[str, list[str]]) -> tuple[int, list[tuple[str, str]], bytes]:
+    """GET .../pods/NAME/log[?tailLines=N]: the container's output, if a kubelet here ran it."""
+    match = LOG_PATH.match(path)
+    assert match is not None
+    ns, name = match.group("ns"), match.group("name")
+    with api._lock:
+        api.store.require(("api/v1", "pods", ns, name))
+    tail = query.get("tailLines", [None])[0]
+    text = api.process_kubelet.log(ns, name, int(tail) if tail else None) if api.process_kubelet else None
+    if text is None:
+        raise ApiError(400, "BadRequest", f'container of pod "{name}" has not run here: no log')
+    return 200, [("Content-Type", "text/plain")], text.encode()
