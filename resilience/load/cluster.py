@@ -398,3 +398,17 @@ def cluster_load_factory(settings: Settings, context: str, api_client: Any | Non
                            workers=workers)
 
     return make
+
+
+def load_factory_for(settings: Settings, target: str, context: str | None, local: "LoadFactory") -> "LoadFactory":
+    """The load a run on `target` gets: `local` (LoadProcess), or ClusterLoad with `kubernetes.load_generator:
+    in-cluster` on a target whose platform is a Kubernetes cluster (a UserError on any other)."""
+    if settings.kubernetes.load_generator != "in-cluster":
+        return local
+    from ..targets.target import COMPOSITIONS
+    composition = COMPOSITIONS.get(target)
+    if composition is None or composition.platform != "kubernetes" or not context:
+        raise UserError(f"{settings.source}: 'kubernetes.load_generator' is in-cluster, which needs a target on a "
+                        f"Kubernetes cluster and its --context (kubernetes or aws); the target is {target!r}. Set "
+                        f"kubernetes.load_generator to local, or run on a cluster.")
+    return cluster_load_factory(settings, context)

@@ -9,6 +9,7 @@ is the in-memory stand-in of test_load.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import threading
@@ -257,3 +258,28 @@ def test_stopping_while_the_stages_run_still_delivers_every_row(fake: FakeKubeAp
     assert info["status"]["dropped"] == 0 and info["status"]["workers_lost"] == []
     assert leftovers(fake) == {}
     assert all(pid_gone(pid) for pid in pids)
+
+
+def test_the_run_gets_cluster_load_only_when_asked_and_on_a_cluster(fake: FakeKubeApi, settings: Settings,
+                                                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from resilience.load.cluster import load_factory_for
+    from resilience.load.process import LoadProcess
+    assert load_factory_for(settings, "kubernetes", CONTEXT, LoadProcess) is LoadProcess  # default: local
+    in_cluster = dataclasses.replace(settings, kubernetes=dataclasses.replace(settings.kubernetes,
+                                                                              load_generator="in-cluster"))
+    for target, context in (("local", None), ("kubernetes", None)):
+        with pytest.raises(UserError, match="kubernetes.load_generator"):
+            load_factory_for(in_cluster, target, context, LoadProcess)
+    with pytest.raises(UserError, match="kubernetes.allowed_contexts"):
+        load_factory_for(in_cluster, "aws", "some-other-cluster", LoadProcess)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": CONTEXT,
+        "clusters": [{"name": "fake", "cluster": {"server": fake.url}}],
+        "users": [{"name": "tester", "user": {"token": "not-a-secret"}}],
+        "contexts": [{"name": CONTEXT, "context": {"cluster": "fake", "user": "tester"}}]}))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    make = load_factory_for(in_cluster, "aws", CONTEXT, LoadProcess)
+    load = make("http://127.0.0.1:19099", load_settings("2s:1"), tmp_path, time.monotonic(), "itest-factory")
+    assert isinstance(load, ClusterLoad) and load.master.api_client.configuration.host == fake.url
+    assert fake.requests == []  # nothing is sent before start()
