@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -74,7 +75,6 @@ class ClusterLoad:
         problem = namespace_problem(cluster, self.namespace)
         if problem:
             raise UserError(f"in-cluster load: {problem}")
-        self.settings = settings
         self.workers = workers
         self.origin_monotonic = origin_monotonic
         self.image = cm.load_image(cluster)
@@ -89,7 +89,6 @@ class ClusterLoad:
                                            text, workers)
         self.api_client = api_client
         self.master = MasterClient(api_client, self.namespace, self.names.master, cm.HTTP_PORT, clock)
-        self.clock = clock
         self.dir = Path(run_dir) / "load"
         self._created: list[tuple[str, str]] = []  # (kind, name), in creation order
         self._started = self._stopped = False
@@ -99,6 +98,7 @@ class ClusterLoad:
         self._offset = 0  # bytes of the master's rows file read so far
         self._rows: list[Record] = []
         self._handed = 0  # rows new_records() has returned
+        self._rows_lock = threading.Lock()  # the run may read rows and stats from different threads
 
     # -- the API -------------------------------------------------------------
     def _api(self, group: str) -> Any:
@@ -124,8 +124,9 @@ class ClusterLoad:
         except ApiException as exc:
             if exc.status == 403:
                 raise UserError(f"in-cluster load: the harness may not create {kind} objects in namespace "
-                                f"{self.namespace} (HTTP 403). Apply the RBAC `python -m resilience.targets.rbac` "
-                                f"prints (docs/in-cluster-load.md).") from None
+                                f"{self.namespace} (HTTP 403). Apply the RBAC that `python -m resilience.targets.rbac "
+                                f"--config FILE` prints for settings with kubernetes.load_generator: in-cluster (the "
+                                f"Role resilience-load; docs/in-cluster-load.md).") from None
             if exc.status == 409:
                 raise HarnessError(f"in-cluster load: {kind} {self.namespace}/{name} already exists, left by an "
                                    f"earlier run with the same run id? Delete it with `kubectl -n {self.namespace} "
@@ -215,12 +216,14 @@ class ClusterLoad:
     def records(self) -> list[Record]:
         """Every row fetched so far (fetching what is new first, while the master is there)."""
         self._fetch_rows()
-        return list(self._rows)
+        with self._rows_lock:
+            return list(self._rows)
 
     def new_records(self) -> list[Record]:
         """Rows since the previous call (for watching the load live)."""
         self._fetch_rows()
-        new, self._handed = self._rows[self._handed:], len(self._rows)
+        with self._rows_lock:
+            new, self._handed = self._rows[self._handed:], len(self._rows)
         return new
 
     def clock_sync(self) -> ClockSync:
@@ -262,13 +265,14 @@ class ClusterLoad:
         """Append the master's new rows, converted to the history's clock. Keeps what it has if it cannot read."""
         if self._clock_start is None or self._stopped:
             return
-        try:
-            rows, self._offset = self.master.rows(self._offset)
-        except MasterUnreachable:
-            return
-        for row in rows:
-            record = Record.from_row(row)
-            self._rows.append(dataclasses.replace(record, t=round(self._to_history(record.t), 6)))
+        with self._rows_lock:
+            try:
+                rows, self._offset = self.master.rows(self._offset)
+            except MasterUnreachable:
+                return
+            for row in rows:
+                record = Record.from_row(row)
+                self._rows.append(dataclasses.replace(record, t=round(self._to_history(record.t), 6)))
 
     # -- stop -------------------------------------------------------------------
     def stop(self, timeout_s: float = cm.MASTER_GRACE_S) -> int | None:
