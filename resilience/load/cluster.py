@@ -44,7 +44,7 @@ from . import cluster_manifests as cm
 from .clock_sync import ClockSync, combine, estimate
 from .master_client import MasterClient, MasterUnreachable
 from .pod_diagnosis import diagnose
-from .process import LoadStats, check_locustfile
+from .process import EXIT_BAD_INPUT, LoadStats, check_locustfile
 from .shape import LoadSettings
 
 if TYPE_CHECKING:
@@ -168,7 +168,11 @@ class ClusterLoad:
         while True:
             diagnosis = diagnose(self._pods(), self.image)
             if diagnosis.fatal:
-                raise HarnessError(f"in-cluster load did not start: {diagnosis.fatal}\nMaster log:\n{self.log_tail()}")
+                log = self.log_tail()
+                reasons = [line[len("error: "):] for line in log.splitlines() if line.startswith("error: ")]
+                if diagnosis.exit_code == EXIT_BAD_INPUT and reasons:  # the worker refused its input: say what
+                    raise UserError(f"in-cluster load: {reasons[-1]}")
+                raise HarnessError(f"in-cluster load did not start: {diagnosis.fatal}\nMaster log:\n{log}")
             status = self.master.status()
             if status is not None:
                 self._status = status

@@ -31,6 +31,7 @@ class Diagnosis:
     fatal: str | None = None
     waiting: list[str] = field(default_factory=list)
     running: list[str] = field(default_factory=list)  # names of pods in phase Running
+    exit_code: int | None = None  # of the container of the pod that failed (fatal)
 
 
 def _field(obj: Any, name: str) -> Any:
@@ -69,6 +70,11 @@ def diagnose(pods: list[Any], image: str) -> Diagnosis:
             elif reason in BROKEN_REASONS and result.fatal is None:
                 result.fatal = f"pod {name} does not run: {reason}: {message}".rstrip(": ")
         if phase == "Failed" and result.fatal is None:
-            result.fatal = (f"pod {name} failed ({_field(status, 'reason') or 'its container exited'}"
-                            f"{': ' + _field(status, 'message') if _field(status, 'message') else ''})")
+            codes = [_field(_field(_field(c, "state"), "terminated"), "exit_code")
+                     for c in _field(status, "container_statuses") or []]
+            result.exit_code = next((int(c) for c in codes if c is not None), None)
+            why = _field(status, "reason") or (f"its container exited with code {result.exit_code}"
+                                               if result.exit_code is not None else "its container exited")
+            message = _field(status, "message")
+            result.fatal = f"pod {name} failed ({why}{': ' + message if message else ''})"
     return result

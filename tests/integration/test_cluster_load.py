@@ -260,8 +260,8 @@ def test_stopping_while_the_stages_run_still_delivers_every_row(fake: FakeKubeAp
     assert all(pid_gone(pid) for pid in pids)
 
 
-def test_the_run_gets_cluster_load_only_when_asked_and_on_a_cluster(fake: FakeKubeApi, settings: Settings,
-                                                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_run_gets_cluster_load_only_when_asked_and_on_a_cluster(
+        fake: FakeKubeApi, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from resilience.load.cluster import load_factory_for
     from resilience.load.process import LoadProcess
     assert load_factory_for(settings, "kubernetes", CONTEXT, LoadProcess) is LoadProcess  # default: local
@@ -283,3 +283,20 @@ def test_the_run_gets_cluster_load_only_when_asked_and_on_a_cluster(fake: FakeKu
     load = make("http://127.0.0.1:19099", load_settings("2s:1"), tmp_path, time.monotonic(), "itest-factory")
     assert isinstance(load, ClusterLoad) and load.master.api_client.configuration.host == fake.url
     assert fake.requests == []  # nothing is sent before start()
+
+
+def test_a_locustfile_the_master_cannot_import_is_a_user_error_with_its_reason(fake: FakeKubeApi, settings: Settings,
+                                                                               tmp_path: Path) -> None:
+    """The harness checks the locustfile by reading it; importing it happens in the pods. The master exits 2
+    with `error: <what to fix>`, read back from its log (pods/NAME/log), as LoadProcess does locally."""
+    enable_kubelet(fake, tmp_path)
+    broken = tmp_path / "broken_rush.py"
+    broken.write_text("from locust import HttpUser\nraise RuntimeError('menu service URL missing')\n\n\n"
+                      "class LunchRushUser(HttpUser):\n    pass\n")
+    load = ClusterLoad("http://127.0.0.1:19099", dataclasses.replace(load_settings("2s:1"), locustfile=str(broken)),
+                       tmp_path, time.monotonic(), "itest-broken", cluster=settings, api_client=api_client(fake),
+                       start_timeout_s=60)
+    with pytest.raises(UserError) as info:
+        load.start()
+    assert "failed to import: RuntimeError: menu service URL missing" in str(info.value)
+    assert leftovers(fake) == {}

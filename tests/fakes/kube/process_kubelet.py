@@ -167,7 +167,8 @@ class ProcessKubelet:
 
     def _sync(self) -> None:
         with self.api._lock:
-            pods = {p["metadata"]["uid"]: (k, copy.deepcopy(p)) for k, p in self.api.store.items("pods") if self.owns(p)}
+            pods = {p["metadata"]["uid"]: (k, copy.deepcopy(p))
+                    for k, p in self.api.store.items("pods") if self.owns(p)}
         for uid, container in list(self.containers.items()):
             if uid not in pods:  # gone: the grace period is over (or it was force-deleted)
                 self._kill(container, signal.SIGKILL)
