@@ -233,12 +233,12 @@ def test_row_times_are_converted_to_the_harness_clock(settings: Settings, tmp_pa
     master.server.server_close()
 
 
-def test_stopping_while_the_stages_run_still_delivers_every_row(fake: FakeKubeApi, settings: Settings,
-                                                                 tmp_path: Path) -> None:
+def test_stopping_while_the_stages_run_still_delivers_every_row(settings: Settings, tmp_path: Path) -> None:
     """stop() before the stages end: the master gets SIGTERM (its pod deleted gracefully), ends the stages,
-    gathers the workers' last rows and serves them while it terminates; nothing is lost, nothing left."""
-    kubelet = enable_kubelet(fake, tmp_path)
-    with StandInPlatform() as platform:
+    gathers the workers' last rows and serves them while it terminates; nothing is lost, nothing left.
+    Real seconds here (time_scale 1): the master's 60 s grace period must not shrink below what it needs."""
+    with FakeKubeApi(time_scale=1.0) as fake, StandInPlatform() as platform:
+        kubelet = enable_kubelet(fake, tmp_path)
         load = ClusterLoad(platform.url, load_settings("60s:6@40"), tmp_path, time.monotonic(), "itest-early",
                            cluster=settings, api_client=api_client(fake), workers=2, start_timeout_s=60)
         try:
@@ -249,15 +249,15 @@ def test_stopping_while_the_stages_run_still_delivers_every_row(fake: FakeKubeAp
         finally:
             began = time.monotonic()
             load.stop()
-        assert time.monotonic() - began < 20
-    info = json.loads((tmp_path / "load" / "cluster.json").read_text())
-    assert info["status"]["done"] is True
-    workers = info["status"]["workers"]
-    requests = [r for r in load.records() if r.op in OPS]
-    assert len(requests) == sum(w["requests"] for w in workers) == sum(w["reported"] for w in workers) > 20
-    assert info["status"]["dropped"] == 0 and info["status"]["workers_lost"] == []
-    assert leftovers(fake) == {}
-    assert all(pid_gone(pid) for pid in pids)
+        assert time.monotonic() - began < 30
+        info = json.loads((tmp_path / "load" / "cluster.json").read_text())
+        assert info["status"]["done"] is True
+        workers = info["status"]["workers"]
+        requests = [r for r in load.records() if r.op in OPS]
+        assert len(requests) == sum(w["requests"] for w in workers) == sum(w["reported"] for w in workers) > 20
+        assert info["status"]["dropped"] == 0 and info["status"]["workers_lost"] == []
+        assert leftovers(fake) == {}
+        assert all(pid_gone(pid) for pid in pids)
 
 
 def test_the_run_gets_cluster_load_only_when_asked_and_on_a_cluster(

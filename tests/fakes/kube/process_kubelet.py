@@ -23,8 +23,8 @@ What it does, as a kubelet would:
 What it fakes, and what it cannot show:
 - **no image**: the image is never pulled; `python` is this interpreter, with
   `PYTHONPATH` as given (the repository), so the code run is the checkout, not
-  the image's. Images listed in `missing_images` fail as ErrImagePull, then
-  ImagePullBackOff, without running anything;
+  the image's. A pod whose image is listed in `missing_images` is reported
+  waiting with reason ImagePullBackOff and never runs;
 - **no network isolation**: processes share this host's network; pod IPs are
   127.0.0.1, NetworkPolicies are not enforced;
 - **ports remapped**: every containerPort a pod declares gets its own free
@@ -51,12 +51,14 @@ Docs followed:
 from __future__ import annotations
 
 import copy
+import fcntl
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -73,6 +75,7 @@ if TYPE_CHECKING:
     from .server import FakeKubeApi
 
 PORTS = range(19500, 19600)
+PORT_LOCKS = Path(tempfile.gettempdir()) / "resilience-process-kubelet-ports"
 LOOP_S = 0.05
 RESTART_DELAY_S = 1.0
 _VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
@@ -85,14 +88,17 @@ class Container:
     key: Key
     uid: str
     workdir: Path
-    ports: dict[int, int]  # containerPort -> host port
+    pod: Obj  # as it was when the container started
+    mounts: dict[str, Path]  # mountPath -> local directory
+    ports: dict[int, int] = field(default_factory=dict)  # containerPort -> host port
+    argv: list[str] = field(default_factory=list)  # "$PORT:<containerPort>" where the host port goes
+    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     log: IO[bytes] | None = None
     restarts: int = 0
     ready: bool | None = None
     terminated: bool = False  # SIGTERM sent
     finished_at: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def expand(text: str, env: dict[str, str]) -> str:
@@ -101,6 +107,8 @@ def expand(text: str, env: dict[str, str]) -> str:
 
 
 class ProcessKubelet:
+    """Runs the containers of the pods `selector` matches as process groups on this host (see the module)."""
+
     def __init__(self, api: "FakeKubeApi", selector: str, workdir: Path, python: str = sys.executable,
                  env: dict[str, str] | None = None, missing_images: tuple[str, ...] = ()) -> None:
         self.api = api
@@ -110,7 +118,7 @@ class ProcessKubelet:
         self.env = dict(env or {})
         self.missing_images = set(missing_images)
         self.containers: dict[str, Container] = {}  # by pod uid
-        self._own_ports: set[int] = set()  # handed out (released when their container is gone)
+        self._own_ports: dict[int, int] = {}  # port handed out -> its lock file's descriptor
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="process-kubelet", daemon=True)
 
@@ -154,6 +162,7 @@ class ProcessKubelet:
             self._thread.join(timeout=10)
         for container in list(self.containers.values()):
             self._kill(container, signal.SIGKILL)
+        self._release_ports(list(self._own_ports))
 
     # -- the loop
     def _run(self) -> None:
@@ -197,13 +206,12 @@ class ProcessKubelet:
         mounts = self._volumes(key[2] or "default", spec, workdir)
         if mounts is None:
             return  # a ConfigMap it mounts does not exist yet: try again on the next turn
-        container = Container(key, pod["metadata"]["uid"], workdir, {})
-        container.extra.update(mounts=mounts, pod=pod)
+        container = Container(key, pod["metadata"]["uid"], workdir, pod, mounts)
         command = self._command(container)
         if command is None:
             return  # a Service it names has no running endpoint yet: try again on the next turn
         container.ports = self._ports_for(pod)
-        container.extra["argv"], container.extra["env"] = command
+        container.argv, container.env = command
         self.containers[container.uid] = container
         self._launch(container)
 
@@ -230,23 +238,34 @@ class ProcessKubelet:
         return {int(p["containerPort"]): self._free_port() for p in pod["spec"]["containers"][0].get("ports") or []}
 
     def _free_port(self) -> int:
-        taken = {p for c in self.containers.values() for p in c.ports.values()} | self._own_ports
+        """A port free now and reserved for us: between our check and the process binding it, another test
+        run (another process) could pick it too, so each port handed out holds a lock file until released."""
+        PORT_LOCKS.mkdir(parents=True, exist_ok=True)
         for port in PORTS:
-            if port in taken:
+            if port in self._own_ports:
                 continue
-            with socket.socket() as probe:
-                try:
+            fd = os.open(PORT_LOCKS / f"{port}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                with socket.socket() as probe:
                     probe.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            self._own_ports.add(port)
+            except OSError:  # locked by another kubelet, or in use
+                os.close(fd)
+                continue
+            self._own_ports[port] = fd
             return port
         raise RuntimeError("no free port in 19500-19599 for the process kubelet")
+
+    def _release_ports(self, ports: list[int]) -> None:
+        for port in ports:
+            fd = self._own_ports.pop(port, None)
+            if fd is not None:
+                os.close(fd)  # closing the descriptor drops the lock
 
     def _command(self, container: Container) -> tuple[list[str], dict[str, str]] | None:
         """The argv and env the container runs with, rewritten for this host; None while a named Service has no
         running endpoint (the fake cannot re-point a connection later, a cluster's Service IP can)."""
-        pod = container.extra["pod"]
+        pod = container.pod
         spec = pod["spec"]["containers"][0]
         namespace = container.key[2] or "default"
         fields = {"metadata.name": container.key[3], "metadata.namespace": namespace,
@@ -273,9 +292,9 @@ class ProcessKubelet:
             return "127.0.0.1"
         if arg in ports:
             return ports[arg]
-        if arg in {str(p["containerPort"]) for p in container.extra["pod"]["spec"]["containers"][0].get("ports") or []}:
+        if arg in {str(p["containerPort"]) for p in container.pod["spec"]["containers"][0].get("ports") or []}:
             return f"$PORT:{arg}"  # the pod's own port: replaced once its host port is chosen (_launch)
-        for mount, local in sorted(container.extra["mounts"].items(), key=lambda kv: -len(kv[0])):
+        for mount, local in sorted(container.mounts.items(), key=lambda kv: -len(kv[0])):
             if arg == mount or arg.startswith(mount.rstrip("/") + "/"):
                 return str(local) + arg[len(mount.rstrip("/")):]
         return arg
@@ -313,10 +332,10 @@ class ProcessKubelet:
 
     def _launch(self, container: Container) -> None:
         argv = [str(container.ports[int(a[len("$PORT:"):])]) if a.startswith("$PORT:") else a
-                for a in container.extra["argv"]]
+                for a in container.argv]
         if argv and argv[0] in ("python", "python3"):
             argv[0] = self.python
-        env = container.extra["env"]
+        env = container.env
         container.workdir.mkdir(parents=True, exist_ok=True)
         container.log = (container.workdir / "container.log").open("ab")
         container.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=container.log,
@@ -351,7 +370,7 @@ class ProcessKubelet:
 
     def _probe(self, container: Container, probe: Obj) -> bool:
         get = probe.get("httpGet") or {}
-        container_port = self._container_port(container.extra["pod"], get.get("port"))
+        container_port = self._container_port(container.pod, get.get("port"))
         if container_port is None or container_port not in container.ports:
             return False
         url = f"http://127.0.0.1:{container.ports[container_port]}{get.get('path', '/')}"
@@ -414,7 +433,7 @@ class ProcessKubelet:
                 process.wait(timeout=10)
         if signum == signal.SIGKILL:
             self._close(container)
-            self._own_ports -= set(container.ports.values())
+            self._release_ports(list(container.ports.values()))
 
     def _close(self, container: Container) -> None:
         if container.process is not None and container.process.poll() is not None:
