@@ -21,7 +21,7 @@ from . import autoscaling, availability, durability, latency, recovery
 from .autoscaling import AutoscalingResult, autoscaling_latency
 from .availability import RequestCounts, count_requests
 from .durability import DurabilityResult, data_loss
-from .generator import generator_report, untrusted_latency
+from .generator import GeneratorReport, generator_report, untrusted_latency
 from .latency import LatencySummary, latency_summary, percentile
 from .measurement import Measurement, judge, verdict
 from .recovery import RecoveryResult, recovery_time
@@ -65,8 +65,7 @@ def compute(records: Iterable[Record], *, fault_t: float | None = None, targets:
                                             fault_target=targets.availability_fault or None)
     if "p99" in measures:
         latencies = latency.measurements(requests, overall=overall, phases=phases, target_ms=targets.p99_ms)
-        untrusted = untrusted_latency(generator)
-        result += [m.untrusted(untrusted) for m in latencies] if untrusted else latencies
+        result += [untrusted_if_saturated(m, generator) for m in latencies]
     if "rto" in measures:
         rto = recovery_time(requests, fault_t=fault_t, hold_s=targets.rto_hold_s,
                             success_ratio=targets.rto_success_ratio, cut_short=cut_short(ordered))
@@ -78,6 +77,13 @@ def compute(records: Iterable[Record], *, fault_t: float | None = None, targets:
         scaling = autoscaling_latency(ordered, step_t=step_t)
         result += autoscaling.measurements(scaling, target_s=targets.autoscale_s)
     return with_clock_uncertainty(result, float(generator.clock.get("uncertainty_s") or 0.0))
+
+
+def untrusted_if_saturated(m: Measurement, generator: GeneratorReport) -> Measurement:
+    """A latency figure whose window saw the load generator saturated is kept but not judged."""
+    windows = m.detail.get("windows") or ([m.detail["window"]] if m.detail.get("window") else None)
+    reason = untrusted_latency(generator, [tuple(w) for w in windows] if windows else None)
+    return m.untrusted(reason) if reason else m
 
 
 def with_clock_uncertainty(measurements: list[Measurement], uncertainty_s: float) -> list[Measurement]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from ..history import INFO, LOAD, Record
-from ..load.health import SATURATED_CPU_PCT, SATURATED_LAG_MS, saturated
+from ..load.health import REPORT_INTERVAL_S, SATURATED_CPU_PCT, SATURATED_LAG_MS, saturated
 
 SPAWN_GRACE_S = 5.0  # beyond the ramp time the stage's spawn rate needs, before "behind" is reported
 SPAWN_GRACE_SHARE = 0.25  # ... or this share of the ramp time, whichever is longer
@@ -113,13 +113,21 @@ def spawn_behind(records: Sequence[Record]) -> list[SpawnBehind]:
     return found
 
 
-def untrusted_latency(report: GeneratorReport) -> str | None:
-    """Why latency figures measure the generator rather than the platform; None when they can be trusted."""
-    if not report.saturated:
+def saturated_in(report: GeneratorReport, windows: Sequence[tuple[float, float]]) -> list[float]:
+    """Times of saturated samples whose 2-second interval overlaps one of `windows`."""
+    return [t for t in report.saturated_at
+            if any(t - REPORT_INTERVAL_S < end and t >= start for start, end in windows)]
+
+
+def untrusted_latency(report: GeneratorReport, windows: Sequence[tuple[float, float]] | None = None) -> str | None:
+    """Why latency figures over `windows` (default: the whole run) measure the generator rather than the
+    platform; None when they can be trusted. A ramp outside the windows (the ramp-up) does not count."""
+    hot = list(report.saturated_at) if windows is None else saturated_in(report, windows)
+    if not hot:
         return None
-    return (f"the load generator was saturated in {len(report.saturated_at)} of its {report.samples} health samples "
-            f"(worst CPU {report.max_cpu_pct}% of a core, worst event-loop lag {report.max_lag_ms} ms; thresholds "
-            f"{SATURATED_CPU_PCT:.0f}% / {SATURATED_LAG_MS:.0f} ms), first at t={report.saturated_at[0]:.1f} s: "
+    return (f"the load generator was saturated in {len(hot)} of its {report.samples} health samples in the "
+            f"measured window (worst CPU {report.max_cpu_pct}% of a core, worst event-loop lag {report.max_lag_ms} "
+            f"ms; thresholds {SATURATED_CPU_PCT:.0f}% / {SATURATED_LAG_MS:.0f} ms), first at t={hot[0]:.1f} s: "
             f"latencies include its own queueing. Add workers (--workers) or lower the users, and run again")
 
 

@@ -25,7 +25,7 @@ from .clock_sync import ClockSample, ClockSync, estimate, shared
 from .fleet import FINISH, HELLO, PING, PONG, ROWS
 from .health import REPORT_INTERVAL_S, GeneratorHealth
 from .recorder import FLUSH_INTERVAL_S, Recorder
-from .worker import stop_event_on_signals, watch_parent
+from .worker import UsersOutOfGc, stop_event_on_signals, watch_parent
 
 CLOCK_ROUND_TRIPS = 5
 CLOCK_REPLY_TIMEOUT_S = 5.0
@@ -100,11 +100,14 @@ def run_worker(args: argparse.Namespace, user_class: type) -> int:
     runner.register_message(PONG, on_pong)
     runner.register_message(FINISH, on_finish)
 
+    frozen = UsersOutOfGc()
+
     def housekeeping() -> None:
         next_health, next_clock = 0.0, time.monotonic() + CLOCK_REFRESH_S
         while not state["final"]:
             now = time.monotonic()
             if now >= next_health:
+                frozen.after_spawning(runner.user_count)
                 state["health"] = health.take()
                 next_health = now + REPORT_INTERVAL_S
             if not args.shared_clock and now >= next_clock:

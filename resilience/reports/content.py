@@ -126,11 +126,37 @@ def metadata_rows(run: RunView) -> list[tuple[str, str]]:
     if load:
         rows.append(("Load", f"{load.get('users', '—')} users, class {load.get('user_class', '—')}, "
                              f"stages {json.dumps(load.get('stages'), default=str)}"))
+    if r.generator:
+        rows.append(("Load generator", generator_text(r.generator, load.get("workers") if load else None)))
     rows.append(("Harness", f"resilience {harness.get('version', '—')} (git {harness.get('git_commit') or '—'})"))
     tools = r.tool_versions
     if tools:
         rows.append(("Tool versions", ", ".join(f"{k} {v}" for k, v in sorted(tools.items()))))
     return rows
+
+
+def generator_text(generator: dict[str, Any], workers: Any) -> str:
+    """The load generator's health in one line: so a slow generator is not read as a slow platform."""
+    parts = [f"{workers} Locust worker process(es)" if workers else "Locust"]
+    if generator.get("samples"):
+        verdict = "SATURATED: latency figures not trusted" if generator.get("saturated") else "not saturated"
+        parts.append(f"CPU max {fmt_number(generator.get('max_cpu_pct'), '%')} of a core, event-loop lag max "
+                     f"{fmt_number(generator.get('max_lag_ms'), 'ms')} ({verdict})")
+    rows = generator.get("rows") or {}
+    if rows.get("recorded") is not None:
+        parts.append(f"{rows['recorded']} requests recorded, {rows.get('reported', '—')} counted by the workers, "
+                     f"{rows.get('dropped', '—')} dropped")
+    for lost in generator.get("workers_lost") or []:
+        parts.append(f"worker {lost.get('worker')} lost at t = {float(lost.get('t', 0.0)):.1f} s")
+    for behind in generator.get("spawn_behind") or []:
+        parts.append(f"behind its target: {behind.get('users')} of {behind.get('target_users')} users at "
+                     f"t = {float(behind.get('t', 0.0)):.1f} s")
+    clock = generator.get("clock") or {}
+    if clock:
+        parts.append(f"clocks: {clock.get('method')}" + (f", offset {clock.get('offset_s')} s ± "
+                                                         f"{clock.get('uncertainty_s')} s"
+                                                         if clock.get("uncertainty_s") else ""))
+    return "; ".join(parts)
 
 
 def _t(value: Any, run: RunView) -> str:

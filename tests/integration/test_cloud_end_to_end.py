@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -101,6 +104,8 @@ def _cut(block: dict[str, Any], spawn_rate: float) -> None:
             load["stages"] = _short_stages(str(load["stages"]), float(load.get("spawn_rate", spawn_rate)))
         load.setdefault("wait_min_s", WAIT_S[0])
         load.setdefault("wait_max_s", WAIT_S[1])
+        # one Locust process keeps twelve runs cheap on two cores; the fleet has its own test below
+        load.setdefault("workers", 1)
 
 
 def short_copy(name: str, folder: Path) -> Path:
@@ -353,3 +358,48 @@ def test_run_from_the_cli_gives_a_verdict_or_refuses_as_its_dry_run(
     assert ready_api_pods(cloud.kube, NAMESPACE) == []  # the run deployed the platform, and removed it again
     print(f"\nOUTCOME {experiment} on {target}: {result['verdict']} in {seconds:.1f} s"
           + "".join(f"\n  - {r}" for r in reasons))
+
+
+def test_a_load_worker_killed_mid_run_is_reported_by_the_run(cloud: Cloud, capsys: pytest.CaptureFixture[str]) -> None:
+    """`resilience run pod-kill --workers 2`, and one Locust worker SIGKILLed while the run is under load:
+    the run still ends with every surviving row in its history, and says it lost a generator (a deviation,
+    so never a pass)."""
+    killed: dict[str, Any] = {}
+
+    def kill_worker_2() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and "pid" not in killed:
+            for load_dir in cloud.reports.glob("*/load"):
+                try:
+                    pids = json.loads((load_dir / "processes.json").read_text())
+                    running = json.loads((load_dir / "status.json").read_text())["requests"] > 0
+                except (FileNotFoundError, ValueError, KeyError):
+                    continue
+                if "worker-2" in pids and running:
+                    os.killpg(pids["worker-2"], signal.SIGKILL)
+                    killed["pid"] = pids["worker-2"]
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_worker_2, daemon=True)
+    killer.start()
+    code, out, err = _cli(capsys, "run", "pod-kill", "--target", "kubernetes", "--context", CONTEXT, "--config",
+                          str(cloud.config), "--profile", "short", "--yes", "--reports-dir", str(cloud.reports),
+                          "--quiet", "--seed", "7", "--workers", "2")
+    killer.join(5)
+    assert "pid" in killed, "the run never had a running worker-2 to kill"
+    run_dir = next(d for d in cloud.reports.iterdir() if d.is_dir())
+    result = json.loads((run_dir / "result.json").read_text())
+    lost = [d for d in result["deviations"] if "load worker w2 was lost" in d]
+    assert lost, why_not_pass(result)
+    assert result["verdict"] == "fail" and code == EXIT_CODES["fail"]
+    assert result["load"]["workers"] == 2
+    records = _records(run_dir)
+    summary = [r.detail for r in records if r.op == "summary" and r.detail]
+    assert summary and summary[0]["dropped"] == 0 and summary[0]["workers_lost"] == ["w2"]
+    requests = [r for r in records if r.source == "load" and r.status in ("ok", "fail", "unknown")]
+    assert summary[0]["recorded"] == len(requests) > 0
+    workers = {m.group(1) for r in requests if r.op == "POST /orders" and (m := re.search(r"-(w[12])u\d+-\d+$", r.key or ""))}
+    assert workers == {"w1", "w2"}  # both made orders, with keys that cannot collide
+    assert result["generator"]["workers_lost"][0]["worker"] == "w2"
+    report = (run_dir / "report.md").read_text() if (run_dir / "report.md").exists() else ""
+    assert not report or "load worker w2 was lost" in report
