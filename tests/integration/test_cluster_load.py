@@ -300,3 +300,19 @@ def test_a_locustfile_the_master_cannot_import_is_a_user_error_with_its_reason(f
         load.start()
     assert "failed to import: RuntimeError: menu service URL missing" in str(info.value)
     assert leftovers(fake) == {}
+
+
+def test_a_master_that_never_answers_fails_start_in_time_and_leaves_nothing(settings: Settings,
+                                                                           tmp_path: Path) -> None:
+    """Pods run (the fake's instant kubelet) but nothing serves the master's HTTP port."""
+    with FakeKubeApi(time_scale=0.01) as fake:
+        load = ClusterLoad("http://127.0.0.1:19099", load_settings("2s:1"), tmp_path, time.monotonic(), "itest-mute",
+                           cluster=settings, api_client=api_client(fake), start_timeout_s=2)
+        began = time.monotonic()
+        with pytest.raises(HarnessError) as info:
+            load.start()
+        assert time.monotonic() - began < 2 + 5
+        message = str(info.value)
+        assert "did not start within 2 s (kubernetes.load_start_timeout_s)" in message
+        assert f"services/{LoadNames.for_run('itest-mute').master}:8089/proxy" in message  # what it could not reach
+        assert leftovers(fake) == {} and load.records() == [] and load.stop() is None
