@@ -391,18 +391,23 @@ class ClusterLoad:
 
 def cluster_load_factory(settings: Settings, context: str, api_client: Any | None = None,
                          workers: int | None = None) -> "LoadFactory":
-    """A LoadFactory making ClusterLoads on the cluster of `context` (checked against kubernetes.allowed_contexts
-    before any client exists), in `kubernetes.namespace`, with `workers` worker pods (None: the load settings'
-    `workers`, as resolved by the run)."""
+    """A LoadFactory making ClusterLoads on the cluster of `context`, in `kubernetes.namespace`, with `workers`
+    worker pods (None: the load settings' `workers`, as resolved by the run).
+
+    The context is checked against kubernetes.allowed_contexts now; the kubeconfig is read only when the first
+    load is made, so building a run for a dry run reads nothing.
+    """
     from ..targets.kubernetes import api_client_for, check_context_allowed
     check_context_allowed(settings, context)
-    client = api_client if api_client is not None else api_client_for(context)
-    if not hasattr(client, "param_serialize"):
-        raise UserError("in-cluster load needs the kubernetes client pinned in pyproject.toml (ApiClient."
-                        "param_serialize is missing from the installed one): reinstall with `pip install -e .`.")
+    clients: list[Any] = [api_client] if api_client is not None else []
 
     def make(url: str, load: LoadSettings, run_dir: Path, origin_monotonic: float, run_id: str) -> ClusterLoad:
-        return ClusterLoad(url, load, run_dir, origin_monotonic, run_id, cluster=settings, api_client=client,
+        if not clients:
+            clients.append(api_client_for(context))
+        if not hasattr(clients[0], "param_serialize"):
+            raise UserError("in-cluster load needs the kubernetes client pinned in pyproject.toml (ApiClient."
+                            "param_serialize is missing from the installed one): reinstall with `pip install -e .`.")
+        return ClusterLoad(url, load, run_dir, origin_monotonic, run_id, cluster=settings, api_client=clients[0],
                            workers=workers)
 
     return make

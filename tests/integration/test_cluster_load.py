@@ -278,8 +278,9 @@ def test_the_run_gets_cluster_load_only_when_asked_and_on_a_cluster(
         "clusters": [{"name": "fake", "cluster": {"server": fake.url}}],
         "users": [{"name": "tester", "user": {"token": "not-a-secret"}}],
         "contexts": [{"name": CONTEXT, "context": {"cluster": "fake", "user": "tester"}}]}))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "nowhere"))
+    make = load_factory_for(in_cluster, "aws", CONTEXT, LoadProcess)  # a dry run builds this: nothing is read yet
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    make = load_factory_for(in_cluster, "aws", CONTEXT, LoadProcess)
     load = make("http://127.0.0.1:19099", load_settings("2s:1"), tmp_path, time.monotonic(), "itest-factory")
     assert isinstance(load, ClusterLoad) and load.master.api_client.configuration.host == fake.url
     assert fake.requests == []  # nothing is sent before start()
