@@ -126,6 +126,11 @@ class KubernetesSettings:
     # independent of stack.autoscaling (the local controller's, shortened for experiments).
     hpa_scale_down_stabilization_s: int | None = None
     hpa_scale_up_stabilization_s: int | None = None
+    # Where Locust runs: "local" (one process on the harness host) or "in-cluster" (a master Job and worker
+    # pods in `namespace`, reached through the API server's service proxy: docs/in-cluster-load.md).
+    load_generator: str = "local"
+    load_image: str | None = None  # image of the in-cluster Locust pods; None: `image` (the same Dockerfile)
+    load_start_timeout_s: float = 300.0  # in-cluster: pods Ready and the master answering (image pulls included)
 
     def fault_namespaces(self) -> tuple[str, ...]:
         return self.allowed_namespaces or (self.namespace,)

@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from .config import ExperimentsSettings, KubernetesSettings
 
 EXPOSE_MODES = ("ingress", "loadbalancer", "cluster-ip")
+LOAD_GENERATORS = ("local", "in-cluster")
+# An image reference as the container runtime reads it: [registry[:port]/]path[:tag][@digest], no spaces.
+_IMAGE_REFERENCE = re.compile(r"^[a-z0-9]+([._:/-]+[a-zA-Z0-9_]+)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+                              r"(@sha256:[a-f0-9]{64})?$")
 LOAD_BALANCER_SCHEMES = ("internal", "internet-facing")
 
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -100,6 +104,16 @@ def validate_kubernetes(k: KubernetesSettings, where: str) -> None:
                                              (k.expose == "ingress" and k.ingress_class == "alb")):
         raise UserError(f"{where}: 'kubernetes.load_balancer_source_cidrs' is empty, so the NetworkPolicy would "
                         f"block the load balancer from the API pods; list the VPC's CIDRs, e.g. [10.0.0.0/16].")
+    if k.load_generator not in LOAD_GENERATORS:
+        raise UserError(f"{where}: 'kubernetes.load_generator' must be local (Locust on this machine) or in-cluster "
+                        f"(Locust pods in kubernetes.namespace); got {k.load_generator!r}.")
+    if k.load_image is not None and (len(k.load_image) > 512 or not _IMAGE_REFERENCE.match(k.load_image)):
+        raise UserError(f"{where}: 'kubernetes.load_image' must be a container image reference such as "
+                        f"ghcr.io/example/school-meals-api:1.4 (built from this repository's Dockerfile), or unset "
+                        f"to use kubernetes.image; got {k.load_image!r}.")
+    if not 10 <= k.load_start_timeout_s <= 3600 or not math.isfinite(k.load_start_timeout_s):
+        raise UserError(f"{where}: 'kubernetes.load_start_timeout_s' must be 10..3600 seconds (pulling the image "
+                        f"counts); got {k.load_start_timeout_s}.")
     for name in ("hpa_scale_down_stabilization_s", "hpa_scale_up_stabilization_s"):
         value = getattr(k, name)
         if value is not None and not 0 <= value <= 3600:  # the API's bounds (HPAScalingRules)

@@ -43,6 +43,30 @@ def check_context_allowed(settings: Settings, context: str) -> None:
             f"experiments, add it to the allow-list, e.g.\n  kubernetes:\n    allowed_contexts: [{context}]")
 
 
+def api_client_for(context: str) -> Any:
+    """A client for the kubeconfig context, or the pod's service account for the context 'in-cluster'.
+
+    Call `check_context_allowed` first: this reads credentials, it does not judge them.
+    """
+    from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
+    if context == IN_CLUSTER:
+        configuration = client.Configuration()
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except ConfigException as exc:
+            raise UserError(f"--context {IN_CLUSTER}: not running in a pod with a service account ({exc}). "
+                            f"Use a kubeconfig context outside the cluster.") from None
+        os.environ["CHAOSTOOLKIT_IN_POD"] = "true"  # chaosk8s then uses the same service account
+        return client.ApiClient(configuration)
+    path = os.environ.get("KUBECONFIG", os.path.expanduser("~/.kube/config"))
+    try:
+        return config.new_client_from_config(config_file=path, context=context)
+    except (ConfigException, OSError) as exc:
+        raise UserError(f"kubeconfig {path}: cannot use context {context!r} ({exc}). Check the file "
+                        f"(or $KUBECONFIG) and the context name (`kubectl config get-contexts`).") from None
+
+
 def busiest_zone(zones_of_pods: list[str | None]) -> str | None:
     """The zone running the most API pods (ties: alphabetical): losing it hurts most."""
     counts: dict[str, int] = {}
@@ -85,24 +109,7 @@ class KubernetesPlatform(Platform):
     # -- clients -------------------------------------------------------------
     @staticmethod
     def _client_from_kubeconfig(context: str) -> Any:
-        """A client for the kubeconfig context, or the pod's service account for the context 'in-cluster'."""
-        from kubernetes import client, config
-        from kubernetes.config.config_exception import ConfigException
-        if context == IN_CLUSTER:
-            configuration = client.Configuration()
-            try:
-                config.load_incluster_config(client_configuration=configuration)
-            except ConfigException as exc:
-                raise UserError(f"--context {IN_CLUSTER}: not running in a pod with a service account ({exc}). "
-                                f"Use a kubeconfig context outside the cluster.") from None
-            os.environ["CHAOSTOOLKIT_IN_POD"] = "true"  # chaosk8s then uses the same service account
-            return client.ApiClient(configuration)
-        path = os.environ.get("KUBECONFIG", os.path.expanduser("~/.kube/config"))
-        try:
-            return config.new_client_from_config(config_file=path, context=context)
-        except (ConfigException, OSError) as exc:
-            raise UserError(f"kubeconfig {path}: cannot use context {context!r} ({exc}). Check the file "
-                            f"(or $KUBECONFIG) and the context name (`kubectl config get-contexts`).") from None
+        return api_client_for(context)
 
     def core(self) -> Any:
         """The CoreV1 API on this platform's client (the nemesis evicts and cordons through it)."""

@@ -16,6 +16,7 @@ from . import plan
 from .base import Nemesis, Recorder, RollbackStep, no_record
 from .blast_radius import namespace_problem, node_count_problem
 from .kubernetes import KubernetesPlatform, busiest_zone
+from ..load.cluster_manifests import RUN_LABEL
 from .manifests import APP_SELECTOR, ZONE_LABEL
 
 NOT_ON_KUBERNETES = "the API replicas are pods: the kubelet and the Deployment controller own their processes"
@@ -150,7 +151,8 @@ class KubernetesNemesis(Nemesis):
                             step.description)
 
     def _evict_from(self, nodes: list[str], namespaces: list[str]) -> tuple[list[str], list[str]]:
-        """Evict the pods of `namespaces` running on `nodes` (policy/v1 Eviction, so PodDisruptionBudgets apply).
+        """Evict the pods of `namespaces` running on `nodes` (policy/v1 Eviction, so PodDisruptionBudgets apply),
+        except DaemonSet pods (as `kubectl drain`) and the run's own in-cluster load.
 
         A 429 (the budget would be violated) is retried until kubernetes.eviction_timeout_s, as `kubectl
         drain` does; what is still refused then is returned, not raised: the zone is lost either way.
@@ -161,7 +163,7 @@ class KubernetesNemesis(Nemesis):
         core = self.platform.core()
         pending = [(ns, pod.metadata.name) for ns in namespaces for node in nodes
                    for pod in core.list_namespaced_pod(ns, field_selector=f"spec.nodeName={node}").items
-                   if not pod.metadata.deletion_timestamp and not _daemon_pod(pod)]
+                   if not pod.metadata.deletion_timestamp and not _daemon_pod(pod) and not _harness_load(pod)]
         evicted: list[str] = []
         deadline = time.monotonic() + self.platform.settings.kubernetes.eviction_timeout_s
         while pending:
@@ -214,6 +216,12 @@ class KubernetesNemesis(Nemesis):
         else:
             raise UserError(f"rollback step {step.capability!r} does not belong to the kubernetes nemesis "
                             f"(known: none, restore_zone, scale_replicas). Check rollback.json.")
+
+
+def _harness_load(pod: Any) -> bool:
+    """A pod of the run's own in-cluster load (resilience/load/cluster.py): it plays the users, who are not in
+    the lost zone; evicting it would end the measurement, not test the platform."""
+    return RUN_LABEL in (pod.metadata.labels or {})
 
 
 def _daemon_pod(pod: Any) -> bool:

@@ -16,6 +16,13 @@ What the harness is allowed, and why (docs/targets.md, "RBAC and the CronJob"):
   "Access control and permissions"), watch it, kill pods, evict them (the
   `pods/eviction` subresource: kubernetes.io/docs/concepts/scheduling-eviction/
   api-eviction/). No Secrets, ConfigMaps, exec, or anything else.
+- Role `resilience-load` in the app namespace, only with `kubernetes.load_generator:
+  in-cluster`: create and delete the load's ConfigMap, Job, Service,
+  NetworkPolicy and worker Deployment, list its pods and read the master's
+  log, delete the master pod (SIGTERM ends the stages early), and `services/proxy`
+  get to read the master's rows, status and clock through the API server
+  (kubernetes.io/docs/tasks/access-application-cluster/access-cluster-services/).
+  No get or list on ConfigMaps: it never reads one.
 - Role `resilience-faults` in each further namespace a fault may act in
   (`fault_namespaces`): read and evict pods there, nothing more.
 - ClusterRole `resilience-harness-<namespace>`: nodes get/list/watch (zones) and
@@ -56,6 +63,20 @@ APP_NAMESPACE_RULES: tuple[tuple[str, tuple[str, ...], list[str]], ...] = (
     ("autoscaling", ("horizontalpodautoscalers",), _MANAGE),
     ("policy", ("poddisruptionbudgets",), _MANAGE),
     ("networking.k8s.io", ("networkpolicies", "ingresses"), _MANAGE),
+)
+# what in-cluster load does in the app namespace (kubernetes.load_generator: in-cluster; resilience/load/cluster.py):
+# create its objects and delete them at the end, list its pods (why one does not run), delete the master pod (SIGTERM
+# ends the stages early), read the master's log, and reach its HTTP port through the service proxy
+LOAD_ROLE = "resilience-load"
+LOAD_RULES: tuple[tuple[str, tuple[str, ...], list[str]], ...] = (
+    ("", ("configmaps",), ["create", "delete"]),  # the locustfile and stages; never read: no get or list
+    ("", ("services",), ["create", "delete"]),
+    ("", ("services/proxy",), ["get"]),  # GET .../services/NAME:PORT/proxy/rows|status|clock
+    ("", ("pods",), ["list", "delete"]),
+    ("", ("pods/log",), ["get"]),
+    ("batch", ("jobs",), ["create", "delete"]),
+    ("apps", ("deployments",), ["create", "delete"]),
+    ("networking.k8s.io", ("networkpolicies",), ["create", "delete"]),
 )
 # what a fault may do in another allowed namespace
 FAULT_NAMESPACE_RULES: tuple[tuple[str, tuple[str, ...], list[str]], ...] = (
@@ -130,6 +151,8 @@ def rbac_manifests(settings: Settings, fault_namespaces: Sequence[str] = ()) -> 
     manifests.append({"apiVersion": "v1", "kind": "ServiceAccount",
                       "metadata": _meta(HARNESS_SERVICE_ACCOUNT, harness_ns)})
     manifests += _role_and_binding(settings, HARNESS_ROLE, app_ns, APP_NAMESPACE_RULES)
+    if k8s.load_generator == "in-cluster":
+        manifests += _role_and_binding(settings, LOAD_ROLE, app_ns, LOAD_RULES)
     for namespace in dict.fromkeys(fault_namespaces):
         if namespace != app_ns:
             manifests += _role_and_binding(settings, FAULTS_ROLE, namespace, FAULT_NAMESPACE_RULES)

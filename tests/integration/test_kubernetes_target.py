@@ -151,6 +151,27 @@ def test_lose_zone_cordons_and_drains_the_zone_and_rollback_uncordons(fake: Fake
     assert node is not None and node["spec"]["unschedulable"] is False
 
 
+def test_a_zone_loss_leaves_the_runs_own_load_pods_alone(fake: FakeKubeApi, settings: Settings) -> None:
+    """In-cluster load plays the users, who are not in the lost zone: its pods are not evicted."""
+    from kubernetes import client
+    from resilience.load.cluster_manifests import RUN_LABEL
+    t = target(settings)
+    t.up()
+    platform = t.platform
+    assert isinstance(platform, KubernetesPlatform)
+    for name, labels in (("load-worker-0", {RUN_LABEL: "run-abc123"}), ("stranger-0", {"app": "stranger"})):
+        pod = client.V1Pod(metadata=client.V1ObjectMeta(name=name, namespace=NS, labels=labels),
+                           spec=client.V1PodSpec(node_name="node-zone-b-1",
+                                                 containers=[client.V1Container(name="c", image="x")]))
+        platform.core().create_namespaced_pod(NS, pod)
+    step = t.inject(fault_call("lose_zone", {"zone": "zone-b"}))
+    assert f"{NS}/stranger-0" in step.arguments["evicted"]
+    assert f"{NS}/load-worker-0" not in step.arguments["evicted"] + step.arguments["refused"]
+    load_pod = fake.get("pods", "load-worker-0", NS)
+    assert load_pod is not None and not load_pod["metadata"].get("deletionTimestamp")
+    t.rollback(step)
+
+
 def test_another_namespaces_pods_survive_a_zone_loss(fake: FakeKubeApi, settings: Settings) -> None:
     from kubernetes import client
     t = target(settings)

@@ -60,6 +60,13 @@ def test_settings_from_yaml(tmp_path: Path) -> None:
     {"hpa_scale_up_stabilization_s": -1},
     {"hpa_scale_down_stabilization_s": "5m"},
     {"hpa_scale_down_stabilization_s": 1.5},
+    {"load_generator": "remote"},
+    {"load_generator": True},
+    {"load_image": "school meals:latest"},
+    {"load_image": "registry.example/api;rm -rf"},
+    {"load_image": 5},
+    {"load_start_timeout_s": 5},
+    {"load_start_timeout_s": ".inf"},
 ])
 def test_bad_values_name_the_setting(tmp_path: Path, kubernetes: dict[str, object]) -> None:
     field = f"kubernetes.{next(iter(kubernetes))}"

@@ -1,6 +1,7 @@
-"""The fake Kubernetes API server, split by noun: server (HTTP, routing, watch), store (objects,
-resourceVersions, history, conflicts), workloads (Deployments, kubelet, graceful termination),
-scheduler, disruption (PDBs, eviction), hpa, selectors. Import `FakeKubeApi` from here or from
+"""The fake Kubernetes API server, split by noun: server (HTTP, routing), watch, store (objects,
+resourceVersions, history, conflicts), workloads (Deployments, kubelet, graceful termination), jobs,
+scheduler, disruption (PDBs, eviction), hpa, selectors, proxy (service proxy, pod logs) and
+process_kubelet (pods as local processes, when enabled). Import `FakeKubeApi` from here or from
 tests.fakes.kube_api."""
 
 from .server import FakeKubeApi, RecordedRequest

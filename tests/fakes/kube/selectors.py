@@ -116,3 +116,10 @@ def merge(base: Any, patch: Any) -> Any:
         else:
             result[key] = merge(base.get(key), value)
     return result
+
+
+def selected(obj: Obj | None, labels: str, fields: str) -> bool:
+    """Whether `obj` matches a label selector and a field selector (either may be empty)."""
+    if obj is None:
+        return False
+    return (not labels or matches_labels(labels, labels_of(obj))) and (not fields or matches_fields(fields, obj))

@@ -4,9 +4,10 @@ It speaks enough of the API for the kubernetes target, the official Python
 client and chaostoolkit-kubernetes: GET, LIST and WATCH (label and field
 selectors, resourceVersion), POST (create), PUT (replace), PATCH (server-side
 apply creates or updates; merge and strategic-merge patches update), DELETE
-(with grace periods and preconditions; namespaces cascade), and the pod
-eviction subresource, for namespaces, nodes, pods, events, services,
-deployments, HPAs, PDBs and network policies. Every request is recorded, so a
+(with grace periods and preconditions; namespaces cascade), the pod
+eviction subresource, the service proxy subresource and pod logs, for
+namespaces, nodes, pods, events, services, configmaps, deployments, jobs,
+HPAs, PDBs and network policies. Every request is recorded, so a
 test can assert that a dry run made no mutating call.
 
 Behaviour the experiments depend on, each as the real service does it (the
@@ -22,7 +23,11 @@ module that implements it names the documentation it follows):
   `topology_spread=True`) topology spread constraints with nodeTaintsPolicy,
   leaving pods Pending when nothing fits (scheduler.py);
 - Deployment, kubelet and graceful termination (workloads.py);
-- an HPA controller acting on metrics a test sets (hpa.py).
+- Jobs, and the orphaning an API DELETE of a Job does without propagationPolicy (jobs.py);
+- watches (watch.py);
+- the service proxy: a request forwarded to a Service's endpoint, 503 without one (proxy.py);
+- an HPA controller acting on metrics a test sets (hpa.py);
+- optionally, pods run as real local processes (process_kubelet.py, `enable_process_kubelet`).
 
 Time: controllers count fake seconds (tests/fakes/clock.py). By default fake
 time runs 100x faster than real time (`time_scale=0.01`): a 30 s grace period
@@ -32,7 +37,9 @@ depends on time happens until the test calls `advance(seconds)`.
 Test hooks: `set_metric(deployment, cpu_utilization=..., memory_utilization=...)`,
 `advance(seconds)` (manual clock), `tick()` (an HPA sync now), `compact()`
 (forget the watch history), `add_node(...)`, `requests` / `mutating_requests()`,
-`objects(...)`, `get(...)`.
+`objects(...)`, `get(...)`, `enable_process_kubelet(selector, workdir)`,
+`serve_service(ns, name, port, address)` (where the proxy reaches a Service whose pods
+no process kubelet runs).
 
 Constructor flags (the defaults behave as a real cluster does):
 - topology_spread=True: enforces whenUnsatisfiable: DoNotSchedule (a zone lost
@@ -55,13 +62,11 @@ from __future__ import annotations
 import copy
 import json
 import re
-import select
-import socket
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
@@ -71,10 +76,14 @@ from ..clock import FakeClock
 from ..serving import ServedFake
 from .disruption import DisruptionController
 from .hpa import HpaController
+from .jobs import JobController, orphan_dependents
+from . import proxy
+from .process_kubelet import ProcessKubelet
 from .scheduler import Scheduler
-from .selectors import labels_of, matches_fields, matches_labels, merge
-from .store import (CLUSTER_SCOPED, KIND_OF, ApiError, Change, Expired, Key, Obj, Store, conflict, group_of,
+from .selectors import merge, selected
+from .store import (CLUSTER_SCOPED, KIND_OF, ApiError, Key, Obj, Store, conflict, group_of,
                     not_found, now_iso, qualified_resource)
+from .watch import serve_watch
 from .workloads import Workloads
 
 PATH = re.compile(r"^/(?P<prefix>api/v1|apis/[^/]+/[^/]+)(?:/namespaces/(?P<ns>[^/]+))?"
@@ -117,6 +126,9 @@ class FakeKubeApi(ServedFake):
         self.scheduler = Scheduler(self)
         self.disruption = DisruptionController(self)
         self.hpa = HpaController(self, sync_period_s=hpa_sync_period_s, tolerance=hpa_tolerance)
+        self.jobs = JobController(self)
+        self.process_kubelet: ProcessKubelet | None = None
+        self.service_backends: dict[tuple[str, str, int], tuple[str, int]] = {}  # see serve_service
         self.requests: list[RecordedRequest] = []
         self._closing = False
         for zone in zones:
@@ -142,9 +154,26 @@ class FakeKubeApi(ServedFake):
         return server
 
     def _before_stop(self) -> None:
+        if self.process_kubelet is not None:
+            self.process_kubelet.stop()
         with self._lock:
             self._closing = True
             self.store.changed.notify_all()  # ends open watches
+
+    # -- pods as processes, and where Services listen (process_kubelet.py, proxy.py)
+    def enable_process_kubelet(self, selector: str, workdir: Path, **options: Any) -> ProcessKubelet:
+        """Run the containers of pods matching `selector` as local processes (see process_kubelet.py)."""
+        self.process_kubelet = ProcessKubelet(self, selector, workdir, **options).start()
+        return self.process_kubelet
+
+    def serve_service(self, namespace: str, name: str, port: int, address: tuple[str, int]) -> None:
+        """The service proxy reaches Service `name`'s `port` at `address` (for endpoints no kubelet here runs)."""
+        self.service_backends[(namespace, name, port)] = address
+
+    def service_address(self, namespace: str, name: str, port: int, pod: Obj) -> tuple[str, int] | None:
+        if self.process_kubelet is not None and self.process_kubelet.owns(pod):
+            return self.process_kubelet.service_address(namespace, name, port, pod)
+        return self.service_backends.get((namespace, name, port))
 
     # -- test hooks
     def add_node(self, name: str, zone: str | None, taints: list[Obj] | None = None,
@@ -213,6 +242,7 @@ class FakeKubeApi(ServedFake):
             self.workloads.sync_node_taints()
             self.workloads.collect_garbage()
             self.workloads.reconcile_deployments()
+            self.jobs.sync()
             self.scheduler.schedule_pending()
             self.workloads.start_bound_pods()
             self.workloads.update_deployment_status()
@@ -248,8 +278,11 @@ class FakeKubeApi(ServedFake):
         raw = handler.rfile.read(length) if length else b""
         with self._lock:
             self.requests.append(RecordedRequest(handler.command, parts.path, query, content_type))
+        if proxy.PROXY_PATH.match(parts.path) or proxy.LOG_PATH.match(parts.path):
+            proxy.serve_text(self, handler, parts.path, parts.query, raw)
+            return
         if handler.command == "GET" and query.get("watch", [""])[0] in TRUE:
-            self._serve_watch(handler, parts.path, query)
+            serve_watch(self, handler, parts.path, query)
             return
         with self._lock:
             try:
@@ -304,7 +337,7 @@ class FakeKubeApi(ServedFake):
         labels = query.get("labelSelector", [""])[0]
         fields = query.get("fieldSelector", [""])[0]
         items = [copy.deepcopy(o) for (p, pl, n, _), o in self.store.objects.items()
-                 if p == prefix and pl == plural and (ns is None or n == ns) and _selected(o, labels, fields)]
+                 if p == prefix and pl == plural and (ns is None or n == ns) and selected(o, labels, fields)]
         api_version = prefix[len("apis/"):] if prefix.startswith("apis/") else "v1"
         return {"kind": f"{KIND_OF[plural]}List", "apiVersion": api_version,
                 "metadata": {"resourceVersion": str(self.store.rv)}, "items": items}
@@ -377,6 +410,8 @@ class FakeKubeApi(ServedFake):
         grace = int(grace_text) if grace_text is not None else options.get("gracePeriodSeconds")
         if key[1] == "pods":
             return self.workloads.delete_pod(key, None if grace is None else int(grace))
+        if key[1] in ("deployments", "jobs"):
+            orphan_dependents(self, key, query.get("propagationPolicy", [None])[0] or options.get("propagationPolicy"))
         removed = copy.deepcopy(self.store.remove(key))
         if key[1] == "namespaces":
             for other in [k for k in self.store.objects if k[2] == key[3]]:
@@ -389,127 +424,3 @@ class FakeKubeApi(ServedFake):
         grace = (eviction.get("deleteOptions") or {}).get("gracePeriodSeconds")
         self.workloads.delete_pod(key, None if grace is None else int(grace), reason="Killing")
         return 201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
-
-    # -- watch
-    def _serve_watch(self, handler: BaseHTTPRequestHandler, path: str, query: dict[str, list[str]]) -> None:
-        """Stream watch events as chunked JSON lines until timeoutSeconds, the client leaving, or stop()."""
-        try:
-            with self._lock:
-                prefix, ns, plural, name, _ = self._route(path)
-                if name is not None:
-                    raise ApiError(405, "MethodNotAllowed", "watch a single object with a fieldSelector "
-                                                            "metadata.name=NAME on its list")
-        except ApiError as exc:
-            data = json.dumps(exc.status()).encode()
-            handler.send_response(exc.code)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(data)))
-            handler.end_headers()
-            handler.wfile.write(data)
-            return
-        labels = query.get("labelSelector", [""])[0]
-        fields = query.get("fieldSelector", [""])[0]
-        timeout_text = query.get("timeoutSeconds", [""])[0]
-        deadline = time.monotonic() + float(timeout_text) if timeout_text else None
-        bookmarks = query.get("allowWatchBookmarks", [""])[0] in TRUE
-        requested = query.get("resourceVersion", [""])[0]
-
-        def wanted(key: Key) -> bool:
-            return key[0] == prefix and key[1] == plural and (ns is None or key[2] == ns)
-
-        handler.protocol_version = "HTTP/1.1"  # chunked transfer: the client reads each event as it comes
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Transfer-Encoding", "chunked")
-        handler.end_headers()  # no "Connection: close": the client must keep the socket to be able to stop
-        handler.close_connection = True
-
-        def send(event_type: str, obj: Obj) -> bool:
-            data = json.dumps({"type": event_type, "object": obj}).encode() + b"\n"
-            try:
-                handler.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-                handler.wfile.flush()
-                return True
-            except OSError:
-                return False
-
-        with self._lock:
-            last = self.store.rv
-            if requested in ("", "0"):
-                backlog = [("ADDED", copy.deepcopy(o)) for k, o in self.store.objects.items()
-                           if wanted(k) and _selected(o, labels, fields)]
-            else:
-                try:
-                    backlog = _translate(self.store.changes_after(int(requested)), wanted, labels, fields)
-                except Expired as exc:
-                    backlog = [("ERROR", ApiError(410, "Expired", str(exc)).status())]
-        ok = all(send(t, o) for t, o in backlog)
-        expired = any(t == "ERROR" for t, _ in backlog)
-        while ok and not expired:
-            with self._lock:
-                if self.store.rv == last and not self._closing:
-                    self.store.changed.wait(0.2)
-                if self._closing:
-                    break
-                timed_out = deadline is not None and time.monotonic() >= deadline
-                try:
-                    changes = self.store.changes_after(last)
-                except Expired as exc:
-                    changes, expired = [], True
-                    events = [("ERROR", ApiError(410, "Expired", str(exc)).status())]
-                else:
-                    events = _translate(changes, wanted, labels, fields)
-                last = self.store.rv
-                if timed_out and bookmarks and not expired:
-                    events.append(("BOOKMARK", {"kind": KIND_OF[plural], "apiVersion": _api_version(prefix),
-                                                "metadata": {"resourceVersion": str(last)}}))
-            ok = all(send(t, o) for t, o in events)
-            if timed_out or expired or _client_gone(handler):
-                break
-        if ok:
-            try:
-                handler.wfile.write(b"0\r\n\r\n")
-                handler.wfile.flush()
-            except OSError:
-                pass
-
-
-def _api_version(prefix: str) -> str:
-    return prefix[len("apis/"):] if prefix.startswith("apis/") else "v1"
-
-
-def _selected(obj: Obj | None, labels: str, fields: str) -> bool:
-    if obj is None:
-        return False
-    return (not labels or matches_labels(labels, labels_of(obj))) and (not fields or matches_fields(fields, obj))
-
-
-def _translate(changes: list[Change], wanted: Callable[[Key], bool], labels: str,
-               fields: str) -> list[tuple[str, Obj]]:
-    """Changes as a filtered watch reports them: an object entering the selection is ADDED, leaving it DELETED."""
-    events = []
-    for change in changes:
-        if not wanted(change.key):
-            continue
-        now_in = change.type != "DELETED" and _selected(change.obj, labels, fields)
-        was_in = _selected(change.previous, labels, fields) if change.type == "MODIFIED" else \
-            (change.type == "DELETED" and _selected(change.obj, labels, fields))
-        if change.type == "ADDED" and now_in:
-            events.append(("ADDED", copy.deepcopy(change.obj)))
-        elif change.type == "MODIFIED" and now_in:
-            events.append(("MODIFIED" if was_in else "ADDED", copy.deepcopy(change.obj)))
-        elif change.type == "MODIFIED" and was_in:
-            events.append(("DELETED", copy.deepcopy(change.obj)))
-        elif change.type == "DELETED" and was_in:
-            events.append(("DELETED", copy.deepcopy(change.obj)))
-    return events
-
-
-def _client_gone(handler: BaseHTTPRequestHandler) -> bool:
-    """True once the client closed its end (readable with nothing to read)."""
-    sock = handler.connection
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
-    except (OSError, ValueError):
-        return True

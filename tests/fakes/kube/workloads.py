@@ -93,8 +93,8 @@ class Workloads:
                 self._create_pod(ns, deployment)
 
     def collect_garbage(self) -> None:
-        """Pods whose controlling Deployment is gone are deleted (gracefully)."""
-        owners = {d["metadata"]["uid"] for d in self.api.store.values("deployments")}
+        """Pods whose controlling Deployment or Job is gone are deleted (gracefully)."""
+        owners = {o["metadata"]["uid"] for plural in ("deployments", "jobs") for o in self.api.store.values(plural)}
         for key, pod in list(self.api.store.items("pods")):
             refs = [r for r in pod["metadata"].get("ownerReferences") or [] if r.get("controller")]
             if refs and refs[0].get("uid") not in owners and not terminating(pod):
@@ -153,6 +153,8 @@ class Workloads:
                 continue
             if pod.get("status", {}).get("phase") != "Pending":
                 continue
+            if self.api.process_kubelet is not None and self.api.process_kubelet.owns(pod):
+                continue  # its containers run as real processes (process_kubelet.py)
             updated = copy.deepcopy(pod)
             self._pod_ip += 1
             # loopback addresses: a pod IP from this fake must never be a real network destination
