@@ -49,7 +49,7 @@ from .fault_registry import fault_call
 from .event_feed import EventFeed
 from .history import CONTROLLER, FAIL, FAULT, INFO, LOAD, OK, PARTIAL, PHASE, PLATFORM, History
 from .load.process import load_summary
-from .load.shape import default_workers
+from .load.shape import IN_CLUSTER_WORKERS, default_workers
 from .monitor import Monitor
 from .progress import Progress
 from .readback import read_back_orders
@@ -148,9 +148,10 @@ class Run:
         load_settings = self.spec.load
         if not Path(load_settings.locustfile).is_absolute() and not Path(load_settings.locustfile).exists():
             load_settings = dataclasses.replace(load_settings, locustfile=str(PROJECT_ROOT / load_settings.locustfile))
-        if load_settings.workers is None:  # the load generator runs here; the stack too, on the local target
-            load_settings = dataclasses.replace(load_settings, workers=default_workers(
-                os.cpu_count() or 1, stack_here=self.options.target == "local"))
+        if load_settings.workers is None:
+            in_cluster = self.settings.kubernetes.load_generator == "in-cluster"
+            load_settings = dataclasses.replace(load_settings, workers=IN_CLUSTER_WORKERS if in_cluster else (
+                default_workers(os.cpu_count() or 1, stack_here=self.options.target == "local")))
         self.load_workers = load_settings.worker_count()
         load = self.load_factory(self.target.url(), load_settings, self.run_dir, self.history.origin_monotonic,
                                  self.run_id)

@@ -63,13 +63,15 @@ class RunStore(Sealer, Protocol):
 
 
 def build_run(spec: ExperimentSpec, settings: Settings, options: RunOptions) -> "Run":
-    """A `Run` with the real dependencies: the target `options` names, Locust in its own process, and the
+    """A `Run` with the real dependencies: the target `options` names, Locust in processes of its own (here,
+    or in the cluster with `kubernetes.load_generator: in-cluster`), and the
     evidence store in `options.reports_dir` (default `evidence.reports_dir`) signing with `evidence.signing_key`."""
     from .evidence import EvidenceStore
+    from .load.cluster import load_factory_for
     from .load.process import LoadProcess
     from .run import Run
     from .targets import make_target
     key = settings.evidence.signing_key
     store = EvidenceStore(Path(options.reports_dir or settings.evidence.reports_dir), Path(key) if key else None)
     return Run(spec, settings, options, target=make_target(options.target, settings, context=options.context),
-               load_factory=LoadProcess, store=store)
+               load_factory=load_factory_for(settings, options.target, options.context, LoadProcess), store=store)

@@ -37,6 +37,7 @@ MAX_SPAWN_RATE = 100_000.0
 MAX_DURATION_S = 24 * 3600.0  # any stage, hold or wait; only the documented "forever" stage is longer
 MAX_WORKERS = 64
 LOCAL_STACK_CORES = 2  # cores the local stack needs under load (API replicas, PostgreSQL, HAProxy)
+IN_CLUSTER_WORKERS = 2  # worker pods when --workers is not given and the load runs in the cluster
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
