@@ -209,8 +209,11 @@ class ClusterLoad:
                    if p.metadata.labels.get(cm.COMPONENT_LABEL) == cm.MASTER)
 
     def stats(self) -> LoadStats | None:
-        """The master's latest status, its time on the history clock; None while it cannot be read."""
+        """The master's latest status, its time on the history clock (after stop(): its last one); None while
+        it has not been read."""
         status = self.master.status() if self._started and not self._stopped else None
+        if status is None:
+            status = self._status if self._stopped else None
         if status is None:
             return None
         self._status = status
@@ -299,17 +302,19 @@ class ClusterLoad:
         return len(self._rows)
 
     def _end_stages(self, deadline: float) -> None:
-        """SIGTERM to the master (graceful delete of its pod): it ends the stages, gathers the workers' last rows,
-        reports done and keeps serving until its grace period ends. Wait for done."""
+        """Ask the master to end the stages (POST /stop): it gathers the workers' last rows, reports done and
+        keeps serving them. If it cannot be asked, SIGTERM does the same (a graceful delete of its pod; the
+        master then serves until the grace period ends). Wait for done."""
         from kubernetes.client.rest import ApiException
-        for pod in self._pods():
-            if pod.metadata.labels.get(cm.COMPONENT_LABEL) == cm.MASTER:
-                try:
-                    self._api("core").delete_namespaced_pod(pod.metadata.name, self.namespace,
-                                                            grace_period_seconds=cm.MASTER_GRACE_S)
-                except ApiException as exc:
-                    if exc.status != 404:
-                        raise
+        if not self.master.finish():
+            for pod in self._pods():
+                if pod.metadata.labels.get(cm.COMPONENT_LABEL) == cm.MASTER:
+                    try:
+                        self._api("core").delete_namespaced_pod(pod.metadata.name, self.namespace,
+                                                                grace_period_seconds=cm.MASTER_GRACE_S)
+                    except ApiException as exc:
+                        if exc.status != 404:
+                            raise
         while time.monotonic() < deadline:
             status = self.master.status()
             if status is not None:

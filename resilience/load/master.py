@@ -115,8 +115,15 @@ def run_master(args: argparse.Namespace, stages: list[Stage], user_class: type, 
             gevent.sleep(FLUSH_INTERVAL_S)
 
     greenlets = [gevent.spawn(health.probe), watch_parent(stop)]
+    finished = {"done": False}
+
+    def stop_stages() -> None:
+        """POST /stop: end the stages now (once they are over it changes nothing: only SIGTERM ends a linger)."""
+        if not finished["done"]:
+            stop.set()
+
     if args.http_port:
-        greenlets.append(serve_http(args.http_port, args.out, args.status))
+        greenlets.append(serve_http(args.http_port, args.out, args.status, stop_stages))
     keeper = None
     try:
         if not wait_until(lambda: ledger.ready >= args.workers or stop.is_set(), WORKERS_CONNECT_TIMEOUT_S):
@@ -148,6 +155,7 @@ def run_master(args: argparse.Namespace, stages: list[Stage], user_class: type, 
         recorder.flush()
         out.flush()
         write_status(args.status, status(done=True))
+        finished["done"] = True
     if args.linger:
         stop.clear()
         stop.wait()  # keep serving /rows until the harness has them and stops us
@@ -181,14 +189,18 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, poll_s: float = 
     return True
 
 
-def serve_http(port: int, rows_path: Path, status_path: Path) -> Any:
-    """A greenlet serving GET /rows?offset=N, /status and /clock (for a harness on another host)."""
+def serve_http(port: int, rows_path: Path, status_path: Path, stop_stages: Callable[[], None]) -> Any:
+    """A greenlet serving GET /rows?offset=N, /status, /clock and POST /stop (for a harness on another host)."""
     import gevent
     from gevent.pywsgi import WSGIServer
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         headers = [("Content-Type", "application/json")]
+        if path == "/stop" and environ.get("REQUEST_METHOD") == "POST":
+            stop_stages()
+            start_response("202 Accepted", headers)
+            return [b'{"stopping": true}']
         if path == "/rows":
             query = dict(part.partition("=")[::2] for part in environ.get("QUERY_STRING", "").split("&") if part)
             offset = int(query.get("offset") or 0)
@@ -213,7 +225,7 @@ def serve_http(port: int, rows_path: Path, status_path: Path) -> Any:
             start_response("200 OK", headers)
             return [json.dumps({"monotonic": time.monotonic()}).encode()]
         start_response("404 Not Found", headers)
-        return [b'{"error": "GET /rows?offset=N, /status or /clock"}']
+        return [b'{"error": "GET /rows?offset=N, /status or /clock, or POST /stop"}']
 
     server = WSGIServer(("0.0.0.0", port), app, log=None)
     return gevent.spawn(server.serve_forever)

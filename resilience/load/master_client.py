@@ -46,7 +46,7 @@ class MasterUnreachable(Exception):
 
 
 class MasterClient:
-    """GET /rows, /status, /clock of the master Service `service` (port `port`) in `namespace`."""
+    """GET /rows, /status, /clock and POST /stop of the master Service `service` (port `port`) in `namespace`."""
 
     def __init__(self, api_client: Any, namespace: str, service: str, port: int,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -106,6 +106,14 @@ class MasterClient:
                                     f"X-Next-Offset {next_offset}; refusing rows that may be cut")
         rows = [json.loads(line) for line in answer.body[:end].splitlines() if line.strip()]
         return rows, next_offset
+
+    def finish(self) -> bool:
+        """POST /stop: the master ends the stages, gathers its workers' last rows and keeps serving them.
+        True if it said so (202); False if it could not be asked (then deleting its pod does the same)."""
+        try:
+            return self.get("stop", method="POST").status == 202
+        except MasterUnreachable:
+            return False
 
     def clock_sample(self) -> ClockSample | None:
         """One round trip to /clock; None if it did not answer with a reading."""

@@ -71,7 +71,7 @@ LOAD_ROLE = "resilience-load"
 LOAD_RULES: tuple[tuple[str, tuple[str, ...], list[str]], ...] = (
     ("", ("configmaps",), ["create", "delete"]),  # the locustfile and stages; never read: no get or list
     ("", ("services",), ["create", "delete"]),
-    ("", ("services/proxy",), ["get"]),  # GET .../services/NAME:PORT/proxy/rows|status|clock
+    ("", ("services/proxy",), ["get", "create"]),  # GET .../proxy/rows|status|clock, POST .../proxy/stop
     ("", ("pods",), ["list", "delete"]),
     ("", ("pods/log",), ["get"]),
     ("batch", ("jobs",), ["create", "delete"]),

@@ -403,3 +403,40 @@ def test_a_load_worker_killed_mid_run_is_reported_by_the_run(cloud: Cloud, capsy
     assert result["generator"]["workers_lost"][0]["worker"] == "w2"
     report = (run_dir / "report.md").read_text() if (run_dir / "report.md").exists() else ""
     assert not report or "load worker w2 was lost" in report
+
+
+def test_a_run_with_its_load_inside_the_fake_cluster(cloud: Cloud, capsys: pytest.CaptureFixture[str],
+                                                     tmp_path: Path) -> None:
+    """`kubernetes.load_generator: in-cluster`: `resilience run pod-kill` creates the Locust master Job and
+    worker Deployment in the namespace (the fake's process kubelet runs their pods as local processes),
+    reads every row through the API server's service proxy, records the clock offset with its bound,
+    states that bound on the time measurements, and deletes every load object at the end."""
+    config = yaml.safe_load(cloud.config.read_text())
+    config["kubernetes"].update({"load_generator": "in-cluster", "image": "registry.example.test/school-meals:test"})
+    in_cluster = tmp_path / "in-cluster.yaml"
+    in_cluster.write_text(yaml.safe_dump(config))
+    cloud.kube.enable_process_kubelet("resilience.dev/load-run", tmp_path / "kubelet",
+                                      env={"PYTHONPATH": str(PROJECT_ROOT)})
+    code, out, err = _cli(capsys, "run", "pod-kill", "--target", "kubernetes", "--context", CONTEXT, "--config",
+                          str(in_cluster), "--profile", "short", "--yes", "--reports-dir", str(cloud.reports),
+                          "--quiet", "--seed", "7", "--workers", "2")
+    run_dir = next(d for d in cloud.reports.iterdir() if d.is_dir())
+    result = json.loads((run_dir / "result.json").read_text())
+    assert code == EXIT_CODES[result["verdict"]] and result["verdict"] == "pass", (why_not_pass(result), err[-2000:])
+    records = _records(run_dir)
+    ready = sorted((r.detail or {}).get("worker", "") for r in records if r.op == "worker-ready")
+    assert len(ready) == 2 and all(name.startswith("load-") for name in ready)  # the worker pods' names
+    summary = next(r.detail for r in records if r.op == "summary" and r.detail)
+    requests = [r for r in records if r.source == "load" and r.status in ("ok", "fail", "unknown")]
+    assert summary["recorded"] == summary["reported"] == len(requests) > 0 and summary["dropped"] == 0
+    clock = result["generator"]["clock"]
+    assert "round trip" in clock["method"] and 0 < clock["uncertainty_s"] < 0.5
+    rto = next(m for m in result["measurements"] if m["name"] == "rto_s")
+    assert rto["detail"]["clock_uncertainty_s"] == clock["uncertainty_s"]
+    phases = result["phases"]
+    assert all(phases["steady"][0] - clock["uncertainty_s"] <= r.t for r in requests if r.op == "POST /orders"
+               and r.t > phases["steady"][0])
+    labelled = [o["metadata"]["name"] for plural in ("jobs", "deployments", "services", "configmaps", "pods")
+                for o in cloud.kube.objects(plural, NAMESPACE)
+                if "resilience.dev/load-run" in (o["metadata"].get("labels") or {})]
+    assert labelled == [], f"load objects left behind: {labelled}"
