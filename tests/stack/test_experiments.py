@@ -59,7 +59,9 @@ def healthy(stack: LocalTarget) -> LocalTarget:
 @pytest.mark.parametrize("experiment", ["pod-kill", "zone-failure", "db-failover", "redis-outage",
                                         "redis-failover", "traffic-spike"])
 def test_experiment_runs_end_to_end(experiment: str, healthy: LocalTarget, capsys: Any, tmp_path: Path) -> None:
-    code, summary = run(capsys, tmp_path, experiment)
+    # the spike's load comes from a Locust master and two workers (issue 12); the others from one process
+    workers = 2 if experiment == "traffic-spike" else 1
+    code, summary = run(capsys, tmp_path, experiment, "--workers", str(workers))
     assert code in (0, 1), summary
     assert summary["experiment"] == experiment
     check_evidence(summary)
@@ -73,6 +75,12 @@ def test_experiment_runs_end_to_end(experiment: str, healthy: LocalTarget, capsy
         assert v["availability_fault"] >= 0.98, v
     if experiment == "traffic-spike":
         assert v["autoscale_first_s"] is not None and v["autoscale_first_s"] != "inf", v
+    # every request recorded once: the history's rows = the workers' own counts = Locust's own tally
+    records = History.load(Path(summary["run_dir"]) / "history.jsonl").sorted()
+    load_summary = next(r.detail for r in records if r.source == "load" and r.op == "summary" and r.detail)
+    assert load_summary["recorded"] == load_summary["reported"] == load_summary["locust_requests"] > 0, load_summary
+    assert load_summary["dropped"] == 0 and load_summary["workers_expected"] == workers
+    assert json.loads((Path(summary["run_dir"]) / "result.json").read_text())["load"]["workers"] == workers
     assert healthy.status().healthy or wait_until(lambda: healthy.status().healthy, 60, "the stack healthy again")
 
 
