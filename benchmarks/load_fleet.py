@@ -29,7 +29,6 @@ import argparse
 import csv
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -103,17 +102,6 @@ def env_without_wait() -> dict[str, str]:
             "PYTHONPATH": str(REPO)}
 
 
-def master_port() -> int:
-    for port in range(19950, 20000):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise SystemExit("no free port in 19950-19999 for plain Locust's master")
-
-
 def plain_locust(url: str, users: int, seconds: int, workers: int, workdir: Path) -> Figures:
     """Plain headless Locust, one process or a master with `workers` workers; requests from its CSV."""
     base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "LunchRushUser", "--loglevel", "WARNING"]
@@ -128,7 +116,7 @@ def plain_locust(url: str, users: int, seconds: int, workers: int, workdir: Path
                 processes.append(subprocess.Popen(base + run, stdout=log, stderr=subprocess.STDOUT,
                                                   env=env_without_wait(), cwd=workdir, start_new_session=True))
             else:
-                port = master_port()
+                port = free_port(19950, 19999)  # plain Locust's master
                 processes.append(subprocess.Popen(
                     base + run + ["--master", "--expect-workers", str(workers), "--master-bind-host", "127.0.0.1",
                                   "--master-bind-port", str(port)],
@@ -184,9 +172,11 @@ def ours(url: str, settings: LoadSettings, seconds: float, workdir: Path, label:
     if hold is not None:
         in_hold = [r.detail for r in records if r.op == "generator" and r.detail and hold[0] <= r.t <= hold[1]]
         hot = saturated_in(report, [hold])
+        gc_ms = [float(w.get("gc_ms") or 0) for d in in_hold for w in (d.get("workers") or {}).values()]
         note = (f"holding: gen CPU max {max(float(d.get('cpu_pct') or 0) for d in in_hold):.1f}%, loop lag max "
-                f"{max(float(d.get('lag_ms') or 0) for d in in_hold):.1f} ms, "
-                f"{'SATURATED' if hot else 'not saturated'}; whole run incl. ramp: {note}")
+                f"{max(float(d.get('lag_ms') or 0) for d in in_hold):.1f} ms, GC pause max {max(gc_ms or [0]):.1f} ms, "
+                f"{'SATURATED in ' + str(len(hot)) + ' of ' + str(len(in_hold)) + ' samples' if hot else 'not saturated'}"
+                f"; whole run incl. ramp: {note}")
     return Figures(label, requests, seconds, children_cpu_s() - cpu_before, rss.peak_kb / 1024,
                    dropped=summary["dropped"], users_held=held, note=note)
 

@@ -86,15 +86,15 @@ def serve(port: int) -> None:
 
 # ---- the benchmark
 
-def free_port() -> int:
-    for port in range(19900, 19950):
+def free_port(first: int = 19900, last: int = 19949) -> int:
+    for port in range(first, last + 1):
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise SystemExit("no free port in 19900-19949")
+    raise SystemExit(f"no free port in {first}-{last}")
 
 
 def pin(pid: int, cpu: int) -> None:

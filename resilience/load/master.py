@@ -31,7 +31,7 @@ from .fleet import FINISH, HELLO, PING, PONG, ROWS, FleetLedger
 from .health import REPORT_INTERVAL_S, GeneratorHealth
 from .recorder import FLUSH_INTERVAL_S, STATUS_INTERVAL_S, Recorder, write_status
 from .shape import Stage
-from .worker import EXIT_ALL_WORKERS_LOST, drive_stages, stop_event_on_signals, watch_parent
+from .worker import EXIT_ALL_WORKERS_LOST, drive_stages, end_load, stop_event_on_signals, watch_parent
 
 WORKERS_CONNECT_TIMEOUT_S = 60.0
 FINAL_BATCH_TIMEOUT_S = 15.0
@@ -148,11 +148,7 @@ def run_master(args: argparse.Namespace, stages: list[Stage], user_class: type, 
     finally:
         if keeper is not None:
             keeper.kill()
-        runner.quit()
-        if current["users"] != 0:
-            current["users"] = 0
-            recorder.users_changed(0)
-        recorder.flush()
+        end_load(runner, recorder, current)
         out.flush()
         write_status(args.status, status(done=True))
         finished["done"] = True

@@ -280,12 +280,17 @@ def run_local(args: argparse.Namespace, stages: list[Stage], user_class: type, r
     finally:
         for greenlet in greenlets + ([keeper] if keeper is not None else []):
             greenlet.kill()
-        runner.quit()
-        if current["users"] != 0:
-            current["users"] = 0
-            recorder.users_changed(0)
-        recorder.flush()
+        end_load(runner, recorder, current)
         write_status(args.status, status(done=True))
+
+
+def end_load(runner: Any, recorder: Recorder, current: dict[str, int]) -> None:
+    """Quit Locust, then write the closing `users: 0` row and every row still buffered."""
+    runner.quit()
+    if current["users"] != 0:
+        current["users"] = 0
+        recorder.users_changed(0)
+    recorder.flush()
 
 
 if __name__ == "__main__":
