@@ -31,6 +31,7 @@ from .errors import UserError
 from .fault_registry import FAULTS, FaultCall, fault_type
 from .inputs import check_tree, load_yaml
 from .load.shape import MAX_DURATION_S, LoadSettings
+from .load.process import user_classes_in
 from .policy import Policy, check_experiment, check_locustfile
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -210,7 +211,11 @@ def parse(raw: Any, path: Path, profile: str = "full", *,
     load_data = dict(ext.get("load") or {})
     load_data.update(load_overrides or {})
     load_settings = LoadSettings.from_mapping(load_data, f"{where}: extensions.resilience.load")
-    check_locustfile(load_settings.locustfile, f"{where}: extensions.resilience.load", policy)
+    locustfile = check_locustfile(load_settings.locustfile, f"{where}: extensions.resilience.load", policy)
+    if locustfile.is_file() and load_settings.user_class not in (classes := user_classes_in(locustfile)):
+        raise UserError(f"{where}: extensions.resilience.load: the user class {load_settings.user_class!r} is not "
+                        f"defined in {locustfile} (classes there: {', '.join(classes) or 'none'}). Set 'user_class' "
+                        f"(or --user-class) to one of them.")
     durations = _dataclass_from(Durations, ext.get("durations"), f"{where}: extensions.resilience.durations")
     stop = _dataclass_from(StopCondition, ext.get("stop_condition"), f"{where}: extensions.resilience.stop_condition")
     if not 0 <= stop.availability_floor <= 1:

@@ -209,3 +209,13 @@ def test_think_time_is_both_ends_or_neither() -> None:
     for bad in ("10", "ten-20", "-"):
         with pytest.raises(UserError, match="--think-time"):
             parse_think_time(bad)
+
+
+def test_an_experiment_naming_a_user_class_the_locustfile_lacks_is_refused() -> None:
+    from resilience import experiments
+    with pytest.raises(UserError, match="user class 'Nope' is not defined in .*lunch_rush.py .*LunchBreakStudent"):
+        experiments.load("pod-kill", "short", load_overrides={"user_class": "Nope"})
+    spec = experiments.load("traffic-spike", "short", load_overrides={"user_class": "LunchBreakStudent",
+                                                                       "wait_min_s": None, "wait_max_s": None,
+                                                                       "workers": 2})
+    assert (spec.load.user_class, spec.load.wait_min_s, spec.load.workers) == ("LunchBreakStudent", None, 2)
