@@ -92,7 +92,10 @@ def run_master(args: argparse.Namespace, stages: list[Stage], user_class: type, 
                                           "users": book.users, "workers_live": ledger.ready,
                                           "last_rows_t": book.last_t})
         if lost and ledger.ready and current["users"]:
-            runner.start(current["users"], spawn_rate=max(current["spawn_rate"], 1))  # spread over the rest
+            # spread the lost users over the rest, within about a second (they were running a moment ago);
+            # in its own greenlet, as a master's start() blocks while it hands users out
+            rate = max(current["spawn_rate"], sum(book.users for book in lost), 1)
+            gevent.spawn(runner.start, current["users"], spawn_rate=rate)
         if ledger.ready == 0 and ledger.books:
             stop.set()
 
