@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from ..history import INFO, LOAD, Record
+from .windows import overall_window, phase_windows
 from ..load.health import REPORT_INTERVAL_S, SATURATED_CPU_PCT, SATURATED_LAG_MS, saturated
 
 SPAWN_GRACE_S = 5.0  # beyond the ramp time the stage's spawn rate needs, before "behind" is reported
@@ -50,6 +51,7 @@ class GeneratorReport:
     max_cpu_pct: float | None = None
     max_lag_ms: float | None = None
     saturated_at: tuple[float, ...] = ()  # times of the samples that crossed a threshold
+    saturated_measured: int = 0  # of those, the samples inside the measured phases (not the ramp-up)
     workers_lost: tuple[dict[str, Any], ...] = ()
     behind: tuple[SpawnBehind, ...] = ()
     summary: dict[str, Any] = field(default_factory=dict)
@@ -62,6 +64,7 @@ class GeneratorReport:
     def to_json(self) -> dict[str, Any]:
         return {"samples": self.samples, "max_cpu_pct": self.max_cpu_pct, "max_lag_ms": self.max_lag_ms,
                 "saturated": self.saturated, "saturated_samples": len(self.saturated_at),
+                "saturated_in_measured_phases": self.saturated_measured,
                 "thresholds": {"cpu_pct": SATURATED_CPU_PCT, "lag_ms": SATURATED_LAG_MS},
                 "workers_lost": list(self.workers_lost),
                 "spawn_behind": [{"t": b.t, "users": b.users, "target_users": b.target_users, "due_t": b.due_t}
@@ -81,8 +84,11 @@ def generator_report(records: Sequence[Record]) -> GeneratorReport:
     lost = tuple({"t": r.t, **(r.detail or {})} for r in _info(records, "worker-lost"))
     summaries = _info(records, "summary")
     clocks = _info(records, "clock")
+    overall = overall_window(records, phase_windows(records))
+    measured = len(saturated_in(GeneratorReport(saturated_at=hot), [overall])) if overall else len(hot)
     return GeneratorReport(samples=len(samples), max_cpu_pct=max(cpu) if cpu else None,
-                           max_lag_ms=max(lag) if lag else None, saturated_at=hot, workers_lost=lost,
+                           max_lag_ms=max(lag) if lag else None, saturated_at=hot, saturated_measured=measured,
+                           workers_lost=lost,
                            behind=tuple(spawn_behind(records)),
                            summary=dict(summaries[-1].detail or {}) if summaries else {},
                            clock=dict(clocks[-1].detail or {}) if clocks else {})

@@ -139,7 +139,13 @@ def generator_text(generator: dict[str, Any], workers: Any) -> str:
     """The load generator's health in one line: so a slow generator is not read as a slow platform."""
     parts = [f"{workers} Locust worker process(es)" if workers else "Locust"]
     if generator.get("samples"):
-        verdict = "SATURATED: latency figures not trusted" if generator.get("saturated") else "not saturated"
+        measured = generator.get("saturated_in_measured_phases")
+        if not generator.get("saturated"):
+            verdict = "not saturated"
+        elif measured == 0:  # only in the ramp-up, which no figure covers
+            verdict = f"saturated in {generator.get('saturated_samples')} sample(s) of the ramp-up only"
+        else:
+            verdict = "SATURATED in the measured phases: latency figures there not trusted"
         parts.append(f"CPU max {fmt_number(generator.get('max_cpu_pct'), '%')} of a core, event-loop lag max "
                      f"{fmt_number(generator.get('max_lag_ms'), 'ms')} ({verdict})")
     rows = generator.get("rows") or {}

@@ -84,3 +84,14 @@ def test_saturation_during_the_ramp_up_before_the_measured_phases_does_not_count
     measured = compute(records, targets=Targets(), measures=["p99"])
     assert next(m for m in measured if m.name == "p99_ms").status == "met"
     assert generator_report(records).saturated  # the run's generator section still says it happened
+
+
+def test_the_report_tells_ramp_up_saturation_from_saturation_while_measuring() -> None:
+    ramp_only = phases() + [info(-2, "generator", cpu_pct=100.0), info(4, "generator", cpu_pct=20.0)]
+    report = generator_report(ramp_only).to_json()
+    assert report["saturated"] and report["saturated_in_measured_phases"] == 0
+    measuring = phases() + [info(-2, "generator", cpu_pct=100.0), info(4, "generator", lag_ms=70.0)]
+    assert generator_report(measuring).to_json()["saturated_in_measured_phases"] == 1
+    from resilience.reports.content import generator_text
+    assert "ramp-up only" in generator_text(report, 1)
+    assert "SATURATED in the measured phases" in generator_text(generator_report(measuring).to_json(), 2)
