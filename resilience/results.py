@@ -20,7 +20,7 @@ from typing import Any, Callable, Protocol
 
 from . import __version__
 from .checkers import compute, verdict
-from .checkers.generator import deviations as generator_deviations, generator_report
+from .checkers.generator import GeneratorReport, deviations as generator_deviations, generator_report
 from .checkers.measurement import Measurement
 from .config import Targets
 from .atomic import write_json_atomic
@@ -204,8 +204,8 @@ def write_results(run_dir: Path, history: History, facts: RunFacts, journal: dic
     history.dump(run_dir / "history.jsonl")
     records = History.load(run_dir / "history.jsonl").sorted()
     measurements = compute(records, targets=facts.targets, measures=facts.measures)
-    deviations = run_deviations(journal, facts.failed_rollbacks, records)
     generator = generator_report(records)
+    deviations = run_deviations(journal, facts.failed_rollbacks, records, generator)
     result_verdict = verdict(measurements, aborted=bool(facts.aborted_reason), deviated=bool(deviations))
     ended = datetime.now(timezone.utc)
     with (run_dir / "events.jsonl").open("w") as f:
@@ -250,7 +250,8 @@ def target_detail(name: str, records: list[Record], context: str | None) -> dict
     return detail
 
 
-def run_deviations(journal: dict[str, Any], failed_rollbacks: int, records: list[Record]) -> list[str]:
+def run_deviations(journal: dict[str, Any], failed_rollbacks: int, records: list[Record],
+                   generator: GeneratorReport | None = None) -> list[str]:
     """Why a run did not go as planned: each reason makes the verdict at best a deviation, never a pass."""
     deviations = []
     if journal.get("deviated"):
@@ -266,7 +267,7 @@ def run_deviations(journal: dict[str, Any], failed_rollbacks: int, records: list
         if r.source == PLATFORM and r.op == "heal_failed":
             pending = ", ".join(f"{n}: {why}" for n, why in (r.detail or {}).get("components", {}).items())
             deviations.append(f"the stack did not heal after the fault ({pending}); see the event log")
-    return deviations + generator_deviations(generator_report(records))
+    return deviations + generator_deviations(generator or generator_report(records))
 
 
 def phase_spans(records: list[Record]) -> dict[str, list[float]]:

@@ -85,7 +85,7 @@ def generator_report(records: Sequence[Record]) -> GeneratorReport:
     summaries = _info(records, "summary")
     clocks = _info(records, "clock")
     overall = overall_window(records, phase_windows(records))
-    measured = len(saturated_in(GeneratorReport(saturated_at=hot), [overall])) if overall else len(hot)
+    measured = len(_overlapping(hot, [overall])) if overall else len(hot)
     return GeneratorReport(samples=len(samples), max_cpu_pct=max(cpu) if cpu else None,
                            max_lag_ms=max(lag) if lag else None, saturated_at=hot, saturated_measured=measured,
                            workers_lost=lost,
@@ -121,8 +121,12 @@ def spawn_behind(records: Sequence[Record]) -> list[SpawnBehind]:
 
 def saturated_in(report: GeneratorReport, windows: Sequence[tuple[float, float]]) -> list[float]:
     """Times of saturated samples whose 2-second interval overlaps one of `windows`."""
-    return [t for t in report.saturated_at
-            if any(t - REPORT_INTERVAL_S < end and t >= start for start, end in windows)]
+    return _overlapping(report.saturated_at, windows)
+
+
+def _overlapping(sample_times: Sequence[float], windows: Sequence[tuple[float, float]]) -> list[float]:
+    """The samples (each covering the REPORT_INTERVAL_S before its time) that overlap one of `windows`."""
+    return [t for t in sample_times if any(t - REPORT_INTERVAL_S < end and t >= start for start, end in windows)]
 
 
 def untrusted_latency(report: GeneratorReport, windows: Sequence[tuple[float, float]] | None = None) -> str | None:

@@ -44,7 +44,7 @@ from . import cluster_manifests as cm
 from .clock_sync import ClockSync, combine, estimate
 from .master_client import MasterClient, MasterUnreachable
 from .pod_diagnosis import diagnose
-from .process import EXIT_BAD_INPUT, LoadStats, check_locustfile
+from .process import EXIT_BAD_INPUT, LoadStats, check_load_target, check_locustfile, refusal_in
 from .shape import LoadSettings
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 CLOCK_ROUND_TRIPS = 7  # the shortest of these bounds the offset
 POLL_S = 0.5
+STATUS_MAX_AGE_S = 0.5  # running()/stats() reuse a status read this recently
 FINAL_GRACE_S = 5  # once the rows are in, a load pod gets this long between SIGTERM and SIGKILL
 DELETE_WAIT_S = 30  # how long stop() waits for the pods to be gone
 CLOCK_METHOD = "round trips to the master's /clock through the API server's service proxy"
@@ -63,11 +64,7 @@ class ClusterLoad:
     def __init__(self, url: str, settings: LoadSettings, run_dir: Path, origin_monotonic: float, run_id: str, *,
                  cluster: Settings, api_client: Any, workers: int | None = None,
                  start_timeout_s: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise UserError(f"load target URL {url!r} must start with http:// or https://, e.g. "
-                            f"http://school-meals-api.school-meals.svc.")
-        if not run_id or any(c.isspace() for c in run_id):
-            raise UserError(f"load run id {run_id!r} must be non-empty without spaces: it prefixes idempotency keys.")
+        check_load_target(url, run_id)
         workers = workers or settings.worker_count()
         if not 1 <= workers <= 100:
             raise UserError(f"in-cluster load needs 1..100 workers; got {workers}.")
@@ -95,6 +92,7 @@ class ClusterLoad:
         self._clock_start: ClockSync | None = None
         self._clock_end: ClockSync | None = None
         self._status: dict[str, Any] | None = None  # the master's last status
+        self._status_read = 0.0  # when it was read (monotonic)
         self._offset = 0  # bytes of the master's rows file read so far
         self._rows: list[Record] = []
         self._handed = 0  # rows new_records() has returned
@@ -169,9 +167,9 @@ class ClusterLoad:
             diagnosis = diagnose(self._pods(), self.image)
             if diagnosis.fatal:
                 log = self.log_tail()
-                reasons = [line[len("error: "):] for line in log.splitlines() if line.startswith("error: ")]
-                if diagnosis.exit_code == EXIT_BAD_INPUT and reasons:  # the worker refused its input: say what
-                    raise UserError(f"in-cluster load: {reasons[-1]}")
+                refusal = refusal_in(log)
+                if diagnosis.exit_code == EXIT_BAD_INPUT and refusal:  # the worker refused its input: say what
+                    raise UserError(f"in-cluster load: {refusal}")
                 raise HarnessError(f"in-cluster load did not start: {diagnosis.fatal}\nMaster log:\n{log}")
             status = self.master.status()
             if status is not None:
@@ -197,13 +195,23 @@ class ClusterLoad:
         return estimate(samples, CLOCK_METHOD)
 
     # -- while it runs -----------------------------------------------------------
+    def _recent_status(self) -> dict[str, Any] | None:
+        """The master's status, asked for at most once per STATUS_MAX_AGE_S (it rewrites it once a second;
+        the run polls running() ten times a second, and each ask is a request through the API server)."""
+        now = time.monotonic()
+        if self._status is not None and now - self._status_read < STATUS_MAX_AGE_S:
+            return self._status
+        status = self.master.status()
+        if status is not None:
+            self._status, self._status_read = status, now
+        return status
+
     def running(self) -> bool:
         """The stages are still going (the master has not reported done, and its pod is alive)."""
         if not self._started or self._stopped:
             return False
-        status = self.master.status()
+        status = self._recent_status()
         if status is not None:
-            self._status = status
             return not status.get("done", False)
         return any(p.status.phase in ("Pending", "Running") for p in self._pods()
                    if p.metadata.labels.get(cm.COMPONENT_LABEL) == cm.MASTER)
@@ -211,12 +219,11 @@ class ClusterLoad:
     def stats(self) -> LoadStats | None:
         """The master's latest status, its time on the history clock (after stop(): its last one); None while
         it has not been read."""
-        status = self.master.status() if self._started and not self._stopped else None
+        status = self._recent_status() if self._started and not self._stopped else None
         if status is None:
             status = self._status if self._stopped else None
         if status is None:
             return None
-        self._status = status
         stats = LoadStats.from_json(status)
         return dataclasses.replace(stats, t=round(self._to_history(stats.t), 3))
 

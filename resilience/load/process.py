@@ -85,6 +85,20 @@ class LoadStats:
                    lag_ms=None if data.get("lag_ms") is None else float(data["lag_ms"]))
 
 
+def check_load_target(url: str, run_id: str) -> None:
+    """The URL the load goes to and the run id its keys start with, before any Locust process starts."""
+    if not url.startswith(("http://", "https://")):
+        raise UserError(f"load target URL {url!r} must start with http:// or https://, e.g. http://127.0.0.1:8080.")
+    if not run_id or any(c.isspace() for c in run_id):
+        raise UserError(f"load run id {run_id!r} must be non-empty without spaces: it prefixes idempotency keys.")
+
+
+def refusal_in(log: str) -> str | None:
+    """What a Locust process that refused its input (exit EXIT_BAD_INPUT) said to fix: its last "error: " line."""
+    reasons = [line[len("error: "):] for line in log.splitlines() if line.startswith("error: ")]
+    return reasons[-1] if reasons else None
+
+
 def load_summary(records: list[Record], stats: LoadStats | None) -> dict[str, Any]:
     """The `load/summary` row: request rows in the history vs. what the generator says it recorded.
 
@@ -171,10 +185,7 @@ class LoadProcess:
     """
 
     def __init__(self, url: str, settings: LoadSettings, run_dir: Path, origin_monotonic: float, run_id: str):
-        if not url.startswith(("http://", "https://")):
-            raise UserError(f"load target URL {url!r} must start with http:// or https://, e.g. http://127.0.0.1:8080.")
-        if not run_id or any(c.isspace() for c in run_id):
-            raise UserError(f"load run id {run_id!r} must be non-empty without spaces: it prefixes idempotency keys.")
+        check_load_target(url, run_id)
         self.url = url.rstrip("/")
         self.settings = settings
         self.workers = settings.worker_count()
@@ -267,8 +278,7 @@ class LoadProcess:
             if code is not None:
                 tail = self.log_tail(child=child)
                 if code == EXIT_BAD_INPUT:  # the worker printed "error: <what to fix>"
-                    reasons = [line[len("error: "):] for line in tail.splitlines() if line.startswith("error: ")]
-                    raise UserError(reasons[-1] if reasons else f"the load generator refused its input (exit {code}); "
+                    raise UserError(refusal_in(tail) or f"the load generator refused its input (exit {code}); "
                                     f"its log {child.log_path} ends with:\n{tail}")
                 raise HarnessError(f"the load generator ({child.name}) exited with code {code} before starting; its "
                                    f"log {child.log_path} ends with:\n{tail}")

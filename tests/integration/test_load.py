@@ -369,14 +369,21 @@ def _all_gone(load: LoadProcess) -> bool:
     return all(pid is not None and pid_gone(pid) for pid in pids)
 
 
-def test_distributed_load_records_every_request_of_every_worker_once(
-        platform: StandInPlatform, loads: list[LoadProcess], tmp_path: Path) -> None:
+def start_fleet(platform: StandInPlatform, loads: list[LoadProcess], tmp_path: Path, stages: str,
+                run_id: str) -> tuple[LoadProcess, float]:
+    """A master and two workers of impatient users on the stand-in, started; and the history origin."""
     origin = time.monotonic()
-    settings = LoadSettings(stages=tuple(parse_stages("4s:20@40")), wait_min_s=0.05, wait_max_s=0.1,
+    settings = LoadSettings(stages=tuple(parse_stages(stages)), wait_min_s=0.05, wait_max_s=0.1,
                             locustfile=LOCUSTFILE, workers=2)
-    load = LoadProcess(platform.url, settings, tmp_path, origin, run_id="dist")
+    load = LoadProcess(platform.url, settings, tmp_path, origin, run_id=run_id)
     loads.append(load)
     load.start()
+    return load, origin
+
+
+def test_distributed_load_records_every_request_of_every_worker_once(
+        platform: StandInPlatform, loads: list[LoadProcess], tmp_path: Path) -> None:
+    load, origin = start_fleet(platform, loads, tmp_path, "4s:20@40", "dist")
     assert set(load.worker_pids()) == {"worker-1", "worker-2"}
     assert json.loads((tmp_path / "load" / "processes.json").read_text()) == {
         "master": load.pid, **load.worker_pids()}
@@ -414,12 +421,7 @@ def test_distributed_load_records_every_request_of_every_worker_once(
 
 def test_a_killed_worker_is_reported_and_the_load_holds(platform: StandInPlatform, loads: list[LoadProcess],
                                                         tmp_path: Path) -> None:
-    origin = time.monotonic()
-    settings = LoadSettings(stages=tuple(parse_stages("60s:20@40")), wait_min_s=0.05, wait_max_s=0.1,
-                            locustfile=LOCUSTFILE, workers=2)
-    load = LoadProcess(platform.url, settings, tmp_path, origin, run_id="kill")
-    loads.append(load)
-    load.start()
+    load, origin = start_fleet(platform, loads, tmp_path, "60s:20@40", "kill")
     wait_for(lambda: (s := load.stats()) and s.users == 20 and s.requests > 50, 20, "both workers loading")
     victim = load.worker_pids()["worker-2"]
     os.killpg(victim, signal.SIGKILL)
