@@ -60,6 +60,7 @@ from .targets.base import RollbackStep
 from .targets.target import Target
 
 if TYPE_CHECKING:
+    from .load.clock_sync import ClockSync
     from .load.process import LoadStats
 
 INJECT_DONE = "inject-done"  # fault op: the target's inject call returned (detail: capability, seconds)
@@ -82,6 +83,7 @@ class Run:
         self.run_dir: Path | None = None
         self.load: LoadHandle | None = None
         self.load_workers: int | None = None  # Locust processes making the load, once resolved
+        self._clock_at_start: "ClockSync | None" = None  # the load's clocks against ours, as first measured
         self.started_stack = False
         self.rollbacks: list[RollbackEntry] = []
         self.error: BaseException | None = None
@@ -158,7 +160,8 @@ class Run:
         self.load = load
         self.progress.phase("ramp-up")  # not a measured phase: cold caches and connections are not steady state
         load.start()
-        self.history.add(LOAD, "clock", INFO, detail=load.clock_sync().to_json())
+        self._clock_at_start = load.clock_sync()
+        self.history.add(LOAD, "clock", INFO, detail=self._clock_at_start.to_json())
         self._monitor.start()
         first = load_settings.effective_stages()[0]
         self._wait(lambda: (s := load.stats()) is not None and s.users >= first.users,
@@ -384,6 +387,9 @@ class Run:
         self.history.extend(records)
         self._load_collected = True
         self.history.add(LOAD, "summary", INFO, detail=load_summary(records, self.load.stats()))
+        clock = self.load.clock_sync() if self._clock_at_start is not None else None
+        if clock is not None and clock != self._clock_at_start:  # measured again at the end: drift widens the bound
+            self.history.add(LOAD, "clock", INFO, detail=clock.to_json())
 
     def _read_back(self) -> None:
         read_back_orders(self.history, self.target.url(), self.history.now, self.progress.say)
