@@ -118,16 +118,49 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_CODES[result.verdict]
 
 
-def _dry_run(args: argparse.Namespace, settings: Settings) -> int:
-    """Every step the run would take on its target, without one call; a step it would refuse: exit 2."""
+def _dry_run(args: argparse.Namespace, settings: Settings, name: str | None = None) -> int:
+    """Every step the run would take on its target, without one call; anything the run would refuse: exit 2.
+
+    It checks what the run checks before it starts (the experiment, the load flags, the targets with
+    --set-target, the faults on this target) and shows what the run would use (load, targets, seed).
+    """
+    import dataclasses
+
     from . import experiments
+    from .launcher import run_targets
     from .targets import make_target
-    spec = experiments.load(args.experiment, args.profile, load_overrides=load_overrides(args),
+    spec = experiments.load(name or args.experiment, args.profile, load_overrides=load_overrides(args),
                             policy=_policy(settings))
+    targets = run_targets(spec, settings, args.set_target)
     target = make_target(args.target, settings, context=args.context, dry_run=True)
-    for line in target.plan(list(spec.faults)):
+    from .fault_registry import FAULTS
+    calls = [dataclasses.replace(c, arguments={**c.arguments, "seed": args.seed})  # as Run.inject passes --seed
+             if args.seed is not None and c.get("seed") is None
+             and any(a.name == "seed" for a in FAULTS[c.fault].arguments) else c for c in spec.faults]
+    for line in _plan_summary(spec, targets, args.seed) + list(target.plan(calls)):
         print(line)
     return 0
+
+
+def _plan_summary(spec: Any, targets: Any, seed: int | None) -> list[str]:
+    """What the run would measure with: durations, the load shape, the judged targets, the seed."""
+    import dataclasses
+    load, d = spec.load, spec.durations
+    if load.stages:
+        shape = ", ".join(f"{'forever' if s.duration_s == float('inf') else f'{s.duration_s:g}s'}:{s.users}"
+                          for s in load.stages)
+        shape = f"stages {shape}"
+    else:
+        shape = f"{load.users} users (started at {load.spawn_rate:g}/s)"
+    think = ("the class's own think time" if load.wait_min_s is None
+             else f"think time {load.wait_min_s:g}-{load.wait_max_s:g} s")
+    workers = "default" if load.workers is None else str(load.workers)
+    judged = ", ".join(f"{k} {v:g}" for k, v in dataclasses.asdict(targets).items())
+    return [f"experiment {spec.name} ({spec.path}), profile {spec.profile}: steady {d.steady_s:g} s, "
+            f"fault {d.fault_s:g} s, recovery {d.recovery_s:g} s",
+            f"load: {shape}; user class {load.user_class}, {think}; Locust worker processes: {workers}",
+            f"targets: {judged}",
+            f"seed: {'none (random)' if seed is None else seed}"]
 
 
 def cmd_faults(args: argparse.Namespace) -> int:
@@ -147,10 +180,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from . import experiments
+    from .gameday import is_suites_file, validate_suites
     policy = _policy(_settings(args))
     bad = 0
     for name in args.files:
         try:
+            if Path(name).suffix in (".yaml", ".yml") and Path(name).is_file() and is_suites_file(Path(name)):
+                print(f"{name}: valid suites file (suites: {validate_suites(Path(name))})")
+                continue
             spec = experiments.load(name, policy=policy)
             if "short" in experiments.profiles_of(spec):
                 experiments.load(name, "short", policy=policy)
@@ -242,19 +279,27 @@ def _refuse_unsealed(run_dir: Path) -> None:
 
 
 def cmd_gameday(args: argparse.Namespace) -> int:
-    from .experiments import experiments_dir
-    from .gameday import gameday_verdict, run_gameday
+    from .gameday import gameday_verdict, run_gameday, suite_experiments, suites_file
     settings = _settings(args)
+    if args.dry_run:  # each experiment's plan, in order; the first one the run would refuse: exit 2
+        for name in suite_experiments(args.suite, suites_file()):
+            print(f"== {name}")
+            _dry_run(args, settings, name)
+        return 0
     confirm(args.target, args.context, f"the game-day suite {args.suite}", args.yes)
     reports_dir = Path(args.reports_dir or settings.evidence.reports_dir)
 
     def run_one(name: str) -> Path:
         return Path(run_experiment(name, args, settings).run_dir)
 
-    report_dir = run_gameday(args.suite, run_one, reports_dir, settings, suites_file=experiments_dir() / "suites.yaml")
+    report_dir = run_gameday(args.suite, run_one, reports_dir, settings, suites_file=suites_file())
     final = gameday_verdict(report_dir)
-    print(f"game-day {args.suite}: {final.upper()}; compliance report: {report_dir}/compliance.html "
-          f"(and compliance.pdf, compliance.json)")
+    if args.json:
+        print(json.dumps({"schema_version": 1, "suite": args.suite, "verdict": final,
+                          "report_dir": str(report_dir)}, indent=2))
+    else:
+        print(f"game-day {args.suite}: {final.upper()}; compliance report: {report_dir}/compliance.html "
+              f"(and compliance.pdf, compliance.json)")
     return 0 if final == "pass" else 1
 
 
@@ -343,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="a cloud run's rollback: go ahead without asking")
     p = add("gameday", cmd_gameday, "run a suite of experiments and write one compliance report")
     p.add_argument("--suite", default="default", help="suite name from experiments/suites.yaml (default: default)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print every experiment's plan (as `run --dry-run`), taking no step; exit 2 if the target "
+                        "would refuse one")
     _add_run_options(p)
     p = add("config", cmd_config, "print the resolved settings", target=False)
     p.add_argument("--defaults", action="store_true", help="print a complete settings file with every default")

@@ -89,6 +89,7 @@ class Targets:
 
     rto_s: float = 900.0
     rpo_s: float = 300.0
+    lost_writes: float = 0.0  # acknowledged orders not found on read-back: none may be lost
     availability: float = 0.999  # judged outside the fault window (steady + recovery)
     availability_fault: float = 0.0  # judged during the fault only when > 0 (e.g. pod-kill: 0.99)
     p99_ms: float = 200.0
@@ -302,6 +303,9 @@ def validate(settings: Settings) -> Settings:
     for name, value in dataclasses.asdict(t).items():
         if not math.isfinite(value):
             raise UserError(f"{where}: 'targets.{name}' must be a finite number; got {value}.")
+    if t.lost_writes < 0:
+        raise UserError(f"{where}: 'targets.lost_writes' is how many acknowledged writes may be lost (0: none); "
+                        f"got {t.lost_writes}.")
     for name in ("rto_s", "rpo_s", "p99_ms", "autoscale_s", "rto_hold_s"):
         if getattr(t, name) <= 0:
             raise UserError(f"{where}: 'targets.{name}' must be positive; got {getattr(t, name)}.")

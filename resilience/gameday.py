@@ -43,6 +43,35 @@ def load_suites(path: Path = DEFAULT_SUITES_FILE) -> dict[str, list[str]]:
     return result
 
 
+def suites_file() -> Path:
+    """experiments/suites.yaml beside the catalogue the experiments come from."""
+    from .experiments import experiments_dir
+    return experiments_dir() / "suites.yaml"
+
+
+def is_suites_file(path: Path) -> bool:
+    """A YAML file whose top level is `suites:` (and not an experiment), so `validate` can check it as one."""
+    from .inputs import load_yaml
+    try:
+        data = load_yaml(path, "suites file")
+    except UserError:
+        return False
+    return isinstance(data, dict) and "suites" in data and "method" not in data
+
+
+def validate_suites(path: Path) -> str:
+    """Check a suites file: its shape, and that every experiment it names is in the catalogue (or a file)."""
+    from .experiments import resolve
+    suites = load_suites(path)
+    for name, members in suites.items():
+        for experiment in members:
+            try:
+                resolve(experiment)
+            except UserError as exc:
+                raise UserError(f"{path}: suite '{name}' names {experiment!r}: {exc}") from None
+    return ", ".join(f"{name} ({len(members)})" for name, members in suites.items())
+
+
 def suite_experiments(suite: str, path: Path = DEFAULT_SUITES_FILE) -> list[str]:
     suites = load_suites(path)
     if suite not in suites:

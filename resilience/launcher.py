@@ -15,6 +15,8 @@ from .errors import HarnessError, UserError
 from .policy import Policy
 
 if TYPE_CHECKING:
+    from .config import Targets
+    from .experiments import ExperimentSpec
     from .results import RunResult
     from .run import Run
 
@@ -32,7 +34,22 @@ def parse_target_overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def run_targets(spec: "ExperimentSpec", settings: Settings, pairs: list[str] | None) -> "Targets":
+    """The targets a run judges: settings, then the experiment's, then --set-target (each blamed on its source)."""
+    from .config import override_targets
+    targets = spec.targets(settings.targets)
+    overrides = parse_target_overrides(pairs or [])
+    return override_targets(targets, overrides, "--set-target") if overrides else targets
+
+
+# the flag each load override comes from, so that a mistake is blamed on the flag, not on the experiment file
+LOAD_FLAGS = {"users": "--users", "spawn_rate": "--spawn-rate", "stages": "--stages", "workers": "--workers",
+              "user_class": "--user-class", "wait_min_s": "--think-time", "wait_max_s": "--think-time"}
+
+
 def load_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The load flags as load settings, each checked on its own (a bad value names its flag)."""
+    from .load.shape import LoadSettings
     out: dict[str, Any] = {}
     if args.users is not None:
         out["users"] = args.users
@@ -46,6 +63,11 @@ def load_overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["user_class"] = args.user_class
     if getattr(args, "think_time", None):
         out["wait_min_s"], out["wait_max_s"] = parse_think_time(args.think_time)
+    for key, value in out.items():
+        if key == "wait_max_s":
+            continue
+        one = {key: value, "wait_max_s": out["wait_max_s"]} if key == "wait_min_s" else {key: value}
+        LoadSettings.from_mapping(one, LOAD_FLAGS[key])
     return out
 
 
@@ -77,7 +99,7 @@ def run_experiment(name: str, args: argparse.Namespace, settings: Settings) -> "
                          target_overrides=parse_target_overrides(args.set_target),
                          reports_dir=Path(args.reports_dir) if args.reports_dir else None,
                          keep_up=args.keep_up, seed=args.seed, progress=not args.quiet)
-    spec.targets(settings.targets, options.target_overrides)  # impossible targets: exit 2 before anything runs
+    run_targets(spec, settings, args.set_target)  # impossible targets: exit 2 before anything runs
     run = build_run(spec, settings, options)
     run.target.check(list(spec.faults))  # a fault this target would refuse: exit 2 before anything runs
     active.activate(run)

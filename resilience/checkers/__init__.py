@@ -72,7 +72,8 @@ def compute(records: Iterable[Record], *, fault_t: float | None = None, targets:
         result.append(recovery.measurement(rto, target_s=targets.rto_s))
     if "rpo" in measures:
         loss = data_loss(ordered, fault_t=loss_time(ordered) if fault_t_given is None else fault_t_given)
-        result += durability.measurements(loss, rpo_target_s=targets.rpo_s)
+        result += durability.measurements(loss, rpo_target_s=targets.rpo_s,
+                                          lost_writes_target=targets.lost_writes)
     if "autoscaling" in measures:
         scaling = autoscaling_latency(ordered, step_t=step_t)
         result += autoscaling.measurements(scaling, target_s=targets.autoscale_s)

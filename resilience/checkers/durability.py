@@ -132,7 +132,8 @@ def data_loss(records: Iterable[Record], *, fault_t: float | None) -> Durability
     )
 
 
-def measurements(result: DurabilityResult, *, rpo_target_s: float | None) -> list[Measurement]:
+def measurements(result: DurabilityResult, *, rpo_target_s: float | None,
+                 lost_writes_target: float = 0) -> list[Measurement]:
     """`rpo_s` and `lost_writes`, judged; a known loss is never hidden behind "inconclusive"."""
     detail = result.detail()
     lost_value: float | None = float(result.lost)
@@ -145,7 +146,7 @@ def measurements(result: DurabilityResult, *, rpo_target_s: float | None) -> lis
     elif result.unverified:
         lost_reason = (f"at least {result.lost} lost; {result.unverified} more acknowledged writes were not "
                        f"read back")
-    lost_writes = judge("lost_writes", lost_value, "writes", 0, "<=", definition=DEFINITION_LOST,
+    lost_writes = judge("lost_writes", lost_value, "writes", lost_writes_target, "<=", definition=DEFINITION_LOST,
                         detail=detail, reason=lost_reason)
 
     rpo_value = result.rpo_lower_bound_s
