@@ -1,7 +1,8 @@
 """The `resilience` command.
 
 Exit codes: 0 every target met (or the command succeeded) · 1 a target missed
-or the run deviated · 2 invalid input or harness error.
+or the run deviated · 2 invalid input or harness error · 3 (`check` only) the
+stored result differs from the one recomputed from the run's history.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ examples:
   resilience check reports/<run>     recompute verdicts from a stored history, offline
   resilience down                    stop everything and remove namespaces
 
-exit codes: 0 targets met · 1 a target missed or the run deviated · 2 invalid input or harness error
+exit codes: 0 targets met · 1 a target missed or the run deviated (verify: not intact) · 2 invalid input or
+harness error · 3 check: the stored result differs from the one recomputed from history.jsonl
 """
 
 
@@ -199,23 +201,34 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 2 if bad else 0
 
 
+EXIT_DIFFERS = 3  # `check`: the stored result is not what its own history gives (whatever the verdict)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
+    """Exit 0 same and pass · 1 same, and the verdict is not pass · 3 DIFFERENT from result.json · 2 bad input."""
+    import dataclasses
+
     from .checkers.measurement import EXIT_CODES
     from .recheck import recheck
-    _refuse_unsealed(Path(args.run_dir))
-    result, same = recheck(Path(args.run_dir))
+    run_dir = Path(args.run_dir)
+    _refuse_unsealed(run_dir)
+    result, same = recheck(run_dir)
+    recorded = result.run_dir
+    result = dataclasses.replace(result, run_dir=str(run_dir))  # where it is now: a copied run is checked here
     if args.json:
-        print(json.dumps(json_summary(result), indent=2))
+        print(json.dumps({**json_summary(result), "recorded_run_dir": recorded, "same_as_stored": same}, indent=2))
     else:
         print_result(result)
+        if recorded and Path(recorded).resolve() != run_dir.resolve():
+            print(f"  (the run was written to {recorded}; checked here)")
         print("  recomputed offline from history.jsonl: " +
               ("same measurements and verdict as stored" if same else "DIFFERENT from result.json (see above)"))
         print(f"  (the inputs — settings.json, result.json, history.jsonl — are trusted only as far as "
               f"`resilience verify {args.run_dir}` shows them unchanged)")
     if not same:  # the stored verdict is not what its own history gives: the evidence does not hold
-        print(f"resilience: the stored result in {Path(args.run_dir) / 'result.json'} is DIFFERENT from the one "
-              f"recomputed from history.jsonl", file=sys.stderr)
-        return 1
+        print(f"resilience: the stored result in {run_dir / 'result.json'} is DIFFERENT from the one "
+              f"recomputed from history.jsonl (exit {EXIT_DIFFERS})", file=sys.stderr)
+        return EXIT_DIFFERS
     return EXIT_CODES[result.verdict]
 
 
@@ -365,7 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p = add("validate", cmd_validate, "check experiment files without running anything", target=False)
     p.add_argument("files", nargs="+", metavar="FILE", help="experiment files or catalogue names")
-    p = add("check", cmd_check, "recompute measurements and verdict from a run directory, offline", target=False)
+    p = add("check", cmd_check, "recompute measurements and verdict from a run directory, offline (exit 0 pass, "
+                                "1 not a pass, 3 differs from result.json, 2 bad input)", target=False)
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p = add("report", cmd_report, "render a run's reports", target=False)

@@ -2,6 +2,7 @@
 
 Mapping (documented in docs/reports.md):
   met           → a passing testcase
+  reported only → no testcase (it tests nothing): a property "reported: <name>" with the figure
   breached      → <failure>
   inconclusive  → <error type="inconclusive"> (not <skipped>: CI tools show
                   skipped tests as green, and an inconclusive run is not a pass)
@@ -13,6 +14,7 @@ Mapping (documented in docs/reports.md):
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from datetime import datetime, timezone
 from pathlib import Path
 
 from .run import RunView, fmt_number, fmt_target, measurement_label
@@ -21,16 +23,20 @@ from .run import RunView, fmt_number, fmt_target, measurement_label
 def junit_tree(run: RunView) -> ET.ElementTree:
     suite = ET.Element("testsuite", name=run.experiment)
     if run.result.started_at:
-        suite.set("timestamp", run.result.started_at)
+        suite.set("timestamp", junit_timestamp(run.result.started_at))
     duration = run.result.duration_s
     suite.set("time", f"{float(duration):.3f}" if isinstance(duration, (int, float)) else "0")
     properties = ET.SubElement(suite, "properties")
     for name, value in (("target", run.target), ("run_dir", run.result.run_dir or str(run.run_dir)),
                         ("verdict", run.verdict), ("experiment", run.experiment)):
         ET.SubElement(properties, "property", name=name, value=value)
+    for m in run.measurements:
+        if m.target is None:  # context, never judged: a passing testcase would claim a test that did not happen
+            ET.SubElement(properties, "property", name=f"reported: {measurement_label(m)}",
+                          value=fmt_number(m.value, m.unit))
     classname = f"resilience.{run.experiment}"
     failures = errors = 0
-    for m in run.measurements:
+    for m in (m for m in run.measurements if m.target is not None):
         case = ET.SubElement(suite, "testcase", classname=classname, name=measurement_label(m), time="0")
         summary = f"{measurement_label(m)} = {fmt_number(m.value, m.unit)}, target {fmt_target(m)}"
         if m.status == "breached":
@@ -67,6 +73,17 @@ def junit_tree(run: RunView) -> ET.ElementTree:
     root.append(suite)
     ET.indent(root)
     return ET.ElementTree(root)
+
+
+def junit_timestamp(iso: str) -> str:
+    """UTC, to the second, without a zone: the JUnit schema's timestamp (xs:dateTime with no offset)."""
+    try:
+        when = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return iso
+    if when.tzinfo is not None:
+        when = when.astimezone(timezone.utc).replace(tzinfo=None)
+    return when.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def write_junit(run: RunView, path: Path) -> Path:

@@ -146,6 +146,10 @@ def fmt_target(m: Measurement) -> str:
 
 
 def measurement_label(m: Measurement) -> str:
+    """The name with its window; a figure judged over the run minus a phase says so (p99_ms is not 'overall')."""
+    excludes = (m.detail or {}).get("excludes")
+    if excludes:
+        return f"{m.name} [all but the {excludes}]"
     return f"{m.name} [{m.phase}]" if m.phase else m.name
 
 
