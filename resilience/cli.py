@@ -129,11 +129,13 @@ def _dry_run(args: argparse.Namespace, settings: Settings, name: str | None = No
     import dataclasses
 
     from . import experiments
+    from .allowlists import check_allowlists
     from .launcher import run_targets
     from .targets import make_target
     spec = experiments.load(name or args.experiment, args.profile, load_overrides=load_overrides(args),
                             policy=_policy(settings))
     targets = run_targets(spec, settings, args.set_target)
+    check_allowlists(settings, args.target, args.context, spec.fault_names())
     target = make_target(args.target, settings, context=args.context, dry_run=True)
     from .fault_registry import FAULTS
     calls = [dataclasses.replace(c, arguments={**c.arguments, "seed": args.seed})  # as Run.inject passes --seed
@@ -167,7 +169,8 @@ def _plan_summary(spec: Any, targets: Any, seed: int | None) -> list[str]:
 
 def cmd_faults(args: argparse.Namespace) -> int:
     from .fault_table import faults_json, faults_text
-    print(json.dumps(faults_json(), indent=2) if args.json else faults_text())
+    settings = _settings(args)  # what these settings allow (e.g. kubernetes.database decides a database failover)
+    print(json.dumps(faults_json(settings), indent=2) if args.json else faults_text(settings))
     return 0
 
 

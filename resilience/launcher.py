@@ -100,6 +100,8 @@ def run_experiment(name: str, args: argparse.Namespace, settings: Settings) -> "
                          reports_dir=Path(args.reports_dir) if args.reports_dir else None,
                          keep_up=args.keep_up, seed=args.seed, progress=not args.quiet)
     run_targets(spec, settings, args.set_target)  # impossible targets: exit 2 before anything runs
+    from .allowlists import check_allowlists
+    check_allowlists(settings, args.target, args.context, spec.fault_names())  # every missing allowance at once
     run = build_run(spec, settings, options)
     run.target.check(list(spec.faults))  # a fault this target would refuse: exit 2 before anything runs
     active.activate(run)

@@ -69,3 +69,46 @@ def test_gameday_dry_run_plans_every_experiment_of_the_suite(capsys: pytest.Capt
     assert cli.main(["gameday", "--suite", "quick", "--dry-run", "--profile", "short"]) == 0
     out = capsys.readouterr().out
     assert "== pod-kill" in out and "== db-failover" in out
+
+
+def test_faults_says_what_the_settings_allow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    assert cli.main(["faults", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    failover = next(f for f in data["faults"] if f["name"] == "fail_over_database")
+    assert failover["targets"]["kubernetes"]["supported"] is False  # the default: kubernetes.database external
+    assert "kubernetes.database" in failover["targets"]["kubernetes"]["why_not"]
+    cache = next(f for f in data["faults"] if f["name"] == "stop_cache")
+    assert "failover only" in cache["targets"]["aws"]["condition"]
+    config = tmp_path / "resilience.yaml"
+    config.write_text("kubernetes:\n  database: cloudnativepg\n")
+    assert cli.main(["faults", "--json", "--config", str(config)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    failover = next(f for f in data["faults"] if f["name"] == "fail_over_database")
+    assert failover["targets"]["kubernetes"]["supported"] is True
+    # the dry-run agrees with the table
+    config.write_text("kubernetes:\n  allowed_contexts: [c]\n")
+    code = cli.main(["run", "db-failover", "--target", "kubernetes", "--context", "c", "--dry-run",
+                     "--config", str(config)])
+    assert code == 2 and "kubernetes.database" in capsys.readouterr().err
+
+
+def test_a_cloud_run_without_settings_names_every_allow_list_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from resilience.config import load_settings
+    monkeypatch.chdir(tmp_path)  # no resilience.yaml here
+    monkeypatch.delenv("RESILIENCE_CONFIG", raising=False)
+    code = cli.main(["run", "zone-failure", "--target", "aws", "--context", "eks-1", "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2
+    for setting in ("kubernetes.allowed_contexts", "aws.allowed_accounts", "aws.allowed_regions",
+                    "aws.allowed_resources"):
+        assert setting in err
+    # the file it offers is complete: saved as it is, the dry-run passes
+    (tmp_path / "resilience.yaml").write_text(err.split("--dry-run):\n\n", 1)[1])
+    settings = load_settings(tmp_path / "resilience.yaml")
+    assert settings.kubernetes.allowed_contexts == ("eks-1",)
+    assert cli.main(["run", "zone-failure", "--target", "aws", "--context", "eks-1", "--dry-run"]) == 0
+    assert yaml.safe_load((tmp_path / "resilience.yaml").read_text())["aws"]["allowed_regions"] == ["ap-south-1"]
