@@ -10,6 +10,7 @@ full), RESILIENCE_CONFIG.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -18,6 +19,15 @@ from chaoslib.exceptions import InterruptExecution
 from . import active
 from .abort import Aborted
 from .errors import UserError
+
+# Chaos Toolkit logs what a control raises at debug level only: what we say goes to its logger as a warning
+logger = logging.getLogger("chaostoolkit")
+
+
+def _stop(message: str) -> InterruptExecution:
+    """A set-up problem: said where the operator sees it (not at debug level), then the run is interrupted."""
+    logger.warning(f"resilience: {message}")
+    return InterruptExecution(message)
 
 
 def before_experiment_control(context: dict[str, Any], configuration: Any = None, secrets: Any = None,
@@ -29,21 +39,21 @@ def before_experiment_control(context: dict[str, Any], configuration: Any = None
         from .policy import Policy
         from .rundeps import RunOptions, build_run
         profile = os.environ.get("RESILIENCE_PROFILE", "full")
-        settings = load_settings(os.environ.get("RESILIENCE_CONFIG"))
         try:  # the same allow-lists as `resilience run`: a refused activity stops the run before it starts
+            settings = load_settings(os.environ.get("RESILIENCE_CONFIG"))
             spec = load_from_raw(context, profile, Policy.from_settings(settings))
-        except UserError as exc:
-            raise InterruptExecution(str(exc)) from None
-        run = build_run(spec, settings, RunOptions(target=os.environ.get("RESILIENCE_TARGET", "local")))
+            run = build_run(spec, settings, RunOptions(target=os.environ.get("RESILIENCE_TARGET", "local")))
+        except Exception as exc:  # noqa: BLE001 — Chaos Toolkit would log it at debug level and run unmeasured
+            raise _stop(str(exc) if isinstance(exc, UserError) else f"the run could not be set up: {exc}") from None
         run.owned_by_control = True
         active.activate(run)
     try:
         run.begin()
     except Aborted as exc:
-        raise InterruptExecution(str(exc)) from None
+        raise _stop(str(exc)) from None
     except Exception as exc:
         run.error = exc
-        raise InterruptExecution(f"the run could not start: {exc}") from None
+        raise _stop(f"the run could not start: {exc}") from None
 
 
 def after_experiment_control(context: dict[str, Any], state: dict[str, Any], configuration: Any = None,
@@ -55,9 +65,29 @@ def after_experiment_control(context: dict[str, Any], state: dict[str, Any], con
         if run.run_dir is not None:
             result = run.finish(state)
             state.setdefault("extensions", []).append({"name": "resilience", "result": result.to_json()})
+            mark_journal(state, result.verdict)
     except Exception as exc:
         run.error = run.error or exc
+        logger.warning(f"resilience: the run could not be finished: {exc}")
+        if isinstance(state, dict) and state.get("status") == "completed":
+            state["status"] = "failed"
     finally:
         if run.owned_by_control:
             run.close()
             active.activate(None)
+
+
+def mark_journal(journal: dict[str, Any], verdict: str) -> None:
+    """Carry our verdict into the journal, so that plain `chaos run` exits 1 unless every target was met.
+
+    Chaos Toolkit exits 1 when the journal deviated or its status is not completed:
+    fail -> deviated (a target breached: the weakness the experiment looked for);
+    inconclusive -> failed (nothing could be concluded); aborted -> aborted.
+    """
+    if not isinstance(journal, dict) or verdict == "pass":
+        return
+    if verdict == "fail":
+        journal["deviated"] = True
+    elif journal.get("status") == "completed":
+        journal["status"] = "aborted" if verdict == "aborted" else "failed"
+    logger.warning(f"resilience: verdict {verdict.upper()} (result in the journal's extensions)")
