@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
-from .config import Settings, defaults_yaml, load_settings
+from .config import Settings, load_settings
 from .errors import HarnessError, UserError
 from .consent import confirm
-from .launcher import json_summary, load_overrides, print_result, run_experiment
+from .dryrun import dry_run
+from .launcher import json_summary, print_result, run_experiment
+from .rundir_checks import refuse_reports_folder, refuse_unsealed
 
 EPILOG = """\
 examples:
@@ -96,10 +98,18 @@ def _print_status(data: dict[str, Any]) -> None:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
+    """The settings as a file `--config` reads back: every default explained, or the resolved values."""
+    import yaml
+
+    from .settings_doc import commented_defaults
     if args.defaults:
-        print(defaults_yaml(), end="")
-    else:
-        print(json.dumps(_settings(args).to_json(), indent=2))
+        print(commented_defaults(), end="")
+        return 0
+    settings = _settings(args)
+    data = settings.to_json()
+    data.pop("source")
+    print(f"# resolved settings (from {settings.source}); every key: resilience config --defaults")
+    print(yaml.safe_dump(json.loads(json.dumps(data)), sort_keys=False), end="")
     return 0
 
 
@@ -107,7 +117,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .checkers.measurement import EXIT_CODES
     settings = _settings(args)
     if args.dry_run:
-        return _dry_run(args, settings)
+        return dry_run(args, settings)
     confirm(args.target, args.context, f"injecting the faults of {args.experiment}", args.yes)
     result = run_experiment(args.experiment, args, settings)
     if args.json:
@@ -118,53 +128,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"resilience: error: the run could not be completed: {result.error}", file=sys.stderr)
         return 2
     return EXIT_CODES[result.verdict]
-
-
-def _dry_run(args: argparse.Namespace, settings: Settings, name: str | None = None) -> int:
-    """Every step the run would take on its target, without one call; anything the run would refuse: exit 2.
-
-    It checks what the run checks before it starts (the experiment, the load flags, the targets with
-    --set-target, the faults on this target) and shows what the run would use (load, targets, seed).
-    """
-    import dataclasses
-
-    from . import experiments
-    from .allowlists import check_allowlists
-    from .launcher import run_targets
-    from .targets import make_target
-    spec = experiments.load(name or args.experiment, args.profile, load_overrides=load_overrides(args),
-                            policy=_policy(settings))
-    targets = run_targets(spec, settings, args.set_target)
-    check_allowlists(settings, args.target, args.context, spec.fault_names())
-    target = make_target(args.target, settings, context=args.context, dry_run=True)
-    from .fault_registry import FAULTS
-    calls = [dataclasses.replace(c, arguments={**c.arguments, "seed": args.seed})  # as Run.inject passes --seed
-             if args.seed is not None and c.get("seed") is None
-             and any(a.name == "seed" for a in FAULTS[c.fault].arguments) else c for c in spec.faults]
-    for line in _plan_summary(spec, targets, args.seed) + list(target.plan(calls)):
-        print(line)
-    return 0
-
-
-def _plan_summary(spec: Any, targets: Any, seed: int | None) -> list[str]:
-    """What the run would measure with: durations, the load shape, the judged targets, the seed."""
-    import dataclasses
-    load, d = spec.load, spec.durations
-    if load.stages:
-        shape = ", ".join(f"{'forever' if s.duration_s == float('inf') else f'{s.duration_s:g}s'}:{s.users}"
-                          for s in load.stages)
-        shape = f"stages {shape}"
-    else:
-        shape = f"{load.users} users (started at {load.spawn_rate:g}/s)"
-    think = ("the class's own think time" if load.wait_min_s is None
-             else f"think time {load.wait_min_s:g}-{load.wait_max_s:g} s")
-    workers = "default" if load.workers is None else str(load.workers)
-    judged = ", ".join(f"{k} {v:g}" for k, v in dataclasses.asdict(targets).items())
-    return [f"experiment {spec.name} ({spec.path}), profile {spec.profile}: steady {d.steady_s:g} s, "
-            f"fault {d.fault_s:g} s, recovery {d.recovery_s:g} s",
-            f"load: {shape}; user class {load.user_class}, {think}; Locust worker processes: {workers}",
-            f"targets: {judged}",
-            f"seed: {'none (random)' if seed is None else seed}"]
 
 
 def cmd_faults(args: argparse.Namespace) -> int:
@@ -214,7 +177,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .checkers.measurement import EXIT_CODES
     from .recheck import recheck
     run_dir = Path(args.run_dir)
-    _refuse_unsealed(run_dir)
+    refuse_unsealed(run_dir)
     result, same = recheck(run_dir)
     recorded = result.run_dir
     result = dataclasses.replace(result, run_dir=str(run_dir))  # where it is now: a copied run is checked here
@@ -238,7 +201,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .reports import render, render_all
     run_dir = Path(args.run_dir)
-    _refuse_unsealed(run_dir)
+    refuse_unsealed(run_dir)
     paths = render_all(run_dir) if args.format == "all" else [render(run_dir, args.format)]
     for p in paths:
         print(p)
@@ -248,8 +211,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     """Exit 0 only when the files, the signature (by a trusted key, when any is configured) and the ledger agree."""
     from .evidence import LEDGER, NO_MANIFEST, verify
+    import re
     settings = _settings(args)
     run_dir = Path(args.run_dir)
+    if args.ledger_head is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", args.ledger_head.strip()):
+        raise UserError(f"--ledger-head {args.ledger_head!r} is not a ledger head: that is the SHA-256 of a ledger "
+                        f"line, 64 hex digits, as the compliance report and the CI job summary record it. Copy it "
+                        f"again from there (nothing was verified).")
+    refuse_reports_folder(run_dir)
     ledger = Path(args.ledger) if args.ledger else run_dir.resolve().parent / LEDGER  # where `run` appends
     result = verify(run_dir, Path(args.public_key) if args.public_key else None,
                     trusted_keys=[Path(p) for p in settings.evidence.trusted_public_keys], ledger=ledger,
@@ -285,22 +254,13 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refuse_unsealed(run_dir: Path) -> None:
-    """A killed run's directory has no result.json: say so, and how to seal it (exit 2), instead of 'missing file'."""
-    from .salvage import unsealed_message
-    if not (run_dir / "result.json").is_file():
-        message = unsealed_message(run_dir)
-        if message:
-            raise UserError(message)
-
-
 def cmd_gameday(args: argparse.Namespace) -> int:
     from .gameday import gameday_verdict, run_gameday, suite_experiments, suites_file
     settings = _settings(args)
     if args.dry_run:  # each experiment's plan, in order; the first one the run would refuse: exit 2
         for name in suite_experiments(args.suite, suites_file()):
             print(f"== {name}")
-            _dry_run(args, settings, name)
+            dry_run(args, settings, name)
         return 0
     confirm(args.target, args.context, f"the game-day suite {args.suite}", args.yes)
     reports_dir = Path(args.reports_dir or settings.evidence.reports_dir)
@@ -409,9 +369,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print every experiment's plan (as `run --dry-run`), taking no step; exit 2 if the target "
                         "would refuse one")
     _add_run_options(p)
-    p = add("config", cmd_config, "print the resolved settings", target=False)
-    p.add_argument("--defaults", action="store_true", help="print a complete settings file with every default")
+    p = add("config", cmd_config, "print the resolved settings (YAML that --config reads back)", target=False)
+    p.add_argument("--defaults", action="store_true",
+                   help="print a complete settings file with every default, each key explained in a comment")
     return parser
+
+
+def _note_local_catalogue(command: str) -> None:
+    """A ./experiments/ folder replaces the project's catalogue: say so on stderr, so it never happens unnoticed."""
+    if command not in ("run", "list", "validate", "gameday"):
+        return
+    from .experiments import PROJECT_ROOT, experiments_dir
+    used, project = experiments_dir(), PROJECT_ROOT / "experiments"
+    if used.resolve() != project.resolve():
+        print(f"resilience: the experiment catalogue is {used} (an experiments/ folder in the working directory), "
+              f"not the project's {project}; run from another directory to use the project's.", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -421,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        _note_local_catalogue(args.command)
         return int(args.func(args))
     except (UserError, HarnessError) as exc:
         print(f"resilience: error: {exc}", file=sys.stderr)

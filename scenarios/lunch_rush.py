@@ -1,9 +1,10 @@
 """Lunch rush: students browse the menu, order, sometimes check the order, and pay.
 
 A Locust locustfile. It runs under `resilience.load.worker` (which records every
-request into the run's history) and also under plain Locust:
+request into the run's history) and also under plain Locust, naming the user class
+as the harness does (without one, Locust would run all three classes at once):
 
-    locust -f scenarios/lunch_rush.py --host http://127.0.0.1:8080
+    locust -f scenarios/lunch_rush.py LunchRushUser --host http://127.0.0.1:8080
 
 Orders carry sequence-numbered idempotency keys `{run_id}-{worker}{user_no}-{n}`,
 n counting up per user (`worker` names the Locust worker, empty with one process), so the durability (RPO) check can tell exactly which

@@ -187,12 +187,13 @@ def rbac_yaml(settings: Settings, fault_namespaces: Sequence[str] = ()) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m resilience.targets.rbac",
                                      description="Print the harness's RBAC manifests (YAML) for kubectl apply.")
-    parser.add_argument("--config", metavar="FILE", help="settings file (default: the defaults)")
+    parser.add_argument("--config", metavar="FILE", help="settings file (default: resilience.yaml here or "
+                                                         "$RESILIENCE_CONFIG, as every resilience command; else the defaults)")
     parser.add_argument("--fault-namespace", action="append", default=[], metavar="NS",
                         help="a further namespace faults may act in (repeatable)")
     args = parser.parse_args(argv)
     try:
-        settings = load_settings(args.config) if args.config else Settings()
+        settings = load_settings(args.config)  # like the CLI: ./resilience.yaml when there is one
     except UserError as exc:
         print(f"resilience.targets.rbac: {exc}", file=sys.stderr)
         return 2

@@ -112,3 +112,53 @@ def test_a_cloud_run_without_settings_names_every_allow_list_at_once(tmp_path: P
     assert settings.kubernetes.allowed_contexts == ("eks-1",)
     assert cli.main(["run", "zone-failure", "--target", "aws", "--context", "eks-1", "--dry-run"]) == 0
     assert yaml.safe_load((tmp_path / "resilience.yaml").read_text())["aws"]["allowed_regions"] == ["ap-south-1"]
+
+
+def test_config_defaults_explain_every_key_and_read_back(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from resilience.config import Settings, load_settings
+    assert cli.main(["config", "--defaults"]) == 0
+    text = capsys.readouterr().out
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, rest = line.partition(":")
+            assert "  # " in rest and rest.split("  # ", 1)[1].strip(), f"no explanation for {key.strip()}"
+    config = tmp_path / "resilience.yaml"
+    config.write_text(text)
+    assert load_settings(config).to_json() | {"source": "defaults"} == Settings().to_json()
+    assert "lost_writes" in yaml.safe_load(text)["targets"]
+
+
+def test_config_output_is_a_settings_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from resilience.config import load_settings
+    config = tmp_path / "mine.yaml"
+    config.write_text("stack:\n  replicas: 4\n")
+    assert cli.main(["config", "--config", str(config)]) == 0
+    again = tmp_path / "again.yaml"
+    again.write_text(capsys.readouterr().out)
+    assert cli.main(["config", "--config", str(again)]) == 0
+    assert load_settings(again).stack.replicas == 4
+
+
+def test_the_rbac_generator_reads_the_settings_file_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from resilience.targets import rbac
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RESILIENCE_CONFIG", raising=False)
+    (tmp_path / "resilience.yaml").write_text("kubernetes:\n  harness_namespace: chaos-here\n")
+    assert rbac.main([]) == 0
+    assert "chaos-here" in capsys.readouterr().out
+
+
+def test_an_experiments_folder_here_is_announced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+    (tmp_path / "experiments").mkdir()
+    shutil.copy(ROOT / "experiments" / "pod-kill.yaml", tmp_path / "experiments")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RESILIENCE_CONFIG", raising=False)
+    assert cli.main(["list"]) == 0
+    captured = capsys.readouterr()
+    assert "pod-kill" in captured.out and "zone-failure" not in captured.out
+    assert "the experiment catalogue is" in captured.err and str(tmp_path / "experiments") in captured.err

@@ -87,3 +87,17 @@ def test_p99_is_labelled_as_judged_outside_the_fault_phase(tmp_path: Path) -> No
         text = render(run_dir, fmt).read_text()
         assert "p99_ms [all but the fault phase]" in text, fmt
         assert "p99_ms [overall]" not in text, fmt
+
+
+def test_verify_of_the_reports_folder_says_to_verify_each_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = recomputable(tmp_path, "pass")
+    assert main(["verify", str(run_dir.parent)]) == 2
+    err = capsys.readouterr().err
+    assert "holds run directories" in err and "never sealed" not in err
+
+
+def test_a_mistyped_ledger_head_is_bad_input_not_tampering(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = recomputable(tmp_path, "pass")
+    assert main(["verify", str(run_dir), "--ledger-head", "3f2a-typo"]) == 2
+    err = capsys.readouterr().err
+    assert "64 hex digits" in err and "broken" not in err
