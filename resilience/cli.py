@@ -300,7 +300,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-up", action="store_true", help="leave a stack this run started running afterwards")
     p.add_argument("--seed", type=int, help="random seed for fault choices (e.g. which replicas die)")
     p.add_argument("--quiet", action="store_true", help="no live progress on stderr")
-    p.add_argument("--json", action="store_true", help="print one JSON object (schema in the README)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (schema: docs/commands.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("up", cmd_up, "deploy the platform and wait until it is healthy (reports an existing stack instead)")
     add("down", cmd_down, "stop everything the target started and remove its namespaces and state")
     p = add("status", cmd_status, "show every component: name, kind, role, zone, pid, address, health")
-    p.add_argument("--json", action="store_true", help="print JSON (schema in the README)")
+    p.add_argument("--json", action="store_true", help="print JSON (schema: docs/commands.md)")
     p = add("run", cmd_run, "run one experiment under load and judge it against the targets (exit 0/1/2)")
     p.add_argument("experiment", help="a catalogue name (see `resilience list`) or an experiment file")
     p.add_argument("--dry-run", action="store_true",
