@@ -101,3 +101,25 @@ def test_a_mistyped_ledger_head_is_bad_input_not_tampering(tmp_path: Path, capsy
     assert main(["verify", str(run_dir), "--ledger-head", "3f2a-typo"]) == 2
     err = capsys.readouterr().err
     assert "64 hex digits" in err and "broken" not in err
+
+
+def test_gameday_json_prints_one_object(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from dataclasses import dataclass
+
+    from resilience import cli
+
+    @dataclass
+    class Made:
+        run_dir: str
+
+    def fake_run(name: str, args: object, settings: object) -> Made:
+        return Made(str(load_generator().make_run(tmp_path / "reports", "pass")))
+
+    monkeypatch.setattr(cli, "run_experiment", fake_run)
+    code = cli.main(["gameday", "--suite", "quick", "--json", "--reports-dir", str(tmp_path / "reports")])
+    out = capsys.readouterr().out
+    data = json.loads(out)  # the whole output is one JSON object
+    assert data["suite"] == "quick" and data["verdict"] in ("pass", "fail", "inconclusive", "aborted")
+    assert code == (0 if data["verdict"] == "pass" else 1)
+    assert (Path(data["report_dir"]) / "compliance.json").is_file()
