@@ -58,7 +58,8 @@ def check_allowlists(settings: Settings, target: str, context: str | None, fault
         f"{settings.source}: the {target} target touches only what the settings allow, and they lack:\n"
         + "\n".join(lines)
         + f"\nNothing was called.{account_note}{context_note} Only add what is meant for chaos experiments. "
-        + ("A resilience.yaml to start from (save it in this directory, then run the same command with --dry-run):"
+        + ("A resilience.yaml to start from (save it in this directory, then try again; a run: with --dry-run "
+           "first):"
            if settings.source == "defaults" else f"Add to {settings.source}:")
         + "\n\n" + completed_yaml(settings, lacking))
 

@@ -46,10 +46,23 @@ def _policy(settings: Settings) -> Any:
     return Policy.from_settings(settings)
 
 
-def cmd_up(args: argparse.Namespace) -> int:
+def _allowlists(args: argparse.Namespace) -> Settings:
+    """On a cloud target, every missing allow-list named at once (before any question or call)."""
+    from .allowlists import check_allowlists
+    settings = _settings(args)
+    check_allowlists(settings, args.target, getattr(args, "context", None), ())
+    return settings
+
+
+def _target(args: argparse.Namespace) -> Any:
     from .targets import make_target
+    return make_target(args.target, _allowlists(args), context=getattr(args, "context", None))
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    _allowlists(args)
     confirm(args.target, args.context, "deploying the platform", args.yes)
-    target = make_target(args.target, _settings(args), context=getattr(args, "context", None))
+    target = _target(args)
     already = target.status() if args.target == "local" and target.status().running else None
     status = target.up()
     if already:
@@ -59,17 +72,16 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from .targets import make_target
+    _allowlists(args)
     confirm(args.target, args.context, "removing what `up` created", args.yes)
-    target = make_target(args.target, _settings(args), context=getattr(args, "context", None))
+    target = _target(args)
     target.down()
     print(f"the {args.target} stack is down; nothing it started is left running.")
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .targets import make_target
-    target = make_target(args.target, _settings(args), context=getattr(args, "context", None))
+    target = _target(args)
     status = target.status()
     if args.json:
         print(json.dumps(status.to_json(), indent=2))

@@ -107,7 +107,7 @@ def test_a_cloud_run_without_settings_names_every_allow_list_at_once(tmp_path: P
                     "aws.allowed_resources"):
         assert setting in err
     # the file it offers is complete: saved as it is, the dry-run passes
-    (tmp_path / "resilience.yaml").write_text(err.split("--dry-run):\n\n", 1)[1])
+    (tmp_path / "resilience.yaml").write_text(err.split("first):\n\n", 1)[1])
     settings = load_settings(tmp_path / "resilience.yaml")
     assert settings.kubernetes.allowed_contexts == ("eks-1",)
     assert cli.main(["run", "zone-failure", "--target", "aws", "--context", "eks-1", "--dry-run"]) == 0
@@ -162,3 +162,12 @@ def test_an_experiments_folder_here_is_announced(tmp_path: Path, monkeypatch: py
     captured = capsys.readouterr()
     assert "pod-kill" in captured.out and "zone-failure" not in captured.out
     assert "the experiment catalogue is" in captured.err and str(tmp_path / "experiments") in captured.err
+
+
+def test_up_on_aws_without_settings_names_every_allow_list_before_asking(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RESILIENCE_CONFIG", raising=False)
+    assert cli.main(["up", "--target", "aws", "--context", "eks-1"]) == 2  # no --yes: it never got to ask
+    err = capsys.readouterr().err
+    assert "aws.allowed_accounts" in err and "aws.allowed_regions" in err and "kubernetes.allowed_contexts" in err
