@@ -138,7 +138,7 @@ def test_bad_suites_file_and_unknown_suite_name_the_fix(tmp_path: Path) -> None:
         load_suites(bad)
     with pytest.raises(UserError, match="does not exist"):
         load_suites(tmp_path / "nope.yaml")
-    with pytest.raises(UserError, match="Known suites: default, quick"):
+    with pytest.raises(UserError, match="Known suites: cloud, default, quick"):
         run_gameday("nightly", lambda name: tmp_path, tmp_path, Settings(), suites_file=SUITES)
 
 
