@@ -171,3 +171,12 @@ def test_up_on_aws_without_settings_names_every_allow_list_before_asking(
     assert cli.main(["up", "--target", "aws", "--context", "eks-1"]) == 2  # no --yes: it never got to ask
     err = capsys.readouterr().err
     assert "aws.allowed_accounts" in err and "aws.allowed_regions" in err and "kubernetes.allowed_contexts" in err
+
+
+def test_set_target_help_names_every_target() -> None:
+    import dataclasses
+
+    from resilience.config import Targets
+    run = cli.build_parser()._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr]
+    text = next(a.help for a in run._actions if "--set-target" in a.option_strings) or ""
+    assert all(f.name in text for f in dataclasses.fields(Targets))
