@@ -1,0 +1,174 @@
+"""Issue 22: the second hardening round — what an input file says reaches no further than it is allowed.
+
+The malformed-input corpus continues here (test_input_safety.CORPUS has the
+first round): experiment files for `validate`, settings files for `config`.
+Each case is exit 2 with one paragraph naming the file, no traceback, quickly,
+and nothing executed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from resilience.cli import main
+from test_input_safety import BASE, CORPUS, _add_rollback, _ext, _mutate, _replace, _set_args, _set_ext, _set_load
+
+BIG = 10 ** 400  # above the largest float (~1.8e308): float(BIG) raises OverflowError
+BIG_TEXT = "1" + "0" * 400
+
+
+def _big(text: str, old: str) -> str:
+    """`text` with the number `old` replaced by a 401-digit one (YAML dumps cannot hold it otherwise)."""
+    assert old in text, old
+    return text.replace(old, BIG_TEXT, 1)
+
+
+def _probe_with(arguments: dict[str, Any]) -> str:
+    return _mutate(lambda d: d["steady-state-hypothesis"]["probes"][0]["provider"]["arguments"].update(arguments))
+
+
+JSON_BASE = json.dumps(yaml.safe_load(BASE), indent=1) + "\n"
+
+# name -> (content, what is wrong)
+CORPUS2: dict[str, tuple[str | bytes, str]] = {
+    # class 4: duplicate keys
+    "dup-targets": (_replace("    targets: {availability_fault: 0.99}",
+                             "    targets: {availability_fault: 0.99}\n    targets: {rto_s: 86400}"),
+                    "a second targets block further down wins"),
+    "dup-top-level-method": (BASE + "method: []\n", "a second method at the end"),
+    "dup-in-flow-mapping": (_replace("arguments: {percent: 50}", "arguments: {percent: 50, percent: 100}"),
+                            "the same argument twice in a flow mapping"),
+    "dup-title": (BASE + "title: something else\n", "the title twice"),
+    "dup-extension-field": (_replace("    experiment: pod-kill\n", "    experiment: pod-kill\n    experiment: other\n"),
+                            "the experiment name twice"),
+    "dup-json": ('{"title": "a", "title": "b"}\n', "a JSON file with a duplicate key"),
+    # class 5: huge numbers, JSON that is not JSON, strings that break terminals and reports
+    "huge-target": (_big(_set_ext(targets={"rto_s": 12345}), "12345"), "targets.rto_s of 401 digits"),
+    "huge-users": (_big(_set_load(users=12345), "12345"), "users of 401 digits"),
+    "huge-stage": (_set_load(stages=BIG_TEXT + ":10"), "a stage of 401 digits"),
+    "huge-stage-users": (_set_load(stages="10s:" + BIG_TEXT), "a stage's users of 401 digits"),
+    "huge-timeout": (_big(_set_load(timeout_s=12345), "12345"), "load.timeout_s of 401 digits"),
+    "huge-spawn-rate": (_big(_set_load(spawn_rate=12345), "12345"), "spawn rate of 401 digits"),
+    "huge-percent": (_big(_set_args(percent=12345), "12345"), "percent of 401 digits"),
+    "huge-hold": (_big(_set_args(hold_s=12345), "12345"), "hold_s of 401 digits"),
+    "huge-seed": (_big(_set_args(seed=12345), "12345"), "a seed of 401 digits"),
+    "huge-duration": (_big(_mutate(lambda d: _ext(d)["durations"].update(fault_s=12345)), "12345"),
+                      "durations.fault_s of 401 digits"),
+    "huge-pause": (_big(_mutate(lambda d: d["method"][0].update(pauses={"before": 12345})), "12345"),
+                   "a pause of 401 digits"),
+    "huge-stop-for": (_big(_set_ext(stop_condition={"for_s": 12345}), "12345"), "stop_condition.for_s"),
+    "huge-probe-argument": (_big(_probe_with({"window_s": 12345}), "12345"),
+                            "a probe argument of 10**400 (once accepted)"),
+    "huge-negative": (_big(_set_args(percent=-12345), "12345"), "a 401-digit negative number"),
+    "int-above-2-63": (_set_args(seed=2 ** 64), "a seed above 2**63"),
+    "huge-float-literal": (_replace("arguments: {percent: 50}", "arguments: {percent: 1.0e999}"),
+                           "a float literal that is infinite"),
+    "json-trailing-comma": (JSON_BASE.rstrip()[:-1] + ",\n}\n", "a JSON file with a trailing comma (was read as YAML)"),
+    "json-nan": (JSON_BASE.rstrip()[:-1] + ', "n": NaN}\n', "NaN in a JSON file"),
+    "json-comment": ("// reviewed\n" + JSON_BASE, "a comment in a JSON file"),
+    "json-single-quotes": (JSON_BASE.replace('"title"', "'title'"), "single-quoted keys"),
+    "json-deep": ("[" * 5000 + "]" * 5000 + "\n", "5000 nested JSON lists"),
+    "json-huge-int": ('{"title": "x", "n": ' + "9" * 5000 + "}\n", "a 5000-digit number in JSON"),
+    "json-yaml-body": ("title: x\ndescription: y\n", "a .json file holding YAML"),
+    "lone-surrogate-title": (_replace("title: Killing", 'title: "\\ud800 Killing'
+                                      ).replace("controller\n", "controller\"\n", 1),
+                             "a lone surrogate in the title (broke the html report)"),
+    "esc-title": (_mutate(lambda d: d.update(title="\x1b[2J\x1b[31mowned")), "ESC sequences in the title"),
+    "nul-title": (_replace("title: Killing", 'title: "\\0 Killing').replace("controller\n", "controller\"\n", 1),
+                  "a NUL in the title (made junit.xml ill-formed)"),
+    "bell-description": (_mutate(lambda d: d.update(description="ring\x07")), "a BEL in the description"),
+    "c1-control": (_mutate(lambda d: d.update(title="x\x9by")), "a C1 control (CSI) in the title"),
+    "bidi-override": (_mutate(lambda d: d.update(title="safe \u202eeteled")), "a right-to-left override"),
+    "esc-in-key": (_mutate(lambda d: d.update({"x\x1by": 1})), "ESC in a mapping key"),
+    "esc-in-activity-name": (_mutate(lambda d: d["method"][0].update(name="kill\x1b[0m")), "ESC in an activity name"),
+    "surrogate-hypothesis": (_set_ext(hypothesis="\udfff"), "a lone surrogate in the hypothesis"),
+}
+
+SUFFIX = {name: ".json" for name in CORPUS2 if name.startswith(("json-", "dup-json"))}
+
+# settings files for `resilience config --config FILE`
+SETTINGS_CORPUS: dict[str, str] = {
+    "dup-targets": "targets:\n  rto_s: 30\n  availability: 0.999\ntargets:\n  rto_s: 86400\n  availability: 0.01\n",
+    "dup-nested": "targets:\n  rto_s: 30\n  rto_s: 86400\n",
+    "huge-rto": f"targets:\n  rto_s: {BIG_TEXT}\n",
+    "huge-tolerance": f"stack:\n  autoscaling:\n    tolerance: {BIG_TEXT}\n",
+    "huge-eviction": f"kubernetes:\n  eviction_timeout_s: {BIG_TEXT}\n",
+    "huge-port": f"stack:\n  ports:\n    api: {BIG_TEXT}\n",
+    "esc-in-host": 'experiments:\n  allowed_http_hosts: ["a\\e[31m"]\n',
+    "surrogate-key": 'targets:\n  "\\ud800": 1\n',
+}
+
+
+def _check_refused(path: Path, command: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    start = time.monotonic()
+    code = main(command)
+    elapsed = time.monotonic() - start
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert str(path) in err and "Traceback" not in err
+    assert err.strip().count("\n") == 0, err  # one paragraph
+    assert elapsed < 5
+    return err
+
+
+@pytest.mark.parametrize("case", sorted(CORPUS2))
+def test_malformed_experiment_round2_is_exit_2(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    content, _what = CORPUS2[case]
+    path = tmp_path / f"experiment{SUFFIX.get(case, '.yaml')}"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8", "surrogatepass"))
+    _check_refused(path, ["validate", str(path)], capsys)
+
+
+@pytest.mark.parametrize("case", sorted(SETTINGS_CORPUS))
+def test_malformed_settings_file_is_exit_2(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "resilience.yaml"
+    path.write_text(SETTINGS_CORPUS[case])
+    _check_refused(path, ["config", "--config", str(path)], capsys)
+
+
+def test_a_duplicate_key_names_both_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "resilience.yaml"
+    path.write_text(SETTINGS_CORPUS["dup-targets"])
+    err = _check_refused(path, ["config", "--config", str(path)], capsys)
+    assert "line 4" in err and "line 1" in err and "'targets'" in err
+    json_path = tmp_path / "e.json"
+    json_path.write_text('{\n "title": "a",\n "title": "b"\n}\n')
+    err = _check_refused(json_path, ["validate", str(json_path)], capsys)
+    assert "lines 2 and 3" in err
+
+
+def test_a_strict_json_experiment_still_validates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "pod-kill.json"
+    path.write_text(json.dumps(yaml.safe_load(BASE)))
+    assert main(["validate", str(path)]) == 0, capsys.readouterr().err
+
+
+def test_list_never_prints_raw_escapes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "evil.yaml").write_text(CORPUS2["esc-title"][0])  # type: ignore[arg-type]
+    monkeypatch.chdir(tmp_path)
+    main(["list"])
+    out = capsys.readouterr()
+    assert "\x1b" not in out.out + out.err and "evil" in out.out + out.err
+
+
+def test_reports_escape_control_characters_and_surrogates_from_a_run(tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+    from resilience.reports import render_all
+    from run_fixtures import load_generator
+    run_dir: Path = load_generator().make_run(tmp_path / "reports", "fail")
+    result = json.loads((run_dir / "result.json").read_text())
+    result["title"] = "t\x1b[31m\x00\ud800"
+    result["experiment"] = "e\x1b\x00"
+    (run_dir / "result.json").write_text(json.dumps(result))
+    render_all(run_dir)
+    ET.parse(run_dir / "junit.xml")  # well-formed
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert "\x1b" not in html and "\x00" not in html
