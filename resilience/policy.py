@@ -134,6 +134,10 @@ def _check_python(path: str, provider: dict[str, Any], where: str, policy: Polic
                         f"experiment files may only call resilience.faults and resilience.control unless the "
                         f"operator allows more. If you trust {module!r}, add it to 'experiments.allowed_modules' in "
                         f"{policy.settings_file()}.")
+    if module in BUILTIN_MODULES and "${" in repr(provider.get("arguments")):
+        raise UserError(f"{where}: {path}: the arguments of {module} activities may not use ${{...}}: Chaos Toolkit "
+                        f"would substitute a configuration or secret value after they were checked. Write the "
+                        f"values themselves.")
     func = provider.get("func")
     allowed = BUILTIN_MODULES.get(module, ())
     if func is None and "func" not in provider:

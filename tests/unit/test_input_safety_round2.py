@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from resilience.cli import main
-from test_input_safety import BASE, CORPUS, _add_rollback, _ext, _mutate, _replace, _set_args, _set_ext, _set_load
+from test_input_safety import BASE, CORPUS, ROOT, _add_rollback, _ext, _mutate, _replace, _set_args, _set_ext, _set_load
 
 BIG = 10 ** 400  # above the largest float (~1.8e308): float(BIG) raises OverflowError
 BIG_TEXT = "1" + "0" * 400
@@ -35,8 +35,29 @@ def _probe_with(arguments: dict[str, Any]) -> str:
 
 JSON_BASE = json.dumps(yaml.safe_load(BASE), indent=1) + "\n"
 
+ZONE = (ROOT / "experiments" / "zone-failure.yaml").read_text()
+LEAK = {"leak": {"type": "env", "key": "HOME"}}
+
+
+def _zone(zone: str, configuration: dict[str, Any] | None = None) -> str:
+    data = yaml.safe_load(ZONE)
+    data["method"][0]["provider"]["arguments"]["zone"] = zone
+    data["configuration"] = configuration or LEAK
+    return yaml.safe_dump(data, sort_keys=False)
+
+
 # name -> (content, what is wrong)
 CORPUS2: dict[str, tuple[str | bytes, str]] = {
+    # class 3: configuration values substituted into fault arguments after they were checked
+    "zone-from-env": (_zone("${leak}"), "lose_zone's zone is an env configuration value"),
+    "zone-embedded": (_zone("primary-${leak}"), "an env value inside the zone"),
+    "zone-from-secret": (_zone("${secret_zone}", {}), "a secret substituted into the zone"),
+    "seed-from-env": (_mutate(lambda d: (d.update(configuration=LEAK),
+                                         d["method"][0]["provider"]["arguments"].update(seed="${leak}"))),
+                      "a seed from configuration"),
+    "probe-arg-from-env": (_probe_with({"window_s": "${leak}"}), "a probe argument from configuration"),
+    "rollback-arg-from-env": (_mutate(lambda d: d["rollbacks"][0]["provider"].update(arguments={"x": "${leak}"})),
+                              "a rollback argument from configuration"),
     # class 4: duplicate keys
     "dup-targets": (_replace("    targets: {availability_fault: 0.99}",
                              "    targets: {availability_fault: 0.99}\n    targets: {rto_s: 86400}"),
@@ -172,3 +193,11 @@ def test_reports_escape_control_characters_and_surrogates_from_a_run(tmp_path: P
     ET.parse(run_dir / "junit.xml")  # well-formed
     html = (run_dir / "report.html").read_text(encoding="utf-8")
     assert "\x1b" not in html and "\x00" not in html
+
+
+def test_the_registry_refuses_substitution_in_any_text_argument() -> None:
+    from resilience.errors import UserError
+    from resilience.fault_registry import fault_type
+    with pytest.raises(UserError, match=r"\$\{\.\.\.\} is not allowed"):
+        fault_type("lose_zone").check({"zone": "${leak}"}, "x")
+    assert fault_type("lose_zone").check({"zone": "eu-1"}, "x")["zone"] == "eu-1"
