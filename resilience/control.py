@@ -37,6 +37,8 @@ def before_experiment_control(context: dict[str, Any], configuration: Any = None
         run = build_run(spec, settings, RunOptions(target=os.environ.get("RESILIENCE_TARGET", "local")))
         run.owned_by_control = True
         active.activate(run)
+    from .policy import Policy, guard_http_providers
+    guard_http_providers(Policy.from_settings(run.settings))  # before any activity: redirects stay on allowed hosts
     try:
         run.begin()
     except Aborted as exc:

@@ -48,6 +48,28 @@ def _zone(zone: str, configuration: dict[str, Any] | None = None) -> str:
 
 # name -> (content, what is wrong)
 CORPUS2: dict[str, tuple[str | bytes, str]] = {
+    # class 1: the http allow-list, checked the way the HTTP client parses the URL
+    **{f"http-{name}": (_add_rollback({"type": "http", "url": url}), why) for name, url, why in [
+        ("backslash-userinfo", "http://evil.com\\@127.0.0.1/", "requests connects to evil.com (the issue's example)"),
+        ("backslash-query", "http://evil.com\\@127.0.0.1/?k=${leak}", "the same, leaking configuration"),
+        ("userinfo", "http://user:pw@127.0.0.1/", "credentials in the authority"),
+        ("userinfo-at-evil", "http://127.0.0.1@evil.com/", "loopback as the user name"),
+        ("percent-host", "http://%31%32%37.0.0.1/", "a percent-escaped host"),
+        ("percent-at", "http://evil.com%40127.0.0.1/", "a percent-escaped @"),
+        ("space-in-authority", "http://evil.com 127.0.0.1/", "whitespace in the authority"),
+        ("tab-in-authority", "http://127.0.0.1\tevil.com/", "a tab in the authority"),
+        ("leading-space", " http://127.0.0.1/", "leading whitespace"),
+        ("newline", "http://127.0.0.1/\r\nHost: evil.com", "header injection through CR LF"),
+        ("backslash-path", "http://127.0.0.1\\evil.com", "a backslash right after the host"),
+        ("dollar-port", "http://127.0.0.1:${port}/", "a port from configuration"),
+        ("bad-port", "http://127.0.0.1:99999/", "a port above 65535"),
+        ("decimal-ip", "http://2130706433/", "127.0.0.1 written as one number"),
+        ("short-ip", "http://127.1/", "127.0.0.1 shortened"),
+        ("zero-address", "http://0.0.0.0:8080/", "0.0.0.0, not loopback"),
+        ("no-slashes", "http:127.0.0.1/", "no // after the scheme"),
+        ("file-scheme", "file:///etc/passwd", "a file URL"),
+        ("idn-host", "http://127.0.0.1\u3002evil.com/", "an ideographic full stop in the host"),
+    ]},
     # class 3: configuration values substituted into fault arguments after they were checked
     "zone-from-env": (_zone("${leak}"), "lose_zone's zone is an env configuration value"),
     "zone-embedded": (_zone("primary-${leak}"), "an env value inside the zone"),
@@ -201,3 +223,54 @@ def test_the_registry_refuses_substitution_in_any_text_argument() -> None:
     with pytest.raises(UserError, match=r"\$\{\.\.\.\} is not allowed"):
         fault_type("lose_zone").check({"zone": "${leak}"}, "x")
     assert fault_type("lose_zone").check({"zone": "eu-1"}, "x")["zone"] == "eu-1"
+
+
+@pytest.mark.parametrize("url, host", [
+    ("http://127.0.0.1:8080/health", "127.0.0.1"), ("https://localhost/x?y=1#z", "localhost"),
+    ("http://[::1]:80/", "::1"), ("http://evil.com\\@127.0.0.1/", None), ("http://a@127.0.0.1/", None),
+    ("http://127.0.0.1%2f/", None), ("HTTP://127.0.0.1/", None),
+])
+def test_url_host_is_the_host_requests_connects_to(url: str, host: str | None) -> None:
+    from resilience.policy import url_host
+    assert url_host(url) == host
+    if host is not None:
+        import urllib3
+        assert urllib3.util.parse_url(url).host.strip("[]") == host
+
+
+def test_the_http_provider_does_not_follow_a_redirect_to_a_host_that_is_not_allowed() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    import chaoslib.activity
+    from resilience.policy import Policy, guard_http_providers
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            target = "/ok" if self.path == "/local" else "http://evil.invalid/steal"
+            if self.path == "/ok":
+                self.send_response(200)
+            else:
+                self.send_response(302)
+                self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        guard_http_providers(Policy())
+        guard_http_providers(Policy())  # twice is harmless
+        run = chaoslib.activity.run_http_activity
+        refused = run({"name": "p", "type": "probe", "provider": {"type": "http", "url": base + "/away",
+                                                                   "timeout": 3}}, {}, {})
+        assert refused["status"] == 302  # not followed: evil.invalid was never looked up or called
+        followed = run({"name": "p", "type": "probe", "provider": {"type": "http", "url": base + "/local",
+                                                                    "timeout": 3}}, {}, {})
+        assert followed["status"] == 200  # a redirect to an allowed host is still followed
+    finally:
+        server.shutdown()
