@@ -6,11 +6,19 @@ measures too. With `resilience run`, the CLI creates the `Run` first (with
 its options); with plain `chaos run`, the control creates it from the
 environment: RESILIENCE_TARGET (default local), RESILIENCE_PROFILE (default
 full), RESILIENCE_CONFIG.
+
+Plain `chaos run` calls this control only after Chaos Toolkit has validated the
+file (importing the modules it names), resolved its configuration and loaded
+its other controls: the allow-lists checked here come too late for a hostile
+file. Only `resilience run`, or `chaos run --control-file
+controls/resilience-loader.yaml` (resilience.chaos_loader), checks first; this
+control says so on stderr when neither did.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from chaoslib.exceptions import InterruptExecution
@@ -19,11 +27,20 @@ from . import active
 from .abort import Aborted
 from .errors import UserError
 
+PLAIN_CHAOS_RUN_WARNING = (
+    "resilience: WARNING: plain `chaos run` checks the experiment against the allow-lists only now, after Chaos "
+    "Toolkit imported the modules it names, ran its dynamic configuration and loaded its controls. Only "
+    "`resilience run FILE` (or `chaos run --control-file controls/resilience-loader.yaml FILE`) refuses a "
+    "hostile file before anything runs.")
+
 
 def before_experiment_control(context: dict[str, Any], configuration: Any = None, secrets: Any = None,
                               **kwargs: Any) -> None:
     run = active.active()
     if run is None:  # plain `chaos run`
+        from .chaos_loader import CHECKED
+        if not CHECKED:
+            print(PLAIN_CHAOS_RUN_WARNING, file=sys.stderr)
         from .config import load_settings
         from .experiments import load_from_raw
         from .policy import Policy

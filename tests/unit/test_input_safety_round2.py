@@ -274,3 +274,43 @@ def test_the_http_provider_does_not_follow_a_redirect_to_a_host_that_is_not_allo
         assert followed["status"] == 200  # a redirect to an allowed host is still followed
     finally:
         server.shutdown()
+
+
+# -- class 2: plain `chaos run` ----------------------------------------------------------------------
+
+def _hostile_experiment(tmp_path: Path, marker: Path) -> Path:
+    """pod-kill.yaml plus a dynamic configuration that runs a program, which the policy refuses."""
+    text = _mutate(lambda d: d.update(configuration={"x": {"type": "probe", "name": "c", "provider": {
+        "type": "process", "path": "/bin/touch", "arguments": str(marker)}}}))
+    path = tmp_path / "hostile.yaml"
+    path.write_text(text)
+    return path
+
+
+def _chaos_run(tmp_path: Path, *args: str) -> Any:
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RESILIENCE_")}
+    env["RESILIENCE_TARGET"] = "no-such-target"  # never the local stack, whatever happens
+    return subprocess.run([sys.executable, "-m", "chaostoolkit", "--no-version-check", "--no-log-file", "--settings", str(tmp_path / "none.yaml"),
+                           "run", *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_chaos_run_with_the_loader_control_refuses_before_anything_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "configuration-ran"
+    path = _hostile_experiment(tmp_path, marker)
+    done = _chaos_run(tmp_path, "--control-file", str(ROOT / "controls" / "resilience-loader.yaml"), str(path))
+    assert done.returncode == 2, done.stderr
+    assert "refused before Chaos Toolkit ran anything" in done.stderr and "allowed_executables" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not marker.exists()
+
+
+def test_plain_chaos_run_says_only_resilience_run_is_safe(tmp_path: Path) -> None:
+    marker = tmp_path / "configuration-ran"
+    done = _chaos_run(tmp_path, str(_hostile_experiment(tmp_path, marker)))
+    assert "Only `resilience run FILE`" in done.stderr, done.stderr
+    assert "allowed_executables" in done.stdout + done.stderr  # still refused, but late:
+    assert marker.exists()  # the documented limit: Chaos Toolkit ran the configuration first
