@@ -314,3 +314,62 @@ def test_plain_chaos_run_says_only_resilience_run_is_safe(tmp_path: Path) -> Non
     assert "Only `resilience run FILE`" in done.stderr, done.stderr
     assert "allowed_executables" in done.stdout + done.stderr  # still refused, but late:
     assert marker.exists()  # the documented limit: Chaos Toolkit ran the configuration first
+
+
+# -- class 6: the state directory ------------------------------------------------------------------
+
+@pytest.mark.parametrize("state_dir", ["/", "/etc", "/usr/lib", "/var"])
+def test_a_system_directory_as_state_dir_is_refused(state_dir: str, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "resilience.yaml"
+    path.write_text(f"stack:\n  state_dir: {state_dir}\n")
+    err = _check_refused(path, ["config", "--config", str(path)], capsys)
+    assert "stack.state_dir" in err and ".resilience-state-dir" in err
+
+
+def test_state_dir_must_be_missing_empty_or_ours(tmp_path: Path) -> None:
+    from resilience.config import STATE_MARKER, state_dir_problem
+    assert state_dir_problem(tmp_path / "missing") is None
+    (tmp_path / "empty").mkdir()
+    assert state_dir_problem(tmp_path / "empty") is None
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "thesis.tex").write_text("years of work")
+    assert "thesis.tex" in (state_dir_problem(tmp_path / "foreign") or "")
+    (tmp_path / "foreign" / STATE_MARKER).touch()
+    assert state_dir_problem(tmp_path / "foreign") is None
+    (tmp_path / "old").mkdir()  # what an older version's `up` left: logs/ and settings.json
+    (tmp_path / "old" / "logs").mkdir()
+    (tmp_path / "old" / "settings.json").write_text("{}")
+    (tmp_path / "old" / "pg1").mkdir()
+    assert state_dir_problem(tmp_path / "old") is None
+    (tmp_path / "file").write_text("x")
+    assert state_dir_problem(tmp_path / "file") == "it is not a directory"
+
+
+def test_down_deletes_nothing_in_a_directory_the_stack_did_not_make(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from resilience.config import STATE_MARKER, Settings
+    from resilience.errors import UserError
+    from resilience.targets.local import LocalPlatform
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep me")
+    (victim / "supervisor.pid").write_text("1")  # down must not even read it
+    settings = Settings()
+    settings = dataclasses.replace(settings, stack=dataclasses.replace(settings.stack, state_dir=str(victim)))
+    killed: list[int] = []
+    monkeypatch.setattr("os.kill", lambda pid, sig: killed.append(pid))
+    with pytest.raises(UserError, match="not the local stack's"):
+        LocalPlatform(settings).down()
+    assert (victim / "precious.txt").read_text() == "keep me" and not killed
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    (ours / STATE_MARKER).touch()
+    (ours / "logs").mkdir()
+    (ours / "pg1").mkdir()
+    settings = dataclasses.replace(settings, stack=dataclasses.replace(settings.stack, state_dir=str(ours)))
+    monkeypatch.setattr(LocalPlatform, "_clean_leftovers", lambda self: None)
+    LocalPlatform(settings).down()
+    assert sorted(p.name for p in ours.iterdir()) == sorted([STATE_MARKER, "logs"])
