@@ -197,7 +197,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .evidence import LEDGER, NO_MANIFEST, verify
     settings = _settings(args)
     run_dir = Path(args.run_dir)
-    ledger = Path(args.ledger) if args.ledger else run_dir.resolve().parent / LEDGER  # where `run` appends
+    ledger = Path(args.ledger) if args.ledger else run_dir.absolute().parent / LEDGER  # beside it, as given
     result = verify(run_dir, Path(args.public_key) if args.public_key else None,
                     trusted_keys=[Path(p) for p in settings.evidence.trusted_public_keys], ledger=ledger,
                     ledger_anchor=args.ledger_head)
@@ -234,8 +234,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def _refuse_unsealed(run_dir: Path) -> None:
     """A killed run's directory has no result.json: say so, and how to seal it (exit 2), instead of 'missing file'."""
+    from .inputs import check_path
     from .salvage import unsealed_message
-    if not (run_dir / "result.json").is_file():
+    if not (check_path(run_dir, "run directory") / "result.json").is_file():
         message = unsealed_message(run_dir)
         if message:
             raise UserError(message)

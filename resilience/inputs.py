@@ -50,6 +50,10 @@ MAX_FILE_BYTES = 1024 * 1024
 MAX_DEPTH = 32
 MAX_INT = 2 ** 63  # whole numbers beyond this are no setting, seed or count; converting them to float overflows
 MAX_NAME_BYTES = 255  # one path component (NAME_MAX)
+MAX_PATH_BYTES = 4000  # a whole path (PATH_MAX is 4096)
+RUN_FILE_BYTES = 16 * 1024 * 1024  # result.json, settings.json, rollback.json, MANIFEST.sha256, compliance.json
+HISTORY_BYTES = 2 * 1024 ** 3  # history.jsonl: a few MB a minute of run; 24 h of load is about 2 GB
+LEDGER_BYTES = 256 * 1024 * 1024  # ledger.jsonl: about 300 bytes a line, two lines a run
 _BAD_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
 
 _OPENING = (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken, yaml.FlowMappingStartToken,
@@ -63,10 +67,7 @@ def read_bytes(path: Path, what: str, limit: int = MAX_FILE_BYTES) -> bytes:
     Opened with O_NOFOLLOW | O_NONBLOCK and checked with fstat before reading, so
     a FIFO cannot make a reader hang and a link to /dev/zero cannot fill memory.
     """
-    path = Path(path)
-    if any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for part in path.parts):
-        raise UserError(f"{what} {str(path)[:120]}...: a path component is longer than {MAX_NAME_BYTES} bytes; "
-                        f"no file has such a name. Check the path.")
+    path = check_path(path, what)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
@@ -99,6 +100,38 @@ def read_bytes(path: Path, what: str, limit: int = MAX_FILE_BYTES) -> bytes:
     if len(data) > limit:
         raise _too_big(path, what, limit)
     return data
+
+
+def check_path(path: Path, what: str) -> Path:
+    """`path`, if no part of it is longer than the system allows (else ENAMETOOLONG surfaces as a traceback)."""
+    path = Path(path)
+    encoded = str(path).encode("utf-8", "surrogateescape")
+    if len(encoded) > MAX_PATH_BYTES or any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES
+                                            for part in path.parts):
+        raise UserError(f"{what} {str(path)[:120]}...: the path, or a name in it, is longer than the system allows "
+                        f"({MAX_NAME_BYTES} bytes a name, {MAX_PATH_BYTES} in all); no such file exists. Check the "
+                        f"path.")
+    return path
+
+
+def check_regular(path: Path, what: str, limit: int) -> int:
+    """The size of `path`, if it is a regular file (not a link, FIFO or device) of at most `limit` bytes.
+
+    For readers that stream a file themselves (the history): they open it only after this check.
+    """
+    path = check_path(path, what)
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        raise UserError(f"{what} {path} does not exist. Check the path.") from None
+    except OSError as exc:
+        raise UserError(f"{what} {path} cannot be read ({exc.strerror or exc}). Check the file.") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise UserError(f"{what} {path} is not a regular file (a link, directory, FIFO, socket or device); only "
+                        f"regular files are read. Restore the file the run wrote.")
+    if info.st_size > limit:
+        raise _too_big(path, what, limit)
+    return info.st_size
 
 
 def _too_big(path: Path, what: str, limit: int) -> UserError:
@@ -190,21 +223,21 @@ def _check_tokens(text: str, path: Path) -> None:
             depth -= 1
 
 
-def load_json(path: Path, what: str, limit: int = MAX_FILE_BYTES, *, clean_text: bool = True) -> Any:
+def load_json(path: Path, what: str, limit: int = MAX_FILE_BYTES, *, ours: bool = False) -> Any:
     """A strict JSON file within every limit above (`read_bytes`, then `parse_json`)."""
-    return parse_json(read_text(path, what, limit), str(path), clean_text=clean_text)
+    return parse_json(read_text(path, what, limit), str(path), ours=ours)
 
 
-def parse_json(text: str, where: str, *, clean_text: bool = True) -> Any:
+def parse_json(text: str, where: str, *, ours: bool = False) -> Any:
     """Strict JSON text (one document, or one ledger line) within the depth, key and value limits.
 
-    `clean_text=False` accepts any characters in strings: files the harness wrote
+    `ours=True` accepts any characters in strings: files the harness wrote
     may quote a program's output, and the reports escape what they show.
     """
     _check_json_depth(text, where)
     try:
         data = json.loads(text, object_pairs_hook=_unique_pairs, parse_int=_parse_int,
-                          parse_constant=_refuse_constant)
+                          parse_constant=float if ours else _refuse_constant)
     except _Duplicate as exc:
         lines = [text[:m.start()].count("\n") + 1 for m in re.finditer(re.escape(json.dumps(exc.key)) + r"\s*:", text)]
         at = f" (lines {lines[0]} and {lines[-1]})" if len(lines) > 1 else ""
@@ -216,7 +249,7 @@ def parse_json(text: str, where: str, *, clean_text: bool = True) -> Any:
     except (ValueError, OverflowError, RecursionError) as exc:
         raise UserError(f"{where}: a value cannot be read ({str(exc)[:200]}). Use ordinary numbers and "
                         f"strings.") from None
-    check_tree(data, where, clean_text=clean_text)
+    check_tree(data, where, ours=ours)
     return data
 
 
@@ -263,7 +296,7 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def check_tree(data: Any, where: str, path: str = "", depth: int = 0, *, clean_text: bool = True) -> None:
+def check_tree(data: Any, where: str, path: str = "", depth: int = 0, *, ours: bool = False) -> None:
     """Every value is plain JSON-like data: str-keyed mappings, lists, clean str, bounded int, finite float, bool, null."""
     here = path or "top level"
     if depth > MAX_DEPTH:
@@ -273,12 +306,12 @@ def check_tree(data: Any, where: str, path: str = "", depth: int = 0, *, clean_t
             if not isinstance(key, str):
                 raise UserError(f"{where}: '{here}' has the key {key!r} ({type(key).__name__}); keys must be "
                                 f"strings. Quote it.")
-            if clean_text:
+            if not ours:
                 check_text(key, where, f"a key in '{here}'")
-            check_tree(value, where, f"{path}.{key}" if path else key, depth + 1, clean_text=clean_text)
+            check_tree(value, where, f"{path}.{key}" if path else key, depth + 1, ours=ours)
     elif isinstance(data, list):
         for i, value in enumerate(data):
-            check_tree(value, where, f"{path}[{i}]", depth + 1, clean_text=clean_text)
+            check_tree(value, where, f"{path}[{i}]", depth + 1, ours=ours)
     elif isinstance(data, bool) or data is None:
         return
     elif isinstance(data, int):
@@ -286,11 +319,11 @@ def check_tree(data: Any, where: str, path: str = "", depth: int = 0, *, clean_t
             raise UserError(f"{where}: '{here}' is a whole number of {len(str(abs(data)))} digits; numbers must be "
                             f"within +-2**63 (about 9.2e18). Use a realistic value.")
     elif isinstance(data, float):
-        if not math.isfinite(data):
+        if not ours and not math.isfinite(data):
             raise UserError(f"{where}: '{here}' is {data!r}; numbers must be finite (no .nan or .inf). A load "
                             f"stage that lasts forever is written duration: inf (as text) or duration_s: null.")
     elif isinstance(data, str):
-        if clean_text:
+        if not ours:
             check_text(data, where, f"'{here}'")
     else:
         raise UserError(f"{where}: '{here}' is a {type(data).__name__} ({str(data)[:60]!r}); only strings, numbers, "

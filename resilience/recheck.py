@@ -6,7 +6,6 @@ same measurements and verdict, offline, on any machine.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,28 +15,22 @@ from .checkers import compute
 from .config import Targets, override_targets
 from .errors import UserError
 from .history import History
+from .inputs import HISTORY_BYTES, RUN_FILE_BYTES, check_path, check_regular, load_json
 from .results import RunResult, measurement_json, recomputed
 from .rollbackfile import ROLLBACK, UNDONE, read_rollback_file, write_rollback_file
 from .targets.base import RollbackStep
 from .targets.target import Target
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path} does not exist: is {path.parent} a run directory (reports/<time>-<experiment>/)?") from None
-    except ValueError as exc:
-        raise UserError(f"{path} is not valid JSON ({exc}); `resilience verify {path.parent}` shows if it was changed.") from None
-
-
 def _read_object(path: Path) -> dict[str, Any]:
-    """A JSON object from a run directory, or a UserError naming the file (missing, not UTF-8, not an object)."""
+    """A JSON object from a run directory, or a UserError naming the file (missing, not a regular file, too big,
+    not UTF-8, not JSON, too deep, not an object)."""
+    if not path.exists() and not path.is_symlink():
+        raise UserError(f"{path} does not exist: is {path.parent} a run directory (reports/<time>-<experiment>/)?")
     try:
-        data = _read_json(path)
-    except (UnicodeDecodeError, IsADirectoryError, PermissionError) as exc:
-        raise UserError(f"{path} cannot be read ({exc}); `resilience verify {path.parent}` shows if it was "
-                        f"changed.") from None
+        data = load_json(path, "run file", RUN_FILE_BYTES, ours=True)
+    except UserError as exc:
+        raise UserError(f"{exc} `resilience verify {path.parent}` shows whether it was changed.") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object, got {type(data).__name__}; `resilience verify "
                         f"{path.parent}` shows whether the file was changed.")
@@ -49,6 +42,7 @@ def recheck(run_dir: Path) -> tuple[RunResult, bool]:
 
     Any damage in the run directory is a UserError naming the file (and line), never a traceback.
     """
+    check_path(run_dir, "run directory")
     stored = _read_object(run_dir / "result.json")
     used = _read_object(run_dir / "settings.json")
     for key in ("targets", "measures"):
@@ -64,10 +58,14 @@ def recheck(run_dir: Path) -> tuple[RunResult, bool]:
                         f"`resilience verify {run_dir}` shows whether the file was changed.")
     result = RunResult.from_json(stored, str(run_dir / "result.json"))
     history_path = run_dir / "history.jsonl"
-    if not history_path.exists():
+    if not history_path.exists() and not history_path.is_symlink():
         raise UserError(f"{history_path} does not exist; cannot re-check without the history.")
+    check_regular(history_path, "history", HISTORY_BYTES)  # a FIFO would hang the reader, /dev/zero fill memory
     try:
         history = History.load(history_path)
+    except RecursionError:
+        raise UserError(f"{history_path}: a record is nested too deeply to be one the harness wrote; the history is "
+                        f"damaged. `resilience verify {run_dir}` shows whether it was changed.") from None
     except ValueError as exc:
         raise UserError(f"{exc}. The history is damaged; `resilience verify {run_dir}` shows whether it was "
                         f"changed.") from None

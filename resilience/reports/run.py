@@ -106,13 +106,8 @@ def load_run(run_dir: Path) -> RunView:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:  # not JSON, or not UTF-8 text
-        raise UserError(f"{path}: not valid JSON ({exc}). `resilience verify {path.parent}` shows whether the "
-                        f"file was changed.") from None
-    except OSError as exc:
-        raise UserError(f"{path} cannot be read ({exc.strerror or exc}).") from None
+    from ..inputs import RUN_FILE_BYTES, load_json
+    return load_json(path, "run file", RUN_FILE_BYTES, ours=True)  # regular file, size, depth; names the file
 
 
 # -- formatting shared by every report ---------------------------------------------
