@@ -6,17 +6,20 @@ same measurements and verdict, offline, on any machine.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checkers import compute
+from .checkers import compute, verdict
+from .checkers.windows import ABORT_PHASE
 from .config import Targets, override_targets
 from .errors import UserError
-from .history import History
+from .history import FAIL, FAULT, PHASE, History, Record
 from .inputs import HISTORY_BYTES, RUN_FILE_BYTES, check_path, check_regular, load_json
-from .results import RunResult, measurement_json, recomputed
+from .results import RunResult, measurement_json, run_deviations
 from .rollbackfile import ROLLBACK, UNDONE, read_rollback_file, write_rollback_file
 from .targets.base import RollbackStep
 from .targets.target import Target
@@ -74,9 +77,34 @@ def recheck(run_dir: Path) -> tuple[RunResult, bool]:
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise UserError(f"{history_path}: its records cannot be measured ({type(exc).__name__}: {exc}); the "
                         f"history or settings.json is damaged. `resilience verify {run_dir}` shows what changed.") from None
-    new = recomputed(result, measurements)
-    same = [measurement_json(m) for m in measurements] == stored["measurements"] and new.verdict == result.verdict
+    records = history.sorted()
+    reason, deviations = _judgement(run_dir, records)
+    new = dataclasses.replace(result, measurements=tuple(measurements), aborted_reason=reason,
+                              deviations=tuple(deviations),
+                              verdict=verdict(measurements, aborted=bool(reason), deviated=bool(deviations)))
+    same = ([measurement_json(m) for m in measurements] == stored["measurements"] and new.verdict == result.verdict
+            and reason == result.aborted_reason and sorted(deviations) == sorted(result.deviations))
     return new, same
+
+
+def _judgement(run_dir: Path, records: list[Record]) -> tuple[str | None, list[str]]:
+    """The abort and the deviations as the history (and journal.json) give them, never as result.json says.
+
+    The abort is the history's first abort mark; a rollback failed when its last
+    attempt (the run's, or a `resilience rollback` replay) failed.
+    """
+    abort = next((r for r in records if r.source == PHASE and r.op == ABORT_PHASE), None)
+    reason = (abort.detail or {}).get("reason") if abort is not None else None
+    last: dict[str, str] = {}
+    for r in records:
+        if r.source == FAULT and r.op == "rollback":
+            detail = r.detail or {}
+            key = json.dumps([detail.get("capability"), detail.get("arguments")], sort_keys=True, default=str)
+            last[key] = r.status
+    failed = sum(1 for status in last.values() if status == FAIL)
+    journal_path = run_dir / "journal.json"
+    journal = _read_object(journal_path) if journal_path.exists() or journal_path.is_symlink() else {}
+    return (None if reason is None else str(reason)), run_deviations(journal, failed, records)
 
 
 @dataclass

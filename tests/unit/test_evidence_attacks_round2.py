@@ -232,3 +232,71 @@ def test_keygen_where_it_cannot_write_is_exit_2(where: str, tmp_path: Path,
 def test_keygen_into_a_missing_directory_creates_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, output = _run(["keygen", str(tmp_path / "new" / "dir" / "key")], capsys)
     assert code == 0 and (tmp_path / "new" / "dir" / "key.pub").is_file(), output
+
+
+# -- class 9: `check` recomputes the abort and the deviations from the history ------------------------
+
+def _edit_result(run_dir: Path, **fields: object) -> None:
+    stored = json.loads((run_dir / "result.json").read_text())
+    stored.update(fields)
+    (run_dir / "result.json").write_text(json.dumps(stored))
+
+
+def _consistent(run_dir: Path) -> Path:
+    """The run with result.json rewritten to what `check` recomputes (so it says 'same' before the attack)."""
+    from resilience.recheck import recheck
+    (run_dir / "result.json").write_text(json.dumps(recheck(run_dir)[0].to_json()))
+    assert recheck(run_dir)[1] is True
+    return run_dir
+
+
+def test_check_recomputes_a_removed_abort(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from resilience.recheck import recheck
+    run_dir = _consistent(sealed_run(tmp_path / "reports", "aborted"))
+    _edit_result(run_dir, aborted_reason=None, verdict="pass")
+    new, same = recheck(run_dir)
+    assert not same and new.verdict == "aborted" and new.aborted_reason and "stop condition" in new.aborted_reason
+    assert main(["check", str(run_dir)]) != 0
+    assert "DIFFERENT" in capsys.readouterr().out
+
+
+def test_check_recomputes_an_invented_deviation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from resilience.checkers import verdict
+    from resilience.recheck import recheck
+    from resilience.results import RunResult
+    run_dir = _consistent(sealed_run(tmp_path / "reports", "pass"))
+    stored = RunResult.from_json(json.loads((run_dir / "result.json").read_text()), "x")
+    flipped = verdict(list(stored.measurements), deviated=True)
+    assert flipped != stored.verdict
+    _edit_result(run_dir, deviations=["the load generator saturated"], verdict=flipped)
+    new, same = recheck(run_dir)
+    assert not same and new.verdict == stored.verdict and list(new.deviations) == []
+    assert main(["check", str(run_dir)]) != 0
+
+
+def test_check_recomputes_a_removed_deviation(tmp_path: Path) -> None:
+    from resilience.history import History
+    from resilience.recheck import recheck
+    run_dir = sealed_run(tmp_path / "reports", "pass")
+    history = History.load(run_dir / "history.jsonl")
+    history.add("fault", "inject", "fail", t=20.5, detail={"capability": "kill_replicas", "error": "no replicas"})
+    history.dump(run_dir / "history.jsonl")
+    _consistent(run_dir)
+    assert any("could not be injected" in d for d in json.loads((run_dir / "result.json").read_text())["deviations"])
+    _edit_result(run_dir, deviations=[], verdict="pass")
+    new, same = recheck(run_dir)
+    assert not same and any("could not be injected" in d for d in new.deviations) and new.verdict != "pass"
+
+
+def test_a_rollback_that_failed_and_was_replayed_is_no_deviation(tmp_path: Path) -> None:
+    from resilience.history import History
+    from resilience.recheck import recheck
+    run_dir = sealed_run(tmp_path / "reports", "pass")
+    history = History.load(run_dir / "history.jsonl")
+    step = {"capability": "restart", "arguments": {"n": 1}}
+    history.add("fault", "rollback", "fail", t=31.0, detail={**step, "error": "timeout"})
+    history.dump(run_dir / "history.jsonl")
+    assert any("rollback(s) failed" in d for d in recheck(run_dir)[0].deviations)
+    history.add("fault", "rollback", "ok", t=59.0, detail={**step, "replayed_by": "resilience rollback"})
+    history.dump(run_dir / "history.jsonl")
+    assert not any("rollback(s) failed" in d for d in recheck(run_dir)[0].deviations)
