@@ -93,10 +93,12 @@ def load_run(run_dir: Path) -> RunView:
     result = read_result(run_dir)
     history = None
     history_path = run_dir / "history.jsonl"
-    if history_path.is_file():
+    if history_path.exists() or history_path.is_symlink():
+        from ..inputs import HISTORY_BYTES, check_regular
+        check_regular(history_path, "history", HISTORY_BYTES)  # no FIFO, device or link is read
         try:
             history = History.load(history_path)
-        except ValueError as exc:  # History.load names the file and line
+        except (ValueError, RecursionError) as exc:  # History.load names the file and line; too deep to be ours
             raise UserError(f"{exc}. The history is damaged; "
                             f"`resilience verify {run_dir}` shows whether it was changed.") from None
     settings_path = run_dir / "settings.json"

@@ -68,6 +68,10 @@ RUNDIR_CORPUS: dict[str, tuple[Callable[[Path], None], str, int]] = {
     "history-dev-zero-check": (_file("history.jsonl", _link("/dev/zero")), "check", 2),
     "history-deep-record": (_file("history.jsonl", lambda p: p.write_text(p.read_text() + _deep() + "\n")),
                             "check", 2),
+    "history-deep-report": (_file("history.jsonl", lambda p: p.write_text(p.read_text() + _deep() + "\n")),
+                            "report", 2),
+    "history-fifo-report": (_file("history.jsonl", _fifo), "report", 2),
+    "history-link-report": (_file("history.jsonl", _link("/etc/hostname")), "report", 2),
     "result-dev-zero-check": (_file("result.json", _link("/dev/zero")), "check", 2),
     "result-dev-zero-report": (_file("result.json", _link("/dev/zero")), "report", 2),
     "result-dev-zero-verify": (_file("result.json", _link("/dev/zero")), "verify", 1),
@@ -300,3 +304,41 @@ def test_a_rollback_that_failed_and_was_replayed_is_no_deviation(tmp_path: Path)
     history.add("fault", "rollback", "ok", t=59.0, detail={**step, "replayed_by": "resilience rollback"})
     history.dump(run_dir / "history.jsonl")
     assert not any("rollback(s) failed" in d for d in recheck(run_dir)[0].deviations)
+
+
+# -- rollback.json: read through the same reader ----------------------------------------------------
+
+_STEP = {"fault": "lose_zone", "arguments": {}, "status": "pending",
+         "step": {"capability": "restore_zone", "arguments": {}, "description": "restore"}}
+ROLLBACK_CORPUS: dict[str, Callable[[Path], None]] = {
+    "dev-zero": _link("/dev/zero"),
+    "fifo": _fifo,
+    "link-to-a-good-file": lambda p: (p.with_name("elsewhere.json").write_text(
+        json.dumps({"target": "local", "steps": [_STEP]})), _link(p.with_name("elsewhere.json"))(p)),
+    "deep": _write(_deep()),
+    "huge-int": _write('{"target": "local", "steps": [], "n": ' + "9" * 5000 + "}"),
+    "duplicate-status": _write('{"target": "local", "steps": [{"fault": "lose_zone", "arguments": {}, '
+                               '"status": "pending", "status": "done", "step": null}]}'),
+    "duplicate-steps": _write('{"target": "local", "steps": [], "steps": []}'),
+    "trailing-comma": _write('{"target": "local", "steps": [],}'),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ROLLBACK_CORPUS))
+def test_a_damaged_rollback_file_is_exit_2_and_touches_nothing(case: str, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "run" / "rollback.json"
+    path.parent.mkdir()
+    ROLLBACK_CORPUS[case](path)
+    code, output = _run(["rollback", str(path.parent), "--yes"], capsys)
+    assert code == 2 and "Traceback" not in output and str(path) in output, output
+    assert output.strip().count("\n") == 0, output
+
+
+def test_the_malformed_input_corpus_has_grown_past_150() -> None:
+    """test_input_safety.CORPUS (75 at the start of issue 22) plus this round's experiment, settings, run-directory
+    and rollback-file cases."""
+    from test_input_safety import CORPUS
+    from test_input_safety_round2 import CORPUS2, SETTINGS_CORPUS
+    total = len(CORPUS) + len(CORPUS2) + len(SETTINGS_CORPUS) + len(RUNDIR_CORPUS) + len(ROLLBACK_CORPUS)
+    assert total >= 150, total
