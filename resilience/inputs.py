@@ -337,3 +337,9 @@ def check_text(text: str, where: str, what: str) -> None:
         raise UserError(f"{where}: {what} contains the character U+{ord(bad.group()):04X} (a control character, "
                         f"lone surrogate or text-direction override), which would reach terminals and reports "
                         f"as is. Remove it.")
+
+
+def printable(text: str) -> str:
+    """`text` with control characters, lone surrogates and direction overrides shown as \\xNN / \\uNNNN (for terminals)."""
+    return _BAD_CHARS.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}",
+                          text)

@@ -196,6 +196,7 @@ def test_list_never_prints_raw_escapes(tmp_path: Path, monkeypatch: pytest.Monke
                                        capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "experiments").mkdir()
     (tmp_path / "experiments" / "evil.yaml").write_text(CORPUS2["esc-title"][0])  # type: ignore[arg-type]
+    (tmp_path / "experiments" / "evil\x1b[2J.yaml").write_text(BASE)
     monkeypatch.chdir(tmp_path)
     main(["list"])
     out = capsys.readouterr()
