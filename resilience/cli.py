@@ -231,7 +231,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                         f"line, 64 hex digits, as the compliance report and the CI job summary record it. Copy it "
                         f"again from there (nothing was verified).")
     refuse_reports_folder(run_dir)
-    ledger = Path(args.ledger) if args.ledger else run_dir.resolve().parent / LEDGER  # where `run` appends
+    ledger = Path(args.ledger) if args.ledger else run_dir.absolute().parent / LEDGER  # beside it, as given
     result = verify(run_dir, Path(args.public_key) if args.public_key else None,
                     trusted_keys=[Path(p) for p in settings.evidence.trusted_public_keys], ledger=ledger,
                     ledger_anchor=args.ledger_head)

@@ -295,6 +295,11 @@ def validate(settings: Settings) -> Settings:
             raise UserError(f"{where}: 'stack.ports.{name}' must be 1024..65000; got {port}.")
     if not s.state_dir.startswith("/"):
         raise UserError(f"{where}: 'stack.state_dir' must be an absolute path; got {s.state_dir!r}.")
+    problem = state_dir_problem(Path(s.state_dir))
+    if problem:
+        raise UserError(f"{where}: 'stack.state_dir' {s.state_dir!r} cannot hold the local stack's state: {problem}. "
+                        f"`resilience down` deletes what is in it, so it must be missing, empty or one the stack "
+                        f"made (it holds {STATE_MARKER}). Choose a dedicated folder, e.g. /var/lib/resilience.")
     t = settings.targets
     if not 0 <= t.availability_fault <= 1:
         raise UserError(f"{where}: 'targets.availability_fault' is a fraction in [0, 1] (0: not judged); got {t.availability_fault}.")
@@ -317,6 +322,30 @@ def validate(settings: Settings) -> Settings:
             raise UserError(f"{where}: 'load.allowed_locustfile_dirs' has the entry {entry!r}; list folders that "
                             f"hold trusted locustfiles, e.g. [scenarios-extra].")
     return settings
+
+
+STATE_MARKER = ".resilience-state-dir"  # written by `resilience up`: this directory is the stack's
+
+
+def state_dir_problem(path: Path) -> str | None:
+    """Why `path` cannot be the stack's state directory, or None: it must be missing, empty or the stack's own.
+
+    The stack's own: it holds STATE_MARKER, or only what an older version left
+    (logs/, or logs/ with settings.json). A directory we may not list is judged
+    by `resilience up`, which runs as root.
+    """
+    try:
+        if not path.exists() or (path / STATE_MARKER).is_file():
+            return None
+        if not path.is_dir():
+            return "it is not a directory"
+        names = set(os.listdir(path))
+    except OSError:
+        return None
+    if names <= {"logs"} or {"logs", "settings.json"} <= names:
+        return None
+    shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+    return f"it already holds files the stack did not create ({shown})"
 
 
 def load_settings(path: str | Path | None = None) -> Settings:

@@ -6,12 +6,20 @@ measures too. With `resilience run`, the CLI creates the `Run` first (with
 its options); with plain `chaos run`, the control creates it from the
 environment: RESILIENCE_TARGET (default local), RESILIENCE_PROFILE (default
 full), RESILIENCE_CONFIG.
+
+Plain `chaos run` calls this control only after Chaos Toolkit has validated the
+file (importing the modules it names), resolved its configuration and loaded
+its other controls: the allow-lists checked here come too late for a hostile
+file. Only `resilience run`, or `chaos run --control-file
+controls/resilience-loader.yaml` (resilience.chaos_loader), checks first; this
+control says so on stderr when neither did.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any
 
 from chaoslib.exceptions import InterruptExecution
@@ -30,10 +38,20 @@ def _stop(message: str) -> InterruptExecution:
     return InterruptExecution(message)
 
 
+PLAIN_CHAOS_RUN_WARNING = (
+    "resilience: WARNING: plain `chaos run` checks the experiment against the allow-lists only now, after Chaos "
+    "Toolkit imported the modules it names, ran its dynamic configuration and loaded its controls. Only "
+    "`resilience run FILE` (or `chaos run --control-file controls/resilience-loader.yaml FILE`) refuses a "
+    "hostile file before anything runs.")
+
+
 def before_experiment_control(context: dict[str, Any], configuration: Any = None, secrets: Any = None,
                               **kwargs: Any) -> None:
     run = active.active()
     if run is None:  # plain `chaos run`
+        from .chaos_loader import CHECKED
+        if not CHECKED:
+            print(PLAIN_CHAOS_RUN_WARNING, file=sys.stderr)
         from .config import load_settings
         from .experiments import load_from_raw
         from .policy import Policy
@@ -47,6 +65,8 @@ def before_experiment_control(context: dict[str, Any], configuration: Any = None
             raise _stop(str(exc) if isinstance(exc, UserError) else f"the run could not be set up: {exc}") from None
         run.owned_by_control = True
         active.activate(run)
+    from .policy import Policy, guard_http_providers
+    guard_http_providers(Policy.from_settings(run.settings))  # before any activity: redirects stay on allowed hosts
     try:
         run.begin()
     except Aborted as exc:

@@ -29,7 +29,7 @@ from .checkers import MEASURES
 from .config import Targets, override_targets
 from .errors import UserError
 from .fault_registry import FAULTS, FaultCall, fault_type
-from .inputs import check_tree, load_yaml
+from .inputs import check_tree, load_yaml, printable
 from .load.shape import MAX_DURATION_S, LoadSettings
 from .load.process import user_classes_in
 from .policy import Policy, check_experiment, check_locustfile
@@ -387,6 +387,6 @@ def summary_line(path: Path, policy: Policy | None = None) -> str:
     try:
         spec = load(str(path), policy=policy)
         faults = ", ".join(spec.fault_names())
-        return f"{spec.name:<16} {faults:<22} {spec.title}"
+        return printable(f"{spec.name:<16} {faults:<22} {spec.title}")
     except UserError as exc:
-        return f"{path.stem:<16} INVALID: {exc}"
+        return printable(f"{path.stem:<16} INVALID: {exc}")  # the file name, too, reaches the terminal

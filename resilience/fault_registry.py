@@ -55,6 +55,9 @@ class Argument:
             return int(value) if self.kind == INTEGER else float(value)
         if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT:
             raise UserError(f"{here} must be a short text (1..{MAX_TEXT} characters), got {value!r}. {self.help}")
+        if "${" in value:  # Chaos Toolkit would substitute a configuration value (an env var, say) at run time
+            raise UserError(f"{here} is {value!r}: ${{...}} is not allowed in fault arguments, which are checked "
+                            f"here and must be what runs. Write the value itself.")
         if self.kind == CHOICE and value not in self.choices:
             raise UserError(f"{here} is {value!r}; use one of: {', '.join(self.choices)}.")
         return value

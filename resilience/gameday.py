@@ -118,7 +118,8 @@ def write_gameday_report(suite: str, entries: list[GamedayEntry], reports_dir: P
     digest = write_manifest(report_dir)
     if settings.evidence.signing_key:
         sign_manifest(report_dir, Path(settings.evidence.signing_key))
-    append_ledger(Path(reports_dir), ledger_entry(report_dir, f"gameday-{suite}", model["overall_verdict"], digest, now))
+    # the ledger line says when it was written (ledger times never go backwards), not the game-day's clock
+    append_ledger(Path(reports_dir), ledger_entry(report_dir, f"gameday-{suite}", model["overall_verdict"], digest))
     return report_dir
 
 

@@ -23,11 +23,13 @@ made to run code by naming a module.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import urlsplit
+from urllib.parse import urljoin
 
 from .errors import UserError
 from .fault_registry import FAULTS
@@ -42,6 +44,7 @@ BUILTIN_MODULES: dict[str, tuple[str, ...] | None] = {
 PROVIDER_TYPES = ("python", "process", "http")
 LOCAL_HOSTS = ("localhost",)
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+log = logging.getLogger(__name__)
 _CHAOS_SECTIONS = ("configuration", "secrets", "controls", "steady-state-hypothesis", "method", "rollbacks")
 
 
@@ -134,6 +137,10 @@ def _check_python(path: str, provider: dict[str, Any], where: str, policy: Polic
                         f"experiment files may only call resilience.faults and resilience.control unless the "
                         f"operator allows more. If you trust {module!r}, add it to 'experiments.allowed_modules' in "
                         f"{policy.settings_file()}.")
+    if module in BUILTIN_MODULES and "${" in repr(provider.get("arguments")):
+        raise UserError(f"{where}: {path}: the arguments of {module} activities may not use ${{...}}: Chaos Toolkit "
+                        f"would substitute a configuration or secret value after they were checked. Write the "
+                        f"values themselves.")
     func = provider.get("func")
     allowed = BUILTIN_MODULES.get(module, ())
     if func is None and "func" not in provider:
@@ -157,20 +164,36 @@ def _check_process(path: str, provider: dict[str, Any], where: str, policy: Poli
 
 def _check_http(path: str, provider: dict[str, Any], where: str, policy: Policy) -> None:
     url = provider.get("url")
-    host = None
-    if isinstance(url, str):
-        try:
-            parts = urlsplit(url.strip())
-            if parts.scheme in ("http", "https") and "$" not in parts.netloc:
-                host = parts.hostname
-        except ValueError:
-            host = None
+    host = url_host(url) if isinstance(url, str) else None
     if host is not None and _host_allowed(host, policy):
         return
     raise UserError(f"{where}: {path} calls the URL {url!r} (an http provider); experiments may call only "
                     f"http(s) URLs on this machine (127.0.0.0/8, ::1, localhost) with the host written out (no "
-                    f"${{...}}). To allow another host, add it to 'experiments.allowed_http_hosts' in "
-                    f"{policy.settings_file()}.")
+                    f"${{...}}, no user@, no backslash, whitespace or %-escapes before the path). To allow "
+                    f"another host, add it to 'experiments.allowed_http_hosts' in {policy.settings_file()}.")
+
+
+_AUTHORITY = re.compile(r"^(?P<scheme>https?)://(?P<authority>[^/?#\\]*)(?P<rest>.*)$", re.DOTALL)
+_HOST_PORT = re.compile(r"^(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+))(?::(?P<port>[0-9]{1,5}))?$")
+
+
+def url_host(url: str) -> str | None:
+    """The host an HTTP client (requests/urllib3) would connect to for `url`, or None if it is not plain.
+
+    The authority is what follows `scheme://` up to the first `/`, `\\`, `?` or `#`
+    (urllib3 ends it at a backslash; urlsplit does not, which let
+    `http://evil.com\\@127.0.0.1/` pass as 127.0.0.1). Anything but a plain
+    host[:port] there is refused: user@ parts, %-escapes, whitespace, `$`.
+    """
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7f for c in url):
+        return None
+    match = _AUTHORITY.match(url)
+    if match is None or match["rest"].startswith("\\"):
+        return None
+    parts = _HOST_PORT.match(match["authority"])
+    if parts is None or (parts["port"] is not None and not 0 < int(parts["port"]) < 65536):
+        return None
+    return parts["ipv6"] or parts["host"]
 
 
 def _host_allowed(host: str, policy: Policy) -> bool:
@@ -210,4 +233,50 @@ def check_locustfile(locustfile: str, where: str, policy: Policy, base: Path | N
                     f"{policy.settings_file()}.")
 
 
-__all__ = ["BUILTIN_MODULES", "Policy", "check_experiment", "check_locustfile", "providers"]
+_GUARD = threading.local()  # the policy while Chaos Toolkit runs an http provider in this thread
+
+
+def guard_http_providers(policy: Policy) -> None:
+    """Make Chaos Toolkit's http provider stop at a redirect to a host the policy does not allow.
+
+    chaoslib 1.44's http provider has no option to turn redirects off (requests
+    follows them), so an allowed loopback URL could send the request on to any
+    host. While an http activity runs, requests' redirect step checks the next
+    URL like the experiment's own; a refused redirect is not followed (the
+    activity sees the 3xx response). Installing it twice is harmless.
+    """
+    import chaoslib.activity as chaos_activity
+    import requests
+
+    original = getattr(chaos_activity.run_http_activity, "__wrapped__", chaos_activity.run_http_activity)
+
+    def run_http_activity(activity: Any, configuration: Any = None, secrets: Any = None) -> Any:
+        _GUARD.policy = policy
+        try:
+            return original(activity, configuration, secrets)
+        finally:
+            _GUARD.policy = None
+
+    run_http_activity.__wrapped__ = original  # type: ignore[attr-defined]
+    chaos_activity.run_http_activity = run_http_activity
+    if getattr(requests.Session.get_redirect_target, "_resilience_guard", False):
+        return
+    follow = requests.Session.get_redirect_target
+
+    def get_redirect_target(self: Any, response: Any) -> Any:
+        target = follow(self, response)
+        guard = getattr(_GUARD, "policy", None)
+        if target and guard is not None:
+            host = url_host(urljoin(response.url, target if isinstance(target, str) else target.decode("latin-1")))
+            if host is None or not _host_allowed(host, guard):
+                log.warning("http provider: not following the redirect from %s to %r: that host is not allowed "
+                            "(experiments.allowed_http_hosts)", response.url, target)
+                return None
+        return target
+
+    get_redirect_target._resilience_guard = True  # type: ignore[attr-defined]
+    requests.Session.get_redirect_target = get_redirect_target  # type: ignore[method-assign, assignment]
+
+
+__all__ = ["BUILTIN_MODULES", "Policy", "check_experiment", "check_locustfile", "guard_http_providers", "providers",
+           "url_host"]

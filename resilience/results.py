@@ -131,13 +131,8 @@ def read_result(run_dir: Path) -> RunResult:
     if not path.is_file():
         raise UserError(f"{path} does not exist: {path.parent} is not a finished run directory. Pass a directory "
                         f"written by `resilience run` (reports/<timestamp>-<experiment>/).")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:  # not JSON, or not UTF-8 text
-        raise UserError(f"{path}: not valid JSON ({exc}). `resilience verify {path.parent}` shows whether the "
-                        f"file was changed.") from None
-    except OSError as exc:
-        raise UserError(f"{path} cannot be read ({exc.strerror or exc}).") from None
+    from .inputs import RUN_FILE_BYTES, load_json
+    data = load_json(path, "result", RUN_FILE_BYTES, ours=True)  # regular file, size, depth; names the file
     return RunResult.from_json(data, str(path))
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .inputs import RUN_FILE_BYTES, load_json
 from .fault_registry import FAULTS
 from .atomic import write_json_atomic
 from .targets.base import RollbackStep
@@ -54,18 +55,13 @@ def write_rollback_file(path: Path, data: dict[str, Any]) -> None:
 
 def read_rollback_file(path: Path) -> dict[str, Any]:
     """rollback.json, checked field by field; UserError (one paragraph: the file, what is wrong, the fix)."""
-    import json
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         raise UserError(f"{path} does not exist: is {path.parent} a run directory (reports/<time>-<experiment>/)? "
-                        f"`resilience run` writes it before the first fault.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} cannot be read ({exc}). Fix its permissions or restore it.") from None
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise _damaged(path, f"it is not valid JSON ({exc})") from None
+                        f"`resilience run` writes it before the first fault.")
+    try:  # a regular file (no link, FIFO or device), size and depth caps, strict JSON without duplicate keys
+        data = load_json(path, "rollback file", RUN_FILE_BYTES, ours=True)
+    except UserError as exc:
+        raise _damaged(path, f"it cannot be read as the harness wrote it ({exc})") from None
     problem = rollback_problem(data)
     if problem:
         raise _damaged(path, problem)

@@ -12,6 +12,8 @@ RUN_FILES = ("MANIFEST.sha256", "result.json", "history.jsonl", "history.partial
 
 def refuse_reports_folder(path: Path) -> None:
     """`verify reports/` is a folder of runs, not a run that was 'never sealed': say what to run instead (exit 2)."""
+    from .inputs import check_path
+    path = check_path(path, "run directory")  # a path the system cannot hold is bad input, not a traceback
     if not path.is_dir():
         raise UserError(f"{path} is not a directory. Pass a run directory, e.g. reports/<UTC time>-<experiment>.")
     if any((path / name).exists() for name in RUN_FILES):
@@ -24,8 +26,9 @@ def refuse_reports_folder(path: Path) -> None:
 
 def refuse_unsealed(run_dir: Path) -> None:
     """A killed run's directory has no result.json: say so, and how to seal it (exit 2), instead of 'missing file'."""
+    from .inputs import check_path
     from .salvage import unsealed_message
-    if not (run_dir / "result.json").is_file():
+    if not (check_path(run_dir, "run directory") / "result.json").is_file():
         message = unsealed_message(run_dir)
         if message:
             raise UserError(message)

@@ -27,12 +27,12 @@ from .manifest import MANIFEST, SIGNATURE, manifest_digest, manifest_text, sha25
 from .rundir import new_run_dir, run_verdict
 from .seal import EvidenceStore, seal_run
 from .signature import key_fingerprint, keygen, load_public_key, sign_manifest
-from .verify import (INTACT, LEDGER_BROKEN, MODIFIED, NO_MANIFEST, NOT_IN_LEDGER, SIGNATURE_INVALID, UNSIGNED,
-                     UNSIGNED_INTACT, VerifyResult, verify)
+from .verify import (INTACT, LEDGER_BROKEN, MODIFIED, NO_MANIFEST, NOT_COVERED, NOT_IN_LEDGER, SIGNATURE_INVALID,
+                     UNSIGNED, UNSIGNED_INTACT, VerifyResult, verify)
 
 __all__ = ["GENESIS", "LEDGER", "SEALED", "STARTED", "LedgerChain", "LedgerLine", "LedgerResult", "append_ledger",
            "ledger_entry", "read_ledger", "record_start", "verify_ledger", "MANIFEST", "SIGNATURE", "manifest_digest",
            "manifest_text", "sha256_file", "write_manifest", "new_run_dir", "run_verdict", "EvidenceStore",
            "seal_run", "key_fingerprint", "keygen", "load_public_key", "sign_manifest", "INTACT", "LEDGER_BROKEN",
-           "MODIFIED", "NO_MANIFEST", "NOT_IN_LEDGER", "SIGNATURE_INVALID", "UNSIGNED", "UNSIGNED_INTACT",
+           "MODIFIED", "NO_MANIFEST", "NOT_COVERED", "NOT_IN_LEDGER", "SIGNATURE_INVALID", "UNSIGNED", "UNSIGNED_INTACT",
            "VerifyResult", "verify"]

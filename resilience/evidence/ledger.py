@@ -13,16 +13,19 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..inputs import LEDGER_BYTES, parse_json, read_text
 from .manifest import MANIFEST, manifest_digest
-from .rundir import run_verdict
+from .rundir import RUN_NAME, run_verdict
 
 LEDGER = "ledger.jsonl"
 GENESIS = "0" * 64  # the "previous hash" of the first ledger line
+# concurrent runs take their start time before they take the ledger's lock, so lines may be a little out of order
+CLOCK_SLACK = timedelta(minutes=5)
 
 # ledger line kinds ("event"); lines written before the field existed are seals
 STARTED = "started"  # the run directory was created
@@ -103,6 +106,7 @@ class LedgerChain:
     lines: list[LedgerLine]
     head: str
     problems: list[str]
+    anchor_line: int | None = None  # the line whose hash is the recorded head (--ledger-head), if given and found
 
 
 def read_ledger(path: Path, anchor: str | None = None) -> LedgerChain:
@@ -115,33 +119,57 @@ def read_ledger(path: Path, anchor: str | None = None) -> LedgerChain:
     """
     problems: list[str] = []
     lines: list[LedgerLine] = []
-    prev = GENESIS
+    prev, latest = GENESIS, None
     try:
-        ledger_text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        line = path.read_bytes()[:exc.start].count(b"\n") + 1
-        raise UserError(f"{path}: line {line}: not UTF-8 text; the ledger is damaged.") from None
+        ledger_text = read_text(path, "ledger", LEDGER_BYTES)
+    except UserError as exc:
+        return LedgerChain(path, [], GENESIS, [f"{exc} The ledger cannot be checked."])
     for number, text in enumerate(ledger_text.splitlines(), 1):
         if not text.strip():
             continue
         digest = _line_hash(text)
         try:
-            entry = json.loads(text)
-        except json.JSONDecodeError:
-            entry = None
+            entry = parse_json(text, "the line", ours=True)
+        except UserError as exc:
+            entry, why = None, f" ({str(exc)[:200]})"
+        else:
+            why = ""
         if not isinstance(entry, dict):
-            problems.append(f"{path}:{number}: not a JSON object (edited?)")
+            problems.append(f"{path}:{number}: not a JSON object{why} (edited?)")
             prev = digest
             continue
         if entry.get("prev") != prev:
             problems.append(f"{path}:{number}: chain broken — 'prev' does not match the hash of the line before "
                             f"(a line was edited, inserted or removed above line {number})")
+        name = entry.get("run_dir")
+        if name is not None and not (isinstance(name, str) and RUN_NAME.fullmatch(name)):
+            problems.append(f"{path}:{number}: the run name {name!r} is not one the harness gives (ASCII letters, "
+                            f"digits, '.', '_' and '-'): a look-alike of another run's name?")
+        when = _time(entry.get("time"))
+        if when is None:
+            problems.append(f"{path}:{number}: 'time' is not a UTC time the harness writes ({entry.get('time')!r})")
+        elif latest is not None and when < latest - CLOCK_SLACK:
+            problems.append(f"{path}:{number}: time {entry.get('time')} is earlier than a line above it: ledger "
+                            f"times do not go backwards (a line was inserted or written later)")
+        latest = max(latest, when) if latest is not None and when is not None else (when or latest)
         prev = digest
         lines.append(LedgerLine(number, digest, entry))
-    if anchor is not None and anchor.lower() not in {line.hash for line in lines}:
-        problems.append(f"{path}: no line has the recorded head {anchor}: the ledger was rewritten up to or "
-                        f"beyond the point where that head was recorded")
-    return LedgerChain(path, lines, prev, problems)
+    anchor_line = None
+    if anchor is not None:
+        anchor_line = next((line.number for line in lines if line.hash == anchor.lower()), None)
+        if anchor_line is None:
+            problems.append(f"{path}: no line has the recorded head {anchor}: the ledger was rewritten up to or "
+                            f"beyond the point where that head was recorded")
+    return LedgerChain(path, lines, prev, problems, anchor_line)
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value.endswith("Z") or len(value) > 40:
+        return None
+    try:
+        return datetime.fromisoformat(value[:-1] + "+00:00")
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -172,8 +200,8 @@ def verify_ledger(reports_dir: Path, anchor: str | None = None) -> LedgerResult:
     sealed: dict[str, LedgerLine] = {}
     started: dict[str, LedgerLine] = {}
     for line in chain.lines:
-        if line.run_dir is None:
-            continue
+        if line.run_dir is None or not RUN_NAME.fullmatch(line.run_dir):
+            continue  # read_ledger named the problem; such a name is never looked up on disk
         book = sealed if line.event == SEALED else started
         book.setdefault(line.run_dir, line)
     for name in sorted(set(sealed) | set(started)):

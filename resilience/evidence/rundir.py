@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import UserError
+from ..inputs import RUN_FILE_BYTES, load_json
 
-_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# every run (and game-day) directory name the harness makes: ASCII only, so no look-alike of another run's name
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 
 def new_run_dir(reports_dir: Path, experiment: str, now: datetime) -> Path:
@@ -18,7 +19,7 @@ def new_run_dir(reports_dir: Path, experiment: str, now: datetime) -> Path:
     Creation is atomic (mkdir without exist_ok), so two runs starting in the
     same second never share a directory.
     """
-    if not _RUN_NAME.match(experiment):
+    if not RUN_NAME.fullmatch(experiment):
         raise UserError(f"experiment name {experiment!r} cannot name a run directory: use letters, digits, '.', '_' "
                         f"and '-' only (e.g. 'zone-failure').")
     stamp = now.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -38,8 +39,8 @@ def run_verdict(run_dir: Path) -> str | None:
     """The verdict a run (result.json) or a game-day (compliance.json) states now; None when unreadable."""
     for name, key in (("result.json", "verdict"), ("compliance.json", "overall_verdict")):
         try:
-            data = json.loads((run_dir / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = load_json(run_dir / name, "run file", RUN_FILE_BYTES, ours=True)
+        except UserError:
             continue
         if isinstance(data, dict) and data.get(key) is not None:
             return str(data[key])

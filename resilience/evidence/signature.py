@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from ..atomic import write_json_atomic
 from ..errors import UserError
+from ..inputs import check_path
 from .manifest import MANIFEST, SIGNATURE
 
 
@@ -26,23 +27,29 @@ def keygen(path: Path) -> Path:
     Refuses to overwrite either file: losing a signing key silently would make
     old signatures unverifiable against the key people trust.
     """
-    path = Path(path)
-    public_path = path.with_name(path.name + ".pub")
+    path = check_path(Path(path), "key")
+    public_path = check_path(path.with_name(path.name + ".pub"), "key")
     for existing in (path, public_path):
         if existing.exists():
             raise UserError(f"{existing} already exists; refusing to overwrite a key. Choose another path or move "
                             f"the old key away first.")
-    path.parent.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
     private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(private_pem)
-    os.chmod(path, 0o600)
     public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
                                                serialization.PublicFormat.SubjectPublicKeyInfo)
-    public_path.write_bytes(public_pem)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(private_pem)
+        os.chmod(path, 0o600)
+        fd = os.open(public_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(public_pem)
+    except OSError as exc:
+        raise UserError(f"cannot write the key pair at {path} ({exc.strerror or exc}: {exc.filename}). Choose a "
+                        f"path in a folder you can write, e.g. ~/.config/resilience/signing-key.") from None
     return public_path
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-import json
+import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -12,9 +13,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..errors import UserError
+from ..inputs import RUN_FILE_BYTES, check_path, load_json, read_bytes
 from .ledger import SEALED, STARTED, read_ledger
-from .manifest import MANIFEST, SIGNATURE, evidence_files, parse_manifest, sha256_file
-from .rundir import run_verdict
+from .manifest import MANIFEST, SIGNATURE, parse_manifest, sha256_file, walk
+from .rundir import RUN_NAME, run_verdict
+
+SIGNATURE_BYTES = 64 * 1024
 from .signature import key_fingerprint, load_public_key
 
 # VerifyResult.status values
@@ -26,6 +30,7 @@ NO_MANIFEST = "no-manifest"  # the run was never sealed
 UNSIGNED = "unsigned"  # files match the manifest, but a signature by a trusted key is required and there is none
 NOT_IN_LEDGER = "not-in-ledger"  # the ledger has no "sealed" line for the run (or there is no ledger)
 LEDGER_BROKEN = "ledger-broken"  # the ledger's hash chain does not hold (a line was edited, inserted or removed)
+NOT_COVERED = "not-covered-by-head"  # sealed after the line of the recorded head (--ledger-head) the caller trusts
 
 
 @dataclass
@@ -92,37 +97,51 @@ def verify(run_dir: Path, public_key: Path | None = None, *, trusted_keys: Seque
     older lines without breaking the chain). `ledger_anchor` is a ledger head
     recorded elsewhere earlier; the ledger must still contain that line.
     """
-    run_dir = Path(run_dir)
+    run_dir = check_path(Path(run_dir), "run directory")
     if not run_dir.is_dir():
         raise UserError(f"{run_dir} is not a directory. Pass a run directory, e.g. reports/20250101T000000Z-pod-kill.")
     manifest = run_dir / MANIFEST
-    if not manifest.is_file():
+    if not manifest.is_file() and not manifest.is_symlink():
         result = VerifyResult(run_dir, NO_MANIFEST, notes=[f"no {MANIFEST}: the run was never sealed, so its "
                                                            f"integrity cannot be shown"])
+        _check_run_path(run_dir, result)
         if ledger is not None:
             _check_ledger(run_dir, Path(ledger), ledger_anchor, result)
         return result
-    result = VerifyResult(run_dir, UNSIGNED_INTACT, manifest_digest=sha256_file(manifest))
+    result = VerifyResult(run_dir, UNSIGNED_INTACT)
     try:
-        manifest_text_ = manifest.read_text(encoding="utf-8")
-    except (UnicodeDecodeError, OSError) as exc:
-        raise UserError(f"{manifest} cannot be read ({exc}); it is damaged: the run's integrity cannot be "
-                        f"shown.") from None
-    listed = parse_manifest(manifest_text_, manifest)
-    present = set(evidence_files(run_dir))
+        manifest_bytes = read_bytes(manifest, "manifest", RUN_FILE_BYTES)
+        result.manifest_digest = hashlib.sha256(manifest_bytes).hexdigest()
+        listed = parse_manifest(manifest_bytes.decode("utf-8"), manifest)
+    except (UserError, UnicodeDecodeError) as exc:
+        result.status = MODIFIED
+        result.notes.append(f"modified: {MANIFEST} cannot be read ({exc}); it is damaged, so the run's integrity "
+                            f"cannot be shown")
+        _check_run_path(run_dir, result)
+        if ledger is not None:
+            _check_ledger(run_dir, Path(ledger), ledger_anchor, result)
+        return result
+    regular, other = walk(run_dir)
+    present = {name for name in regular if name not in (MANIFEST, SIGNATURE)}
     for name, digest in listed.items():
         if name not in present:
             result.missing.append(name)
-        elif sha256_file(run_dir / name) != digest:
+            continue
+        try:
+            same = sha256_file(run_dir / name) == digest
+        except UserError:  # replaced by something else since the walk
+            same = False
+        if not same:
             result.changed.append(name)
-    result.extra = sorted(present - set(listed))
+    result.extra = sorted(present - set(listed)) + other  # a link, FIFO or device is never evidence
+    _check_run_path(run_dir, result)
     if public_key is not None:
         keys, result.trusted_by = [load_public_key(public_key)], f"the supplied key {public_key}"
     else:
         keys = [load_public_key(path) for path in trusted_keys]
         result.trusted_by = "the keys in evidence.trusted_public_keys" if keys else None
-    _check_signature(run_dir, keys, result)
-    if result.changed or result.missing or result.extra:
+    _check_signature(run_dir, keys, result, manifest_bytes)
+    if result.changed or result.missing or result.extra or result.status == MODIFIED:
         result.status = MODIFIED
     elif result.signed and not result.signature_valid:
         result.status = SIGNATURE_INVALID
@@ -137,20 +156,21 @@ def verify(run_dir: Path, public_key: Path | None = None, *, trusted_keys: Seque
     return result
 
 
-def _check_signature(run_dir: Path, keys: Sequence[Ed25519PublicKey], result: VerifyResult) -> None:
+def _check_signature(run_dir: Path, keys: Sequence[Ed25519PublicKey], result: VerifyResult,
+                     manifest_bytes: bytes) -> None:
     """Check MANIFEST.sig; with `keys`, only a signature by one of them counts."""
     path = run_dir / SIGNATURE
-    if not path.is_file():
+    if not path.is_file() and not path.is_symlink():
         return
     result.signed = True
     result.signature_valid = False
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = load_json(path, "signature", SIGNATURE_BYTES, ours=True)
         signature = base64.b64decode(data["signature"], validate=True)
         embedded = Ed25519PublicKey.from_public_bytes(base64.b64decode(data["public_key"], validate=True))
         result.key_fingerprint = str(data.get("public_key_fingerprint"))
-    except (ValueError, KeyError, TypeError) as exc:
-        result.notes.append(f"{SIGNATURE} is damaged ({exc.__class__.__name__}: {exc})")
+    except (ValueError, KeyError, TypeError, UserError) as exc:
+        result.notes.append(f"{SIGNATURE} is damaged ({exc.__class__.__name__}: {str(exc)[:300]})")
         return
     key = embedded
     if result.key_fingerprint != key_fingerprint(embedded):
@@ -166,11 +186,23 @@ def _check_signature(run_dir: Path, keys: Sequence[Ed25519PublicKey], result: Ve
             return
         key = match
     try:
-        key.verify(signature, (run_dir / MANIFEST).read_bytes())
+        key.verify(signature, manifest_bytes)
     except InvalidSignature:
         result.notes.append(f"the signature does not match {MANIFEST}: the manifest was changed after signing")
         return
     result.signature_valid = True
+
+
+def _check_run_path(run_dir: Path, result: VerifyResult) -> None:
+    """A run directory is a real directory with a name the harness gives; anything else is not evidence."""
+    if run_dir.is_symlink():
+        result.notes.append(f"modified: {run_dir} is a symbolic link (to {os.path.realpath(run_dir)}); a run "
+                            f"directory is verified where it lies, against the ledger beside it")
+        result.status = MODIFIED
+    if not RUN_NAME.fullmatch(run_dir.name):
+        result.notes.append(f"modified: {run_dir.name!r} is not a name the harness gives a run directory "
+                            f"(ASCII letters, digits, '.', '_' and '-'): a look-alike of another run's name?")
+        result.status = MODIFIED
 
 
 def _check_ledger(run_dir: Path, ledger: Path, anchor: str | None, result: VerifyResult) -> None:
@@ -197,6 +229,11 @@ def _check_ledger(run_dir: Path, ledger: Path, anchor: str | None, result: Verif
     else:
         first = sealed[0]
         result.ledger_line = first.number
+        if chain.anchor_line is not None and first.number > chain.anchor_line:
+            result.notes.append(f"{ledger}:{first.number} sealed the run after line {chain.anchor_line}, the "
+                                f"recorded head {anchor}: that head does not cover it (a run appended later, or "
+                                f"forged); verify it against a head recorded after it was sealed")
+            _worsen(result, NOT_COVERED)
         if len(sealed) > 1:
             result.notes.append(f"{ledger}: the run was sealed {len(sealed)} times (lines "
                                 f"{', '.join(str(line.number) for line in sealed)}); a run is sealed once, so only "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,12 @@ def render_html(run: RunView) -> str:
         "manifest_note": manifest_note(run),
         "version": __version__,
     }
-    return environment().get_template("report.html.j2").render(**context)
+    page = environment().get_template("report.html.j2").render(**context)
+    return _NOT_TEXT.sub(lambda m: f"\\x{ord(m.group()):02x}", page)
+
+
+# control characters and lone surrogates from a run's strings: shown as \\xNN, never sent to the browser or encoder
+_NOT_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 
 def write_html(run: RunView, path: Path) -> Path:

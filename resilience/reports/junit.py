@@ -13,6 +13,7 @@ Mapping (documented in docs/reports.md):
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from pathlib import Path
@@ -86,6 +87,20 @@ def junit_timestamp(iso: str) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%S")
 
 
+# characters XML 1.0 cannot hold at all (not even escaped): C0 controls but tab/newline/CR, surrogates, U+FFFE/F
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_safe(text: str | None) -> str | None:
+    """`text` with characters XML cannot hold shown as \\xNN (a run's strings are data, whatever they hold)."""
+    return None if text is None else _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def write_junit(run: RunView, path: Path) -> Path:
-    junit_tree(run).write(path, encoding="utf-8", xml_declaration=True)
+    tree = junit_tree(run)
+    for element in tree.iter():
+        element.text, element.tail = _xml_safe(element.text), _xml_safe(element.tail)
+        for key, value in element.attrib.items():
+            element.set(key, _xml_safe(value) or "")
+    tree.write(path, encoding="utf-8", xml_declaration=True)
     return path

@@ -93,10 +93,12 @@ def load_run(run_dir: Path) -> RunView:
     result = read_result(run_dir)
     history = None
     history_path = run_dir / "history.jsonl"
-    if history_path.is_file():
+    if history_path.exists() or history_path.is_symlink():
+        from ..inputs import HISTORY_BYTES, check_regular
+        check_regular(history_path, "history", HISTORY_BYTES)  # no FIFO, device or link is read
         try:
             history = History.load(history_path)
-        except ValueError as exc:  # History.load names the file and line
+        except (ValueError, RecursionError) as exc:  # History.load names the file and line; too deep to be ours
             raise UserError(f"{exc}. The history is damaged; "
                             f"`resilience verify {run_dir}` shows whether it was changed.") from None
     settings_path = run_dir / "settings.json"
@@ -106,13 +108,8 @@ def load_run(run_dir: Path) -> RunView:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:  # not JSON, or not UTF-8 text
-        raise UserError(f"{path}: not valid JSON ({exc}). `resilience verify {path.parent}` shows whether the "
-                        f"file was changed.") from None
-    except OSError as exc:
-        raise UserError(f"{path} cannot be read ({exc.strerror or exc}).") from None
+    from ..inputs import RUN_FILE_BYTES, load_json
+    return load_json(path, "run file", RUN_FILE_BYTES, ours=True)  # regular file, size, depth; names the file
 
 
 # -- formatting shared by every report ---------------------------------------------

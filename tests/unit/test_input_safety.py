@@ -380,7 +380,12 @@ def test_damaged_json_files_are_exit_2_naming_the_file(run_dir: Path, name: str,
     evidence.write_manifest(run_dir)
     path = run_dir / name
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
-    commands = [["verify", str(run_dir)]] if name == "MANIFEST.sha256" else [["check", str(run_dir)]]
+    if name == "MANIFEST.sha256":  # issue 22: a manifest that cannot be read is evidence of a change (exit 1)
+        assert main(["verify", str(run_dir)]) == 1
+        out = capsys.readouterr().out
+        assert "modified" in out and "MANIFEST.sha256 cannot be read" in out
+        return
+    commands = [["check", str(run_dir)]]
     if name == "result.json":
         commands.append(["report", str(run_dir), "--format", "json"])
     for command in commands:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ...config import Settings
+from ...config import STATE_MARKER, Settings, state_dir_problem
 from ...errors import HarnessError, UserError
 from ..base import Component, Platform, PlatformEvent, StackStatus
 from .services import check_binaries, port_free
@@ -92,9 +92,11 @@ class LocalPlatform(Platform):
         if os.geteuid() != 0:
             raise UserError("the local stack needs root (network namespaces, cgroups, running PostgreSQL as "
                             "'postgres'). Run `sudo .venv/bin/resilience up`.")
+        self._check_ours()
         self._check_ports()
         self._clean_leftovers()
         self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / STATE_MARKER).touch()  # `down` deletes only in a directory that holds it
         os.chmod(self.root, 0o711)  # others may pass through (PostgreSQL runs as 'postgres'), not look in
         (self.root / "logs").mkdir(exist_ok=True)
         for name in (ERROR_FILE, STATE_FILE):
@@ -189,7 +191,14 @@ class LocalPlatform(Platform):
                     except ProcessLookupError:
                         pass
 
+    def _check_ours(self) -> None:
+        problem = state_dir_problem(self.root)
+        if problem:
+            raise UserError(f"the state directory {self.root} is not the local stack's: {problem}. Nothing was "
+                            f"stopped or deleted. Set 'stack.state_dir' to a dedicated folder.")
+
     def down(self) -> None:
+        self._check_ours()
         pid = self.supervisor_pid()
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
@@ -200,7 +209,7 @@ class LocalPlatform(Platform):
                 os.killpg(pid, signal.SIGKILL)
         self._clean_leftovers()
         for name in os.listdir(self.root) if self.root.exists() else []:
-            if name == "logs":
+            if name in ("logs", STATE_MARKER):
                 continue
             path = self.root / name
             if path.is_dir():
