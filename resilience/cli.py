@@ -46,7 +46,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from .targets import make_target
     confirm(args.target, args.context, "deploying the platform", args.yes)
     target = make_target(args.target, _settings(args), context=getattr(args, "context", None))
-    already = target.status() if args.target == "local" and target.status().running else None
+    already = target.status() if target.composition.on_this_machine and target.status().running else None
     status = target.up()
     if already:
         print(f"the {args.target} stack is already running at {status.url} (not starting a second one).")

@@ -165,8 +165,19 @@ class FakeRun:
     def check_abort(self) -> None:
         self.calls.append(("check_abort",))
 
+    def then(self, fault: str, arguments: dict[str, Any], session: Any) -> None:
+        """What the local target's fault module does after the injection (a composite's steps come back here)."""
+        from resilience.targets.local.nemesis import LocalNemesis
+        module = LocalNemesis.FAULTS.module(fault)
+        assert module is not None, fault
+        module.then(session)
+
     def release(self, fault: str) -> None:
         self.calls.append(("release", fault))
+
+    def undo(self, fault: str) -> list[dict[str, Any]]:
+        self.calls.append(("undo", fault))
+        return []
 
     def rollback_all(self) -> list[dict[str, Any]]:
         self.calls.append(("rollback_all",))
@@ -225,7 +236,7 @@ def test_an_abort_interrupts_chaos_toolkit_and_a_harness_error_fails_the_activit
         faults.lose_zone()
     fake.aborted = None
     faults.pause_replicas(hold_s=1.0)
-    assert fake.calls[-1] == ("rollback_all",)
+    assert fake.calls[-2:] == [("hold", 1.0), ("undo", "pause_replicas")]  # this fault only, not every pending one
     assert faults.platform_serving() is False  # no load figures yet
     fake.spec = load_experiment("traffic-spike", "short")
     fake.load_stalls = True

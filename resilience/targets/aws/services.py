@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator
 
 from ...config import Settings
 from ...errors import HarnessError, UserError
-from ..base import Component, PlatformEvent, StackStatus
+from ..base import Build, Component, PlatformEvent, StackStatus
 from ..clock import to_monotonic, to_wall
 from ..blast_radius import region_problem
 from ..kubernetes.manifests import BackendEndpoints
@@ -58,6 +58,10 @@ class AwsServices(Services):
     """RDS Multi-AZ DB cluster + ElastiCache replication group in an allowed account (faults: aws/nemesis.py)."""
 
     name = "aws"
+
+    @classmethod
+    def build(cls, parts: Build) -> "AwsServices":
+        return cls(parts.settings, dry_run=parts.dry_run)
 
     def __init__(self, settings: Settings, dry_run: bool = False, session: Any | None = None) -> None:
         self.settings = settings

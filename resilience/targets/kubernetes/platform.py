@@ -20,7 +20,7 @@ from typing import Any, Callable
 from ...config import IN_CLUSTER_CONTEXT, Settings
 from ...errors import HarnessError, UserError
 from . import plan
-from ..base import Component, Platform, PlatformEvent, StackStatus
+from ..base import Build, Component, Platform, PlatformEvent, StackStatus
 from ..clock import to_monotonic
 from .observer import event_from_k8s
 from .manifests import (API_PORT, APP_NAME, APP_SELECTOR, MANAGED_BY_LABEL, MANAGED_SELECTOR, MANAGER,
@@ -82,6 +82,15 @@ class KubernetesPlatform(Platform):
     """The platform on a Kubernetes cluster named by a kubeconfig context (faults: kubernetes/nemesis.py)."""
 
     name = "kubernetes"
+
+    @classmethod
+    def build(cls, parts: Build) -> "KubernetesPlatform":
+        """For a composition: the RDS / ElastiCache endpoints come from its aws services (or new ones, on demand)."""
+        from ..aws.services import AwsServices
+        aws = parts.services.get("aws")
+        source = aws if isinstance(aws, AwsServices) else None
+        return cls(parts.settings, context=str(parts.context), dry_run=parts.dry_run,
+                   backends_source=lambda: (source or AwsServices(parts.settings)).backend_endpoints())
 
     def __init__(self, settings: Settings, context: str, dry_run: bool = False,
                  api_client: Any | None = None, backends: BackendEndpoints | None = None,

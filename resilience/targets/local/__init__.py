@@ -24,7 +24,7 @@ from typing import Any
 
 from ...config import Settings
 from ...errors import HarnessError, UserError
-from ..base import Component, Platform, PlatformEvent, StackStatus
+from ..base import Build, Component, Platform, PlatformEvent, StackStatus
 from .services import check_binaries, port_free
 from .topology import ETCD, POSTGRES, REDIS, SENTINEL, Topology
 from .supervisor import ERROR_FILE, EVENTS_FILE, PREFIX, SETTINGS_FILE, SOCKET_FILE, STATE_FILE
@@ -32,6 +32,10 @@ from .supervisor import ERROR_FILE, EVENTS_FILE, PREFIX, SETTINGS_FILE, SOCKET_F
 
 class LocalPlatform(Platform):
     name = "local"
+
+    @classmethod
+    def build(cls, parts: Build) -> "LocalPlatform":
+        return cls(parts.settings)
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
