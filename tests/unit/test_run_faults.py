@@ -294,3 +294,18 @@ def test_a_step_handed_over_before_the_fault_acts_is_in_rollback_json_at_once(tm
     assert during is not None
     entry = during["steps"][0]
     assert entry["status"] == "injecting" and entry["step"]["arguments"]["nodes"] == ["n1"]
+
+
+def test_undoing_one_fault_leaves_the_others_pending_and_records_as_a_rollback_does(tmp_path: Path) -> None:
+    """pause_replicas undoes itself after its hold: its rollback only, with the records and the recovery phase
+    that `rollback_all` writes for it."""
+    target = FakeTarget(closed_port_url())
+    run = started(tmp_path, target)
+    run.inject("lose_zone", {"zone": "zone-a"})
+    run.inject("pause_replicas", {})
+    assert [s["capability"] for s in run.undo("pause_replicas")] == ["none"]
+    assert [e.status for e in run.rollbacks] == ["pending", "done"]
+    assert [(r.op, r.detail and r.detail.get("capability")) for r in fault_records(run)][-2:] == [
+        ("rollback", "none"), (ROLLBACK_DONE, "none")]
+    assert run.phase == "recovery" and "rolled_back_t" in run.fault_info
+    assert [s["capability"] for s in run.rollback_all()] == ["restore_zone"]
