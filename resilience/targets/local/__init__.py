@@ -252,6 +252,9 @@ class LocalPlatform(Platform):
                 f"starts etcd, PostgreSQL (Patroni), Redis + Sentinel, HAProxy and {self.s.replicas} API replicas "
                 f"in zones {', '.join(self.s.zones)}, and waits until every one is healthy"]
 
+    def zone_names(self) -> tuple[str, ...]:
+        return tuple(self.s.zones)
+
     def heal_wait_s(self) -> float:
         """How long a restoring request may take: the supervisor's own heal deadline, plus restarting."""
         return self.s.heal_timeout_s + 60

@@ -7,13 +7,23 @@ until the supervisor reports the restored components whole again (or raises, nam
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 from ...errors import HarnessError
 from ..base import Build
 from ..fault_module import ModularNemesis
-from . import LocalPlatform
 from .faults import FAULTS
+
+
+@runtime_checkable
+class SupervisorAccess(Protocol):
+    """What the local nemesis and its fault modules use of the local platform (LocalPlatform gives it)."""
+
+    def request(self, op: str, timeout: float = 120.0, **args: Any) -> dict[str, Any]: ...
+    def primary_zone(self) -> str | None: ...
+    def ready_replicas(self) -> int: ...
+    def heal_wait_s(self) -> float: ...
+    def zone_names(self) -> Sequence[str]: ...
 
 
 class LocalNemesis(ModularNemesis):
@@ -22,13 +32,13 @@ class LocalNemesis(ModularNemesis):
 
     @classmethod
     def build(cls, parts: Build) -> "LocalNemesis":
-        if not isinstance(parts.platform, LocalPlatform):
+        if not isinstance(parts.platform, SupervisorAccess):
             raise HarnessError(f"the local nemesis needs the local platform, not {parts.platform!r}")
         return cls(parts.platform)
 
-    def __init__(self, platform: LocalPlatform) -> None:
+    def __init__(self, platform: SupervisorAccess) -> None:
         self.platform = platform
-        self.zones = platform.s.zones
+        self.zones = tuple(platform.zone_names())
 
     def ask(self, fault: str, phase: str, timeout: float = 120.0, **args: Any) -> dict[str, Any]:
         """One phase of a fault, done by the supervisor (the control socket's `fault` op)."""
