@@ -44,7 +44,7 @@ class FaultModule(Generic[N]):
 
     fault: ClassVar[str] = ""  # the registry's name
     steps: ClassVar[tuple[str, ...]] = ()  # the rollback step names this module makes and undoes
-    heal_order: ClassVar[int] = 50  # modules heal in this order (lower first)
+    heal_order: ClassVar[int] = 50  # modules heal in this order, lower first (local: below 50, before processes)
 
     def plan(self, nemesis: N, call: FaultCall) -> list[str]:
         """The dry-run lines: `<fault>: ...` for each call the injection makes, `rollback <step>: ...` for its undo."""

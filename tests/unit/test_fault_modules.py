@@ -352,3 +352,15 @@ def test_a_new_fault_is_listed_planned_injected_and_undone_from_its_one_module(
         server.server_close()
     assert [(op, d["phase"]) for _, op, d in events.seen] == [("flip_flag", "inject"), ("flip_flag", "undo")]
     assert isinstance(target.platform, LocalPlatform)
+
+
+def test_a_heal_keeps_its_order_zones_replicas_processes_then_wal_senders() -> None:
+    parts, events, processes, _ = stub_parts()
+    LoseZone().lose(parts, {"zone": SETTINGS.zones[0]})
+    processes.kill(TOPOLOGY.named("postgres-2"))
+    parts.state["hold_replication"] = []
+    events.seen.clear()
+    FaultInjector(parts).heal()
+    assert [(op, d.get("phase")) for _, op, d in events.seen] == [
+        ("lose_zone", "undo"), ("pause_replicas", "undo"), ("fail_over_database", "undo"),
+        ("hold_replication", "undo"), ("heal", None)]

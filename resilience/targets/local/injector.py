@@ -5,9 +5,9 @@ The control socket's one fault op, `{"op": "fault", "fault": <registry name>, "p
 (targets/local/faults/) does the phase with the supervisor parts it needs
 (`StackParts`). Processes and replicas change through their owners, all under the
 stack lock; what only faults change (the lost zones, a module's own state such as
-the held WAL senders) lives in `StackParts`. `heal` asks every module to undo what it
-left, then brings back any process still frozen or stopped (a crashed run's
-rollback of last resort).
+the held WAL senders) lives in `StackParts`. `heal` (a crashed run's rollback of
+last resort) asks every module to undo what it left, in `heal_order`, and brings
+back any process still frozen or stopped (a module may claim one: `restores`).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .replicas import ReplicaSet
 
 Request = dict[str, Any]
+PROCESSES_HEAL_ORDER = 50  # in a heal, modules ordered below this heal before frozen/stopped processes come back
 
 
 @dataclass
@@ -105,7 +106,8 @@ class FaultInjector:
         restored = sorted(parts.lost())
         modules = sorted(self._modules().values(), key=lambda m: m.heal_order)
         for module in modules:
-            module.heal_here(parts)
+            if module.heal_order < PROCESSES_HEAL_ORDER:
+                module.heal_here(parts)
         with parts.lock:
             paused = sorted(parts.processes.paused, key=lambda c: c.name)
         for c in paused:
@@ -118,6 +120,9 @@ class FaultInjector:
                 parts.restart(c)
         with parts.lock:
             parts.processes.stopped.clear()
+        for module in modules:
+            if module.heal_order >= PROCESSES_HEAL_ORDER:
+                module.heal_here(parts)
         parts.events("fault", "heal", zones=restored)
         return {"zones": restored}
 
