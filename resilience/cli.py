@@ -63,7 +63,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     _allowlists(args)
     confirm(args.target, args.context, "deploying the platform", args.yes)
     target = _target(args)
-    already = target.status() if args.target == "local" and target.status().running else None
+    already = target.status() if target.composition.on_this_machine and target.status().running else None
     status = target.up()
     if already:
         print(f"the {args.target} stack is already running at {status.url} (not starting a second one).")

@@ -16,8 +16,9 @@ from .errors import UserError
 
 def confirm(target: str, context: str | None, what: str, yes: bool, *,
             ask: Callable[[str], str] = input, interactive: Callable[[], bool] = lambda: sys.stdin.isatty()) -> None:
-    """Return when the operator agreed (or the target is local); raise UserError otherwise."""
-    if target == "local" or yes:
+    """Return when the operator agreed (or the target needs no consent, e.g. local); raise UserError otherwise."""
+    from .targets import composition
+    if yes or not composition(target).needs_consent:
         return
     where = f"target {target}" + (f" (context {context})" if context else "")
     if not interactive():

@@ -102,6 +102,7 @@ class FaultType:
     arguments: tuple[Argument, ...]
     touches_target: bool = True
     rule: Callable[[dict[str, Any]], str | None] | None = None  # a check across arguments: the problem, or None
+    experiment_kind: str | None = None  # the catalogue experiment it is evidence for (the compliance report's rows)
 
     def argument(self, name: str) -> Argument:
         return next(a for a in self.arguments if a.name == name)
@@ -164,20 +165,20 @@ FAULTS: dict[str, FaultType] = {f.name: f for f in (
         Argument("percent", NUMBER, "the share of the live replicas to kill, in percent", None, 0, 100,
                  above_minimum=True),
         Argument("seed", INTEGER, "random seed for which replicas die (default: the run's --seed)", None, 0, 2**32 - 1),
-        _hold(None)), rule=_count_or_percent),
+        _hold(None)), rule=_count_or_percent, experiment_kind="pod-kill"),
     FaultType("lose_zone", "lose every component of one zone at once", (
         Argument("zone", TEXT, "the zone to lose; 'primary' is the zone that holds the database primary", "primary"),
-        _hold(None))),
+        _hold(None)), experiment_kind="zone-failure"),
     FaultType("fail_over_database", "take the PostgreSQL primary away: kill it, or freeze it as a partition would", (
         Argument("mode", CHOICE, "kill: the primary dies; freeze: it stops answering (a partition)", "kill",
                  choices=("kill", "freeze")),
-        _hold(None))),
+        _hold(None)), experiment_kind="db-failover"),
     FaultType("stop_cache", "stop Redis: the master only (a failover), or all of it (an outage)", (
         Argument("mode", CHOICE, "failover: kill the master; outage: stop every Redis server", "failover",
                  choices=("failover", "outage")),
-        _hold(None))),
+        _hold(None)), experiment_kind="redis-outage"),
     FaultType("traffic_spike", "the load's own stages step up; the fault is the step (the target is not touched)",
-              (_hold(None),), touches_target=False),
+              (_hold(None),), touches_target=False, experiment_kind="traffic-spike"),
     FaultType("pause_replicas", "freeze every API replica for exactly hold_s seconds (an outage of known length)",
               (_hold(5.0),)),
     FaultType("hold_replication", "hold replication for hold_s, then kill the primary: with asynchronous "

@@ -2,9 +2,12 @@
 
 Each function is one fault of the registry (`resilience.fault_registry`, which
 checks its arguments; a unit test keeps the signatures equal to it), never a
-target's internals; the active run hands it to its target, writes the rollback first, records
-the injection in the history, and holds the fault for `hold_s` seconds
-(default: the experiment's `durations.fault_s`) while watching the stop condition.
+target's internals, and all take one path (`_fault`): the active run hands the
+fault to its target, writes the rollback first, records the injection in the
+history, then does what the fault's module says comes next (`then`): hold the
+fault for `hold_s` seconds (default: the experiment's `durations.fault_s`) while
+watching the stop condition, or, for a composite fault, more (e.g. hold_replication
+kills the primary after its hold; pause_replicas undoes itself).
 Chaos Toolkit gives python activities no timeout: every call here is bounded
 by the target's own timeouts and by `hold_s`.
 
@@ -15,6 +18,7 @@ the one module-level lookup (Chaos Toolkit calls module-level functions).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chaoslib.exceptions import ActivityFailed, InterruptExecution
@@ -26,6 +30,7 @@ from .experiments import ExperimentSpec
 
 if TYPE_CHECKING:
     from .load.process import LoadStats
+    from .targets.base import FaultSession
 
 __all__ = ["kill_replicas", "lose_zone", "fail_over_database", "stop_cache", "traffic_spike",
            "pause_replicas", "hold_replication", "rollback", "platform_serving"]
@@ -37,9 +42,11 @@ class FaultRun(Protocol):
     spec: ExperimentSpec
 
     def inject(self, fault: str, arguments: dict[str, Any]) -> dict[str, Any]: ...
+    def then(self, fault: str, arguments: dict[str, Any], session: FaultSession) -> None: ...
     def hold(self, seconds: float) -> None: ...
     def check_abort(self) -> None: ...
     def release(self, fault: str) -> None: ...
+    def undo(self, fault: str) -> list[dict[str, Any]]: ...
     def rollback_all(self) -> list[dict[str, Any]]: ...
     def wait_for_load_stage(self, stage: int, timeout_s: float) -> None: ...
     def record_traffic_spike(self, from_users: int, to_users: int) -> float: ...
@@ -53,11 +60,34 @@ def current() -> FaultRun:
     return active.current()
 
 
+@dataclass
+class Held:
+    """The run as a fault's `then` sees it once the fault is injected (`targets.base.FaultSession`)."""
+
+    run: FaultRun
+    hold_s: float
+    fault_s: float
+
+    def hold(self, seconds: float) -> None:
+        self.run.hold(seconds)
+
+    def inject(self, fault: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        return self.run.inject(fault, arguments)
+
+    def release(self, fault: str) -> None:
+        self.run.release(fault)
+
+    def undo(self, fault: str) -> None:
+        self.run.undo(fault)
+
+
 def _fault(name: str, arguments: dict[str, Any], hold_s: float | None) -> dict[str, Any]:
+    """Every fault that touches the target: inject it, then what its module does next (hold it, by default)."""
     run = current()
+    fault_s = run.spec.durations.fault_s
     try:
         result = run.inject(name, arguments)
-        run.hold(run.spec.durations.fault_s if hold_s is None else float(hold_s))
+        run.then(name, arguments, Held(run, fault_s if hold_s is None else float(hold_s), fault_s))
         return result
     except Aborted as exc:
         raise InterruptExecution(str(exc)) from None
@@ -88,24 +118,13 @@ def stop_cache(mode: str = "failover", hold_s: float | None = None) -> dict[str,
 
 def pause_replicas(hold_s: float = 5.0) -> dict[str, Any]:
     """Freeze every API replica for exactly `hold_s` seconds, then resume them (an outage of known length)."""
-    run = current()
-    result = _fault("pause_replicas", {}, hold_s)
-    run.rollback_all()
-    return result
+    return _fault("pause_replicas", {}, hold_s)
 
 
 def hold_replication(hold_s: float = 5.0) -> dict[str, Any]:
     """Hold replication (the primary's WAL senders) for `hold_s` s, then kill the primary: with asynchronous
     replication the writes acknowledged meanwhile exist only on the dead primary (RPO > 0)."""
-    run = current()
-    result = _fault("hold_replication", {}, hold_s)
-    try:
-        run.inject("fail_over_database", {"mode": "kill"})
-    except (UserError, HarnessError) as exc:
-        raise ActivityFailed(str(exc)) from None
-    run.release("hold_replication")  # the held senders died with the primary: this only tidies up
-    run.hold(run.spec.durations.fault_s)
-    return result
+    return _fault("hold_replication", {}, hold_s)
 
 
 def traffic_spike(hold_s: float | None = None) -> dict[str, Any]:

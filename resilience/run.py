@@ -56,7 +56,7 @@ from .readback import read_back_orders
 from .results import RunFacts, RunResult, harness_info, target_detail, write_results
 from .rollbackfile import ROLLBACK, RollbackEntry, write_rollback_file
 from .rundeps import LoadFactory, LoadHandle, RunOptions, RunStore
-from .targets.base import RollbackStep
+from .targets.base import FaultSession, RollbackStep
 from .targets.target import Target
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ class Run:
         if load_settings.workers is None:
             in_cluster = self.settings.kubernetes.load_generator == "in-cluster"
             load_settings = dataclasses.replace(load_settings, workers=IN_CLUSTER_WORKERS if in_cluster else (
-                default_workers(os.cpu_count() or 1, stack_here=self.options.target == "local")))
+                default_workers(os.cpu_count() or 1, stack_here=self.target.composition.on_this_machine)))
         self.load_workers = load_settings.worker_count()
         load = self.load_factory(self.target.url(), load_settings, self.run_dir, self.history.origin_monotonic,
                                  self.run_id)
@@ -296,11 +296,19 @@ class Run:
         call = fault_call(fault, arguments, f"fault {fault}")
         return self.target.inject(call, seed=self.options.seed, record=record)
 
-    def rollback_all(self) -> list[dict[str, Any]]:
-        """Undo every fault still pending, newest first; safe to call twice."""
+    def then(self, fault: str, arguments: dict[str, Any], session: FaultSession) -> None:
+        """What follows the injection of `fault`, as its module says: hold it, or a composite's further steps."""
+        self.target.then(fault_call(fault, arguments, f"fault {fault}"), session)
+
+    def undo(self, fault: str) -> list[dict[str, Any]]:
+        """Undo the pending steps of `fault` only, as `rollback_all` does (e.g. pause_replicas after its hold)."""
+        return self.rollback_all(lambda entry: entry.fault == fault)
+
+    def rollback_all(self, chosen: Callable[[RollbackEntry], bool] = lambda entry: True) -> list[dict[str, Any]]:
+        """Undo every fault still pending (or those `chosen`), newest first; safe to call twice."""
         done = []
         for entry in reversed(self.rollbacks):
-            if entry.status not in ("pending", "injecting"):
+            if entry.status not in ("pending", "injecting") or not chosen(entry):
                 continue
             step = entry.step or RollbackStep("heal", {}, "restore everything the fault may have touched")
             t = self.history.now()

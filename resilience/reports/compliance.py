@@ -25,6 +25,7 @@ from .. import __version__
 from ..checkers.measurement import status_label
 from ..config import Settings
 from ..evidence import LEDGER, verify_ledger
+from ..fault_registry import FAULTS
 from .compliance_render import write_compliance_html, write_compliance_pdf
 from .run import RunView, fmt_number, fmt_target, load_run, measurement_label
 
@@ -138,8 +139,8 @@ COVERAGE: dict[str, list[tuple[str, str]]] = {
     ],
 }
 
-KIND_BY_CAPABILITY = {"kill_replicas": "pod-kill", "lose_zone": "zone-failure", "fail_over_database": "db-failover",
-                      "stop_cache": "redis-outage", "spike_traffic": "traffic-spike"}
+# a run's fault (its capability: the registry's name) -> the experiment kind it is evidence for, as the registry says
+KIND_BY_CAPABILITY = {name: fault.experiment_kind for name, fault in FAULTS.items() if fault.experiment_kind}
 
 # measurement name prefix -> remediation hint when it is breached
 REMEDIATION = {

@@ -1,15 +1,30 @@
-"""Targets: where the platform runs and what can be broken there. `make_target` builds one by name."""
+"""Targets: where the platform runs and what can be broken there. `make_target` builds one by name.
+
+Every target is built one way: its composition (targets/target.py) names a platform,
+managed services and nemeses; the tables below say where each lives ("module:Class",
+imported only when used, so `--target local` never imports a cloud client), and each
+class builds itself from a `Build`. A new target is a composition entry and, for new
+parts, a row here.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+
 from ..config import Settings
 from ..errors import UserError
-from .base import Nemesis, Platform
-from .base import Services
+from .base import Build, Nemesis, Platform, Services
 from .target import COMPOSITIONS, Composition, Target, support_of
 
 TARGET_NAMES = tuple(COMPOSITIONS)
 
+PLATFORMS = {"local": "resilience.targets.local:LocalPlatform",
+             "kubernetes": "resilience.targets.kubernetes.platform:KubernetesPlatform"}
+SERVICES = {"aws": "resilience.targets.aws.services:AwsServices"}
+NEMESES = {"local": "resilience.targets.local.nemesis:LocalNemesis",
+           "kubernetes": "resilience.targets.kubernetes.nemesis:KubernetesNemesis",
+           "aws": "resilience.targets.aws.nemesis:AwsNemesis"}
 
 def composition(name: str) -> Composition:
     try:
@@ -19,25 +34,54 @@ def composition(name: str) -> Composition:
                         f"`resilience faults` shows what each can inject.") from None
 
 
+def _imported(table: dict[str, str], kind: str, name: str) -> object:
+    """What a table row names ("module:Class"), imported now."""
+    if name not in table:
+        raise UserError(f"unknown {kind} {name!r} in a target composition; known: {', '.join(table)}.")
+    module, _, attribute = table[name].partition(":")
+    return vars(importlib.import_module(module))[attribute]
+
+
+def platform_class(name: str) -> type[Platform]:
+    found = _imported(PLATFORMS, "platform", name)
+    assert isinstance(found, type) and issubclass(found, Platform), PLATFORMS[name]
+    return found
+
+
+def services_class(name: str) -> type[Services]:
+    found = _imported(SERVICES, "managed services", name)
+    assert isinstance(found, type) and issubclass(found, Services), SERVICES[name]
+    return found
+
+
+def nemesis_class(name: str) -> type[Nemesis]:
+    found = _imported(NEMESES, "nemesis", name)
+    assert isinstance(found, type) and issubclass(found, Nemesis), NEMESES[name]
+    return found
+
+
+def compose(chosen: Composition, parts: Build) -> tuple[Platform, dict[str, Nemesis], list[Services]]:
+    """The platform, the nemeses and the services of a composition, each built from `parts`."""
+    services = {name: services_class(name).build(parts) for name in chosen.services}
+    parts = dataclasses.replace(parts, services=services)
+    platform = platform_class(chosen.platform).build(parts)
+    parts = dataclasses.replace(parts, platform=platform)
+    needed = dict.fromkeys(n for fault in _target_faults() for n in chosen.nemesis_names(fault))
+    nemeses = {name: nemesis_class(name).build(parts) for name in needed}
+    return platform, nemeses, list(services.values())
+
+
 def make_target(name: str, settings: Settings, *, context: str | None = None, dry_run: bool = False) -> Target:
     """The target called `name`, composed from its platform, services and nemeses; cloud clients load on demand.
 
     `dry_run`: no client is created and nothing is sent (the allow-lists are still checked); only `plan` works.
     """
     chosen = composition(name)
-    if name == "local":
-        from .local.target import LocalTarget
-        return LocalTarget(settings)
     if chosen.needs_context and not context:
         raise UserError(f"--target {name} needs --context NAME (a kubeconfig context listed in the setting "
                         f"kubernetes.allowed_contexts).")
-    services: dict[str, Services] = {}
-    for service in chosen.services:
-        services[service] = _services(service, settings, dry_run)
-    platform = _platform(chosen.platform, settings, context, dry_run, services)
-    needed = {n for fault in _target_faults() for n in chosen.nemesis_names(fault)}
-    nemeses = {nemesis: _nemesis(nemesis, platform, services, settings, dry_run) for nemesis in needed}
-    return Target(chosen, platform, nemeses, list(services.values()))
+    platform, nemeses, services = compose(chosen, Build(settings, context, dry_run))
+    return Target(chosen, platform, nemeses, services)
 
 
 def _target_faults() -> list[str]:
@@ -45,59 +89,9 @@ def _target_faults() -> list[str]:
     return [name for name, fault in FAULTS.items() if fault.touches_target]
 
 
-def _services(name: str, settings: Settings, dry_run: bool) -> Services:
-    if name == "aws":
-        from .aws import AwsServices
-        return AwsServices(settings, dry_run=dry_run)
-    raise UserError(f"unknown managed services {name!r} in a target composition; known: aws.")
-
-
-def _platform(name: str, settings: Settings, context: str | None, dry_run: bool,
-              services: dict[str, Services]) -> Platform:
-    if name == "local":
-        from .local import LocalPlatform
-        return LocalPlatform(settings)
-    if name == "kubernetes":
-        from .aws import AwsServices
-        from .kubernetes import KubernetesPlatform
-        from .manifests import BackendEndpoints
-        aws = services.get("aws")
-
-        def backends() -> BackendEndpoints:
-            source = aws if isinstance(aws, AwsServices) else AwsServices(settings)
-            return source.backend_endpoints()  # the RDS / ElastiCache endpoints live in the AWS account
-
-        assert context is not None
-        return KubernetesPlatform(settings, context=context, dry_run=dry_run, backends_source=backends)
-    raise UserError(f"unknown platform {name!r} in a target composition; known: local, kubernetes.")
-
-
-def _nemesis(name: str, platform: Platform, services: dict[str, Services], settings: Settings,
-             dry_run: bool) -> Nemesis:
-    if name == "local":
-        from .local import LocalPlatform
-        from .local.nemesis import LocalNemesis
-        assert isinstance(platform, LocalPlatform)
-        return LocalNemesis(platform)
-    if name == "kubernetes":
-        from .kubernetes import KubernetesPlatform
-        from .kubernetes_nemesis import KubernetesNemesis
-        assert isinstance(platform, KubernetesPlatform)
-        return KubernetesNemesis(platform)
-    if name == "aws":
-        from .aws import AwsServices
-        from .aws_nemesis import AwsNemesis
-        aws = services.get("aws")
-        return AwsNemesis(aws if isinstance(aws, AwsServices) else AwsServices(settings, dry_run=dry_run))
-    raise UserError(f"unknown nemesis {name!r} in a target composition; known: local, kubernetes, aws.")
-
-
 def nemesis_classes() -> dict[str, type[Nemesis]]:
     """Every nemesis class by name (imports no cloud client)."""
-    from .aws_nemesis import AwsNemesis
-    from .kubernetes_nemesis import KubernetesNemesis
-    from .local.nemesis import LocalNemesis
-    return {"local": LocalNemesis, "kubernetes": KubernetesNemesis, "aws": AwsNemesis}
+    return {name: nemesis_class(name) for name in NEMESES}
 
 
 def support_table() -> dict[str, dict[str, str | None]]:

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import abc
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 from ..fault_registry import FaultCall
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,41 @@ def no_record(step: RollbackStep) -> None:
     """The recorder when nobody keeps a rollback file (benchmarks, direct calls)."""
 
 
+class FaultSession(Protocol):
+    """What a fault does with the run once it is injected (`Nemesis.then`; `resilience.run.Run` gives it)."""
+
+    @property
+    def hold_s(self) -> float:
+        """This fault's hold: its hold_s argument, or the experiment's durations.fault_s."""
+
+    @property
+    def fault_s(self) -> float:
+        """The experiment's durations.fault_s."""
+
+    def hold(self, seconds: float) -> None:
+        """Let time pass under load, checking the stop condition."""
+
+    def inject(self, fault: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Inject another fault as one more step of the run (its own rollback entry and history record)."""
+
+    def release(self, fault: str) -> None:
+        """Undo the pending steps of `fault` as a tidy-up (no history record, the phase unchanged)."""
+
+    def undo(self, fault: str) -> None:
+        """Roll back the pending steps of `fault` only (history records; the recovery phase starts)."""
+
+
+@dataclass(frozen=True)
+class Build:
+    """What a target's parts are built from (`make_target`): each part's `build` takes what it needs."""
+
+    settings: "Settings"
+    context: str | None = None  # the kubeconfig context (targets that need one)
+    dry_run: bool = False  # no client is created and nothing is sent; only plans work
+    services: Mapping[str, "Services"] = field(default_factory=dict)  # built first, by name
+    platform: "Platform | None" = None  # built before the nemeses
+
+
 class Observed:
     """What the platform and the managed services beside it both offer: where the primary is, a plan, observing."""
 
@@ -121,6 +159,11 @@ class Observed:
 
 class Platform(Observed, abc.ABC):
     """Where the platform runs: deploy it, stop it, observe it. Knows nothing of faults."""
+
+    @classmethod
+    def build(cls, parts: Build) -> "Platform":
+        """This platform for a composition (make_target)."""
+        raise NotImplementedError(f"{cls.__name__} has no build()")
 
     @abc.abstractmethod
     def up(self) -> StackStatus:
@@ -150,6 +193,11 @@ class Platform(Observed, abc.ABC):
 class Services(Observed, abc.ABC):
     """Managed services beside the platform (a database, a cache): observed, not deployed by us."""
 
+    @classmethod
+    def build(cls, parts: Build) -> "Services":
+        """These services for a composition (make_target)."""
+        raise NotImplementedError(f"{cls.__name__} has no build()")
+
     @abc.abstractmethod
     def components_status(self) -> StackStatus:
         """Their components (roles, zones, health), added to the platform's status."""
@@ -170,11 +218,22 @@ class Nemesis(abc.ABC):
     name: str = "abstract"
     SUPPORT: Mapping[str, str | None] = {}
 
+    @classmethod
+    def build(cls, parts: Build) -> "Nemesis":
+        """This nemesis for a composition's platform and services (make_target)."""
+        raise NotImplementedError(f"{cls.__name__} has no build()")
+
+    @classmethod
+    def support(cls) -> Mapping[str, str | None]:
+        """Every fault of the registry that touches a target: None when supported, otherwise why not."""
+        return cls.SUPPORT
+
     def refusal(self, call: FaultCall) -> str | None:
         """Why this nemesis would refuse `call`, or None when it would inject it."""
-        if call.fault not in self.SUPPORT:
+        support = self.support()
+        if call.fault not in support:
             return f"the {self.name} nemesis does not know the fault {call.fault!r}"
-        return self.SUPPORT[call.fault] or self.argument_refusal(call)
+        return support[call.fault] or self.argument_refusal(call)
 
     def argument_refusal(self, call: FaultCall) -> str | None:
         """Refusals that depend on the arguments (override)."""
@@ -200,6 +259,10 @@ class Nemesis(abc.ABC):
     def rollback_refusal(self, step: RollbackStep) -> str | None:
         """Why a step (e.g. read back from a forged rollback.json) lies outside what the operator allowed."""
         return None
+
+    def then(self, call: FaultCall, session: FaultSession) -> None:
+        """What the run does once `call` is injected: hold it (a composite fault does more)."""
+        session.hold(session.hold_s)
 
     def heal(self) -> None:
         """Undo whatever faults this nemesis may have left (after a crash mid-inject). Default: nothing to do."""

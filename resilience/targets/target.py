@@ -17,7 +17,8 @@ from typing import Callable, Mapping, Sequence
 
 from ..errors import HarnessError, UserError
 from ..fault_registry import FAULTS, ROLLBACK_NONE, FaultCall
-from .base import Nemesis, Platform, PlatformEvent, Recorder, RollbackStep, Services, StackStatus, no_record
+from .base import (FaultSession, Nemesis, Platform, PlatformEvent, Recorder, RollbackStep, Services, StackStatus,
+                   no_record)
 
 STEPS = "steps"  # a rollback step made of the steps of several nemeses
 
@@ -32,14 +33,17 @@ class Composition:
     services: tuple[str, ...] = ()  # e.g. ("aws",): RDS + ElastiCache
     # fault -> the nemeses that inject it, in order, where not the platform's own
     faults: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    needs_context: bool = False
+    needs_context: bool = False  # a kubeconfig context (--context) names where it is
+    needs_consent: bool = True  # shared infrastructure: an operator types "yes" or passes --yes (consent.py)
+    on_this_machine: bool = False  # the platform runs here: it keeps cores the load's default workers leave
 
     def nemesis_names(self, fault: str) -> tuple[str, ...]:
         return self.faults.get(fault, (self.platform,))
 
 
 COMPOSITIONS: dict[str, Composition] = {c.name: c for c in (
-    Composition("local", "the whole stack as processes on this machine (zones as network namespaces)", "local"),
+    Composition("local", "the whole stack as processes on this machine (zones as network namespaces)", "local",
+                needs_consent=False, on_this_machine=True),
     Composition("kubernetes", "the API on a Kubernetes cluster; faults through chaostoolkit-kubernetes "
                               "(database faults only with an in-cluster CloudNativePG)", "kubernetes",
                 needs_context=True),
@@ -162,6 +166,14 @@ class Target:
             record(combined(done))
         return combined(done)
 
+    def then(self, call: FaultCall, session: FaultSession) -> None:
+        """What the run does once `call` is injected, as the (first) nemesis that injected it says: hold it, by
+        default; a composite fault does more (e.g. hold_replication kills the primary after its hold)."""
+        if not FAULTS[call.fault].touches_target:
+            session.hold(session.hold_s)
+            return
+        self.nemeses_for(call)[0].then(call, session)
+
     def rollback(self, step: RollbackStep) -> None:
         """Undo a step through the nemesis that made it (steps from older files: the platform's nemesis).
 
@@ -237,7 +249,7 @@ def support_of(composition: Composition, nemesis_classes: Mapping[str, type[Neme
             continue
         for nemesis_name in composition.nemesis_names(name):
             nemesis = nemesis_classes[nemesis_name]
-            why = nemesis.SUPPORT.get(name, f"the {nemesis.name} nemesis does not know this fault")
+            why = nemesis.support().get(name, f"the {nemesis.name} nemesis does not know this fault")
             if why:
                 out[name] = why
                 break

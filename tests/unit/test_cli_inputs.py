@@ -143,7 +143,7 @@ def test_config_output_is_a_settings_file(tmp_path: Path, capsys: pytest.Capture
 
 def test_the_rbac_generator_reads_the_settings_file_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    from resilience.targets import rbac
+    from resilience.targets.kubernetes import rbac
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("RESILIENCE_CONFIG", raising=False)
     (tmp_path / "resilience.yaml").write_text("kubernetes:\n  harness_namespace: chaos-here\n")

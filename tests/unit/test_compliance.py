@@ -7,6 +7,7 @@ import json
 import re
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -158,3 +159,17 @@ def test_interrupted_gameday_still_reports_and_reraises(tmp_path: Path) -> None:
     assert [(e["experiment"], e["verdict"]) for e in model["experiments"]] == [("pod-kill", "pass"),
                                                                                 ("db-failover", "aborted")]
     assert "interrupted" in model["experiments"][1]["aborted_reason"]
+
+
+def test_the_fault_to_experiment_mapping_reads_the_registry() -> None:
+    """A run under any experiment name gets the compliance row of its fault, named as the registry names it."""
+    from types import SimpleNamespace
+
+    from resilience.fault_registry import FAULTS
+    from resilience.reports.compliance import KIND_BY_CAPABILITY, experiment_kind
+    assert set(KIND_BY_CAPABILITY) <= set(FAULTS)
+    assert set(KIND_BY_CAPABILITY.values()) == set(COVERAGE)  # every row is some fault's, every kind has a row
+    assert KIND_BY_CAPABILITY["traffic_spike"] == "traffic-spike"  # was `spike_traffic`, which no fault is called
+    for name, kind in KIND_BY_CAPABILITY.items():
+        run: Any = SimpleNamespace(fault={"capability": name})
+        assert experiment_kind(run, "our-own-name") == kind, name

@@ -1,4 +1,4 @@
-"""The fault injector's choices, with the process table and the monitor replaced by fakes."""
+"""The local faults' supervisor side (targets/local/faults/), with the process table and the monitor replaced by fakes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import threading
 from typing import Any
 
 from resilience.config import load_settings
-from resilience.targets.local.injector import FaultInjector
+from resilience.targets.local.faults.stop_cache import StopCache
+from resilience.targets.local.injector import StackParts
 from resilience.targets.local.monitor import Health, Observation
 from resilience.targets.local.topology import REDIS, SENTINEL, ComponentId, Topology
 
@@ -38,13 +39,13 @@ class FakeProcesses:
         self.stopped.discard(c)
 
 
-def injector(obs: Observation, stopped: set[ComponentId]) -> tuple[FaultInjector, FakeMonitor, FakeProcesses]:
+def injector(obs: Observation, stopped: set[ComponentId]) -> tuple[StackParts, FakeMonitor, FakeProcesses]:
     monitor, processes = FakeMonitor(obs), FakeProcesses(stopped)
     untyped: Any = None  # the fakes stand in for the real parts
-    fault = FaultInjector(SETTINGS, TOPOLOGY, zones=None, zone_mode="process", probes=untyped, processes=untyped,
-                          replicas=untyped, monitor=untyped, events=untyped, lock=threading.RLock())
-    fault.processes, fault.monitor, fault.events = processes, monitor, lambda *a, **k: None  # type: ignore
-    return fault, monitor, processes
+    parts = StackParts(SETTINGS, TOPOLOGY, zones=None, zone_mode="process", probes=untyped, processes=untyped,
+                       replicas=untyped, monitor=untyped, events=lambda *a, **k: None, lock=threading.RLock())
+    parts.processes, parts.monitor = processes, monitor  # type: ignore[assignment]
+    return parts, monitor, processes
 
 
 def test_a_restarted_redis_follows_the_master_of_the_last_look_without_a_new_one() -> None:
@@ -52,8 +53,8 @@ def test_a_restarted_redis_follows_the_master_of_the_last_look_without_a_new_one
     addresses = {REDIS_1: "10.0.0.1:6391", REDIS_2: "10.0.0.2:6392"}
     sentinels = {c: (True, "10.0.0.2:6392") for c in TOPOLOGY.members(SENTINEL)}
     obs = Observation(1.0, {}, addresses=addresses, sentinels=sentinels)
-    fault, monitor, processes = injector(obs, {REDIS_1})
-    assert fault.restore_cache(["redis-1", "redis-2"]) == {"members": ["redis-1", "redis-2"]}
+    parts, monitor, processes = injector(obs, {REDIS_1})
+    assert StopCache().restore(parts, {"members": ["redis-1", "redis-2"]}) == {"members": ["redis-1", "redis-2"]}
     assert processes.restarted == [("redis-1", "10.0.0.2:6392")]  # redis-2 was not stopped: left alone
     assert monitor.looks == 0
 
@@ -61,6 +62,6 @@ def test_a_restarted_redis_follows_the_master_of_the_last_look_without_a_new_one
 def test_without_an_agreed_master_a_restarted_redis_starts_on_its_own() -> None:
     sentinels = {c: (True, None) for c in TOPOLOGY.members(SENTINEL)}
     obs = Observation(1.0, {}, addresses={REDIS_1: "10.0.0.1:6391"}, sentinels=sentinels)
-    fault, _, processes = injector(obs, {REDIS_1})
-    fault.restore_cache(["redis-1"])
+    parts, _, processes = injector(obs, {REDIS_1})
+    StopCache().restore(parts, {"members": ["redis-1"]})
     assert processes.restarted == [("redis-1", None)]

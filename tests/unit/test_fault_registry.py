@@ -86,9 +86,10 @@ def test_every_chaos_action_takes_exactly_the_registered_arguments() -> None:
 def test_every_nemesis_answers_for_every_fault_that_touches_a_target() -> None:
     target_faults = {name for name, fault in FAULTS.items() if fault.touches_target}
     for name, nemesis in nemesis_classes().items():
-        assert set(nemesis.SUPPORT) == target_faults, name
-        for fault, why in nemesis.SUPPORT.items():
+        assert set(nemesis.support()) == target_faults, name
+        for fault, why in nemesis.support().items():
             assert why is None or len(why) > 20, (name, fault)  # a refusal says why
+            assert why is None or "does not know" not in why, (name, fault)  # each refusal is declared, with a reason
 
 
 def test_the_platforms_home_is_one_composition() -> None:
@@ -177,10 +178,17 @@ class RecordingPlatform(LocalPlatform):
         self.requests: list[tuple[str, dict[str, Any]]] = []
 
     def request(self, op: str, timeout: float = 120.0, **args: Any) -> dict[str, Any]:
+        """A `fault` request is recorded under its fault and phase, e.g. ("lose_zone/inject", {"zone": ...})."""
+        if op == "fault":
+            op = f"{args.pop('fault')}/{args.pop('phase')}"
         self.requests.append((op, args))
-        answers: dict[str, dict[str, Any]] = {"ready_replicas": {"desired": 3, "ready": 3}, "kill_db_primary": {"member": "postgres-1"},
-                   "stop_cache": {"members": ["redis-1"]}, "status": {"primary_zone": "zone-b"}}
+        answers: dict[str, dict[str, Any]] = {
+            "ready_replicas": {"desired": 3, "ready": 3}, "fail_over_database/inject": {"member": "postgres-1"},
+            "stop_cache/inject": {"members": ["redis-1"]}, "status": {"primary_zone": "zone-b"}}
         return {"ok": True, **answers.get(op, {})}
+
+    def ready_replicas(self) -> int:
+        return 3
 
 
 @pytest.mark.parametrize("fault", [name for name, fault in FAULTS.items() if fault.touches_target])
@@ -199,7 +207,7 @@ def test_zone_primary_is_the_database_primarys_zone() -> None:
     target = Target(COMPOSITIONS["local"], platform, {"local": LocalNemesis(platform)})
     step = target.inject(fault_call("lose_zone", {}))
     assert step.arguments == {"zone": "zone-b"} and step.nemesis == "local"
-    assert ("lose_zone", {"zone": "zone-b"}) in platform.requests
+    assert ("lose_zone/inject", {"zone": "zone-b"}) in platform.requests
 
 
 def test_kill_replicas_gets_the_runs_seed_unless_the_experiment_names_one() -> None:
@@ -207,7 +215,7 @@ def test_kill_replicas_gets_the_runs_seed_unless_the_experiment_names_one() -> N
     nemesis = LocalNemesis(platform)
     nemesis.inject(fault_call("kill_replicas", {"count": 1}), seed=7)
     nemesis.inject(fault_call("kill_replicas", {"count": 1, "seed": 3}), seed=7)
-    seeds = [args["seed"] for op, args in platform.requests if op == "kill_replicas"]
+    seeds = [args["seed"] for op, args in platform.requests if op == "kill_replicas/inject"]
     assert seeds == [7, 3]
 
 

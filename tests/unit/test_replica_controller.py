@@ -7,7 +7,7 @@ import pytest
 from resilience.errors import HarnessError
 from resilience.targets.local.controller import (Rebalance, free_slot, mean_utilization, pick_zone, rebalance,
                                                  scale_in, shortfall, to_replace, zone_counts)
-from resilience.targets.local.injector import choose_victims
+from resilience.targets.local.faults.kill_replicas import choose_victims
 from resilience.targets.local.replicas import ReplicaView
 
 ZONES = ("zone-a", "zone-b", "zone-c")

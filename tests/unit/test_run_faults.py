@@ -165,8 +165,19 @@ class FakeRun:
     def check_abort(self) -> None:
         self.calls.append(("check_abort",))
 
+    def then(self, fault: str, arguments: dict[str, Any], session: Any) -> None:
+        """What the local target's fault module does after the injection (a composite's steps come back here)."""
+        from resilience.targets.local.nemesis import LocalNemesis
+        module = LocalNemesis.FAULTS.module(fault)
+        assert module is not None, fault
+        module.then(session)
+
     def release(self, fault: str) -> None:
         self.calls.append(("release", fault))
+
+    def undo(self, fault: str) -> list[dict[str, Any]]:
+        self.calls.append(("undo", fault))
+        return []
 
     def rollback_all(self) -> list[dict[str, Any]]:
         self.calls.append(("rollback_all",))
@@ -225,7 +236,7 @@ def test_an_abort_interrupts_chaos_toolkit_and_a_harness_error_fails_the_activit
         faults.lose_zone()
     fake.aborted = None
     faults.pause_replicas(hold_s=1.0)
-    assert fake.calls[-1] == ("rollback_all",)
+    assert fake.calls[-2:] == [("hold", 1.0), ("undo", "pause_replicas")]  # this fault only, not every pending one
     assert faults.platform_serving() is False  # no load figures yet
     fake.spec = load_experiment("traffic-spike", "short")
     fake.load_stalls = True
@@ -283,3 +294,18 @@ def test_a_step_handed_over_before_the_fault_acts_is_in_rollback_json_at_once(tm
     assert during is not None
     entry = during["steps"][0]
     assert entry["status"] == "injecting" and entry["step"]["arguments"]["nodes"] == ["n1"]
+
+
+def test_undoing_one_fault_leaves_the_others_pending_and_records_as_a_rollback_does(tmp_path: Path) -> None:
+    """pause_replicas undoes itself after its hold: its rollback only, with the records and the recovery phase
+    that `rollback_all` writes for it."""
+    target = FakeTarget(closed_port_url())
+    run = started(tmp_path, target)
+    run.inject("lose_zone", {"zone": "zone-a"})
+    run.inject("pause_replicas", {})
+    assert [s["capability"] for s in run.undo("pause_replicas")] == ["none"]
+    assert [e.status for e in run.rollbacks] == ["pending", "done"]
+    assert [(r.op, r.detail and r.detail.get("capability")) for r in fault_records(run)][-2:] == [
+        ("rollback", "none"), (ROLLBACK_DONE, "none")]
+    assert run.phase == "recovery" and "rolled_back_t" in run.fault_info
+    assert [s["capability"] for s in run.rollback_all()] == ["restore_zone"]

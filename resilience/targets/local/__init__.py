@@ -24,7 +24,7 @@ from typing import Any
 
 from ...config import STATE_MARKER, Settings, state_dir_problem
 from ...errors import HarnessError, UserError
-from ..base import Component, Platform, PlatformEvent, StackStatus
+from ..base import Build, Component, Platform, PlatformEvent, StackStatus
 from .services import check_binaries, port_free
 from .topology import ETCD, POSTGRES, REDIS, SENTINEL, Topology
 from .supervisor import ERROR_FILE, EVENTS_FILE, PREFIX, SETTINGS_FILE, SOCKET_FILE, STATE_FILE
@@ -32,6 +32,10 @@ from .supervisor import ERROR_FILE, EVENTS_FILE, PREFIX, SETTINGS_FILE, SOCKET_F
 
 class LocalPlatform(Platform):
     name = "local"
+
+    @classmethod
+    def build(cls, parts: Build) -> "LocalPlatform":
+        return cls(parts.settings)
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -256,6 +260,9 @@ class LocalPlatform(Platform):
         return [f"up: start the supervisor (python -m resilience.targets.local) unless one runs in {self.root}; it "
                 f"starts etcd, PostgreSQL (Patroni), Redis + Sentinel, HAProxy and {self.s.replicas} API replicas "
                 f"in zones {', '.join(self.s.zones)}, and waits until every one is healthy"]
+
+    def zone_names(self) -> tuple[str, ...]:
+        return tuple(self.s.zones)
 
     def heal_wait_s(self) -> float:
         """How long a restoring request may take: the supervisor's own heal deadline, plus restarting."""

@@ -1,7 +1,9 @@
 """The control server: the supervisor's Unix socket (`control.sock`), one JSON request per connection.
 
-`LocalTarget.request(op, **args)` is the other end. Each op is one entry of
-`ControlServer.ops`; a request names the op and its arguments, the reply is
+`LocalPlatform.request(op, **args)` is the other end. Each op is one entry of
+`ControlServer.ops`: `status`, `ready_replicas`, `heal`, `shutdown`, and `fault`, one
+phase of one fault (`{"op": "fault", "fault": <registry name>, "phase": "inject" |
+"undo", ...arguments}`, done by the fault's module). A request names the op and its arguments, the reply is
 `{"ok": true, ...}` or `{"ok": false, "error": ...}` (`user_error` when the
 request itself was wrong). The restoring ops answer only once the stack is whole
 again (or say why not). A handler that fails unexpectedly is also a `loop_error` event.
@@ -47,18 +49,7 @@ class ControlServer:
         self.ops: dict[str, Callable[[Request], dict[str, Any]]] = {
             "status": self.status,
             "ready_replicas": lambda r: {"ready": self.replicas.count_ready(), "desired": self.controller.desired},
-            "kill_replicas": lambda r: self.injector.kill_replicas(r.get("count"), r.get("percent"), r.get("seed")),
-            "pause_replicas": lambda r: self.injector.pause_replicas(bool(r.get("pause", True))),
-            "lose_zone": lambda r: self.injector.lose_zone(r.get("zone")),
-            "restore_zone": lambda r: self._healed(lambda: self.injector.restore_zone(r["zone"]),
-                                                   lambda result: result.get("services", [])),
-            "kill_db_primary": lambda r: self.injector.kill_db_primary(r.get("mode", "kill")),
-            "restore_db": lambda r: self._healed(lambda: self.injector.restore_db(r["member"]),
-                                                 lambda result: [r["member"]]),
-            "stop_cache": lambda r: self.injector.stop_cache(r.get("mode", "failover")),
-            "restore_cache": lambda r: self._healed(lambda: self.injector.restore_cache(list(r.get("members", []))),
-                                                    lambda result: list(result["members"])),
-            "pause_replication": lambda r: self.injector.pause_replication(bool(r.get("pause", True))),
+            "fault": self.fault,
             "heal": lambda r: self._healed(self.injector.heal,
                                            lambda result: sorted(c.name for c in self.processes.present())),
             "shutdown": self.shutdown,
@@ -79,6 +70,15 @@ class ControlServer:
                 "primary_zone": self.monitor.primary_zone(health.observation),
                 "pg_leader": self.monitor.pg_leader, "redis_master": self.monitor.redis_master,
                 "problems": dict(health.problems)}
+
+    def fault(self, request: Request) -> dict[str, Any]:
+        """One phase of one fault, done by its module (targets/local/faults/); a restoring phase answers once
+        what it brought back has rejoined."""
+        module, phase = self.injector.phase(request)
+        t0 = time.monotonic()
+        result = phase(self.injector.parts, request)
+        rejoin = module.rejoins(str(request["phase"]), request, result)
+        return result if rejoin is None else {**result, **self.heal.wait_healed(rejoin, t0)}
 
     def shutdown(self, request: Request) -> dict[str, Any]:
         self.stop_event.set()

@@ -42,7 +42,7 @@ from .controller import ReplicaController
 from .events import EventLog, LoopGuard
 from .executor import wait_for
 from .heal_wait import HealWait
-from .injector import FaultInjector
+from .injector import FaultInjector, StackParts
 from .monitor import HealthMonitor, sync_standbys
 from .probes import Probes
 from .processes import ProcessTable, become_subreaper
@@ -93,8 +93,8 @@ class Supervisor:
         self.replicas = ReplicaSet(settings, self.layout, self.events, self.lock, self.cgroups_ok)
         self.monitor = HealthMonitor(settings, self.layout, probes, self.processes, self.replicas, self.events,
                                      self.lock)
-        self.injector = FaultInjector(settings, self.topology, self.zones, mode, probes, self.processes,
-                                      self.replicas, self.monitor, self.events, self.lock)
+        self.injector = FaultInjector(StackParts(settings, self.topology, self.zones, mode, probes, self.processes,
+                                                 self.replicas, self.monitor, self.events, self.lock))
         self.controller = ReplicaController(settings, self.replicas, self.events, self.lock, self.injector.lost)
         self.heal = HealWait(settings, self.layout, probes, self.monitor, self.processes, self.replicas,
                              lambda: self.controller.desired, self.events, self.stop_event)

@@ -1,21 +1,23 @@
-"""The local target: the local platform with the local nemesis (what `make_target("local")` returns)."""
+"""The local target with its state directory and settings at hand (tests, benchmarks): built as every target is."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ...config import Settings, StackSettings
+from ..base import Build
 from ..target import COMPOSITIONS, Target
 from . import LocalPlatform
-from .nemesis import LocalNemesis
 
 
 class LocalTarget(Target):
-    """The local composition, with its platform's state directory and settings at hand (tests, benchmarks)."""
+    """The local composition (as `make_target("local")` builds it), with its platform's root and settings."""
 
     def __init__(self, settings: Settings) -> None:
-        platform = LocalPlatform(settings)
-        super().__init__(COMPOSITIONS["local"], platform, {"local": LocalNemesis(platform)})
+        from .. import compose
+        platform, nemeses, services = compose(COMPOSITIONS["local"], Build(settings))
+        assert isinstance(platform, LocalPlatform)
+        super().__init__(COMPOSITIONS["local"], platform, nemeses, services)
         self.local = platform
 
     @property

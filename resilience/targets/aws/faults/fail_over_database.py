@@ -1,0 +1,32 @@
+"""fail_over_database on RDS: a Multi-AZ DB cluster failover to its first reader (RDS keeps the new writer)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ....fault_registry import ROLLBACK_NONE, FaultCall
+from ...base import RollbackStep
+from ...fault_module import FaultModule, InjectContext
+from . import FAULTS
+
+if TYPE_CHECKING:
+    from ..nemesis import AwsNemesis
+
+
+@FAULTS.register
+class FailOverDatabase(FaultModule["AwsNemesis"]):
+    fault = "fail_over_database"
+
+    def refusal(self, nemesis: AwsNemesis, call: FaultCall) -> str | None:
+        if call.get("mode") != "kill":
+            return (f"mode {call.get('mode')!r} is not available on RDS; only 'kill' (an RDS cluster failover). "
+                    f"For a partition use lose_zone.")
+        return nemesis.allow_list_problem(("DB cluster", nemesis.aws.rds_cluster))
+
+    def plan(self, nemesis: AwsNemesis, call: FaultCall) -> list[str]:
+        return [f"fail_over_database: rds:DescribeDBClusters(DBClusterIdentifier={nemesis.aws.rds_cluster!r}) -> the "
+                "first reader instance (by name)", f"fail_over_database: {nemesis.rds_call_line()}",
+                "rollback none: RDS keeps the promoted writer"]
+
+    def inject(self, nemesis: AwsNemesis, call: FaultCall, context: InjectContext) -> RollbackStep:
+        return RollbackStep(ROLLBACK_NONE, nemesis.fail_over_rds(), "RDS keeps the promoted writer")

@@ -1,0 +1,146 @@
+"""lose_zone on Kubernetes: cordon the zone's schedulable nodes, evict the allowed namespaces' pods from them.
+
+Only nodes not cordoned already are cordoned, and they are written to rollback.json
+before the first cordon, so a rollback (even after a crash) uncordons exactly those.
+Evictions go through policy/v1 Eviction (PodDisruptionBudgets apply), as `kubectl drain`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from ....errors import HarnessError, UserError
+from ....fault_registry import FaultCall
+from ....load.cluster_manifests import RUN_LABEL
+from ...base import RollbackStep
+from ...blast_radius import node_count_problem
+from ...fault_module import FaultModule, InjectContext
+from .. import plan
+from ..manifests import APP_SELECTOR, ZONE_LABEL
+from ..platform import busiest_zone
+from . import FAULTS
+
+if TYPE_CHECKING:
+    from ..nemesis import ClusterAccess, KubernetesNemesis
+
+
+@FAULTS.register
+class LoseZone(FaultModule["KubernetesNemesis"]):
+    fault = "lose_zone"
+    steps = ("restore_zone",)
+
+    def plan(self, nemesis: KubernetesNemesis, call: FaultCall) -> list[str]:
+        zone = call.get("zone")
+        chosen = zone if zone not in (None, "primary") else "<zone>"
+        k = nemesis.platform.settings.kubernetes
+        lines = [] if chosen != "<zone>" else [
+            f"lose_zone: zone = the database primary's zone if the target knows it, else the zone running the "
+            f"most API pods, from GET /api/v1/namespaces/{nemesis.namespace}/pods?labelSelector={APP_SELECTOR} and "
+            f"GET /api/v1/nodes"]
+        lines += [f"lose_zone: GET /api/v1/nodes?labelSelector={plan.zone_selector(chosen)}; nodes already "
+                  f"unschedulable are left alone (and never uncordoned)",
+                  f"lose_zone: write the nodes to cordon (at most {k.max_cordoned_nodes}, "
+                  f"kubernetes.max_cordoned_nodes) into rollback.json before the first cordon"]
+        lines += [f"lose_zone: {line} for each of those nodes" for line in plan.cordon_call("<node>").plan_lines()]
+        lines += [f"lose_zone: {line}" for line in plan.eviction_lines(k.fault_namespaces(), k.eviction_timeout_s)]
+        lines += [f"rollback restore_zone: {line} for each node this run cordoned"
+                  for line in plan.uncordon_call("<node>").plan_lines()]
+        return lines
+
+    def inject(self, nemesis: KubernetesNemesis, call: FaultCall, context: InjectContext) -> RollbackStep:
+        """Cordon the zone's nodes that were schedulable, then evict the allowed namespaces' pods from them."""
+        platform = nemesis.platform
+        zone = call.get("zone")
+        if zone in (None, "primary"):
+            zone = busiest_zone([c.zone for c in platform.status().components])
+            if zone is None:
+                raise UserError(f"lose_zone: no API pod in namespace {nemesis.namespace} runs on a node with the "
+                                f"label {ZONE_LABEL}; pass the zone explicitly or label the nodes.")
+        nodes = platform.nodes_in_zone(zone)
+        if not nodes:
+            raise UserError(f"lose_zone: no node carries {plan.zone_selector(zone)}; zones present: "
+                            f"{sorted({z for z in platform.node_zones().values() if z})}.")
+        to_cordon = sorted(name for name, cordoned in nodes.items() if not cordoned)
+        already = sorted(name for name, cordoned in nodes.items() if cordoned)
+        too_many = node_count_problem(platform.settings, to_cordon)
+        if too_many:
+            raise UserError(f"lose_zone {zone}: {too_many}")
+        namespaces = list(platform.settings.kubernetes.fault_namespaces())
+        step = RollbackStep("restore_zone", {"zone": zone, "nodes": to_cordon, "already_cordoned": already,
+                                             "namespaces": namespaces},
+                            f"uncordon the nodes of zone {zone} this run cordoned: {', '.join(to_cordon) or 'none'}")
+        context.record(step)  # before the first cordon: a crash from here on uncordons exactly these nodes
+        secrets = platform.chaos_secrets()
+        try:
+            for node in to_cordon:
+                plan.cordon_call(node).run(secrets)
+            evicted, refused = _evict_from(platform, sorted(nodes), namespaces)
+        except Exception as exc:
+            self.undo(nemesis, step)
+            raise HarnessError(f"lose_zone {zone}: {exc}; the nodes this run cordoned were uncordoned again.") from exc
+        return RollbackStep(step.capability, {**step.arguments, "evicted": evicted, "refused": refused},
+                            step.description)
+
+    def undo(self, nemesis: KubernetesNemesis, step: RollbackStep) -> None:
+        secrets = nemesis.platform.chaos_secrets()
+        for node in step.arguments.get("nodes", []):
+            plan.uncordon_call(str(node)).run(secrets)
+
+    def undo_refusal(self, nemesis: KubernetesNemesis, step: RollbackStep) -> str | None:
+        """A rollback.json step is re-checked: only nodes within the limit, never a node cordoned before the run."""
+        nodes = step.arguments.get("nodes", [])
+        if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
+            return f"'nodes' must be a list of node names, got {nodes!r}"
+        if set(nodes) & set(step.arguments.get("already_cordoned", [])):
+            return "it would uncordon nodes that were cordoned before the run"
+        return node_count_problem(nemesis.platform.settings, nodes)
+
+
+def _evict_from(platform: ClusterAccess, nodes: list[str], namespaces: list[str]) -> tuple[list[str], list[str]]:
+    """Evict the pods of `namespaces` running on `nodes` (policy/v1 Eviction, so PodDisruptionBudgets apply),
+    except DaemonSet pods (as `kubectl drain`) and the run's own in-cluster load.
+
+    A 429 (the budget would be violated) is retried until kubernetes.eviction_timeout_s, as `kubectl
+    drain` does; what is still refused then is returned, not raised: the zone is lost either way.
+    Returns (evicted, refused) as "namespace/pod".
+    """
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+    core = platform.core()
+    pending = [(ns, pod.metadata.name) for ns in namespaces for node in nodes
+               for pod in core.list_namespaced_pod(ns, field_selector=f"spec.nodeName={node}").items
+               if not pod.metadata.deletion_timestamp and not _daemon_pod(pod) and not _harness_load(pod)]
+    evicted: list[str] = []
+    deadline = time.monotonic() + platform.settings.kubernetes.eviction_timeout_s
+    while pending:
+        refused = []
+        for ns, name in pending:
+            body = client.V1Eviction(metadata=client.V1ObjectMeta(name=name, namespace=ns))
+            try:
+                core.create_namespaced_pod_eviction(name, ns, body)
+                evicted.append(f"{ns}/{name}")
+            except ApiException as exc:
+                if exc.status == 404:
+                    continue  # gone already
+                if exc.status != 429:
+                    raise HarnessError(f"evicting pod {ns}/{name}: HTTP {exc.status} {exc.reason}: "
+                                       f"{exc.body}") from None
+                refused.append((ns, name))
+        pending = refused
+        if pending and time.monotonic() + plan.EVICTION_RETRY_S > deadline:
+            break
+        if pending:
+            time.sleep(plan.EVICTION_RETRY_S)
+    return evicted, [f"{ns}/{name}" for ns, name in pending]
+
+
+def _harness_load(pod: Any) -> bool:
+    """A pod of the run's own in-cluster load (resilience/load/cluster.py): it plays the users, who are not in
+    the lost zone; evicting it would end the measurement, not test the platform."""
+    return RUN_LABEL in (pod.metadata.labels or {})
+
+
+def _daemon_pod(pod: Any) -> bool:
+    """A DaemonSet's pod: `kubectl drain` leaves these (the DaemonSet would put them straight back)."""
+    return any(ref.kind == "DaemonSet" for ref in (pod.metadata.owner_references or []))

@@ -1,0 +1,10 @@
+"""The faults the kubernetes nemesis cannot inject, and why (what `resilience faults` prints)."""
+
+from . import FAULTS
+
+NOT_ON_KUBERNETES = "the API replicas are pods: the kubelet and the Deployment controller own their processes"
+
+FAULTS.refuse("stop_cache", "Redis is AWS ElastiCache, not a pod: use --target aws "
+                            "(chaosaws.elasticache.actions.test_failover)")
+FAULTS.refuse("pause_replicas", f"freezing processes needs the node: {NOT_ON_KUBERNETES} (use kill_replicas)")
+FAULTS.refuse("hold_replication", "holding WAL senders needs the database host: the local target only")

@@ -1,0 +1,41 @@
+"""The local nemesis' faults: one module per fault of the registry, each registering itself in `FAULTS`.
+
+A local fault lives on both sides of the control socket, in one module: the harness
+side (`plan`, `inject`, `undo`: requests through `LocalNemesis.ask`) and the
+supervisor side (`phases`: what `{"op": "fault", "fault": ..., "phase": ...}` runs
+there, with the supervisor's `StackParts`; `heal_here` and `restores` for a heal).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from ...fault_module import FaultModule, FaultTable
+
+if TYPE_CHECKING:
+    from ..injector import StackParts
+    from ..nemesis import LocalNemesis
+    from ..topology import ComponentId
+
+FAULTS = FaultTable("local", __name__)
+
+Phase = Callable[["StackParts", dict[str, Any]], dict[str, Any]]  # a supervisor-side phase: (parts, request) -> reply
+
+
+class LocalFault(FaultModule["LocalNemesis"]):
+    """A fault of the local stack: the harness side (FaultModule) and the supervisor side (below)."""
+
+    def phases(self) -> dict[str, Phase]:
+        """The supervisor-side phases, by name ("inject", "undo", ...)."""
+        return {}
+
+    def rejoins(self, phase: str, request: dict[str, Any], result: dict[str, Any]) -> list[str] | None:
+        """The components a phase brought back: the supervisor answers once they have rejoined (None: no wait)."""
+        return None
+
+    def heal_here(self, parts: "StackParts") -> None:
+        """In a heal: undo what this fault may have left in the stack (default: nothing)."""
+
+    def restores(self, parts: "StackParts", c: "ComponentId") -> bool:
+        """In a heal: bring back `c`, left frozen or stopped, this fault's way; False leaves it to the heal."""
+        return False
