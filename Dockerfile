@@ -1,6 +1,6 @@
 # The school-meal API image (`kubernetes.image`), built from this repository:
 #   docker build -t ghcr.io/example/school-meals-api:latest .
-# Its default command runs one API replica (what the Deployment runs, resilience/targets/manifests.py
+# Its default command runs one API replica (what the Deployment runs, resilience/targets/kubernetes/manifests.py
 # API_COMMAND); the same image runs the harness (`resilience ...`), as deploy/cronjob-gameday.yaml does.
 # The package is installed in editable mode from /app, where experiments/ and scenarios/ live beside it:
 # the harness finds its catalogue and locustfiles next to the package.

@@ -120,7 +120,7 @@ class ClusterLoad:
         except ApiException as exc:
             if exc.status == 403:
                 raise UserError(f"in-cluster load: the harness may not create {kind} objects in namespace "
-                                f"{self.namespace} (HTTP 403). Apply the RBAC that `python -m resilience.targets.rbac "
+                                f"{self.namespace} (HTTP 403). Apply the RBAC that `python -m resilience.targets.kubernetes.rbac "
                                 f"--config FILE` prints for settings with kubernetes.load_generator: in-cluster (the "
                                 f"Role resilience-load; docs/in-cluster-load.md).") from None
             if exc.status == 409:
@@ -407,7 +407,7 @@ def cluster_load_factory(settings: Settings, context: str, api_client: Any | Non
     The context is checked against kubernetes.allowed_contexts now; the kubeconfig is read only when the first
     load is made, so building a run for a dry run reads nothing.
     """
-    from ..targets.kubernetes import api_client_for, check_context_allowed
+    from ..targets.kubernetes.platform import api_client_for, check_context_allowed
     check_context_allowed(settings, context)
     clients: list[Any] = [api_client] if api_client is not None else []
 

@@ -47,7 +47,7 @@ def _target_faults() -> list[str]:
 
 def _services(name: str, settings: Settings, dry_run: bool) -> Services:
     if name == "aws":
-        from .aws import AwsServices
+        from .aws.services import AwsServices
         return AwsServices(settings, dry_run=dry_run)
     raise UserError(f"unknown managed services {name!r} in a target composition; known: aws.")
 
@@ -58,9 +58,9 @@ def _platform(name: str, settings: Settings, context: str | None, dry_run: bool,
         from .local import LocalPlatform
         return LocalPlatform(settings)
     if name == "kubernetes":
-        from .aws import AwsServices
-        from .kubernetes import KubernetesPlatform
-        from .manifests import BackendEndpoints
+        from .aws.services import AwsServices
+        from .kubernetes.platform import KubernetesPlatform
+        from .kubernetes.manifests import BackendEndpoints
         aws = services.get("aws")
 
         def backends() -> BackendEndpoints:
@@ -80,13 +80,13 @@ def _nemesis(name: str, platform: Platform, services: dict[str, Services], setti
         assert isinstance(platform, LocalPlatform)
         return LocalNemesis(platform)
     if name == "kubernetes":
-        from .kubernetes import KubernetesPlatform
-        from .kubernetes_nemesis import KubernetesNemesis
+        from .kubernetes.platform import KubernetesPlatform
+        from .kubernetes.nemesis import KubernetesNemesis
         assert isinstance(platform, KubernetesPlatform)
         return KubernetesNemesis(platform)
     if name == "aws":
-        from .aws import AwsServices
-        from .aws_nemesis import AwsNemesis
+        from .aws.services import AwsServices
+        from .aws.nemesis import AwsNemesis
         aws = services.get("aws")
         return AwsNemesis(aws if isinstance(aws, AwsServices) else AwsServices(settings, dry_run=dry_run))
     raise UserError(f"unknown nemesis {name!r} in a target composition; known: local, kubernetes, aws.")
@@ -94,8 +94,8 @@ def _nemesis(name: str, platform: Platform, services: dict[str, Services], setti
 
 def nemesis_classes() -> dict[str, type[Nemesis]]:
     """Every nemesis class by name (imports no cloud client)."""
-    from .aws_nemesis import AwsNemesis
-    from .kubernetes_nemesis import KubernetesNemesis
+    from .aws.nemesis import AwsNemesis
+    from .kubernetes.nemesis import KubernetesNemesis
     from .local.nemesis import LocalNemesis
     return {"local": LocalNemesis, "kubernetes": KubernetesNemesis, "aws": AwsNemesis}
 

@@ -50,12 +50,12 @@ def api(contract_context: str) -> Any:
 @pytest.fixture(scope="session")
 def backends(settings: Any) -> Any:
     """Where the API finds PostgreSQL and Redis: in-cluster services (kind) or RDS / ElastiCache (AWS)."""
-    from resilience.targets.manifests import BackendEndpoints
+    from resilience.targets.kubernetes.manifests import BackendEndpoints
     pg, redis = os.environ.get(cs.POSTGRES_HOST_VAR), os.environ.get(cs.REDIS_HOST_VAR)
     if pg and redis:
         return BackendEndpoints(postgres_host=pg, redis_host=redis)
     if cs.aws_skip_reason(os.environ) is None:
-        from resilience.targets.aws import AwsServices
+        from resilience.targets.aws.services import AwsServices
         return AwsServices(settings).backend_endpoints()
     pytest.fail(f"no database for the API: set {cs.POSTGRES_HOST_VAR} and {cs.REDIS_HOST_VAR} (in-cluster services, "
                 f"as deploy/kind/run-contract.sh does), or {cs.AWS_VAR}=1 to use the RDS and ElastiCache endpoints.")

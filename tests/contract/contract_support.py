@@ -90,7 +90,7 @@ def core(api: Any) -> Any:
 
 
 def node_zones(api: Any) -> dict[str, str | None]:
-    from resilience.targets.manifests import ZONE_LABEL
+    from resilience.targets.kubernetes.manifests import ZONE_LABEL
     return {n.metadata.name: (n.metadata.labels or {}).get(ZONE_LABEL) for n in core(api).list_node().items}
 
 
@@ -108,7 +108,7 @@ def set_cordon(api: Any, node: str, unschedulable: bool) -> None:
 
 
 def app_pods(api: Any, namespace: str) -> list[Any]:
-    from resilience.targets.manifests import APP_SELECTOR
+    from resilience.targets.kubernetes.manifests import APP_SELECTOR
     return list(core(api).list_namespaced_pod(namespace, label_selector=APP_SELECTOR).items)
 
 
@@ -176,8 +176,8 @@ def wait_pod_ready(api: Any, namespace: str, name: str, timeout_s: float = 180) 
 # -- the platform ----------------------------------------------------------------------------------
 def kubernetes_target(settings: Any, context: str, backends: Any, **platform_kwargs: Any) -> Any:
     """The kubernetes composition, built as tests/integration/test_kubernetes_target.py builds it."""
-    from resilience.targets.kubernetes import KubernetesPlatform
-    from resilience.targets.kubernetes_nemesis import KubernetesNemesis
+    from resilience.targets.kubernetes.platform import KubernetesPlatform
+    from resilience.targets.kubernetes.nemesis import KubernetesNemesis
     from resilience.targets.target import COMPOSITIONS, Target
     platform = KubernetesPlatform(settings, context, backends=backends, wait_timeout_s=HEALTHY_TIMEOUT_S,
                                   echo=lambda line: None, **platform_kwargs)
@@ -186,7 +186,7 @@ def kubernetes_target(settings: Any, context: str, backends: Any, **platform_kwa
 
 def deployment(api: Any, namespace: str) -> Any:
     from kubernetes import client
-    from resilience.targets.manifests import APP_NAME
+    from resilience.targets.kubernetes.manifests import APP_NAME
     return client.AppsV1Api(api).read_namespaced_deployment(APP_NAME, namespace)
 
 
@@ -206,7 +206,7 @@ def live_pod_names(api: Any, namespace: str) -> set[str]:
 def read_applied(api: Any, manifest: dict[str, Any]) -> Any:
     """The object a manifest describes, read back through the typed client (e.g. read_namespaced_deployment)."""
     from kubernetes import client
-    from resilience.targets import plan
+    from resilience.targets.kubernetes import plan
     kind = plan.kind_of(manifest)
     apis = {"/api/v1": client.CoreV1Api, "/apis/apps/v1": client.AppsV1Api,
             "/apis/autoscaling/v2": client.AutoscalingV2Api, "/apis/policy/v1": client.PolicyV1Api,

@@ -42,7 +42,7 @@ def aws_settings() -> Any:
 
 @pytest.fixture(scope="module")
 def services(aws_settings: Any) -> Any:
-    from resilience.targets.aws import AwsServices
+    from resilience.targets.aws.services import AwsServices
     return AwsServices(aws_settings)
 
 
@@ -59,7 +59,7 @@ def wait_available(services: Any) -> None:
 
 def test_an_account_outside_the_allow_list_is_refused(aws_settings: Any, services: Any) -> None:
     """Mirrors test_account_not_in_allow_list_is_refused (sts:GetCallerIdentity is the only call made)."""
-    from resilience.targets.aws import AwsServices
+    from resilience.targets.aws.services import AwsServices
     with pytest.raises(UserError, match="aws.allowed_accounts") as info:
         AwsServices(with_aws(aws_settings, allowed_accounts=("000000000000",)))
     assert services.account and services.account in str(info.value)
@@ -67,7 +67,7 @@ def test_an_account_outside_the_allow_list_is_refused(aws_settings: Any, service
 
 def test_a_region_outside_the_allow_list_is_refused_before_any_call(aws_settings: Any) -> None:
     """Mirrors test_a_region_outside_the_allow_list_is_refused_before_any_call."""
-    from resilience.targets.aws import AwsServices
+    from resilience.targets.aws.services import AwsServices
     with pytest.raises(UserError, match="aws.allowed_regions"):
         AwsServices(with_aws(aws_settings, allowed_regions=("xx-nowhere-1",)))
 
@@ -101,7 +101,7 @@ def test_events_since_reads_rds_and_elasticache_events(services: Any) -> None:
 
 def test_a_forged_rollback_naming_a_foreign_subnet_is_refused(services: Any) -> None:
     """Mirrors test_forged_rollback_naming_a_foreign_subnet_is_refused (refused before any call)."""
-    from resilience.targets.aws_nemesis import AwsNemesis
+    from resilience.targets.aws.nemesis import AwsNemesis
     vpc = next((r for r in services.settings.aws.allowed_resources if r.startswith("vpc-")), "vpc-unknown")
     forged = RollbackStep("restore_zone", {"zone": "any", "vpc_id": vpc, "blackhole_acl_id": "acl-1",
                                            "subnets": [{"subnet_id": "subnet-elsewhere", "original_acl_id": "acl-2"}]})
@@ -112,7 +112,7 @@ def test_a_forged_rollback_naming_a_foreign_subnet_is_refused(services: Any) -> 
 def test_a_database_failover_through_chaosaws_is_observed_as_it_happens(services: Any) -> None:
     """Mirrors test_database_failover_goes_through_chaosaws and test_a_writer_change_is_observed_as_it_happens:
     a real FailoverDBCluster, and the observer's platform/failover record of the new writer."""
-    from resilience.targets.aws_nemesis import AwsNemesis
+    from resilience.targets.aws.nemesis import AwsNemesis
     wait_available(services)
     nemesis = AwsNemesis(services)
     start = time.monotonic()
@@ -136,7 +136,7 @@ def test_a_database_failover_through_chaosaws_is_observed_as_it_happens(services
 
 def test_a_cache_failover_through_chaosaws_changes_the_primary(services: Any) -> None:
     """Mirrors test_cache_failover_calls_test_failover_on_the_moto_endpoint, with the real TestFailover."""
-    from resilience.targets.aws_nemesis import AwsNemesis
+    from resilience.targets.aws.nemesis import AwsNemesis
     wait_available(services)
     step = AwsNemesis(services).inject(fault_call("stop_cache", {}))
     key = f"redis/{step.arguments['node_group_id']}"

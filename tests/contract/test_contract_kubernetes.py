@@ -31,7 +31,7 @@ pytestmark = [needs_cluster, pytest.mark.timeout(1800)]
 
 
 def busiest(t: Any) -> str:
-    from resilience.targets.kubernetes import busiest_zone
+    from resilience.targets.kubernetes.platform import busiest_zone
     zone = busiest_zone([c.zone for c in t.status().components])
     assert zone, "no API pod runs on a node labelled topology.kubernetes.io/zone: label the nodes by zone"
     return zone
@@ -45,7 +45,7 @@ def with_kubernetes(settings: Any, **changes: Any) -> Any:
 def test_a_context_outside_the_allow_list_is_refused_before_any_client(contract_context: str) -> None:
     """Mirrors test_context_not_in_allow_list_is_refused_before_any_request."""
     from resilience.config import Settings
-    from resilience.targets.kubernetes import KubernetesPlatform
+    from resilience.targets.kubernetes.platform import KubernetesPlatform
     with pytest.raises(UserError) as info:
         KubernetesPlatform(Settings(), contract_context)
     assert "kubernetes.allowed_contexts" in str(info.value) and contract_context in str(info.value)
@@ -58,8 +58,8 @@ def test_up_applies_every_manifest_server_side_and_status_shows_ready_pods_in_ev
     (kind: the script creates it) this is a fresh deploy, down then up, so the spread over zones starts from
     scratch; a namespace `up` created is not taken down here (the operator's Secret would go with it)."""
     from kubernetes import client
-    from resilience.targets import plan
-    from resilience.targets.manifests import (APP_NAME, HPA_MIN_REPLICAS, MANAGED_BY_LABEL, MANAGER, ZONE_LABEL,
+    from resilience.targets.kubernetes import plan
+    from resilience.targets.kubernetes.manifests import (APP_NAME, HPA_MIN_REPLICAS, MANAGED_BY_LABEL, MANAGER, ZONE_LABEL,
                                               stack_manifests)
     ns = settings.kubernetes.namespace
     adopted = (cs.core(api).read_namespace(ns).metadata.labels or {}).get(MANAGED_BY_LABEL) != MANAGER
@@ -218,7 +218,7 @@ def test_a_disruption_budget_refusal_is_retried_until_the_deadline_then_recorded
     zone, in a second allowed namespace; the API server answers its eviction 429, the fault retries it every 2 s
     until kubernetes.eviction_timeout_s, then records it as refused."""
     from kubernetes import client
-    from resilience.targets.plan import EVICTION_RETRY_S
+    from resilience.targets.kubernetes.plan import EVICTION_RETRY_S
     zone = busiest(k8s)
     node = cs.zone_nodes(api, zone)[0]
     labels = {"app": "guarded"}
@@ -303,7 +303,7 @@ def test_scale_replicas_and_rollback(k8s: Any, api: Any, settings: Any) -> None:
     """Mirrors test_scale_replicas_and_rollback. A real cluster runs the HPA controller, which owns the
     replica count and moves it back within a sync period (15 s by default); so this checks what chaosk8s
     set and what the rollback restores, not that 3 more replicas become ready."""
-    from resilience.targets.kubernetes_nemesis import KubernetesNemesis
+    from resilience.targets.kubernetes.nemesis import KubernetesNemesis
     ns = settings.kubernetes.namespace
     nemesis = k8s.nemeses["kubernetes"]
     assert isinstance(nemesis, KubernetesNemesis)
@@ -343,7 +343,7 @@ def test_watches_report_replicas_pods_per_zone_and_node_cordons_as_they_happen(
     and platform/pods; the HPA's current replicas and metrics, from metrics-server, ride along. The fake's
     scale-up is driven by a metric the test sets; here that needs real load (the CLI's traffic-spike)."""
     from kubernetes import client
-    from resilience.targets.manifests import APP_NAME
+    from resilience.targets.kubernetes.manifests import APP_NAME
     ns = settings.kubernetes.namespace
     hpa_api = client.AutoscalingV2Api(api)
     cs.wait_until(lambda: hpa_api.read_namespaced_horizontal_pod_autoscaler(APP_NAME, ns).status.current_metrics,
@@ -390,7 +390,7 @@ def test_watches_report_replicas_pods_per_zone_and_node_cordons_as_they_happen(
 # -- refusals, plans, the URL ------------------------------------------------------------------------
 def test_database_and_cache_faults_point_to_the_aws_target(k8s: Any) -> None:
     """Mirrors test_database_and_cache_faults_point_to_the_aws_target."""
-    from resilience.targets import plan
+    from resilience.targets.kubernetes import plan
     if k8s.platform.pods(plan.CNPG_PRIMARY_SELECTOR):
         pytest.skip("this namespace runs a CloudNativePG primary: fail_over_database would really kill it")
     with pytest.raises(UserError, match="--target aws"):
@@ -403,8 +403,8 @@ def test_the_plan_names_the_rollback_the_injection_returns(k8s: Any, settings: A
                                                            backends: Any) -> None:
     """Mirrors test_the_plan_names_the_rollback_the_injection_returns and, for the dry run,
     test_dry_run_plans_exact_calls_and_touches_nothing (a dry-run platform has no client at all)."""
-    from resilience.targets import plan
-    from resilience.targets.manifests import stack_manifests
+    from resilience.targets.kubernetes import plan
+    from resilience.targets.kubernetes.manifests import stack_manifests
     zone = busiest(k8s)
     for call in (fault_call("kill_replicas", {"count": 1}), fault_call("lose_zone", {"zone": zone})):
         step = k8s.inject(call)
@@ -438,7 +438,7 @@ def reported_url(api: Any, namespace: str) -> str | None:
     the Ingress's address first, else a LoadBalancer Service's (with its port when not 80)."""
     from kubernetes import client
     from kubernetes.client.rest import ApiException
-    from resilience.targets.manifests import APP_NAME, SERVICE_PORT
+    from resilience.targets.kubernetes.manifests import APP_NAME, SERVICE_PORT
 
     def addresses(obj: Any) -> list[str]:
         balancer = obj.status.load_balancer if obj and obj.status else None
@@ -492,7 +492,7 @@ def test_down_deletes_what_it_created_and_an_adopted_namespace_survives(k8s: Any
     labels, as they were; everything `up` created goes; no node is touched."""
     from kubernetes import client
     from kubernetes.client.rest import ApiException
-    from resilience.targets.manifests import DB_CREDENTIALS_SECRET, MANAGED_BY_LABEL, MANAGED_SELECTOR, MANAGER
+    from resilience.targets.kubernetes.manifests import DB_CREDENTIALS_SECRET, MANAGED_BY_LABEL, MANAGED_SELECTOR, MANAGER
     ns = settings.kubernetes.namespace
     labels = dict(cs.core(api).read_namespace(ns).metadata.labels or {})
     if labels.get(MANAGED_BY_LABEL) == MANAGER:
@@ -529,7 +529,7 @@ def test_down_deletes_the_namespace_it_created(api: Any, settings: Any, contract
     The API's pods need the database Secret, which an operator adds once the namespace exists: copied here
     from the platform's namespace while `up` waits."""
     from kubernetes.client.rest import ApiException
-    from resilience.targets.manifests import DB_CREDENTIALS_SECRET, MANAGED_BY_LABEL, MANAGER
+    from resilience.targets.kubernetes.manifests import DB_CREDENTIALS_SECRET, MANAGED_BY_LABEL, MANAGER
     secret = cs.core(api).read_namespaced_secret(DB_CREDENTIALS_SECRET, settings.kubernetes.namespace)
 
     def absent() -> bool:

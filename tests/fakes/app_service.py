@@ -38,7 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
-from resilience.targets.manifests import APP_NAME, APP_SELECTOR
+from resilience.targets.kubernetes.manifests import APP_NAME, APP_SELECTOR
 
 from .clock import FakeClock
 from .kube_api import FakeKubeApi, matches_labels

@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, f
 from resilience.config import AwsSettings, Settings  # noqa: E402
 from resilience.errors import UserError  # noqa: E402
 from resilience.fault_registry import fault_call  # noqa: E402
-from resilience.targets.aws import AwsServices  # noqa: E402
-from resilience.targets.aws_nemesis import AwsNemesis  # noqa: E402
+from resilience.targets.aws.services import AwsServices  # noqa: E402
+from resilience.targets.aws.nemesis import AwsNemesis  # noqa: E402
 from resilience.targets.base import RollbackStep  # noqa: E402
 from tests.fakes.aws_platform import MOTO_ACCOUNT, provision  # noqa: E402
 

@@ -44,7 +44,7 @@ from resilience.experiments import EXTENSION_NAME, PROJECT_ROOT  # noqa: E402
 from resilience.fault_registry import FAULTS  # noqa: E402
 from resilience.history import CONTROLLER, FAULT, OK, PHASE, PLATFORM, History, Record  # noqa: E402
 from resilience.load.shape import DEFAULT_SPAWN_RATE, parse_stages  # noqa: E402
-from resilience.targets.manifests import APP_NAME  # noqa: E402
+from resilience.targets.kubernetes.manifests import APP_NAME  # noqa: E402
 from tests.fakes.app_service import MEMORY_PERCENT, METRICS_PERIOD_S, FakeAppService, ready_api_pods  # noqa: E402
 from tests.fakes.aws_platform import MOTO_ACCOUNT, AwsPlatform, provision  # noqa: E402
 from tests.fakes.aws_services import FakeAws, use_fake_credentials  # noqa: E402

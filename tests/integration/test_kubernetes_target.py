@@ -17,11 +17,11 @@ from resilience.config import KubernetesSettings, Settings  # noqa: E402
 from resilience.errors import UserError  # noqa: E402
 from resilience.targets.base import RollbackStep  # noqa: E402
 from resilience.fault_registry import fault_call  # noqa: E402
-from resilience.targets.kubernetes import KubernetesPlatform  # noqa: E402
-from resilience.targets.kubernetes_nemesis import KubernetesNemesis  # noqa: E402
+from resilience.targets.kubernetes.platform import KubernetesPlatform  # noqa: E402
+from resilience.targets.kubernetes.nemesis import KubernetesNemesis  # noqa: E402
 from resilience.targets.target import COMPOSITIONS, Target  # noqa: E402
-from resilience.targets.manifests import APP_NAME, ZONE_LABEL, BackendEndpoints, stack_manifests  # noqa: E402
-from resilience.targets import plan  # noqa: E402
+from resilience.targets.kubernetes.manifests import APP_NAME, ZONE_LABEL, BackendEndpoints, stack_manifests  # noqa: E402
+from resilience.targets.kubernetes import plan  # noqa: E402
 from tests.fakes.kube_api import FakeKubeApi  # noqa: E402
 
 CONTEXT = "fake-cluster"

@@ -13,7 +13,7 @@ from resilience.load import LoadSettings, parse_stages
 from resilience.load import cluster_manifests as cm
 from resilience.load.pod_diagnosis import diagnose
 from resilience.load.worker import parse_args
-from resilience.targets import rbac
+from resilience.targets.kubernetes import rbac
 from resilience.targets.blast_radius import namespace_problem
 
 SETTINGS = Settings(kubernetes=KubernetesSettings(namespace="school-meals", image="registry.example/api:1"))

@@ -113,8 +113,8 @@ def test_the_kind_manifests_validate_strictly(version: str) -> None:
 
 def test_the_kind_pieces_agree_with_each_other_and_with_the_platform() -> None:
     from resilience.config import load_settings
-    from resilience.targets.exposure import api_ingress_sources, exposure_manifests
-    from resilience.targets.manifests import DB_CREDENTIALS_SECRET, stack_manifests
+    from resilience.targets.kubernetes.exposure import api_ingress_sources, exposure_manifests
+    from resilience.targets.kubernetes.manifests import DB_CREDENTIALS_SECRET, stack_manifests
     script = (KIND / "run-contract.sh").read_text()
     cluster = re.search(r"^CLUSTER=(\S+)", script, re.M)
     image = re.search(r"^API_IMAGE=(\S+)", script, re.M)
@@ -138,7 +138,7 @@ def test_the_kind_pieces_agree_with_each_other_and_with_the_platform() -> None:
         in api_ingress_sources(settings)
     assert "ingress-nginx/${INGRESS_NGINX_VERSION}/deploy/static/provider/kind/deploy.yaml" in script
     # the stand-in Redis has no TLS; the API is pointed at the in-cluster services through ExternalName
-    from resilience.targets.manifests import BackendEndpoints
+    from resilience.targets.kubernetes.manifests import BackendEndpoints
     env = {e["name"]: e.get("value") for m in stack_manifests(settings, "external", BackendEndpoints("pg", "redis"))
            if m["kind"] == "Deployment" for e in m["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["RSL_REDIS_URL"].startswith("redis://")

@@ -21,8 +21,8 @@ import yaml
 
 from resilience.config import IN_CLUSTER_CONTEXT, Settings, load_settings
 from resilience.platform.__main__ import parse_args
-from resilience.targets import manifests as m
-from resilience.targets import rbac
+from resilience.targets.kubernetes import manifests as m
+from resilience.targets.kubernetes import rbac
 
 ROOT = Path(__file__).resolve().parents[2]
 CRONJOB_FILE = ROOT / "deploy" / "cronjob-gameday.yaml"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from resilience.targets.kubernetes_observer import ReplicaState, event_from_k8s, ready_by_zone
+from resilience.targets.kubernetes.observer import ReplicaState, event_from_k8s, ready_by_zone
 
 
 def deployment(replicas: int, ready: int) -> dict[str, Any]:

@@ -12,10 +12,10 @@ import kubernetes_validate.utils
 import pytest
 
 from resilience.config import AwsSettings, Autoscaling, KubernetesSettings, Settings, StackSettings
-from resilience.targets import exposure
-from resilience.targets import manifests as m
-from resilience.targets import plan
-from resilience.targets.kubernetes import busiest_zone
+from resilience.targets.kubernetes import exposure
+from resilience.targets.kubernetes import manifests as m
+from resilience.targets.kubernetes import plan
+from resilience.targets.kubernetes.platform import busiest_zone
 from resilience.errors import UserError
 
 ENDPOINTS = m.BackendEndpoints(postgres_host="db.example.test", redis_host="cache.example.test")

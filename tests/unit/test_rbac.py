@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from resilience.config import KubernetesSettings, Settings
-from resilience.targets import manifests as m
-from resilience.targets import rbac
+from resilience.targets.kubernetes import manifests as m
+from resilience.targets.kubernetes import rbac
 
 ROOT = Path(__file__).resolve().parents[2]
 RBAC_FILE = ROOT / "deploy" / "rbac.yaml"
@@ -43,7 +43,7 @@ def resource_of(manifest: m.Manifest) -> tuple[str, str]:
 
 def test_deploy_rbac_yaml_is_the_generated_output() -> None:
     assert RBAC_FILE.read_text() == rbac.rbac_yaml(SETTINGS), \
-        "deploy/rbac.yaml is stale: regenerate it with `python -m resilience.targets.rbac > deploy/rbac.yaml`"
+        "deploy/rbac.yaml is stale: regenerate it with `python -m resilience.targets.kubernetes.rbac > deploy/rbac.yaml`"
 
 
 @pytest.mark.parametrize("version", ["1.29", "1.33"])

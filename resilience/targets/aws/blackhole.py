@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import HarnessError, UserError
-from .aws import AwsServices
-from .base import Recorder, RollbackStep
-from .blast_radius import resource_problem
-from .manifests import MANAGED_BY_LABEL, MANAGER
+from ...errors import HarnessError, UserError
+from .services import AwsServices
+from ..base import Recorder, RollbackStep
+from ..blast_radius import resource_problem
+from ..kubernetes.manifests import MANAGED_BY_LABEL, MANAGER
 
 BLACKHOLE_TAG = "resilience:zone-blackhole"
 

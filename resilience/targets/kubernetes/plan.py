@@ -11,7 +11,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, cast
 
-from ..errors import UserError
+from ...errors import UserError
 from .manifests import (APP_NAME, APP_SELECTOR, CNPG_CLUSTER_NAME, MANAGED_SELECTOR, MANAGER, REPLICAS_MANAGER,
                         ZONE_LABEL, Manifest, replicas_manifest)
 

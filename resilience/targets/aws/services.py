@@ -4,7 +4,7 @@ The account is checked first: the constructor asks STS who we are and refuses
 any account not in `aws.allowed_accounts` before any other call. This target
 does not create infrastructure (EKS, RDS and ElastiCache come from the
 platform's own provisioning); the target's plan checks that it is there. Faults
-(aws_nemesis.py):
+(aws/nemesis.py):
 
 - database failover: `chaosaws.rds.actions.failover_db_cluster`
 - cache failover: `chaosaws.elasticache.actions.test_failover`
@@ -26,13 +26,13 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
-from ..config import Settings
-from ..errors import HarnessError, UserError
-from .base import Component, PlatformEvent, StackStatus
-from .clock import to_monotonic, to_wall
-from .blast_radius import region_problem
-from .manifests import BackendEndpoints
-from .base import Services
+from ...config import Settings
+from ...errors import HarnessError, UserError
+from ..base import Component, PlatformEvent, StackStatus
+from ..clock import to_monotonic, to_wall
+from ..blast_radius import region_problem
+from ..kubernetes.manifests import BackendEndpoints
+from ..base import Services
 
 @contextlib.contextmanager
 def endpoint_env(endpoint_url: str | None) -> Iterator[None]:
@@ -55,7 +55,7 @@ POLL_S = 2.0  # how often the writer and primaries are read while observing
 
 
 class AwsServices(Services):
-    """RDS Multi-AZ DB cluster + ElastiCache replication group in an allowed account (faults: aws_nemesis.py)."""
+    """RDS Multi-AZ DB cluster + ElastiCache replication group in an allowed account (faults: aws/nemesis.py)."""
 
     name = "aws"
 

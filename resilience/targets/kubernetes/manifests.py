@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from ..config import Settings
+from ...config import Settings
 
 Manifest = dict[str, Any]
 

@@ -17,12 +17,12 @@ import sys
 import time
 from typing import Any, Callable
 
-from ..config import IN_CLUSTER_CONTEXT, Settings
-from ..errors import HarnessError, UserError
+from ...config import IN_CLUSTER_CONTEXT, Settings
+from ...errors import HarnessError, UserError
 from . import plan
-from .base import Component, Platform, PlatformEvent, StackStatus
-from .clock import to_monotonic
-from .kubernetes_observer import event_from_k8s
+from ..base import Component, Platform, PlatformEvent, StackStatus
+from ..clock import to_monotonic
+from .observer import event_from_k8s
 from .manifests import (API_PORT, APP_NAME, APP_SELECTOR, MANAGED_BY_LABEL, MANAGED_SELECTOR, MANAGER,
                         REPLICAS_MANAGER, SERVICE_PORT, ZONE_LABEL, BackendEndpoints, Manifest, replicas_manifest,
                         stack_manifests)
@@ -79,7 +79,7 @@ def busiest_zone(zones_of_pods: list[str | None]) -> str | None:
 
 
 class KubernetesPlatform(Platform):
-    """The platform on a Kubernetes cluster named by a kubeconfig context (faults: kubernetes_nemesis.py)."""
+    """The platform on a Kubernetes cluster named by a kubeconfig context (faults: kubernetes/nemesis.py)."""
 
     name = "kubernetes"
 
@@ -363,10 +363,10 @@ class KubernetesPlatform(Platform):
         return int(deployment.status.ready_replicas or 0)
 
     def start_observing(self) -> None:
-        """Watch the Deployment, HPA, pods, nodes and events from now on (kubernetes_observer.py)."""
+        """Watch the Deployment, HPA, pods, nodes and events from now on (kubernetes/observer.py)."""
         if self.dry_run or self.observer is not None:
             return
-        from .kubernetes_observer import KubernetesObserver
+        from .observer import KubernetesObserver
         self.observer = KubernetesObserver(self._api, self.namespace)
         self.observer.start()
 

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from .base import PlatformEvent
+from ..base import PlatformEvent
 from .manifests import APP_NAME, APP_SELECTOR, ZONE_LABEL
 
 WATCH_TIMEOUT_S = 5  # a watch returns at least this often, so stop() is prompt

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import Settings
+from ...config import Settings
 from .manifests import (API_PORT, APP_NAME, CNPG_CLUSTER_NAME, EXTERNAL_POSTGRES_SERVICE, EXTERNAL_REDIS_SERVICE,
                         POSTGRES_PORT, REDIS_PORT, REDIS_RELEASE, SENTINEL_PORT, SERVICE_PORT, BackendEndpoints,
                         Manifest, _meta, selector_labels)

@@ -6,7 +6,7 @@
 - zone loss, as AWS FIS's "AZ Availability: Power Interruption" scenario frames it: the RDS writer
   failed over when it is in the zone, each ElastiCache node group whose primary is there failed
   over, and, when `aws.blackhole_subnets` is on, the zone's allowed subnets cut with a deny-all
-  network ACL (aws_blackhole.py). On the `aws` target the kubernetes nemesis has already evicted
+  network ACL (aws/blackhole.py). On the `aws` target the kubernetes nemesis has already evicted
   the zone's app pods and cordoned its nodes.
 
 Every call is for an allowed region (AwsServices.client), and every resource a fault or a
@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..errors import HarnessError, UserError
-from ..fault_registry import ROLLBACK_NONE, FaultCall
-from .aws import AwsServices
-from .aws_blackhole import ZoneBlackhole, plan_lines
-from .base import Nemesis, Recorder, RollbackStep, no_record
-from .blast_radius import region_problem, resource_problem
+from ...errors import HarnessError, UserError
+from ...fault_registry import ROLLBACK_NONE, FaultCall
+from .services import AwsServices
+from .blackhole import ZoneBlackhole, plan_lines
+from ..base import Nemesis, Recorder, RollbackStep, no_record
+from ..blast_radius import region_problem, resource_problem
 
 ON_EKS = "API replicas are pods on EKS: the kubernetes nemesis handles them (target aws does)"
 

@@ -10,13 +10,13 @@ import random
 import time
 from typing import Any, Callable
 
-from ..errors import HarnessError, UserError
-from ..fault_registry import ROLLBACK_NONE, FaultCall
+from ...errors import HarnessError, UserError
+from ...fault_registry import ROLLBACK_NONE, FaultCall
 from . import plan
-from .base import Nemesis, Recorder, RollbackStep, no_record
-from .blast_radius import namespace_problem, node_count_problem
-from .kubernetes import KubernetesPlatform, busiest_zone
-from ..load.cluster_manifests import RUN_LABEL
+from ..base import Nemesis, Recorder, RollbackStep, no_record
+from ..blast_radius import namespace_problem, node_count_problem
+from .platform import KubernetesPlatform, busiest_zone
+from ...load.cluster_manifests import RUN_LABEL
 from .manifests import APP_SELECTOR, ZONE_LABEL
 
 NOT_ON_KUBERNETES = "the API replicas are pods: the kubelet and the Deployment controller own their processes"
