@@ -393,13 +393,14 @@ class Run:
             self.events.poll()
 
     def _collect_platform_events(self) -> None:
-        """The last poll, after the load stopped; then the target's observers stop."""
+        """After the load stopped: the target's observers stop (each takes its last look), then the last poll."""
         try:
-            self.events.poll()
-        except Exception as exc:
-            self.history.add(PLATFORM, "events-unavailable", INFO, detail={"error": str(exc)})
-        finally:
             self.target.stop_observing()
+        finally:
+            try:
+                self.events.poll()
+            except Exception as exc:
+                self.history.add(PLATFORM, "events-unavailable", INFO, detail={"error": str(exc)})
 
     def _write_results(self, journal: dict[str, Any]) -> RunResult:
         assert self.run_dir is not None
