@@ -18,7 +18,7 @@ from .load.plan import LoadFactory, LoadPlan, plan_load
 from .load.process import LoadProcess
 from .run import Run
 from .rundeps import RunOptions
-from .targets import composition, make_target
+from .targets import Composition, make_target
 
 
 def build_run(spec: ExperimentSpec, settings: Settings, options: RunOptions) -> Run:
@@ -27,16 +27,16 @@ def build_run(spec: ExperimentSpec, settings: Settings, options: RunOptions) -> 
     key = settings.evidence.signing_key
     store = EvidenceStore(Path(options.reports_dir or settings.evidence.reports_dir), Path(key) if key else None)
     target = make_target(options.target, settings, context=options.context)
-    plan = load_plan_for(spec, settings, options)
+    plan = load_plan_for(spec, settings, options, target.composition)
     return Run(spec, settings, options, target=target, load_plan=plan,
                load_factory=load_factory_for(plan, settings, options.context), store=store)
 
 
-def load_plan_for(spec: ExperimentSpec, settings: Settings, options: RunOptions) -> LoadPlan:
-    """The experiment's load on the target `options` names (its platform tells where the stack runs)."""
-    platform = composition(options.target).platform
-    return plan_load(spec.load, settings, target=options.target, on_kubernetes=platform == "kubernetes",
-                     stack_here=platform == "local", context=options.context, cpus=os.cpu_count() or 1)
+def load_plan_for(spec: ExperimentSpec, settings: Settings, options: RunOptions,
+                  chosen: Composition) -> LoadPlan:
+    """The experiment's load on the target `options` names; its composition tells where the platform runs."""
+    return plan_load(spec.load, settings, target=options.target, on_kubernetes=chosen.platform == "kubernetes",
+                     stack_here=chosen.platform == "local", context=options.context, cpus=os.cpu_count() or 1)
 
 
 def load_factory_for(plan: LoadPlan, settings: Settings, context: str | None) -> LoadFactory:
