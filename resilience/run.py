@@ -417,7 +417,7 @@ class Run:
             started_at=self.started_at,
             load={"users": self.spec.load.users, "stages": [s.to_json() for s in self.spec.load.stages],
                   "workers": self.load_workers,
-                  "user_class": self.spec.load.user_class},
+                  "user_class": self.load_plan.user_class},
             profile=self.spec.profile, aborted_reason=self.abort_reason,
             failed_rollbacks=sum(1 for r in self.rollbacks if r.status == "failed"),
             error=None if self.error is None else str(self.error))
