@@ -351,7 +351,7 @@ class ClusterLoad:
             try:
                 if not self._pods():
                     break
-            except Exception:  # noqa: BLE001 - the API is unreachable: nothing more to wait for here
+            except Exception:  # broad: the API is unreachable: nothing more to wait for; the owners are deleted
                 break
             time.sleep(POLL_S)
         if failures:
@@ -372,7 +372,7 @@ class ClusterLoad:
                 except ApiException as exc:
                     if exc.status != 404:
                         raise
-        except Exception:  # noqa: BLE001 - only a shortcut: the owners are deleted, the pods go anyway
+        except Exception:  # broad: only a shortcut: the owners are deleted, the pods go anyway
             pass
 
     def _write_rows(self) -> None:
