@@ -46,7 +46,7 @@ from .experiments import ExperimentSpec
 from .atomic import write_json_atomic
 from .fault_registry import fault_call
 from .event_feed import EventFeed
-from .history import CONTROLLER, FAIL, FAULT, INFO, LOAD, OK, PARTIAL, PHASE, PLATFORM, History
+from .history import CONTROLLER, FAIL, FAULT, INFO, LOAD, OK, PARTIAL, PHASE, PLATFORM, PROBE, History
 from .load.process import load_summary
 from .monitor import Monitor
 from .progress import Progress
@@ -207,6 +207,10 @@ class Run:
     def ready_replicas(self) -> int:
         """Ready API replicas, as the target counts them now."""
         return self.target.ready_replicas()
+
+    def note_probe_error(self, probe: str, exc: BaseException) -> None:
+        """A steady-state probe that could not ask the target: it answered "not serving"; the history says why."""
+        self.history.add(PROBE, probe, FAIL, detail={"error": f"{type(exc).__name__}: {exc}"})
 
     def wait_for_load_stage(self, stage: int, timeout_s: float) -> None:
         """Wait until the load runs its stage `stage` (0-based) or a later one; HarnessError after `timeout_s`."""
