@@ -36,7 +36,7 @@ def load_plan_for(spec: ExperimentSpec, settings: Settings, options: RunOptions,
                   chosen: Composition) -> LoadPlan:
     """The experiment's load on the target `options` names; its composition tells where the platform runs."""
     return plan_load(spec.load, settings, target=options.target, on_kubernetes=chosen.platform == "kubernetes",
-                     stack_here=chosen.platform == "local", context=options.context, cpus=os.cpu_count() or 1)
+                     stack_here=chosen.on_this_machine, context=options.context, cpus=os.cpu_count() or 1)
 
 
 def load_factory_for(plan: LoadPlan, settings: Settings, context: str | None) -> LoadFactory:
