@@ -112,6 +112,8 @@ class AwsSettings:
     allowed_resources: tuple[str, ...] = ()
     blackhole_subnets: bool = False  # a zone loss also cuts the zone's allowed subnets with a deny-all NACL
     elasticache_tls: bool = True  # in-transit encryption on the replication group: the API uses rediss://
+    # the subnets the harness reaches AWS through (where it runs, its NAT gateway): a blackhole never cuts them
+    harness_subnets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
