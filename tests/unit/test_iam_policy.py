@@ -18,7 +18,8 @@ from resilience.targets.aws.blackhole import BLACKHOLE_TAG
 ROOT = Path(__file__).resolve().parents[2]
 POLICY_FILE = ROOT / "deploy" / "iam-policy.json"
 AWS_CODE = ROOT / "resilience" / "targets" / "aws"
-SETTINGS = Settings(aws=iam.EXAMPLE)
+SETTINGS = Settings(aws=iam.EXAMPLE)  # aws.injection: fis (the default)
+DIRECT = Settings(aws=replace(iam.EXAMPLE, injection="chaosaws"))
 
 
 def code_calls() -> set[str]:
@@ -60,22 +61,35 @@ def test_every_aws_call_the_code_makes_is_allowed_and_nothing_else() -> None:
     needed = code_calls()
     assert {"rds:DescribeDBClusters", "rds:FailoverDBCluster", "elasticache:TestFailover",
             "ec2:CreateNetworkAcl", "cloudwatch:GetMetricStatistics"} <= needed  # the scan finds the calls
-    allowed = iam.allowed_actions(iam.iam_policy(SETTINGS))
-    assert needed - allowed == set(), "AWS calls the policy does not allow: add them to resilience/targets/aws/iam.py"
-    assert allowed - needed - {"ec2:CreateTags"} == set(), "actions the code never calls (least privilege)"
+    fis, direct = (iam.allowed_actions(iam.iam_policy(s)) for s in (SETTINGS, DIRECT))
+    assert needed - (fis | direct) == set(), "AWS calls no policy allows: add them to resilience/targets/aws/iam.py"
+    granted_not_called = {"ec2:CreateTags", "fis:TagResource", "iam:PassRole"}  # permissions of a call, not calls
+    assert (fis | direct) - needed - granted_not_called == set(), "actions the code never calls (least privilege)"
+    assert {a for a in fis if a.startswith(("fis:", "iam:"))} == {a for a in fis - direct}  # FIS only with FIS
+    assert not {"rds:FailoverDBCluster", "elasticache:TestFailover", "ec2:CreateNetworkAcl",
+                "ec2:DeleteNetworkAcl"} & fis  # with FIS, the role FIS assumes makes those calls
 
 
 def test_least_privilege() -> None:
-    policy = iam.iam_policy(SETTINGS)
-    unscoped = {a for group in iam.UNSCOPED_READS for a in group}
-    for statement in policy["Statement"]:
-        assert statement["Effect"] == "Allow" and "*" not in "".join(statement["Action"])
-        assert statement["Condition"]["StringEquals"]["aws:RequestedRegion"] == ["ap-south-1"]
-        if statement["Resource"] == "*":
-            assert set(statement["Action"]) <= unscoped, statement
-        else:
-            assert all(r.startswith("arn:aws:") and ":111122223333:" in r for r in statement["Resource"])
-    by_sid = {s["Sid"]: s for s in policy["Statement"]}
+    unscoped = {a for group in iam.UNSCOPED_READS for a in group} | {"fis:ListExperiments"}
+    for settings in (SETTINGS, DIRECT):
+        for statement in iam.iam_policy(settings)["Statement"]:
+            assert statement["Effect"] == "Allow" and "*" not in "".join(statement["Action"])
+            assert statement["Condition"]["StringEquals"]["aws:RequestedRegion"] == ["ap-south-1"]
+            if statement["Resource"] == "*":
+                assert set(statement["Action"]) <= unscoped, statement
+            else:
+                assert all(r.startswith("arn:aws:") and ":111122223333:" in r for r in statement["Resource"])
+    fis = {s["Sid"]: s for s in iam.iam_policy(SETTINGS)["Statement"]}
+    ours = {"aws:RequestedRegion": ["ap-south-1"], "aws:RequestTag/app.kubernetes.io/managed-by": "resilience"}
+    assert fis["FisCreate"]["Condition"]["StringEquals"] == ours
+    assert fis["FisRun"]["Condition"]["StringEquals"]["aws:ResourceTag/app.kubernetes.io/managed-by"] == "resilience"
+    assert fis["FisPassRole"]["Resource"] == ["arn:aws:iam::111122223333:role/resilience-fis"]
+    assert fis["FisPassRole"]["Condition"]["StringEquals"]["iam:PassedToService"] == "fis.amazonaws.com"
+    assert fis["FisActions"]["Resource"] == [f"arn:aws:fis:ap-south-1:111122223333:action/{a}" for a in (
+        "aws:rds:failover-db-cluster", "aws:elasticache:replicationgroup-interrupt-az-power",
+        "aws:network:disrupt-connectivity")]
+    by_sid = {s["Sid"]: s for s in iam.iam_policy(DIRECT)["Statement"]}
     assert by_sid["Database"]["Resource"] == ["arn:aws:rds:ap-south-1:111122223333:cluster:school-meals-db"]
     assert by_sid["Cache"]["Resource"] == [
         "arn:aws:elasticache:ap-south-1:111122223333:replicationgroup:school-meals-cache"]
@@ -86,7 +100,7 @@ def test_least_privilege() -> None:
 
 
 def test_what_the_settings_do_not_allow_is_not_in_the_policy() -> None:
-    settings = replace(SETTINGS, aws=replace(iam.EXAMPLE, allowed_resources=("school-meals-db",),
+    settings = replace(SETTINGS, aws=replace(DIRECT.aws, allowed_resources=("school-meals-db",),
                                             blackhole_subnets=False, allowed_regions=("ap-south-1", "eu-west-1")))
     policy = iam.iam_policy(settings)
     allowed = iam.allowed_actions(policy)
