@@ -202,7 +202,8 @@ def _aws_settings(made: AwsPlatform, url: str) -> dict[str, Any]:
     """The settings file's aws: block for the resources in the fake account, every allow-list filled."""
     return {"allowed_accounts": [MOTO_ACCOUNT], "region": REGION, "rds_cluster": made.cluster,
             "elasticache_group": made.group, "endpoint_url": url, "allowed_regions": [REGION],
-            "allowed_resources": [made.cluster, made.group, made.vpc, *made.subnets], "blackhole_subnets": True}
+            "allowed_resources": [made.cluster, made.group, made.vpc, *made.subnets], "blackhole_subnets": True,
+            "fis_role_arn": f"arn:aws:iam::{MOTO_ACCOUNT}:role/resilience-fis"}
 
 
 @pytest.fixture
