@@ -441,3 +441,27 @@ def test_a_run_with_its_load_inside_the_fake_cluster(cloud: Cloud, capsys: pytes
                 for o in cloud.kube.objects(plural, NAMESPACE)
                 if "resilience.dev/load-run" in (o["metadata"].get("labels") or {})]
     assert labelled == [], f"load objects left behind: {labelled}"
+
+
+def test_a_game_day_on_aws_runs_its_suite_to_a_verdict(cloud: Cloud, capsys: pytest.CaptureFixture[str]) -> None:
+    """`resilience gameday --target aws`: what aws refuses is skipped with its reason, the rest run, each after
+    RDS and ElastiCache are available again; the compliance report gives the verdict."""
+    settings = yaml.safe_load(cloud.config.read_text())
+    settings["aws"].update(gameday_cooldown_s=0.1, settle_timeout_s=120)
+    cloud.config.write_text(yaml.safe_dump(settings))
+    (Path("experiments") / "suites.yaml").write_text(yaml.safe_dump({"suites": {"default": [
+        "pod-kill", "zone-failure", "db-failover", "redis-outage", "redis-failover"]}}))
+    started = time.monotonic()
+    code, out, err = _cli(capsys, "gameday", "--target", "aws", "--context", CONTEXT, "--config", str(cloud.config),
+                          "--profile", "short", "--yes", "--reports-dir", str(cloud.reports), "--json")
+    seconds = time.monotonic() - started
+    summary = json.loads(out[out.index("{"):])
+    report = json.loads((Path(summary["report_dir"]) / "compliance.json").read_text())
+    verdicts = {e["experiment"]: e["verdict"] for e in report["experiments"]}
+    skipped = next(e for e in report["experiments"] if e["experiment"] == "redis-outage")
+    assert verdicts["redis-outage"] == "skipped" and "ElastiCache" in skipped["skipped_reason"], skipped
+    assert not [f for f in report["findings"] if f["severity"] != "low" and f["experiment"] == "redis-outage"]
+    ran = {name: v for name, v in verdicts.items() if name != "redis-outage"}
+    assert set(ran.values()) <= {"pass", "fail", "inconclusive"}, (verdicts, err)
+    assert summary["verdict"] == report["overall_verdict"] and code == (0 if summary["verdict"] == "pass" else 1)
+    print(f"\nGAMEDAY default on aws: {summary['verdict']} in {seconds:.1f} s; {verdicts}")
