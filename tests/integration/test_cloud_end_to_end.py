@@ -45,6 +45,7 @@ from resilience.fault_registry import FAULTS  # noqa: E402
 from resilience.history import CONTROLLER, FAULT, OK, PHASE, PLATFORM, History, Record  # noqa: E402
 from resilience.load.shape import DEFAULT_SPAWN_RATE, parse_stages  # noqa: E402
 from resilience.targets.kubernetes.manifests import APP_NAME  # noqa: E402
+from tests.fakes.app_backends import FakeBackends, cache_primary, rds_writer  # noqa: E402
 from tests.fakes.app_service import MEMORY_PERCENT, METRICS_PERIOD_S, FakeAppService, ready_api_pods  # noqa: E402
 from tests.fakes.aws_platform import MOTO_ACCOUNT, AwsPlatform, provision  # noqa: E402
 from tests.fakes.aws_services import FakeAws, use_fake_credentials  # noqa: E402
@@ -218,7 +219,10 @@ def cloud(fake_aws: FakeAws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     suffix = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[-30:].strip("-")
     aws = provision(fake_aws.url, REGION, ZONES, suffix, cache_zones=[ZONES[1], ZONES[2]])  # primary by the writer
     kube = FakeKubeApi(zones=ZONES).start()
-    app = FakeAppService(kube, NAMESPACE, cpu_percent_per_rps=CPU_PERCENT_PER_RPS).start()
+    clock = kube.clock
+    backends = FakeBackends(rds_writer(MOTO_ACCOUNT, REGION, aws.cluster), cache_primary(MOTO_ACCOUNT, REGION, aws.group),
+                            clock.now)  # the app's database and cache: the fake account's RDS and ElastiCache
+    app = FakeAppService(kube, NAMESPACE, cpu_percent_per_rps=CPU_PERCENT_PER_RPS, backends=backends).start()
     try:
         kubeconfig = tmp_path / "kubeconfig"
         kubeconfig.write_text(yaml.safe_dump({
