@@ -54,7 +54,7 @@ def platform(moto_url: str, aws_env: None, request: pytest.FixtureRequest) -> di
     settings = Settings(aws=AwsSettings(allowed_accounts=(MOTO_ACCOUNT,), region=REGION, rds_cluster=made.cluster,
                                         elasticache_group=made.group, endpoint_url=moto_url, allowed_regions=(REGION,),
                                         allowed_resources=(made.cluster, made.group, made.vpc, *made.subnets),
-                                        blackhole_subnets=True))
+                                        blackhole_subnets=True, injection="chaosaws"))  # FIS: test_aws_fis.py
     return {"settings": settings, "session": made.session, "ec2": made.ec2, "rds": made.rds, "vpc": made.vpc,
             "subnets": made.subnets, "url": moto_url}
 
@@ -205,7 +205,7 @@ def test_events_since_reports_what_the_apis_offer(platform: dict[str, Any]) -> N
 
 def test_dry_run_makes_no_call(aws_env: None) -> None:
     settings = Settings(aws=AwsSettings(allowed_accounts=(MOTO_ACCOUNT,), endpoint_url="http://127.0.0.1:9",
-                                        allowed_regions=(REGION,), blackhole_subnets=True))
+                                        allowed_regions=(REGION,), blackhole_subnets=True, injection="chaosaws"))
     services = AwsServices(settings, dry_run=True)  # port 9 is never contacted: a call would fail loudly
     nemesis = AwsNemesis(services)
     plan = services.plan_up()
@@ -217,6 +217,11 @@ def test_dry_run_makes_no_call(aws_env: None) -> None:
     assert "ec2:ReplaceNetworkAclAssociation" in text
     assert "chaosaws.rds.actions.failover_db_cluster(db_cluster_identifier='school-meals-db'" in text
     assert "chaosaws.elasticache.actions.test_failover(replication_group_id='school-meals-cache'" in text
+    fis = AwsNemesis(AwsServices(replace(settings, aws=replace(settings.aws, injection="fis")), dry_run=True))
+    text = "\n".join(line for call in (fault_call("lose_zone", {"zone": "ap-south-1a"}),
+                                        fault_call("fail_over_database", {})) for line in fis.plan(call))
+    assert "aws:network:disrupt-connectivity" in text and "rollback stop_fis_zone:" in text
+    assert "rollback stop_fis_failover:" in text and "ec2:DescribeNatGateways" in text
 
 
 def test_a_writer_change_is_observed_as_it_happens(platform: dict[str, Any]) -> None:

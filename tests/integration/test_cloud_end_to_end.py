@@ -447,7 +447,8 @@ def test_a_run_with_its_load_inside_the_fake_cluster(cloud: Cloud, capsys: pytes
     assert labelled == [], f"load objects left behind: {labelled}"
 
 
-def test_a_game_day_on_aws_runs_its_suite_to_a_verdict(cloud: Cloud, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_game_day_on_aws_runs_its_suite_to_a_verdict(cloud: Cloud, fake_aws: FakeAws,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
     """`resilience gameday --target aws`: what aws refuses is skipped with its reason, the rest run, each after
     RDS and ElastiCache are available again; the compliance report gives the verdict."""
     settings = yaml.safe_load(cloud.config.read_text())
@@ -455,6 +456,7 @@ def test_a_game_day_on_aws_runs_its_suite_to_a_verdict(cloud: Cloud, capsys: pyt
     cloud.config.write_text(yaml.safe_dump(settings))
     (Path("experiments") / "suites.yaml").write_text(yaml.safe_dump({"suites": {"default": [
         "pod-kill", "zone-failure", "db-failover", "redis-outage", "redis-failover"]}}))
+    calls_before = dict(fake_aws.refusals.calls)
     started = time.monotonic()
     code, out, err = _cli(capsys, "gameday", "--target", "aws", "--context", CONTEXT, "--config", str(cloud.config),
                           "--profile", "short", "--yes", "--reports-dir", str(cloud.reports), "--json")
@@ -468,4 +470,7 @@ def test_a_game_day_on_aws_runs_its_suite_to_a_verdict(cloud: Cloud, capsys: pyt
     ran = {name: v for name, v in verdicts.items() if name != "redis-outage"}
     assert set(ran.values()) <= {"pass", "fail", "inconclusive"}, (verdicts, err)
     assert summary["verdict"] == report["overall_verdict"] and code == (0 if summary["verdict"] == "pass" else 1)
-    print(f"\nGAMEDAY default on aws: {summary['verdict']} in {seconds:.1f} s; {verdicts}")
+    calls = {op: n - calls_before.get(op, 0) for op, n in fake_aws.refusals.calls.items()
+             if n > calls_before.get(op, 0)}
+    print(f"\nGAMEDAY default on aws: {summary['verdict']} in {seconds:.1f} s; {verdicts}; AWS calls "
+          f"{sum(calls.values())}: {dict(sorted(calls.items(), key=lambda kv: -kv[1]))}")

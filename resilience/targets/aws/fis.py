@@ -94,19 +94,22 @@ class FisEngine:
     def arn(self, service: str, resource: str) -> str:
         return f"arn:aws:{service}:{self.aws.region}:{self.services.account}:{resource}"
 
-    def plan(self, fault: str, actions: list[str]) -> list[str]:
+    def plan(self, fault: str, step: str, actions: list[str]) -> list[str]:
         alarms = ", ".join(self.aws.fis_stop_alarms) or "none"
         return [f"{fault}: fis:CreateExperimentTemplate(actions={actions}, roleArn={self.aws.fis_role_arn!r}, "
                 f"stopConditions={alarms}, tags {MANAGED_BY_LABEL}={MANAGER}) -> its id into rollback.json",
                 f"{fault}: fis:StartExperiment(experimentTemplateId=<template>) -> the experiment id into rollback.json; "
                 f"fis:GetExperiment until it is running (FIS ends it by itself after at most "
                 f"{self.aws.fis_duration_s} s)",
-                f"rollback {fault}: fis:StopExperiment(id=<experiment>), fis:GetExperiment until stopped, "
+                f"rollback {step}: fis:StopExperiment(id=<experiment>), fis:GetExperiment until stopped, "
                 f"fis:DeleteExperimentTemplate(id=<template>) (only a template carrying our tag)"]
 
     def start(self, step_name: str, description: str, parts: list[tuple[dict[str, Any], dict[str, Any]]],
               record: Recorder, extra: dict[str, Any]) -> RollbackStep:
         """Make the template, record it, start the experiment, record its id; return the rollback step."""
+        problem = self.refusal()
+        if problem:
+            raise UserError(problem)
         fis = self.services.client("fis")
         actions: dict[str, Any] = {}
         targets: dict[str, Any] = {}

@@ -26,7 +26,7 @@ class FailOverDatabase(FaultModule["AwsNemesis"]):
 
     def plan(self, nemesis: AwsNemesis, call: FaultCall) -> list[str]:
         if nemesis.fis.on:
-            return nemesis.fis.plan("fail_over_database", ["aws:rds:failover-db-cluster"])
+            return nemesis.fis.plan("fail_over_database", "stop_fis_failover", ["aws:rds:failover-db-cluster"])
         return [f"fail_over_database: rds:DescribeDBClusters(DBClusterIdentifier={nemesis.aws.rds_cluster!r}) -> the "
                 "first reader instance (by name)", f"fail_over_database: {nemesis.rds_call_line()}",
                 "rollback none: RDS keeps the promoted writer"]

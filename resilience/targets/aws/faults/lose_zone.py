@@ -47,7 +47,7 @@ class LoseZone(FaultModule["AwsNemesis"]):
                         "; the zone's allowed subnets as below, none holding the harness's way to AWS"
                         if a.blackhole_subnets else ""), *(plan_lines(a.rds_cluster, zone)[:3] if a.blackhole_subnets
                                                            else []),
-                    *nemesis.fis.plan("lose_zone", ["aws:rds:failover-db-cluster (writer in the zone)",
+                    *nemesis.fis.plan("lose_zone", "stop_fis_zone", ["aws:rds:failover-db-cluster (writer in the zone)",
                                                     "aws:elasticache:replicationgroup-interrupt-az-power (the zone)"] + (
                         ["aws:network:disrupt-connectivity (the subnets)"] if a.blackhole_subnets else []))]
         if a.blackhole_subnets:

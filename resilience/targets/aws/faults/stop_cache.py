@@ -28,7 +28,7 @@ class StopCache(FaultModule["AwsNemesis"]):
         if nemesis.fis.on:
             return [f"stop_cache: elasticache:DescribeReplicationGroups(ReplicationGroupId="
                     f"{nemesis.aws.elasticache_group!r}) -> the zone of the first node group's primary",
-                    *nemesis.fis.plan("stop_cache", ["aws:elasticache:replicationgroup-interrupt-az-power"])]
+                    *nemesis.fis.plan("stop_cache", "stop_fis_cache", ["aws:elasticache:replicationgroup-interrupt-az-power"])]
         return [f"stop_cache: elasticache:DescribeReplicationGroups(ReplicationGroupId="
                 f"{nemesis.aws.elasticache_group!r}) -> the first NodeGroupId", f"stop_cache: {nemesis.cache_call_line()}",
                 "rollback none: ElastiCache keeps the promoted primary"]
