@@ -164,3 +164,28 @@ def test_fis_without_a_role_is_refused_and_chaosaws_stays_available(fake: FakeAw
     direct = nemesis(fake, made, fis_role_arn=None, injection="chaosaws")
     assert direct.argument_refusal(fault_call("fail_over_database", {})) is None
     assert direct.inject(fault_call("fail_over_database", {})).capability == "none"
+
+
+def test_resilience_rollback_stops_the_experiment_a_killed_run_left_running(fake: FakeAws, made: AwsPlatform,
+                                                                             tmp_path: Path) -> None:
+    """A run killed mid-fault leaves rollback.json naming the template (and, once started, the experiment):
+    `resilience rollback` (its replay) stops the experiment and deletes the template."""
+    from resilience.recheck import replay_rollbacks
+    from resilience.rollbackfile import ROLLBACK, RollbackEntry, write_rollback_file
+    aws = nemesis(fake, made)
+    before = made.network_acls()
+    steps: list[RollbackStep] = []
+    aws.inject(fault_call("lose_zone", {"zone": ZONES[1]}), record=steps.append)  # the harness dies here
+    before_start = steps[0]  # what rollback.json held had it died before StartExperiment answered
+    assert before_start.arguments["experiment_id"] is None
+    write_rollback_file(tmp_path / ROLLBACK, {"target": "aws", "steps": [
+        RollbackEntry("lose_zone", {"zone": ZONES[1]}, before_start, "injecting").to_json()]})
+    wait_for(lambda: made.network_acls() != before, timeout_s=20, what="FIS to cut the subnet")
+    replay = replay_rollbacks(tmp_path, aws)  # type: ignore[arg-type]  # the target's rollback is the nemesis'
+    assert replay.failed == 0, replay.lines
+    fis = fis_client(made, fake)
+    experiment = fis.get_experiment(id=steps[-1].arguments["experiment_id"])["experiment"]
+    assert experiment["state"]["status"] == "stopped"  # found through the template, stopped
+    assert made.network_acls() == before  # FIS put the subnet back
+    with pytest.raises(ClientError, match="does not exist"):
+        fis.get_experiment_template(id=before_start.arguments["template_id"])
