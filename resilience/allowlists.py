@@ -41,6 +41,8 @@ def missing(settings: Settings, target: str, context: str | None, faults: Iterab
                  if any(f in needed for f in faults) and r not in a.allowed_resources]
     if resources:
         out["aws.allowed_resources"] = resources
+    if a.injection == "fis" and not a.fis_role_arn and any(f in DATABASE_FAULTS + CACHE_FAULTS for f in faults):
+        out["aws.fis_role_arn"] = [f"arn:aws:iam::{EXAMPLE_ACCOUNT}:role/resilience-fis"]  # FIS runs faults as it
     return out
 
 
@@ -70,6 +72,9 @@ def completed_yaml(settings: Settings, lacking: dict[str, list[str]]) -> str:
     sections = {"kubernetes": data["kubernetes"], "aws": data["aws"]}
     for setting, values in lacking.items():
         section, key = setting.split(".")
+        if not isinstance(sections[section][key], (list, tuple)) and values:  # one value (aws.fis_role_arn)
+            sections[section][key] = values[0]
+            continue
         current = list(sections[section][key] or [])
         sections[section][key] = current + [v for v in values if v not in current]
     if settings.source != "defaults":  # only the allow-lists change: the rest of their file stays as it is

@@ -267,7 +267,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_gameday(args: argparse.Namespace) -> int:
-    from .gameday import gameday_verdict, run_gameday, suite_experiments, suites_file
+    from .gameday import gameday_verdict, run_gameday, suite_experiments, suite_guard, suites_file
     settings = _settings(args)
     if args.dry_run:  # each experiment's plan, in order; the first one the run would refuse: exit 2
         for name in suite_experiments(args.suite, suites_file()):
@@ -280,7 +280,8 @@ def cmd_gameday(args: argparse.Namespace) -> int:
     def run_one(name: str) -> Path:
         return Path(run_experiment(name, args, settings).run_dir)
 
-    report_dir = run_gameday(args.suite, run_one, reports_dir, settings, suites_file=suites_file())
+    guard = suite_guard(args.target, settings, profile=args.profile, context=args.context)  # skips, waits
+    report_dir = run_gameday(args.suite, run_one, reports_dir, settings, suites_file=suites_file(), guard=guard)
     final = gameday_verdict(report_dir)
     if args.json:
         print(json.dumps({"schema_version": 1, "suite": args.suite, "verdict": final,

@@ -112,6 +112,16 @@ class AwsSettings:
     allowed_resources: tuple[str, ...] = ()
     blackhole_subnets: bool = False  # a zone loss also cuts the zone's allowed subnets with a deny-all NACL
     elasticache_tls: bool = True  # in-transit encryption on the replication group: the API uses rediss://
+    # the subnets the harness reaches AWS through (where it runs, its NAT gateway): a blackhole never cuts them
+    harness_subnets: tuple[str, ...] = ()
+    # fis: faults are AWS FIS experiments that end by themselves (a killed harness leaves nothing broken);
+    # chaosaws: direct API calls (failovers, our own NACL blackhole) that only the harness undoes
+    injection: str = "fis"
+    fis_role_arn: str | None = None  # the IAM role FIS runs experiments as (required with injection: fis)
+    fis_stop_alarms: tuple[str, ...] = ()  # CloudWatch alarm ARNs: FIS stops the experiment when one fires
+    fis_duration_s: int = 900  # the longest a FIS fault lasts if the harness never stops it (1 min .. 12 h)
+    gameday_cooldown_s: float = 60.0  # a game-day's pause between experiments, before waiting for `available`
+    settle_timeout_s: float = 1800.0  # how long a game-day waits for RDS/ElastiCache to be available again
 
 
 @dataclass(frozen=True)

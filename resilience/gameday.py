@@ -3,17 +3,26 @@
 Every experiment of the suite is reported — passed, failed, inconclusive or
 aborted, and even one whose run crashed the harness: a compliance report that
 silently dropped the runs that went wrong would be worse than none.
+
+A suite runs on one target, and asks it before each experiment (`SuiteGuard`): an
+experiment the target refuses (e.g. redis-outage on aws: ElastiCache has no full
+outage) is skipped with the target's reason, which the compliance report shows —
+a skip is not a failure; and on a target with managed services the next
+experiment waits until they are available again, after a cool-down, and is
+skipped when a quota would refuse its fault (aws: targets/aws/pacing.py).
 """
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 
 from .config import Settings
+from .fault_registry import FaultCall
 from .errors import UserError
 from .evidence import append_ledger, ledger_entry, new_run_dir, sign_manifest, write_manifest
 from .reports.compliance import GamedayEntry, build_compliance, write_compliance
@@ -80,13 +89,51 @@ def suite_experiments(suite: str, path: Path = DEFAULT_SUITES_FILE) -> list[str]
     return suites[suite]
 
 
+@dataclass(frozen=True)
+class SuiteGuard:
+    """What a game-day asks its target before each experiment; each answers a reason to skip it, or None."""
+
+    refusal: Callable[[str], str | None] = lambda experiment: None  # the target would refuse its fault
+    before: Callable[[str], str | None] = lambda experiment: None  # waits until it may start (or says why not)
+
+
+def suite_guard(target: str, settings: Settings, *, profile: str = "full", context: str | None = None) -> SuiteGuard:
+    """The guard of `target`: its nemeses' refusals (as `run --dry-run` checks them), and on a target with
+    AWS services, the pacer (cool-down, wait until available, the TestFailover quota)."""
+    from . import experiments as catalogue
+    from .fault_registry import FAULTS
+    from .policy import Policy
+    from .targets import make_target
+    planned = make_target(target, settings, context=context, dry_run=True)
+
+    def faults(experiment: str) -> list[FaultCall]:
+        return list(catalogue.load(experiment, profile, policy=Policy.from_settings(settings)).faults)
+
+    def refusal(experiment: str) -> str | None:
+        for call in faults(experiment):
+            if FAULTS[call.fault].touches_target:
+                try:
+                    planned.nemeses_for(call)
+                except UserError as exc:
+                    return str(exc)
+        return None
+    if "aws" not in planned.composition.services:
+        return SuiteGuard(refusal)
+    from .targets.aws.pacing import AwsPacer
+    from .targets.aws.services import AwsServices
+    pacer = AwsPacer(AwsServices(settings))
+    return SuiteGuard(refusal, lambda experiment: pacer.before(experiment, faults(experiment)))
+
+
 def run_gameday(suite: str, run_one: Callable[[str], Path], reports_dir: Path, settings: Settings,
-                suites_file: Path = DEFAULT_SUITES_FILE, now: Callable[[], datetime] | None = None) -> Path:
+                suites_file: Path = DEFAULT_SUITES_FILE, now: Callable[[], datetime] | None = None,
+                guard: SuiteGuard = SuiteGuard()) -> Path:
     """Run each experiment of `suite` via run_one(name) -> run directory; write the compliance report.
 
-    A run_one that raises is recorded as an aborted experiment (with the error)
-    and the game-day goes on. On Ctrl-C the report is still written, with the
-    experiments not yet run marked as such, and the interrupt is re-raised.
+    An experiment `guard` gives a reason for is skipped (the reason in the report). A run_one
+    that raises is recorded as an aborted experiment (with the error) and the game-day goes on.
+    On Ctrl-C the report is still written, with the experiments not yet run marked as such,
+    and the interrupt is re-raised.
     Returns `reports/<ts>-gameday-<suite>/` with compliance.{html,pdf,json} and its own manifest.
     """
     clock = now or (lambda: datetime.now(timezone.utc))
@@ -95,6 +142,10 @@ def run_gameday(suite: str, run_one: Callable[[str], Path], reports_dir: Path, s
     interrupted: BaseException | None = None
     for index, experiment in enumerate(experiments):
         try:
+            skip = guard.refusal(experiment) or guard.before(experiment)
+            if skip:
+                entries.append(GamedayEntry(experiment, None, skipped=skip))
+                continue
             entries.append(GamedayEntry(experiment, Path(run_one(experiment))))
         except KeyboardInterrupt as exc:
             interrupted = exc

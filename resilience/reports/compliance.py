@@ -172,6 +172,7 @@ class GamedayEntry:
     experiment: str
     run_dir: Path | None
     error: str | None = None
+    skipped: str | None = None  # not run: why its target refuses it (not a failure)
 
 
 def _normalise(name: str) -> str:
@@ -218,6 +219,10 @@ def _wall(run: RunView, value: Any) -> str | None:
 
 
 def _experiment_section(entry: GamedayEntry) -> dict[str, Any]:
+    if entry.skipped is not None:
+        return {**_experiment_section(GamedayEntry(entry.experiment, None, entry.skipped)), "verdict": "skipped",
+                "verdict_word": "SKIPPED", "aborted_reason": None, "skipped_reason": entry.skipped,
+                "method": f"not run: {entry.skipped}"}
     if entry.run_dir is None or not (entry.run_dir / "result.json").is_file():
         reason = entry.error or "the run left no result.json"
         return {"experiment": entry.experiment, "kind": experiment_kind(None, entry.experiment),
@@ -277,6 +282,9 @@ def findings(sections: list[dict[str, Any]]) -> list[dict[str, Any]]:
                       "remediation": remediation})
 
     for s in sections:
+        if s["verdict"] == "skipped":
+            add(s, "low", f"not run: {s['skipped_reason']}", "Run it where it applies (another target), or take it "
+                "out of this target's suite; a skipped experiment evidences nothing.")
         if s["verdict"] == "aborted":
             add(s, "high", f"run aborted: {s.get('aborted_reason') or 'no reason recorded'}",
                 "Fix the cause of the abort and re-run the experiment; an aborted run evidences nothing.")
@@ -325,7 +333,9 @@ def coverage_matrix(sections: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def overall_verdict(verdicts: list[str]) -> str:
-    """pass only if every experiment passed; otherwise the worst: aborted > fail > inconclusive."""
+    """pass only if every experiment run passed (skipped ones aside); otherwise the worst: aborted > fail >
+    inconclusive."""
+    verdicts = [v for v in verdicts if v != "skipped"]
     if not verdicts:
         return "inconclusive"
     for worst in ("aborted", "fail", "inconclusive"):

@@ -23,6 +23,11 @@ percent of its request per request per second the pod served (spread evenly over
 the ready pods), and a constant memory use. A cost model for tests, not a
 measurement: it lets a traffic spike make the HPA scale.
 
+With `backends` (tests/fakes/app_backends.py) it has a database and a cache behind it:
+FakeAws' RDS cluster and ElastiCache group. A request that needs PostgreSQL is answered
+503 while the cluster fails over and until the pods have reconnected to the new writer;
+the menu falls back to PostgreSQL while the cache fails over (as the platform does).
+
 Serves on 127.0.0.1 with an ephemeral port (`with FakeAppService(...) as app:`, `app.url`).
 """
 
@@ -40,6 +45,7 @@ from urllib.parse import unquote, urlsplit
 
 from resilience.targets.kubernetes.manifests import APP_NAME, APP_SELECTOR
 
+from .app_backends import FakeBackends
 from .clock import FakeClock
 from .kube_api import FakeKubeApi, matches_labels
 from .serving import ServedFake
@@ -88,8 +94,10 @@ class FakeAppService(ServedFake):
 
     thread_name = "fake-app-service"
 
-    def __init__(self, kube: FakeKubeApi, namespace: str, *, cpu_percent_per_rps: float | None = None) -> None:
+    def __init__(self, kube: FakeKubeApi, namespace: str, *, cpu_percent_per_rps: float | None = None,
+                 backends: FakeBackends | None = None) -> None:
         super().__init__()
+        self.backends = backends
         self.kube, self.namespace = kube, namespace
         self.clock = FakeClock(time_scale=kube.clock.time_scale, manual=kube.clock.manual)  # the cluster's pace
         self.cpu_percent_per_rps = cpu_percent_per_rps
@@ -132,6 +140,9 @@ class FakeAppService(ServedFake):
         with self.lock:
             self._served += 1
         replica = pods[next(self.turn) % len(pods)]
+        refused = self.backends.refusal(method, path) if self.backends is not None else None
+        if refused is not None:
+            return refused
         try:
             return self._route(method, path, headers, body, replica)
         except Reply as reply:

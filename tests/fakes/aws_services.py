@@ -51,6 +51,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
+from .aws_fis import FakeFis, install as install_fis
+from .aws_refusals import Refusals
 from .clock import FakeClock
 from .serving import ServedFake
 
@@ -138,6 +140,9 @@ class FakeAws(ServedFake):
         self.test_failover_limit = test_failover_limit
         self.cache_events: list[tuple[str, str, CacheEvent]] = []  # (account, region, event)
         self._test_failovers: list[float] = []  # fake times of TestFailover calls (the rolling 24 h limit)
+        self.refusals = Refusals()  # errors to answer instead, and every request counted (aws_refusals.py)
+        self.fis = FakeFis(self.clock, lambda: self.url)  # FIS experiments that act (aws_fis.py)
+        install_fis(_active)
 
     # -- lifecycle (start / stop / url / with / advance: ServedFake)
     def _make_server(self) -> Any:
@@ -147,6 +152,9 @@ class FakeAws(ServedFake):
         fake = self
 
         def app(environ: dict[str, Any], start_response: Any) -> Any:
+            refused = fake.refusals.answer(environ)  # injected throttling / AccessDenied (aws_refusals.py)
+            if refused is not None:
+                return refused(environ, start_response)
             _CURRENT.fake = fake
             try:
                 return moto_app(environ, start_response)

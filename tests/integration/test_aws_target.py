@@ -54,7 +54,7 @@ def platform(moto_url: str, aws_env: None, request: pytest.FixtureRequest) -> di
     settings = Settings(aws=AwsSettings(allowed_accounts=(MOTO_ACCOUNT,), region=REGION, rds_cluster=made.cluster,
                                         elasticache_group=made.group, endpoint_url=moto_url, allowed_regions=(REGION,),
                                         allowed_resources=(made.cluster, made.group, made.vpc, *made.subnets),
-                                        blackhole_subnets=True))
+                                        blackhole_subnets=True, injection="chaosaws"))  # FIS: test_aws_fis.py
     return {"settings": settings, "session": made.session, "ec2": made.ec2, "rds": made.rds, "vpc": made.vpc,
             "subnets": made.subnets, "url": moto_url}
 
@@ -205,7 +205,7 @@ def test_events_since_reports_what_the_apis_offer(platform: dict[str, Any]) -> N
 
 def test_dry_run_makes_no_call(aws_env: None) -> None:
     settings = Settings(aws=AwsSettings(allowed_accounts=(MOTO_ACCOUNT,), endpoint_url="http://127.0.0.1:9",
-                                        allowed_regions=(REGION,), blackhole_subnets=True))
+                                        allowed_regions=(REGION,), blackhole_subnets=True, injection="chaosaws"))
     services = AwsServices(settings, dry_run=True)  # port 9 is never contacted: a call would fail loudly
     nemesis = AwsNemesis(services)
     plan = services.plan_up()
@@ -217,6 +217,11 @@ def test_dry_run_makes_no_call(aws_env: None) -> None:
     assert "ec2:ReplaceNetworkAclAssociation" in text
     assert "chaosaws.rds.actions.failover_db_cluster(db_cluster_identifier='school-meals-db'" in text
     assert "chaosaws.elasticache.actions.test_failover(replication_group_id='school-meals-cache'" in text
+    fis = AwsNemesis(AwsServices(replace(settings, aws=replace(settings.aws, injection="fis")), dry_run=True))
+    text = "\n".join(line for call in (fault_call("lose_zone", {"zone": "ap-south-1a"}),
+                                        fault_call("fail_over_database", {})) for line in fis.plan(call))
+    assert "aws:network:disrupt-connectivity" in text and "rollback stop_fis_zone:" in text
+    assert "rollback stop_fis_failover:" in text and "ec2:DescribeNatGateways" in text
 
 
 def test_a_writer_change_is_observed_as_it_happens(platform: dict[str, Any]) -> None:
@@ -238,3 +243,51 @@ def test_a_writer_change_is_observed_as_it_happens(platform: dict[str, Any]) -> 
     assert failovers and failovers[0].detail["component"] == "postgres"
     assert failovers[0].detail["from"] == before and failovers[0].detail["new_primary"] != before
     assert start <= failovers[0].monotonic <= time.monotonic()
+
+
+def test_the_blackhole_never_cuts_the_harness_s_own_way_to_aws(platform: dict[str, Any]) -> None:
+    ec2, subnets = platform["ec2"], platform["subnets"]
+    before = associations(ec2, subnets)
+    with pytest.raises(UserError, match=f"{subnets[0]} \\(aws.harness_subnets\\)"):
+        aws_nemesis(platform, harness_subnets=(subnets[0],)).inject(fault_call("lose_zone", {"zone": ZONES[0]}))
+    allocation = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    gateway = ec2.create_nat_gateway(SubnetId=subnets[1], AllocationId=allocation)["NatGateway"]["NatGatewayId"]
+    with pytest.raises(UserError, match=f"{subnets[1]} \\(NAT gateway {gateway}\\)"):
+        aws_nemesis(platform).inject(fault_call("lose_zone", {"zone": ZONES[1]}))
+    endpoint = ec2.create_vpc_endpoint(VpcId=platform["vpc"], ServiceName="com.amazonaws.ap-south-1.ec2",
+                                       VpcEndpointType="Interface", SubnetIds=[subnets[2]])["VpcEndpoint"]
+    with pytest.raises(UserError, match=f"{subnets[2]} \\(VPC endpoint {endpoint['VpcEndpointId']}"):
+        aws_nemesis(platform).inject(fault_call("lose_zone", {"zone": ZONES[2]}))
+    assert associations(ec2, subnets) == before  # refused before anything was touched
+    assert "DescribeNatGateways" in "\n".join(aws_nemesis(platform).plan(fault_call("lose_zone", {"zone": ZONES[0]})))
+
+
+def test_a_forged_step_naming_another_acl_is_refused_and_the_real_one_restores(platform: dict[str, Any]) -> None:
+    ec2, subnets = platform["ec2"], platform["subnets"]
+    before = associations(ec2, subnets)
+    nemesis = aws_nemesis(platform)
+    step = nemesis.inject(fault_call("lose_zone", {"zone": ZONES[0]}))
+    blackhole = step.arguments["blackhole_acl_id"]
+    other = ec2.create_network_acl(VpcId=platform["vpc"])["NetworkAcl"]["NetworkAclId"]  # e.g. a wide-open one
+    forged = RollbackStep(**{**step.to_json(), "arguments": {
+        **step.arguments, "subnets": [{"subnet_id": subnets[0], "original_acl_id": other}]}})
+    assert nemesis.rollback_refusal(forged) is None  # every id is allowed: only the blackhole's tag tells
+    with pytest.raises(UserError, match=f"names {other} as the network ACL of {subnets[0]}, but the blackhole "
+                                        f"{blackhole} recorded {before[subnets[0]]}"):
+        nemesis.rollback(forged)
+    assert associations(ec2, subnets)[subnets[0]] == blackhole  # nothing was touched
+    nemesis.rollback(step)
+    assert associations(ec2, subnets) == before
+
+
+def test_a_subnet_someone_moved_to_a_third_acl_is_left_alone(platform: dict[str, Any]) -> None:
+    ec2, subnets = platform["ec2"], platform["subnets"]
+    nemesis = aws_nemesis(platform)
+    step = nemesis.inject(fault_call("lose_zone", {"zone": ZONES[0]}))
+    third = ec2.create_network_acl(VpcId=platform["vpc"])["NetworkAcl"]["NetworkAclId"]
+    association = next(a["NetworkAclAssociationId"] for acl in ec2.describe_network_acls(
+        NetworkAclIds=[step.arguments["blackhole_acl_id"]])["NetworkAcls"] for a in acl["Associations"])
+    ec2.replace_network_acl_association(AssociationId=association, NetworkAclId=third)
+    with pytest.raises(UserError, match=f"the subnet is on {third}"):
+        nemesis.rollback(step)
+    assert associations(ec2, subnets)[subnets[0]] == third

@@ -45,6 +45,7 @@ from resilience.fault_registry import FAULTS  # noqa: E402
 from resilience.history import CONTROLLER, FAULT, OK, PHASE, PLATFORM, History, Record  # noqa: E402
 from resilience.load.shape import DEFAULT_SPAWN_RATE, parse_stages  # noqa: E402
 from resilience.targets.kubernetes.manifests import APP_NAME  # noqa: E402
+from tests.fakes.app_backends import FakeBackends, cache_primary, rds_writer  # noqa: E402
 from tests.fakes.app_service import MEMORY_PERCENT, METRICS_PERIOD_S, FakeAppService, ready_api_pods  # noqa: E402
 from tests.fakes.aws_platform import MOTO_ACCOUNT, AwsPlatform, provision  # noqa: E402
 from tests.fakes.aws_services import FakeAws, use_fake_credentials  # noqa: E402
@@ -202,7 +203,8 @@ def _aws_settings(made: AwsPlatform, url: str) -> dict[str, Any]:
     """The settings file's aws: block for the resources in the fake account, every allow-list filled."""
     return {"allowed_accounts": [MOTO_ACCOUNT], "region": REGION, "rds_cluster": made.cluster,
             "elasticache_group": made.group, "endpoint_url": url, "allowed_regions": [REGION],
-            "allowed_resources": [made.cluster, made.group, made.vpc, *made.subnets], "blackhole_subnets": True}
+            "allowed_resources": [made.cluster, made.group, made.vpc, *made.subnets], "blackhole_subnets": True,
+            "fis_role_arn": f"arn:aws:iam::{MOTO_ACCOUNT}:role/resilience-fis"}
 
 
 @pytest.fixture
@@ -217,7 +219,10 @@ def cloud(fake_aws: FakeAws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     suffix = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[-30:].strip("-")
     aws = provision(fake_aws.url, REGION, ZONES, suffix, cache_zones=[ZONES[1], ZONES[2]])  # primary by the writer
     kube = FakeKubeApi(zones=ZONES).start()
-    app = FakeAppService(kube, NAMESPACE, cpu_percent_per_rps=CPU_PERCENT_PER_RPS).start()
+    clock = kube.clock
+    backends = FakeBackends(rds_writer(MOTO_ACCOUNT, REGION, aws.cluster), cache_primary(MOTO_ACCOUNT, REGION, aws.group),
+                            clock.now)  # the app's database and cache: the fake account's RDS and ElastiCache
+    app = FakeAppService(kube, NAMESPACE, cpu_percent_per_rps=CPU_PERCENT_PER_RPS, backends=backends).start()
     try:
         kubeconfig = tmp_path / "kubeconfig"
         kubeconfig.write_text(yaml.safe_dump({
@@ -441,3 +446,32 @@ def test_a_run_with_its_load_inside_the_fake_cluster(cloud: Cloud, capsys: pytes
                 for o in cloud.kube.objects(plural, NAMESPACE)
                 if "resilience.dev/load-run" in (o["metadata"].get("labels") or {})]
     assert labelled == [], f"load objects left behind: {labelled}"
+
+
+def test_a_game_day_on_aws_runs_its_suite_to_a_verdict(cloud: Cloud, fake_aws: FakeAws,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """`resilience gameday --target aws`: what aws refuses is skipped with its reason, the rest run, each after
+    RDS and ElastiCache are available again; the compliance report gives the verdict."""
+    settings = yaml.safe_load(cloud.config.read_text())
+    settings["aws"].update(gameday_cooldown_s=0.1, settle_timeout_s=120)
+    cloud.config.write_text(yaml.safe_dump(settings))
+    (Path("experiments") / "suites.yaml").write_text(yaml.safe_dump({"suites": {"default": [
+        "pod-kill", "zone-failure", "db-failover", "redis-outage", "redis-failover"]}}))
+    calls_before = dict(fake_aws.refusals.calls)
+    started = time.monotonic()
+    code, out, err = _cli(capsys, "gameday", "--target", "aws", "--context", CONTEXT, "--config", str(cloud.config),
+                          "--profile", "short", "--yes", "--reports-dir", str(cloud.reports), "--json")
+    seconds = time.monotonic() - started
+    summary = json.loads(out[out.index("{"):])
+    report = json.loads((Path(summary["report_dir"]) / "compliance.json").read_text())
+    verdicts = {e["experiment"]: e["verdict"] for e in report["experiments"]}
+    skipped = next(e for e in report["experiments"] if e["experiment"] == "redis-outage")
+    assert verdicts["redis-outage"] == "skipped" and "ElastiCache" in skipped["skipped_reason"], skipped
+    assert not [f for f in report["findings"] if f["severity"] != "low" and f["experiment"] == "redis-outage"]
+    ran = {name: v for name, v in verdicts.items() if name != "redis-outage"}
+    assert set(ran.values()) <= {"pass", "fail", "inconclusive"}, (verdicts, err)
+    assert summary["verdict"] == report["overall_verdict"] and code == (0 if summary["verdict"] == "pass" else 1)
+    calls = {op: n - calls_before.get(op, 0) for op, n in fake_aws.refusals.calls.items()
+             if n > calls_before.get(op, 0)}
+    print(f"\nGAMEDAY default on aws: {summary['verdict']} in {seconds:.1f} s; {verdicts}; AWS calls "
+          f"{sum(calls.values())}: {dict(sorted(calls.items(), key=lambda kv: -kv[1]))}")

@@ -59,7 +59,8 @@ def test_the_cronjob_game_day_passes_its_own_dry_run(tmp_path: Path, capsys: pyt
     out, err = capsys.readouterr()
     assert code == 0, err
     assert out.count("== ") == 5  # every experiment of the suite was planned
-    assert "failover_db_cluster" in out and "test_failover" in out
+    # faults on aws are AWS FIS experiments (aws.injection: fis, the default)
+    assert "aws:rds:failover-db-cluster" in out and "aws:elasticache:replicationgroup-interrupt-az-power" in out
 
 
 def test_the_kind_contract_settings_load_and_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

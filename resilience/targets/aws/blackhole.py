@@ -4,6 +4,14 @@ A new network ACL has no allow entries, so it denies all traffic; replacing a su
 association with it cuts the subnet. The original associations go into the rollback
 step first; restoring re-associates them and deletes the blackhole, and only ever
 touches an ACL that carries our tag and subnets the settings allow.
+
+Two things keep a cut from breaking what it cannot undo:
+- the harness's own way to AWS is never cut: a subnet in `aws.harness_subnets` (where the harness
+  runs), or holding a NAT gateway or an interface VPC endpoint of the VPC, makes the zone loss refuse
+  before anything is touched (cut, the harness could not reach EC2 to restore the ACLs);
+- the blackhole ACL carries, per subnet, a tag naming the ACL the subnet had (`resilience:original-acl/
+  <subnet>`); restoring re-associates only that ACL, so a rollback.json whose step names another ACL is
+  refused, and a subnet someone else has moved to a third ACL is left alone (refused, named).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from ..blast_radius import resource_problem
 from ..kubernetes.manifests import MANAGED_BY_LABEL, MANAGER
 
 BLACKHOLE_TAG = "resilience:zone-blackhole"
+ORIGINAL_TAG = "resilience:original-acl/"  # + subnet id: the ACL the subnet had before the cut
 
 
 def plan_lines(rds_cluster: str, zone: str) -> list[str]:
@@ -25,12 +34,15 @@ def plan_lines(rds_cluster: str, zone: str) -> list[str]:
         f"rds:DescribeDBSubnetGroups -> VpcId (must be in aws.allowed_resources)",
         f"lose_zone: ec2:DescribeSubnets(Filters=[vpc-id=<vpc>, availability-zone={zone}]); only subnets listed in "
         f"aws.allowed_resources are cut",
+        "lose_zone: ec2:DescribeNatGateways + ec2:DescribeVpcEndpoints(Filters=[vpc-id=<vpc>]): refused if a subnet to "
+        "cut holds a NAT gateway or an interface endpoint, or is in aws.harness_subnets (the harness's way to AWS)",
         f"lose_zone: ec2:CreateNetworkAcl(VpcId=<vpc>) tagged {BLACKHOLE_TAG}: no allow entries, so it denies all "
-        f"traffic (our own action; chaosaws has none); it and the original NetworkAclIds go into rollback.json first",
+        f"traffic (our own action; chaosaws has none), with a tag naming each subnet's original ACL; it and the original "
+        f"NetworkAclIds go into rollback.json first",
         "lose_zone: ec2:ReplaceNetworkAclAssociation(AssociationId=<association>, NetworkAclId=<blackhole>) for "
         "each subnet",
         "rollback restore_zone: ec2:ReplaceNetworkAclAssociation(AssociationId=<current>, NetworkAclId=<original>) "
-        "for each subnet; ec2:DeleteNetworkAcl(NetworkAclId=<blackhole>)",
+        "for each subnet, only to the ACL the blackhole's tag recorded; ec2:DeleteNetworkAcl(NetworkAclId=<blackhole>)",
     ]
 
 
@@ -50,7 +62,27 @@ class ZoneBlackhole:
             raise UserError(f"lose_zone: none of the subnets of VPC {vpc_id} in {zone} ({', '.join(subnets) or 'none'}) "
                             f"is in aws.allowed_resources, so none may be cut. List them, or set "
                             f"aws.blackhole_subnets: false.")
+        carriers = self.harness_routes(vpc_id)
+        cut_off = [f"{s} ({carriers[s]})" for s in allowed if s in carriers]
+        if cut_off:
+            raise UserError(f"lose_zone: cutting {', '.join(cut_off)} would cut the harness's own way to AWS, and it "
+                            f"could not restore the network ACLs. Nothing was touched. Run the harness from another "
+                            f"zone, or leave the subnet out of aws.allowed_resources.")
         return vpc_id, allowed
+
+    def harness_routes(self, vpc_id: str) -> dict[str, str]:
+        """Subnet -> why the harness reaches AWS through it: aws.harness_subnets, NAT gateways, interface endpoints."""
+        ec2 = self.services.client("ec2")
+        found = {s: "aws.harness_subnets" for s in self.settings.aws.harness_subnets}
+        vpc = [{"Name": "vpc-id", "Values": [vpc_id]}]
+        for gateway in ec2.describe_nat_gateways(Filters=vpc).get("NatGateways", []):
+            if gateway.get("State") not in ("deleted", "deleting", "failed") and gateway.get("SubnetId"):
+                found.setdefault(gateway["SubnetId"], f"NAT gateway {gateway.get('NatGatewayId')}")
+        for endpoint in ec2.describe_vpc_endpoints(Filters=vpc).get("VpcEndpoints", []):
+            for subnet in endpoint.get("SubnetIds", []):
+                found.setdefault(subnet, f"VPC endpoint {endpoint.get('VpcEndpointId')} "
+                                         f"({endpoint.get('ServiceName', '')})")
+        return found
 
     def cut(self, zone: str, vpc_id: str, allowed: list[str], record: Recorder, extra: dict[str, Any]) -> RollbackStep:
         """Cut the zone's allowed subnets (from `target_subnets`); `extra` goes into the step (e.g. failovers)."""
@@ -59,7 +91,9 @@ class ZoneBlackhole:
         blackhole = ec2.create_network_acl(VpcId=vpc_id, TagSpecifications=[{
             "ResourceType": "network-acl",
             "Tags": [{"Key": "Name", "Value": f"resilience-blackhole-{zone}"}, {"Key": BLACKHOLE_TAG, "Value": zone},
-                     {"Key": MANAGED_BY_LABEL, "Value": MANAGER}]}])["NetworkAcl"]["NetworkAclId"]
+                     {"Key": MANAGED_BY_LABEL, "Value": MANAGER},
+                     *({"Key": ORIGINAL_TAG + o["subnet_id"], "Value": o["original_acl_id"]} for o in originals)]
+        }])["NetworkAcl"]["NetworkAclId"]
         step = RollbackStep("restore_zone", {**extra, "zone": zone, "vpc_id": vpc_id, "blackhole_acl_id": blackhole,
                                              "subnets": originals},
                             f"re-associate the original network ACLs of {len(originals)} subnets in {zone}, "
@@ -83,26 +117,45 @@ class ZoneBlackhole:
         return next((p for p in problems if p), None)
 
     def restore(self, step: RollbackStep) -> None:
-        from botocore.exceptions import ClientError
+        """Put each subnet back on the ACL the blackhole's tags say it had, then delete the blackhole.
+
+        Everything is checked before anything changes: a step naming an ACL the blackhole did not record,
+        or a subnet now on a third ACL, is refused (UserError) and nothing is touched.
+        """
         ec2 = self.services.client("ec2")
-        for subnet in step.arguments.get("subnets", []):
-            association_id, current = self._association(ec2, subnet["subnet_id"])
-            if current != subnet["original_acl_id"]:
-                ec2.replace_network_acl_association(AssociationId=association_id,
-                                                    NetworkAclId=subnet["original_acl_id"])
         blackhole = step.arguments.get("blackhole_acl_id")
-        if not blackhole:
-            return
+        acl = self._blackhole(ec2, blackhole) if blackhole else None
+        moves = []
+        for subnet in step.arguments.get("subnets", []):
+            subnet_id, original = subnet["subnet_id"], subnet["original_acl_id"]
+            association_id, current = self._association(ec2, subnet_id)
+            if current == original:
+                continue  # restored already
+            recorded = _tags(acl).get(ORIGINAL_TAG + subnet_id) if acl is not None and current == blackhole else None
+            if recorded != original:
+                found = (f"the blackhole {blackhole} recorded {recorded}" if recorded else
+                         f"the subnet is on {current}, not on the blackhole {blackhole}")
+                raise UserError(f"restore_zone: rollback.json names {original} as the network ACL of {subnet_id}, but "
+                                f"{found}. Nothing was restored: check rollback.json and the subnet's ACL by hand.")
+            moves.append((association_id, original))
+        for association_id, original in moves:
+            ec2.replace_network_acl_association(AssociationId=association_id, NetworkAclId=original)
+        if acl is not None:
+            ec2.delete_network_acl(NetworkAclId=blackhole)
+
+    def _blackhole(self, ec2: Any, acl_id: str) -> dict[str, Any] | None:
+        """The blackhole ACL, or None once deleted (restoring twice is safe); UserError if it is not ours."""
+        from botocore.exceptions import ClientError
         try:
-            acl = ec2.describe_network_acls(NetworkAclIds=[blackhole])["NetworkAcls"][0]
+            acl = dict(ec2.describe_network_acls(NetworkAclIds=[acl_id])["NetworkAcls"][0])
         except ClientError as exc:
             if "NotFound" in str(exc):
-                return  # deleted already: restoring twice is safe
+                return None
             raise
-        if not any(t.get("Key") == BLACKHOLE_TAG for t in acl.get("Tags", [])):
-            raise UserError(f"network ACL {blackhole} does not carry the tag {BLACKHOLE_TAG}: it is not one this tool "
-                            f"made, so it is not deleted. Check rollback.json.")
-        ec2.delete_network_acl(NetworkAclId=blackhole)
+        if BLACKHOLE_TAG not in _tags(acl):
+            raise UserError(f"network ACL {acl_id} does not carry the tag {BLACKHOLE_TAG}: it is not one this tool "
+                            f"made, so it is not touched. Check rollback.json.")
+        return acl
 
     def _vpc_id(self) -> str:
         group_name = self.services.cluster().get("DBSubnetGroup")
@@ -125,3 +178,7 @@ class ZoneBlackhole:
                 if association.get("SubnetId") == subnet_id:
                     return str(association["NetworkAclAssociationId"]), str(acl["NetworkAclId"])
         raise HarnessError(f"subnet {subnet_id} has no network ACL association (every VPC subnet should have one).")
+
+
+def _tags(resource: dict[str, Any] | None) -> dict[str, str]:
+    return {str(t.get("Key")): str(t.get("Value")) for t in (resource or {}).get("Tags", [])}

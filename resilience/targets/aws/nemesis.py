@@ -21,8 +21,10 @@ from ...errors import UserError
 from ..base import Build
 from ..blast_radius import region_problem, resource_problem
 from ..fault_module import ModularNemesis
+from ..base import Recorder, RollbackStep
 from .blackhole import ZoneBlackhole
 from .faults import FAULTS
+from .fis import FisEngine, cache_power, network_cut, rds_failover
 from .services import AwsServices
 
 
@@ -39,6 +41,7 @@ class AwsNemesis(ModularNemesis):
         self.services = services
         self.aws = services.aws
         self.blackhole = ZoneBlackhole(services)
+        self.fis = FisEngine(services)
 
     def allow_list_problem(self, *resources: tuple[str, str]) -> str | None:
         """The region outside aws.allowed_regions, or the first (kind, id) outside aws.allowed_resources."""
@@ -75,3 +78,52 @@ class AwsNemesis(ModularNemesis):
     def test_failover(self, node_group: str) -> None:
         from chaosaws.elasticache.actions import test_failover
         self.services.chaos(test_failover, replication_group_id=self.aws.elasticache_group, node_group_id=node_group)
+
+    # -- the same faults as AWS FIS experiments (aws.injection: fis; fis.py) ----------------------
+    def fis_fail_over_database(self, record: Recorder) -> RollbackStep:
+        writers = [m["DBInstanceIdentifier"] for m in self.services.cluster().get("DBClusterMembers", [])
+                   if m.get("IsClusterWriter")]
+        return self.fis.start("stop_fis_failover", f"resilience: fail over RDS cluster {self.aws.rds_cluster}",
+                              [rds_failover(self.fis.arn("rds", f"cluster:{self.aws.rds_cluster}"))], record,
+                              {"writer_before": writers[0] if writers else None})
+
+    def cache_zones(self) -> tuple[str | None, set[str]]:
+        """(the zone of the first node group's primary, every zone holding a node of the replication group)."""
+        groups = self.services.replication_group().get("NodeGroups", [])
+        members = [m for g in groups for m in g.get("NodeGroupMembers", [])]
+        primary = next((m.get("PreferredAvailabilityZone") for m in (groups[0].get("NodeGroupMembers", [])
+                                                                   if groups else []) if m.get("CurrentRole") ==
+                        "primary"), None)
+        return primary, {str(m.get("PreferredAvailabilityZone")) for m in members}
+
+    def fis_stop_cache(self, record: Recorder) -> RollbackStep:
+        zone, _ = self.cache_zones()
+        if zone is None:
+            raise UserError(f"replication group {self.aws.elasticache_group!r} reports no primary (or no zone for "
+                            f"it): there is no zone whose power to interrupt.")
+        group = self.fis.arn("elasticache", f"replicationgroup:{self.aws.elasticache_group}")
+        return self.fis.start("stop_fis_cache", f"resilience: cut power to {self.aws.elasticache_group} in {zone}",
+                              [cache_power(group, zone, self.aws.fis_duration_s)], record, {"zone": zone})
+
+    def fis_lose_zone(self, zone: str, subnets: tuple[str, list[str]] | None, record: Recorder) -> RollbackStep:
+        """The writer failed over when it is in `zone`, the cache's nodes there powered off, the subnets cut."""
+        parts = []
+        if self.services.primary_zone() == zone:
+            parts.append(rds_failover(self.fis.arn("rds", f"cluster:{self.aws.rds_cluster}")))
+        if zone in self.cache_zones()[1]:
+            group = self.fis.arn("elasticache", f"replicationgroup:{self.aws.elasticache_group}")
+            parts.append(cache_power(group, zone, self.aws.fis_duration_s))
+        extra: dict[str, Any] = {"zone": zone}
+        if subnets is not None:
+            vpc_id, cut = subnets
+            parts.append(network_cut([self.fis.arn("ec2", f"subnet/{s}") for s in cut], self.aws.fis_duration_s))
+            extra.update(vpc_id=vpc_id, subnets=[{"subnet_id": s} for s in cut])
+        if not parts:
+            raise UserError(f"lose_zone {zone}: neither the RDS writer nor an ElastiCache node is in {zone}, and "
+                            f"aws.blackhole_subnets is off: the zone holds nothing to lose.")
+        return self.fis.start("stop_fis_zone", f"resilience: lose zone {zone}", parts, record, extra)
+
+    def fis_undo_refusal(self, step: RollbackStep) -> str | None:
+        """A FIS step read back from rollback.json: an allowed region, and any subnets it names allowed."""
+        return region_problem(self.services.settings) or (
+            self.blackhole.refusal(step) if step.arguments.get("subnets") else None)

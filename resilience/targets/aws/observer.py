@@ -76,6 +76,21 @@ class AwsSnapshot:
         return components
 
 
+def connection_dimensions(cluster: dict[str, Any], writer: str | None, cluster_id: str) -> list[dict[str, str]]:
+    """The CloudWatch dimension DatabaseConnections is published under for this kind of database.
+
+    Aurora publishes cluster metrics by DBClusterIdentifier
+    (https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/dimensions.html); RDS for a
+    Multi-AZ DB cluster or a DB instance only by DBInstanceIdentifier
+    (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/dimensions.html), so there the writer's
+    connections are read. Before the first round (no engine known) the cluster dimension is asked.
+    """
+    engine = str(cluster.get("Engine", "aurora"))
+    if engine.startswith("aurora") or writer is None:
+        return [{"Name": "DBClusterIdentifier", "Value": cluster_id}]
+    return [{"Name": "DBInstanceIdentifier", "Value": writer}]
+
+
 class AwsObserver:
     """Takes rounds (directly, or in its loop while observing) and keeps the last snapshot and every event once.
 
@@ -123,26 +138,39 @@ class AwsObserver:
         return self._thread is not None and not self._stop.is_set()
 
     def read_events(self, since: float) -> None:
-        """RDS and ElastiCache events (failover start/complete) and CloudWatch connection counts since `since`."""
+        """RDS and ElastiCache events (failover start/complete) and CloudWatch connection counts since `since`.
+
+        ElastiCache reports a TestFailover on two sources: "Test Failover API called" on the replication
+        group, "Failover ... completed", "Recovering cache nodes" and "Finished recovery" on its cache
+        clusters (https://docs.aws.amazon.com/AmazonElastiCache/latest/APIReference/API_TestFailover.html),
+        so both are read: the cache-cluster events of the whole region in one call, kept for the group's
+        members.
+        """
         start = to_wall(since)
+        last = self._last or self.read()  # the group's members and the writer (a round, if none was taken yet)
+        members = set(last.group.get("MemberClusters", []))
         sources = [("rds", "postgres", self.aws.rds_cluster, "db-cluster"),
-                   ("elasticache", "redis", self.aws.elasticache_group, "replication-group")]
+                   ("elasticache", "redis", self.aws.elasticache_group, "replication-group"),
+                   ("elasticache", "redis", None, "cache-cluster")]
         for service, component, identifier, source_type in sources:
+            ask = {"SourceIdentifier": identifier} if identifier else {}
             try:
-                found = self.client(service).describe_events(SourceIdentifier=identifier, SourceType=source_type,
-                                                              StartTime=start)["Events"]
+                found = self.client(service).describe_events(SourceType=source_type, StartTime=start, **ask)["Events"]
             except Exception as exc:  # observation is best effort (e.g. moto has no ElastiCache DescribeEvents)
                 self._once("events-unavailable", component, {"component": component, "error": str(exc)})
                 continue
             for event in found:
+                if identifier is None and event.get("SourceIdentifier") not in members:
+                    continue  # another replication group's node
                 message = str(event.get("Message", ""))
                 op = "failover" if "failover" in message.lower() else f"{service}-event"
                 self._keep(PlatformEvent(to_monotonic(event["Date"]) or 0.0, "platform", op, {
-                    "component": component, "message": message, "source": event.get("SourceIdentifier")}))
+                    "component": component, "message": message, "source": event.get("SourceIdentifier"),
+                    "source_type": source_type}))
+        dimensions = connection_dimensions(last.cluster, last.writer(), self.aws.rds_cluster)
         try:
             stats = self.client("cloudwatch").get_metric_statistics(
-                Namespace="AWS/RDS", MetricName="DatabaseConnections",
-                Dimensions=[{"Name": "DBClusterIdentifier", "Value": self.aws.rds_cluster}],
+                Namespace="AWS/RDS", MetricName="DatabaseConnections", Dimensions=dimensions,
                 StartTime=start, EndTime=datetime.now(timezone.utc), Period=60, Statistics=["Minimum", "Maximum"])
         except Exception as exc:  # best effort, as above
             self._once("metrics-unavailable", "cloudwatch", {"error": str(exc)})
@@ -150,7 +178,7 @@ class AwsObserver:
         for point in stats.get("Datapoints", []):
             self._keep(PlatformEvent(to_monotonic(point["Timestamp"]) or 0.0, "platform", "metric", {
                 "component": "postgres", "metric": "AWS/RDS DatabaseConnections", "period_s": 60,
-                "minimum": point.get("Minimum"), "maximum": point.get("Maximum")}))
+                "dimension": dimensions[0]["Name"], "minimum": point.get("Minimum"), "maximum": point.get("Maximum")}))
 
     def events_since(self, monotonic: float) -> list[PlatformEvent]:
         """What was observed from `monotonic` on: the loop's (which reads from here on), or a direct read."""

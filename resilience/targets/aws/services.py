@@ -28,6 +28,7 @@ from ...errors import HarnessError, UserError
 from ..base import Build, PlatformEvent, Services, StackStatus
 from ..blast_radius import region_problem
 from ..kubernetes.manifests import BackendEndpoints
+from .clients import AwsClients
 from .observer import POLL_S, AwsObserver
 
 @contextlib.contextmanager
@@ -76,15 +77,17 @@ class AwsServices(Services):
             import boto3
             session = boto3.Session(region_name=self.aws.region)
         self._session = session
+        self.clients = AwsClients(session, self.aws.region, self.aws.endpoint_url)
         self.account = self._check_account()
 
     # -- clients and the allow-list -----------------------------------------------
     def client(self, service: str) -> Any:
-        """A boto3 client, only ever for an allowed region (checked before every call)."""
+        """A boto3 client (made once, shared by threads; clients.py), only ever for an allowed region (checked
+        before every call)."""
         problem = region_problem(self.settings)
         if problem:
             raise UserError(problem)
-        return self._session.client(service, region_name=self.aws.region, endpoint_url=self.aws.endpoint_url)
+        return self.clients.get(service)
 
     def _check_account(self) -> str:
         from botocore.exceptions import BotoCoreError, ClientError

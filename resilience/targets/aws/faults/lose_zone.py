@@ -25,11 +25,11 @@ if TYPE_CHECKING:
 @FAULTS.register
 class LoseZone(FaultModule["AwsNemesis"]):
     fault = "lose_zone"
-    steps = ("restore_zone",)
+    steps = ("restore_zone", "stop_fis_zone")
 
     def refusal(self, nemesis: AwsNemesis, call: FaultCall) -> str | None:
         return nemesis.allow_list_problem(("DB cluster", nemesis.aws.rds_cluster),
-                                          ("replication group", nemesis.aws.elasticache_group))
+                                          ("replication group", nemesis.aws.elasticache_group)) or nemesis.fis.refusal()
 
     def plan(self, nemesis: AwsNemesis, call: FaultCall) -> list[str]:
         a = nemesis.aws
@@ -41,6 +41,15 @@ class LoseZone(FaultModule["AwsNemesis"]):
                  f"{rds} with a reader outside {zone}",
                  f"lose_zone: elasticache:DescribeReplicationGroups: for each node group whose primary is in {zone}, "
                  f"{cache}"]
+        if nemesis.fis.on:
+            return [f"lose_zone: rds:DescribeDBClusters + rds:DescribeDBInstances, elasticache:DescribeReplicationGroups"
+                    f": the writer's and the cache nodes' zones" + (
+                        "; the zone's allowed subnets as below, none holding the harness's way to AWS"
+                        if a.blackhole_subnets else ""), *(plan_lines(a.rds_cluster, zone)[:3] if a.blackhole_subnets
+                                                           else []),
+                    *nemesis.fis.plan("lose_zone", "stop_fis_zone", ["aws:rds:failover-db-cluster (writer in the zone)",
+                                                    "aws:elasticache:replicationgroup-interrupt-az-power (the zone)"] + (
+                        ["aws:network:disrupt-connectivity (the subnets)"] if a.blackhole_subnets else []))]
         if a.blackhole_subnets:
             return lines + plan_lines(a.rds_cluster, zone)
         return lines + ["rollback none: RDS and ElastiCache keep the promoted writer and primary "
@@ -55,6 +64,8 @@ class LoseZone(FaultModule["AwsNemesis"]):
             raise UserError(f"lose_zone: RDS cluster {nemesis.aws.rds_cluster!r} has no writer to take the zone "
                             f"from; pass the zone explicitly.")
         subnets = nemesis.blackhole.target_subnets(zone) if nemesis.aws.blackhole_subnets else None  # refuse first
+        if nemesis.fis.on:
+            return nemesis.fis_lose_zone(zone, subnets, context.record)
         failed_over: dict[str, Any] = {"rds": None, "elasticache": []}
         if services.primary_zone() == zone:
             failed_over["rds"] = nemesis.fail_over_rds(avoid_zone=zone)
@@ -70,7 +81,12 @@ class LoseZone(FaultModule["AwsNemesis"]):
                             "RDS and ElastiCache keep the promoted writer and primary")
 
     def undo(self, nemesis: AwsNemesis, step: RollbackStep) -> None:
-        nemesis.blackhole.restore(step)
+        if step.capability == "stop_fis_zone":
+            nemesis.fis.stop(step)
+        else:
+            nemesis.blackhole.restore(step)
 
     def undo_refusal(self, nemesis: AwsNemesis, step: RollbackStep) -> str | None:
+        if step.capability == "stop_fis_zone":
+            return nemesis.fis_undo_refusal(step)
         return region_problem(nemesis.services.settings) or nemesis.blackhole.refusal(step)

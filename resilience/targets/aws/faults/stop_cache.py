@@ -16,19 +16,32 @@ if TYPE_CHECKING:
 @FAULTS.register
 class StopCache(FaultModule["AwsNemesis"]):
     fault = "stop_cache"
+    steps = ("stop_fis_cache",)
 
     def refusal(self, nemesis: AwsNemesis, call: FaultCall) -> str | None:
         if call.get("mode") != "failover":
             return (f"mode {call.get('mode')!r} is not available on ElastiCache; only 'failover' (TestFailover). "
                     f"A full outage would mean deleting the replication group.")
-        return nemesis.allow_list_problem(("replication group", nemesis.aws.elasticache_group))
+        return nemesis.allow_list_problem(("replication group", nemesis.aws.elasticache_group)) or nemesis.fis.refusal()
 
     def plan(self, nemesis: AwsNemesis, call: FaultCall) -> list[str]:
+        if nemesis.fis.on:
+            return [f"stop_cache: elasticache:DescribeReplicationGroups(ReplicationGroupId="
+                    f"{nemesis.aws.elasticache_group!r}) -> the zone of the first node group's primary",
+                    *nemesis.fis.plan("stop_cache", "stop_fis_cache", ["aws:elasticache:replicationgroup-interrupt-az-power"])]
         return [f"stop_cache: elasticache:DescribeReplicationGroups(ReplicationGroupId="
                 f"{nemesis.aws.elasticache_group!r}) -> the first NodeGroupId", f"stop_cache: {nemesis.cache_call_line()}",
                 "rollback none: ElastiCache keeps the promoted primary"]
 
     def inject(self, nemesis: AwsNemesis, call: FaultCall, context: InjectContext) -> RollbackStep:
+        if nemesis.fis.on:
+            return nemesis.fis_stop_cache(context.record)
         node_group = nemesis.services.replication_group()["NodeGroups"][0]["NodeGroupId"]
         nemesis.test_failover(node_group)
         return RollbackStep(ROLLBACK_NONE, {"node_group_id": node_group}, "ElastiCache keeps the promoted primary")
+
+    def undo(self, nemesis: AwsNemesis, step: RollbackStep) -> None:
+        nemesis.fis.stop(step)
+
+    def undo_refusal(self, nemesis: AwsNemesis, step: RollbackStep) -> str | None:
+        return nemesis.fis_undo_refusal(step)
