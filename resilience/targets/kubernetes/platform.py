@@ -316,10 +316,18 @@ class KubernetesPlatform(Platform):
         return {node.metadata.name: (node.metadata.labels or {}).get(ZONE_LABEL)
                 for node in self._core().list_node().items}
 
-    def nodes_in_zone(self, zone: str) -> dict[str, bool]:
-        """The zone's nodes, each with whether it is cordoned already (spec.unschedulable)."""
-        return {n.metadata.name: bool(n.spec and n.spec.unschedulable)
-                for n in self._core().list_node(label_selector=plan.zone_selector(zone)).items}
+    def replica_bounds(self) -> tuple[int, int | None]:
+        """What the app's HPA allows (minReplicas, maxReplicas); without an HPA, (1, None)."""
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+        try:
+            spec = client.AutoscalingV2Api(self._api).read_namespaced_horizontal_pod_autoscaler(
+                APP_NAME, self.namespace).spec
+        except ApiException as exc:
+            if exc.status == 404:
+                return 1, None
+            raise
+        return max(1, int(spec.min_replicas or 1)), int(spec.max_replicas)
 
     def pods(self, label_selector: str) -> list[Any]:
         return list(self._core().list_namespaced_pod(self.namespace, label_selector=label_selector).items)
