@@ -130,3 +130,75 @@ def test_replica_steps_are_bounded_by_the_hpa(fake: FakeKubeApi, settings: Setti
     assert len(fake.mutating_requests()) == before
     t.rollback(RollbackStep("scale_replicas", {"replicas": 7}, "", "kubernetes"))
     assert platform.desired_replicas() == 7
+
+
+# -- --target kubernetes without AWS (issue 18 item 5) ------------------------------------------------------------
+def test_up_against_endpoints_from_the_settings_needs_no_aws(fake: FakeKubeApi) -> None:
+    from resilience.targets import make_target
+    from resilience.targets.kubernetes.manifests import EXTERNAL_POSTGRES_SERVICE, EXTERNAL_REDIS_SERVICE
+    s = Settings(kubernetes=KubernetesSettings(allowed_contexts=(CONTEXT,), namespace=NS,
+                                               database_host="pg.internal.example.test",
+                                               cache_host="redis.internal.example.test"))
+    assert not s.aws.allowed_accounts  # no AWS call would be allowed
+    dry = make_target("kubernetes", s, context=CONTEXT, dry_run=True)
+    assert "rds:" not in "\n".join(dry.platform.plan_up())
+    t = make_target("kubernetes", s, context=CONTEXT)
+    assert t.up().running
+    pg = fake.get("services", EXTERNAL_POSTGRES_SERVICE, NS)
+    redis = fake.get("services", EXTERNAL_REDIS_SERVICE, NS)
+    assert pg is not None and pg["spec"]["externalName"] == "pg.internal.example.test"
+    assert redis is not None and redis["spec"]["externalName"] == "redis.internal.example.test"
+
+
+def test_the_hosts_come_both_or_neither() -> None:
+    from resilience.config import validate
+    for kwargs in ({"database_host": "pg.example.test"}, {"database_host": "pg:5432", "cache_host": "r.example.test"},
+                   {"node_selector": "a=b,c d"}):
+        with pytest.raises(UserError):
+            validate(Settings(kubernetes=KubernetesSettings(**kwargs)))  # type: ignore[arg-type]
+    validate(Settings(kubernetes=KubernetesSettings(node_selector="eks.amazonaws.com/nodegroup=app,!spot")))
+
+
+# -- the load's URL through an Ingress: its host rule and its TLS (issue 18 item 7) ----------------------------
+def ingress_url(fake: FakeKubeApi, settings: Settings, annotations: dict | None = None, tls: bool = False) -> str:
+    from dataclasses import replace
+    from tests.integration.test_kubernetes_target import set_status
+    t = target(settings)
+    t.up()
+    with fake._lock:
+        key = ("apis/networking.k8s.io/v1", "ingresses", NS, "school-meals-api")
+        obj = fake.store.require(key)
+        obj["metadata"].setdefault("annotations", {}).update(annotations or {})
+        if tls:
+            obj["spec"]["tls"] = [{"hosts": ["meals.example.test"], "secretName": "meals-tls"}]
+        fake.store.put(key, obj)
+    set_status(fake, "ingresses", "school-meals-api", {"loadBalancer": {"ingress": [{"hostname": "k8s-alb.test"}]}})
+    return target(replace(settings)).url()
+
+
+def test_the_url_names_the_ingress_host_so_requests_carry_it(fake: FakeKubeApi) -> None:
+    """Without the Host the rule matches, the ALB answers 404: the URL is the host, resolving to the ALB."""
+    s = Settings(kubernetes=KubernetesSettings(allowed_contexts=(CONTEXT,), namespace=NS,
+                                               ingress_host="meals.example.test"))
+    assert ingress_url(fake, s) == "http://meals.example.test"
+
+
+def test_an_ingress_with_tls_is_reached_over_https(fake: FakeKubeApi, settings: Settings) -> None:
+    assert ingress_url(fake, settings, tls=True) == "https://k8s-alb.test"
+
+
+def test_an_alb_with_a_certificate_is_reached_over_https(fake: FakeKubeApi) -> None:
+    s = Settings(kubernetes=KubernetesSettings(allowed_contexts=(CONTEXT,), namespace=NS,
+                                               ingress_host="meals.example.test"))
+    url = ingress_url(fake, s, {"alb.ingress.kubernetes.io/listen-ports": '[{"HTTP": 80}, {"HTTPS": 443}]'})
+    assert url == "https://meals.example.test"
+
+
+def test_without_tls_or_host_the_alb_address_over_http(fake: FakeKubeApi, settings: Settings) -> None:
+    assert ingress_url(fake, settings) == "http://k8s-alb.test"
+
+
+def test_a_wildcard_ingress_host_needs_kubernetes_url(fake: FakeKubeApi) -> None:
+    s = Settings(kubernetes=KubernetesSettings(allowed_contexts=(CONTEXT,), namespace=NS, ingress_host="*.example.test"))
+    with pytest.raises(UserError, match="kubernetes.url"):
+        ingress_url(fake, s)

@@ -85,6 +85,14 @@ class BackendEndpoints:
     database: str = "meals"
 
 
+def settings_endpoints(settings: Settings) -> BackendEndpoints | None:
+    """The PostgreSQL and Redis hosts the settings name (both or neither: config_checks.py), if any."""
+    k = settings.kubernetes
+    if k.database == "external" and k.database_host and k.cache_host:
+        return BackendEndpoints(postgres_host=k.database_host, redis_host=k.cache_host)
+    return None
+
+
 def labels(component: str = "api") -> dict[str, str]:
     """Labels on everything we create; `down()` deletes by the managed-by label."""
     return {
