@@ -26,7 +26,8 @@ module that implements it names the documentation it follows):
 - Jobs, and the orphaning an API DELETE of a Job does without propagationPolicy (jobs.py);
 - watches (watch.py);
 - the service proxy: a request forwarded to a Service's endpoint, 503 without one (proxy.py);
-- an HPA controller acting on metrics a test sets (hpa.py);
+- an HPA controller acting on metrics a test sets, which it sees only after metrics-server's next
+  15 s scrape (hpa.py);
 - optionally, pods run as real local processes (process_kubelet.py, `enable_process_kubelet`).
 
 Time: controllers count fake seconds (tests/fakes/clock.py). By default fake
@@ -49,7 +50,7 @@ Constructor flags (the defaults behave as a real cluster does):
 - graceful_termination=True: False deletes pods at once whatever the grace period;
 - pod_start_s=0: fake seconds from a pod starting to its being Ready;
 - time_scale=0.01 / manual_clock=False, hpa_sync_period_s=15, hpa_tolerance=0.1,
-  watch_history=10000 (changes a watch can resume from).
+  watch_history=10000 (changes a watch can resume from), metrics_resolution_s=15 (0: metrics at once).
 
 Not a conformance-tested API server: apply is a recursive merge without field
 ownership (no apply conflicts), strategic merge patches replace lists, there
@@ -113,7 +114,8 @@ class FakeKubeApi(ServedFake):
     def __init__(self, zones: tuple[str, ...] = ("zone-a", "zone-b", "zone-c"), nodes_per_zone: int = 1, *,
                  topology_spread: bool = True, enforce_pdbs: bool = True, graceful_termination: bool = True,
                  pod_start_s: float = 0.0, time_scale: float = 0.01, manual_clock: bool = False,
-                 hpa_sync_period_s: float = 15.0, hpa_tolerance: float = 0.1, watch_history: int = 10_000) -> None:
+                 hpa_sync_period_s: float = 15.0, hpa_tolerance: float = 0.1, watch_history: int = 10_000,
+                 metrics_resolution_s: float = 15.0) -> None:
         super().__init__()
         self._lock = threading.RLock()
         self.store = Store(self._lock, history=watch_history)
@@ -125,7 +127,8 @@ class FakeKubeApi(ServedFake):
         self.workloads = Workloads(self)
         self.scheduler = Scheduler(self)
         self.disruption = DisruptionController(self)
-        self.hpa = HpaController(self, sync_period_s=hpa_sync_period_s, tolerance=hpa_tolerance)
+        self.hpa = HpaController(self, sync_period_s=hpa_sync_period_s, tolerance=hpa_tolerance,
+                                 metrics_resolution_s=metrics_resolution_s)
         self.jobs = JobController(self)
         self.process_kubelet: ProcessKubelet | None = None
         self.service_backends: dict[tuple[str, str, int], tuple[str, int]] = {}  # see serve_service
@@ -194,6 +197,11 @@ class FakeKubeApi(ServedFake):
         A resource never set has no metrics (as on EKS without metrics-server)."""
         with self._lock:
             self.hpa.set_metric(deployment, namespace, {"cpu": cpu_utilization, "memory": memory_utilization})
+
+    def scrape_metrics(self) -> None:
+        """metrics-server scrapes now: what set_metric set becomes what the HPA reads (else at the next 15 s)."""
+        with self._lock:
+            self.hpa.scrape()
 
     def tick(self) -> None:
         """Run one HPA sync of every HPA now (as the controller's resync would), without moving time."""
