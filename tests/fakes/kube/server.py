@@ -19,7 +19,8 @@ module that implements it names the documentation it follows):
   older than the history kept (store.py, this module);
 - evictions answer 429 Too Many Requests when a PodDisruptionBudget would be
   violated (disruption.py);
-- a scheduler that honours cordons, taints, nodeSelector and (with
+- a scheduler that honours cordons, taints, nodeSelector, node capacity (requests against
+  allocatable: resources.py) and (with
   `topology_spread=True`) topology spread constraints with nodeTaintsPolicy,
   leaving pods Pending when nothing fits (scheduler.py);
 - Deployment, kubelet and graceful termination (workloads.py);
@@ -80,6 +81,7 @@ from .hpa import HpaController
 from .jobs import JobController, orphan_dependents
 from . import proxy
 from .process_kubelet import ProcessKubelet
+from .resources import DEFAULT_ALLOCATABLE
 from .scheduler import Scheduler
 from .selectors import merge, selected
 from .store import (CLUSTER_SCOPED, KIND_OF, ApiError, Key, Obj, Store, conflict, group_of,
@@ -180,14 +182,18 @@ class FakeKubeApi(ServedFake):
 
     # -- test hooks
     def add_node(self, name: str, zone: str | None, taints: list[Obj] | None = None,
-                 labels: dict[str, str] | None = None) -> None:
+                 labels: dict[str, str] | None = None, allocatable: dict[str, str] | None = None) -> None:
+        """A Ready node; `allocatable` e.g. {"cpu": "1930m", "memory": "6900Mi", "pods": "29"} (an m5.large);
+        default: resources.DEFAULT_ALLOCATABLE."""
         node_labels = {"kubernetes.io/hostname": name, **({ZONE_LABEL: zone} if zone else {}), **(labels or {})}
+        room = dict(allocatable or DEFAULT_ALLOCATABLE)
         with self._lock:
             self.store.put(("api/v1", "nodes", None, name), {
                 "apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": name, "labels": node_labels},
                 "spec": {"taints": taints} if taints else {},
-                "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]},
+                "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+                           "allocatable": room, "capacity": dict(room)},
             })
             self.settle()
 
