@@ -179,9 +179,9 @@ def test_the_fake_app_serves_while_the_fake_cluster_has_a_ready_api_pod() -> Non
         assert http.post("/orders", json={**order, "idempotency_key": "k-3", "items": [{"item_id": 999, "qty": 1}]}
                          ).status_code == 422
 
-        assert kube.hpa.metrics == {}  # metrics-server reports every METRICS_PERIOD_S fake seconds
+        assert kube.hpa.reported == {}  # the pods' usage, reported every METRICS_PERIOD_S fake seconds
         app.advance(METRICS_PERIOD_S)
-        reported = kube.hpa.metrics[(NAMESPACE, APP_NAME)]
+        reported = kube.hpa.reported[(NAMESPACE, APP_NAME)]  # the HPA reads it after metrics-server's next scrape
         assert reported["cpu"] > 0 and reported["memory"] == MEMORY_PERCENT
 
         kube_http.patch(f"{path}/{APP_NAME}", json={"spec": {"replicas": 0}},

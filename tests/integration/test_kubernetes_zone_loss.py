@@ -202,3 +202,27 @@ def test_a_wildcard_ingress_host_needs_kubernetes_url(fake: FakeKubeApi) -> None
     s = Settings(kubernetes=KubernetesSettings(allowed_contexts=(CONTEXT,), namespace=NS, ingress_host="*.example.test"))
     with pytest.raises(UserError, match="kubernetes.url"):
         ingress_url(fake, s)
+
+
+# -- the HPA's hand-over of spec.replicas, with field ownership as on a cluster (issue 18 item 7) ----------------
+def test_a_second_up_after_the_hpa_scaled_keeps_its_count_and_meets_no_conflict(fake: FakeKubeApi,
+                                                                                 settings: Settings) -> None:
+    from resilience.targets.kubernetes.manifests import APP_NAME, MANAGER
+    t = target(settings)
+    t.up()
+    fake.set_metric(APP_NAME, NS, cpu_utilization=140, memory_utilization=40)
+    fake.scrape_metrics()
+    platform = t.platform
+    assert isinstance(platform, KubernetesPlatform)
+    wait_until(lambda: platform.desired_replicas() > 6, 10, "the HPA's scale-up")
+    scaled = platform.desired_replicas()
+    deployment = fake.get("deployments", APP_NAME, NS)
+    assert deployment is not None
+    owners = {e["manager"]: e["fieldsV1"] for e in deployment["metadata"]["managedFields"]}
+    assert owners["kube-controller-manager"]["f:spec"] == {"f:replicas": {}}
+    assert "f:replicas" not in owners[MANAGER].get("f:spec", {})
+    fake.set_metric(APP_NAME, NS, cpu_utilization=70, memory_utilization=40)  # at target: the HPA keeps its count
+    fake.scrape_metrics()
+    scaled = platform.desired_replicas()
+    t.up()  # would be a 409 if our apply still sent spec.replicas
+    assert platform.desired_replicas() == scaled

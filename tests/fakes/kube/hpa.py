@@ -53,6 +53,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .apply import CONTROLLER_MANAGER, record_update
 from .disruption import pod_ready, terminating
 from .store import Key, Obj, now_iso
 
@@ -209,8 +210,8 @@ class HpaController:
             rescale = desired != current
         if rescale:
             scaled = copy.deepcopy(target)
-            scaled["spec"]["replicas"] = desired
-            self.api.store.put(target_key, scaled)
+            scaled["spec"]["replicas"] = desired  # through the scale subresource, as kube-controller-manager
+            self.api.store.put(target_key, record_update(target, scaled, CONTROLLER_MANAGER))
             _condition(conditions, "AbleToScale", "True", "SucceededRescale",
                        f"the HPA controller was able to update the target scale to {desired}")
             self.api.record_event(ns, hpa, "SuccessfulRescale", f"New size: {desired}; reason: {reason}",

@@ -53,8 +53,13 @@ Constructor flags (the defaults behave as a real cluster does):
 - time_scale=0.01 / manual_clock=False, hpa_sync_period_s=15, hpa_tolerance=0.1,
   watch_history=10000 (changes a watch can resume from), metrics_resolution_s=15 (0: metrics at once).
 
-Not a conformance-tested API server: apply is a recursive merge without field
-ownership (no apply conflicts), strategic merge patches replace lists, there
+Field ownership (apply.py): managedFields on every write; server-side apply
+owns the fields it sends, answers 409 Conflict when another manager owns one
+with a different value (unless force=true) and removes what its manager no
+longer applies.
+
+Not a conformance-tested API server: apply treats lists as atomic, strategic
+merge patches replace lists, there
 is no admission, RBAC, scale or status subresource, and a deleted namespace
 disappears at once with its contents.
 """
@@ -80,6 +85,7 @@ from .disruption import DisruptionController
 from .hpa import HpaController
 from .jobs import JobController, orphan_dependents
 from . import proxy
+from .apply import apply, created_by_apply, record_update
 from .process_kubelet import ProcessKubelet
 from .resources import DEFAULT_ALLOCATABLE
 from .scheduler import Scheduler
@@ -292,6 +298,8 @@ class FakeKubeApi(ServedFake):
         raw = handler.rfile.read(length) if length else b""
         with self._lock:
             self.requests.append(RecordedRequest(handler.command, parts.path, query, content_type))
+        query = {**query, "manager": [query.get("fieldManager", [""])[0] or
+                                      (handler.headers.get("User-Agent") or "unknown").split("/")[0]]}
         if proxy.PROXY_PATH.match(parts.path) or proxy.LOG_PATH.match(parts.path):
             proxy.serve_text(self, handler, parts.path, parts.query, raw)
             return
@@ -329,7 +337,7 @@ class FakeKubeApi(ServedFake):
             if method == "GET":
                 return 200, self._list(prefix, plural, ns, query)
             if method == "POST" and isinstance(body, dict):
-                return 201, self._create(prefix, plural, ns, body)
+                return 201, self._create(prefix, plural, ns, record_update(None, body, query["manager"][0]))
             raise ApiError(405, "MethodNotAllowed", f"{method} {path} is not supported by the fake")
         key: Key = (prefix, plural, ns, name)
         if sub == "eviction" and method == "POST" and plural == "pods":
@@ -341,6 +349,8 @@ class FakeKubeApi(ServedFake):
         if method == "PATCH":
             return self._patch(key, content_type or "", body, query)
         if method == "PUT":
+            if isinstance(body, dict):
+                body = record_update(self.store.get(key), body, query["manager"][0])
             return self._replace(key, body)
         if method == "DELETE":
             return 200, self._delete(key, query, body if isinstance(body, dict) else {})
@@ -397,7 +407,10 @@ class FakeKubeApi(ServedFake):
             if existing is None:
                 if expect:
                     raise conflict(key)
-                return 201, self._create(key[0], key[1], key[2], body)
+                return 201, self._create(key[0], key[1], key[2], created_by_apply(body, query["fieldManager"][0]))
+            applied = apply(existing, {k: v for k, v in body.items() if k != "status"}, query["fieldManager"][0],
+                            force=query.get("force", [""])[0] in TRUE)
+            return 200, copy.deepcopy(self.store.put(key, applied, expect_rv=expect))
         elif content_type not in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
             raise ApiError(415, "UnsupportedMediaType", f"the fake does not support {content_type}")
         if existing is None:
@@ -405,7 +418,7 @@ class FakeKubeApi(ServedFake):
         patch = {k: v for k, v in body.items() if k != "status"}
         if isinstance(patch.get("metadata"), dict):
             patch["metadata"] = {k: v for k, v in patch["metadata"].items() if k != "resourceVersion"}
-        updated = merge(existing, patch)
+        updated = record_update(existing, merge(existing, patch), query["manager"][0])
         return 200, copy.deepcopy(self.store.put(key, updated, expect_rv=expect))
 
     def _delete(self, key: Key, query: dict[str, list[str]], options: Obj) -> Obj:
