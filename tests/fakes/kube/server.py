@@ -141,6 +141,7 @@ class FakeKubeApi(ServedFake):
         self.process_kubelet: ProcessKubelet | None = None
         self.service_backends: dict[tuple[str, str, int], tuple[str, int]] = {}  # see serve_service
         self.requests: list[RecordedRequest] = []
+        self.terminations: dict[str, float] = {}  # pod uid -> fake time its deletion began (alb.py reads it)
         self._closing = False
         for zone in zones:
             for i in range(1, nodes_per_zone + 1):
