@@ -110,13 +110,12 @@ class KubernetesSettings:
     allowed_namespaces: tuple[str, ...] = ()  # where faults may evict or kill pods; empty: `namespace` only
     max_cordoned_nodes: int = 10  # one run never cordons more nodes than this
     eviction_timeout_s: float = 120.0  # a zone loss retries evictions a PodDisruptionBudget refuses this long
-    # Which nodes a zone loss may cordon: a label selector (e.g. eks.amazonaws.com/nodegroup=app); None: any node.
-    node_selector: str | None = None
+    node_selector: str | None = None  # the nodes a zone loss may cordon (label selector, e.g. a node group); null: any
     database: str = "external"  # external (RDS) | cloudnativepg (an in-cluster CloudNativePG cluster)
-    # database: external without AWS: the PostgreSQL and Redis hosts the API uses (both, or neither: then the aws
-    # target reads the RDS and ElastiCache endpoints from the account).
-    database_host: str | None = None
-    cache_host: str | None = None
+    # database: external without AWS: the PostgreSQL and Redis hosts the API uses (both, or neither: then the
+    # endpoints are read from the AWS account's RDS cluster and ElastiCache group).
+    database_host: str | None = None  # PostgreSQL host (port 5432) the API uses; null: the RDS cluster's endpoint
+    cache_host: str | None = None  # Redis host (port 6379) the API uses; null: the ElastiCache group's endpoint
     # The URL users (and Locust) reach the API at; None: what the Ingress / LoadBalancer Service status reports.
     url: str | None = None
     # How the API is exposed: an Ingress (ingress_class), a LoadBalancer Service, or only the ClusterIP Service.
