@@ -1,6 +1,8 @@
-"""The settings sections whose values need more than a type check: allow-lists, names, URLs, keys.
+"""The settings sections whose values need more than a type check (Kubernetes, the experiments'
+allow-lists) with those checks, and the checks of URLs and keys.
 
-`config.validate` calls these; each error names the file, the field and the fix.
+`config.validate` calls these; each error names the file, the field and the fix. `config` re-exports
+the sections, so `from resilience.config import KubernetesSettings` is the way to name them.
 """
 
 from __future__ import annotations
@@ -8,13 +10,10 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .errors import UserError
-
-if TYPE_CHECKING:
-    from .config import ExperimentsSettings, KubernetesSettings
 
 EXPOSE_MODES = ("ingress", "loadbalancer", "cluster-ip")
 LOAD_GENERATORS = ("local", "in-cluster")
@@ -22,6 +21,67 @@ LOAD_GENERATORS = ("local", "in-cluster")
 _IMAGE_REFERENCE = re.compile(r"^[a-z0-9]+([._:/-]+[a-zA-Z0-9_]+)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
                               r"(@sha256:[a-f0-9]{64})?$")
 LOAD_BALANCER_SCHEMES = ("internal", "internet-facing")
+
+IN_CLUSTER_CONTEXT = "in-cluster"  # `--context in-cluster`: the pod's service account instead of a kubeconfig
+
+
+@dataclass(frozen=True)
+class KubernetesSettings:
+    allowed_contexts: tuple[str, ...] = ()  # kubeconfig contexts, or "in-cluster" for the CronJob's service account
+    namespace: str = "school-meals"
+    image: str = "ghcr.io/example/school-meals-api:latest"  # built from this repository's Dockerfile
+    kubernetes_version: str = "1.29"
+    allowed_namespaces: tuple[str, ...] = ()  # where faults may evict or kill pods; empty: `namespace` only
+    max_cordoned_nodes: int = 10  # one run never cordons more nodes than this
+    eviction_timeout_s: float = 120.0  # a zone loss retries evictions a PodDisruptionBudget refuses this long
+    node_selector: str | None = None  # the nodes a zone loss may cordon (label selector, e.g. a node group); null: any
+    database: str = "external"  # external (RDS) | cloudnativepg (an in-cluster CloudNativePG cluster)
+    # database: external without AWS: the PostgreSQL and Redis hosts the API uses (both, or neither: then the
+    # endpoints are read from the AWS account's RDS cluster and ElastiCache group).
+    database_host: str | None = None  # PostgreSQL host (port 5432) the API uses; null: the RDS cluster's endpoint
+    cache_host: str | None = None  # Redis host (port 6379) the API uses; null: the ElastiCache group's endpoint
+    # The URL users (and Locust) reach the API at; None: what the Ingress / LoadBalancer Service status reports.
+    url: str | None = None
+    # How the API is exposed: an Ingress (ingress_class), a LoadBalancer Service, or only the ClusterIP Service.
+    expose: str = "ingress"
+    ingress_class: str = "alb"  # IngressClass name; "alb": the AWS Load Balancer Controller
+    ingress_host: str | None = None  # host rule of the Ingress; None: any host
+    ingress_controller_namespace: str = "ingress-nginx"  # where a non-ALB ingress controller's pods run
+    load_balancer_scheme: str = "internal"  # ALB/NLB: internal (inside the VPC) or internet-facing
+    # Where ALB/NLB traffic comes from (target type ip: the load balancer's own VPC addresses). Narrow these to
+    # the VPC's (or the load balancer subnets') CIDRs.
+    load_balancer_source_cidrs: tuple[str, ...] = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+    harness_namespace: str = "school-meals-chaos"  # where the game-day CronJob and its ServiceAccount live
+    # HPA behaviour on the cluster: None keeps the Kubernetes defaults (scale-down window 300 s, scale-up 0 s),
+    # independent of stack.autoscaling (the local controller's, shortened for experiments).
+    hpa_scale_down_stabilization_s: int | None = None
+    hpa_scale_up_stabilization_s: int | None = None
+    # Where Locust runs: "local" (one process on the harness host) or "in-cluster" (a master Job and worker
+    # pods in `namespace`, reached through the API server's service proxy: docs/in-cluster-load.md).
+    load_generator: str = "local"
+    load_image: str | None = None  # image of the in-cluster Locust pods; None: `image` (the same Dockerfile)
+    load_start_timeout_s: float = 300.0  # in-cluster: pods Ready and the master answering (image pulls included)
+
+    def fault_namespaces(self) -> tuple[str, ...]:
+        return self.allowed_namespaces or (self.namespace,)
+
+
+@dataclass(frozen=True)
+class ExperimentsSettings:
+    """What experiment files may run. Experiment files are code: by default only our own extension runs.
+
+    Chaos Toolkit python activities and controls may always use resilience.faults and
+    resilience.control; anything else must be listed here by the operator.
+    """
+
+    # python modules (or package prefixes: 'mychaos' allows 'mychaos' and 'mychaos.*') whose functions
+    # experiments may call as actions, probes, rollbacks, controls or dynamic configuration
+    allowed_modules: tuple[str, ...] = ()
+    # absolute paths of executables a `process` provider may run (exactly these; empty: none may run)
+    allowed_executables: tuple[str, ...] = ()
+    # hosts an `http` provider may call besides 127.0.0.0/8, ::1 and localhost: names or IP networks (CIDR)
+    allowed_http_hosts: tuple[str, ...] = ()
+
 
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 

@@ -55,7 +55,8 @@ def before_experiment_control(context: dict[str, Any], configuration: Any = None
         from .config import load_settings
         from .experiments import load_from_raw
         from .policy import Policy
-        from .rundeps import RunOptions, build_run
+        from .runbuild import build_run
+        from .rundeps import RunOptions
         profile = os.environ.get("RESILIENCE_PROFILE", "full")
         try:  # the same allow-lists as `resilience run`: a refused activity stops the run before it starts
             settings = load_settings(os.environ.get("RESILIENCE_CONFIG"))

@@ -53,6 +53,7 @@ class FaultRun(Protocol):
     def end_fault(self) -> None: ...
     def load_stats(self) -> "LoadStats | None": ...
     def ready_replicas(self) -> int: ...
+    def note_probe_error(self, probe: str, exc: BaseException) -> None: ...
 
 
 def current() -> FaultRun:
@@ -160,6 +161,7 @@ def platform_serving(min_availability: float = 0.95, window_s: float = 5.0) -> b
     availability = 1.0 - stats.error_pct / 100.0
     try:
         ready = run.ready_replicas()
-    except Exception:
+    except Exception as exc:  # broad: a probe answers, it never raises into Chaos Toolkit; said in the history
+        run.note_probe_error("platform_serving", exc)
         ready = 0
     return availability >= min_availability and ready > 0

@@ -1,6 +1,6 @@
 """Starting one experiment run from the command line, and printing what it found.
 
-Options become a `Run` (rundeps.build_run), which Chaos Toolkit drives with our
+Options become a `Run` (runbuild.build_run), which Chaos Toolkit drives with our
 control; a Ctrl-C anywhere still ends in a sealed, aborted run.
 """
 
@@ -92,7 +92,8 @@ def run_experiment(name: str, args: argparse.Namespace, settings: Settings) -> "
     from chaoslib.experiment import run_experiment as chaos_run
 
     from . import active, experiments
-    from .rundeps import RunOptions, build_run
+    from .runbuild import build_run
+    from .rundeps import RunOptions
     spec = experiments.load(name, args.profile, load_overrides=load_overrides(args), policy=Policy.from_settings(settings))
     experiments.validate_with_chaostoolkit(spec)
     options = RunOptions(target=args.target, context=args.context,

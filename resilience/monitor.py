@@ -59,6 +59,7 @@ class Monitor:
         self.every_2s = every_2s  # e.g. taking the platform's events into the history as they happen
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._failures_said: set[str] = set()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="monitor", daemon=True)
@@ -67,6 +68,13 @@ class Monitor:
     def stop(self) -> None:
         """Stop at the next tick (safe before start and twice)."""
         self._stop.set()
+
+    def _note_failure(self, what: str, exc: Exception) -> None:
+        """Say a failing poll once per kind of error (it is retried every 2 s), not on every tick."""
+        key = f"{what}: {type(exc).__name__}"
+        if key not in self._failures_said:
+            self._failures_said.add(key)
+            self.progress.say(f"{what} failed ({type(exc).__name__}: {exc}); retrying every 2 s")
 
     def _loop(self) -> None:
         ready: int | None = None
@@ -78,12 +86,13 @@ class Monitor:
             if now >= next_ready:
                 try:
                     ready = self.ready_replicas()
-                except Exception:
+                except Exception as exc:  # mid-fault the target may not answer: "unknown" this time
                     ready = None
+                    self._note_failure("reading the ready replicas", exc)
                 try:
                     self.every_2s()
-                except Exception:  # noqa: BLE001 - the run's final poll reports what is unavailable
-                    pass
+                except Exception as exc:  # the run's final poll reports what is unavailable; retried in 2 s
+                    self._note_failure("taking in the platform's events", exc)
                 next_ready = now + 2.0
             self.progress.update(self.elapsed(), stats, ready)
             for worker in (stats.workers_lost if stats is not None else ())[len(lost_seen):]:

@@ -6,9 +6,10 @@ through its public methods (`inject`, `hold`, `release`, `check_abort`, ...),
 `rollback_all()` from the rollbacks, `finish()` after the experiment.
 `resilience run` and plain `chaos run` go through the same code.
 
-A `Run` is given what it works with: the target, a factory for the load
-generator and the evidence store (run directory, seal): `resilience.rundeps`
-states what each must do, and its `build_run` makes the real ones.
+A `Run` is given what it works with: the target, the load plan and a factory
+for the load generator, and the evidence store (run directory, seal):
+`resilience.rundeps` states what each must do, `runbuild.build_run` makes the
+real ones.
 
 Safety: each fault's rollback is written to `rollback.json` *before* the fault
 is injected, and rollbacks run on success, failure, abort, Ctrl-C and errors;
@@ -30,8 +31,6 @@ likewise: `rollback` then `rollback-done`.
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import time
 import uuid
 from datetime import datetime, timezone
@@ -43,19 +42,18 @@ import yaml
 from .abort import Abort, Aborted
 from .config import Settings
 from .errors import HarnessError, UserError
-from .experiments import ExperimentSpec, PROJECT_ROOT
+from .experiments import ExperimentSpec
 from .atomic import write_json_atomic
 from .fault_registry import fault_call
 from .event_feed import EventFeed
-from .history import CONTROLLER, FAIL, FAULT, INFO, LOAD, OK, PARTIAL, PHASE, PLATFORM, History
+from .history import CONTROLLER, FAIL, FAULT, INFO, LOAD, OK, PARTIAL, PHASE, PLATFORM, PROBE, History
 from .load.process import load_summary
-from .load.shape import IN_CLUSTER_WORKERS, default_workers
 from .monitor import Monitor
 from .progress import Progress
 from .readback import read_back_orders
 from .results import RunFacts, RunResult, harness_info, target_detail, write_results
 from .rollbackfile import ROLLBACK, RollbackEntry, write_rollback_file
-from .rundeps import LoadFactory, LoadHandle, RunOptions, RunStore
+from .rundeps import LoadFactory, LoadHandle, LoadPlan, RunOptions, RunStore
 from .targets.base import FaultSession, RollbackStep
 from .targets.target import Target
 
@@ -70,7 +68,7 @@ _DONE = {"inject": INJECT_DONE, "rollback": ROLLBACK_DONE}
 
 class Run:
     def __init__(self, spec: ExperimentSpec, settings: Settings, options: RunOptions, *, target: Target,
-                 load_factory: LoadFactory, store: RunStore) -> None:
+                 load_plan: LoadPlan, load_factory: LoadFactory, store: RunStore) -> None:
         self.spec = spec
         self.settings = settings
         self.options = options
@@ -78,6 +76,7 @@ class Run:
         self.history = History()
         self.run_id = uuid.uuid4().hex[:8]
         self.target = target
+        self.load_plan = load_plan  # decided once, by build_run
         self.load_factory = load_factory
         self.store = store
         self.run_dir: Path | None = None
@@ -147,14 +146,8 @@ class Run:
         ready = self.target.ready_replicas()  # the replica count the run starts from (events only carry changes)
         self.history.add(CONTROLLER, "replicas", INFO,
                          detail={"ready": ready, "desired": status.detail.get("desired_replicas", ready)})
-        load_settings = self.spec.load
-        if not Path(load_settings.locustfile).is_absolute() and not Path(load_settings.locustfile).exists():
-            load_settings = dataclasses.replace(load_settings, locustfile=str(PROJECT_ROOT / load_settings.locustfile))
-        if load_settings.workers is None:
-            in_cluster = self.settings.kubernetes.load_generator == "in-cluster"
-            load_settings = dataclasses.replace(load_settings, workers=IN_CLUSTER_WORKERS if in_cluster else (
-                default_workers(os.cpu_count() or 1, stack_here=self.target.composition.on_this_machine)))
-        self.load_workers = load_settings.worker_count()
+        load_settings = self.load_plan.settings
+        self.load_workers = self.load_plan.workers
         load = self.load_factory(self.target.url(), load_settings, self.run_dir, self.history.origin_monotonic,
                                  self.run_id)
         self.load = load
@@ -214,6 +207,10 @@ class Run:
     def ready_replicas(self) -> int:
         """Ready API replicas, as the target counts them now."""
         return self.target.ready_replicas()
+
+    def note_probe_error(self, probe: str, exc: BaseException) -> None:
+        """A steady-state probe that could not ask the target: it answered "not serving"; the history says why."""
+        self.history.add(PROBE, probe, FAIL, detail={"error": f"{type(exc).__name__}: {exc}"})
 
     def wait_for_load_stage(self, stage: int, timeout_s: float) -> None:
         """Wait until the load runs its stage `stage` (0-based) or a later one; HarnessError after `timeout_s`."""
@@ -408,13 +405,14 @@ class Run:
             self.events.poll()
 
     def _collect_platform_events(self) -> None:
-        """The last poll, after the load stopped; then the target's observers stop."""
+        """After the load stopped: the target's observers stop (each takes its last look), then the last poll."""
         try:
-            self.events.poll()
-        except Exception as exc:
-            self.history.add(PLATFORM, "events-unavailable", INFO, detail={"error": str(exc)})
-        finally:
             self.target.stop_observing()
+        finally:
+            try:
+                self.events.poll()
+            except Exception as exc:
+                self.history.add(PLATFORM, "events-unavailable", INFO, detail={"error": str(exc)})
 
     def _write_results(self, journal: dict[str, Any]) -> RunResult:
         assert self.run_dir is not None
@@ -431,7 +429,7 @@ class Run:
             started_at=self.started_at,
             load={"users": self.spec.load.users, "stages": [s.to_json() for s in self.spec.load.stages],
                   "workers": self.load_workers,
-                  "user_class": self.spec.load.user_class},
+                  "user_class": self.load_plan.user_class},
             profile=self.spec.profile, aborted_reason=self.abort_reason,
             failed_rollbacks=sum(1 for r in self.rollbacks if r.status == "failed"),
             error=None if self.error is None else str(self.error))

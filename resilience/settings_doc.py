@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from . import config
+from . import config, config_checks
 from .config import Settings
 
 SECTIONS = {
@@ -63,8 +63,14 @@ EXPLAINED = {
 
 
 def field_comments() -> dict[str, str]:
-    """Class name.field -> the comment beside it (or on the lines just above it) in config.py."""
-    source = inspect.getsource(config)
+    """Class name.field -> the comment beside it (or on the lines just above it) where the settings are defined."""
+    out: dict[str, str] = {}
+    for module in (config, config_checks):  # config_checks defines the kubernetes and experiments sections
+        out.update(_comments_in(inspect.getsource(module)))
+    return out
+
+
+def _comments_in(source: str) -> dict[str, str]:
     lines = source.splitlines()
     out: dict[str, str] = {}
     for node in ast.parse(source).body:

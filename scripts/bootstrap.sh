@@ -24,12 +24,20 @@ if [ ! -x .venv/bin/python ]; then
   echo "bootstrap: creating .venv"
   "$PY" -m venv .venv
 fi
+# The Python dependencies come from requirements.lock (exact versions with hashes, what CI tested;
+# scripts/lock.sh re-resolves it); the project itself goes in editable, without touching them.
+# Re-installed whenever pyproject.toml or the lock changes.
 stamp=.venv/.resilience-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml requirements.lock | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "bootstrap: installing Python dependencies into .venv"
+  echo "bootstrap: installing the locked Python dependencies into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[test]'
+  .venv/bin/python -m pip install -q --require-hashes -r requirements.lock
+  .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+  # a dependency added to pyproject.toml but not yet locked shows up here
+  .venv/bin/python -m pip check >/dev/null || {
+    .venv/bin/python -m pip check
+    echo "bootstrap: requirements.lock does not satisfy pyproject.toml: run bash scripts/lock.sh" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi
 echo "bootstrap: ready (.venv/bin/resilience)"

@@ -1,6 +1,6 @@
 """Locust load generated inside the Kubernetes cluster: a master Job and N worker pods, read through the API server.
 
-`ClusterLoad` is a `LoadHandle` (resilience/rundeps.py) like `LoadProcess`, but
+`ClusterLoad` is a `LoadHandle` (load/plan.py) like `LoadProcess`, but
 Locust runs in the target's namespace instead of on the harness host, so the
 load comes from where users' traffic comes from and is not limited by one
 machine. What runs where (docs/in-cluster-load.md):
@@ -34,7 +34,7 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from ..config import Settings
 from ..errors import HarnessError, UserError
@@ -43,12 +43,10 @@ from ..targets.blast_radius import namespace_problem
 from . import cluster_manifests as cm
 from .clock_sync import ClockSync, combine, estimate
 from .master_client import MasterClient, MasterUnreachable
+from .plan import LoadFactory
 from .pod_diagnosis import diagnose
 from .process import EXIT_BAD_INPUT, LoadStats, check_load_target, check_locustfile, refusal_in
 from .shape import LoadSettings
-
-if TYPE_CHECKING:
-    from ..rundeps import LoadFactory
 
 CLOCK_ROUND_TRIPS = 7  # the shortest of these bounds the offset
 POLL_S = 0.5
@@ -353,7 +351,7 @@ class ClusterLoad:
             try:
                 if not self._pods():
                     break
-            except Exception:  # noqa: BLE001 - the API is unreachable: nothing more to wait for here
+            except Exception:  # broad: the API is unreachable: nothing more to wait for; the owners are deleted
                 break
             time.sleep(POLL_S)
         if failures:
@@ -374,7 +372,7 @@ class ClusterLoad:
                 except ApiException as exc:
                     if exc.status != 404:
                         raise
-        except Exception:  # noqa: BLE001 - only a shortcut: the owners are deleted, the pods go anyway
+        except Exception:  # broad: only a shortcut: the owners are deleted, the pods go anyway
             pass
 
     def _write_rows(self) -> None:
@@ -402,7 +400,7 @@ class ClusterLoad:
 
 
 def cluster_load_factory(settings: Settings, context: str, api_client: Any | None = None,
-                         workers: int | None = None) -> "LoadFactory":
+                         workers: int | None = None) -> LoadFactory:
     """A LoadFactory making ClusterLoads on the cluster of `context`, in `kubernetes.namespace`, with `workers`
     worker pods (None: the load settings' `workers`, as resolved by the run).
 
@@ -423,17 +421,3 @@ def cluster_load_factory(settings: Settings, context: str, api_client: Any | Non
                            workers=workers)
 
     return make
-
-
-def load_factory_for(settings: Settings, target: str, context: str | None, local: "LoadFactory") -> "LoadFactory":
-    """The load a run on `target` gets: `local` (LoadProcess), or ClusterLoad with `kubernetes.load_generator:
-    in-cluster` on a target whose platform is a Kubernetes cluster (a UserError on any other)."""
-    if settings.kubernetes.load_generator != "in-cluster":
-        return local
-    from ..targets.target import COMPOSITIONS
-    composition = COMPOSITIONS.get(target)
-    if composition is None or composition.platform != "kubernetes" or not context:
-        raise UserError(f"{settings.source}: 'kubernetes.load_generator' is in-cluster, which needs a target on a "
-                        f"Kubernetes cluster and its --context (kubernetes or aws); the target is {target!r}. Set "
-                        f"kubernetes.load_generator to local, or run on a cluster.")
-    return cluster_load_factory(settings, context)

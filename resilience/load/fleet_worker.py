@@ -25,7 +25,7 @@ from .clock_sync import ClockSample, ClockSync, estimate, shared
 from .fleet import FINISH, HELLO, PING, PONG, ROWS
 from .health import REPORT_INTERVAL_S, GeneratorHealth
 from .recorder import FLUSH_INTERVAL_S, Recorder
-from .worker import UsersOutOfGc, stop_event_on_signals, watch_parent
+from .runtime import UsersOutOfGc, stop_event_on_signals, watch_parent
 
 CLOCK_ROUND_TRIPS = 5
 CLOCK_REPLY_TIMEOUT_S = 5.0

@@ -31,8 +31,9 @@ from .fleet import FINISH, HELLO, PING, PONG, ROWS, FleetLedger
 from .health import REPORT_INTERVAL_S, GeneratorHealth
 from .recorder import FLUSH_INTERVAL_S, STATUS_INTERVAL_S, Recorder, write_status
 from .shape import Stage
-from .worker import EXIT_ALL_WORKERS_LOST, drive_stages, end_load, stop_event_on_signals, watch_parent
+from .runtime import drive_stages, end_load, stop_event_on_signals, watch_parent
 
+EXIT_ALL_WORKERS_LOST = 3  # the master's exit status when every worker was lost
 WORKERS_CONNECT_TIMEOUT_S = 60.0
 FINAL_BATCH_TIMEOUT_S = 15.0
 

@@ -140,7 +140,7 @@ def _acknowledged_order(response: Any, status_code: int) -> tuple[str, dict[str,
     try:
         body = response.json()
         return OK, {"order_id": body["order_id"], "seq": body["seq"]}
-    except Exception:  # noqa: BLE001 - any unreadable answer is the same failure
+    except (ValueError, LookupError, TypeError):  # not JSON, no such field, not an object: the same failure
         return FAIL, {"code": status_code, "error": "2xx without order_id and seq"}
 
 

@@ -138,5 +138,5 @@ class Cache:
         if self._client is not None:
             try:
                 await asyncio.wait_for(self._client.aclose(), timeout=1.0)
-            except Exception:
-                pass
+            except Exception as exc:  # shutting down: a Redis that is gone cannot be closed politely
+                log.debug("closing the Redis client failed: %s: %s", type(exc).__name__, exc)

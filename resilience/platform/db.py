@@ -237,7 +237,8 @@ class Database:
             return
         try:
             await asyncio.wait_for(pool.close(), timeout=2.0)
-        except Exception:
+        except Exception as exc:  # connections stuck on a dead primary: close them the hard way
+            log.debug("closing the pool failed (%s: %s): terminating it", type(exc).__name__, exc)
             pool.terminate()
 
     async def _create_schema(self, connection: asyncpg.Connection) -> dict[int, int]:
@@ -363,7 +364,8 @@ class PrimaryProbe:
                 self._connection = await self._connector.connect()
             async with asyncio.timeout(self._timeout_s):
                 is_primary = bool(await self._connection.fetchval("SELECT NOT pg_is_in_recovery()"))
-        except Exception:
+        except Exception as exc:  # any failure means "no primary here now"; readiness reports that
+            log.debug("primary check failed: %s: %s", type(exc).__name__, exc)
             is_primary = False
         if not is_primary:
             self.close()

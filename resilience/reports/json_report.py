@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..results import RESULT_SCHEMA_VERSION
+from ..result_file import RESULT_SCHEMA_VERSION
 from .content import summary_counts
 from .run import RunView
 

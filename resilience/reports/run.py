@@ -17,7 +17,7 @@ from ..checkers.measurement import Measurement
 from ..errors import UserError
 from ..evidence import MANIFEST, SIGNATURE, manifest_digest
 from ..history import LOAD, History, Record
-from ..results import RunResult, read_result
+from ..result_file import RunResult, read_result
 
 VERDICT_WORDS = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE", "aborted": "ABORTED"}
 VERDICT_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "inconclusive": "#9a6700", "aborted": "#57606a"}

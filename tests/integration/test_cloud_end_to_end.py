@@ -409,6 +409,7 @@ def test_a_load_worker_killed_mid_run_is_reported_by_the_run(cloud: Cloud, capsy
     assert not report or "load worker w2 was lost" in report
 
 
+@pytest.mark.serial  # asserts a pass, which needs an unsaturated generator: never beside other tests
 def test_a_run_with_its_load_inside_the_fake_cluster(cloud: Cloud, capsys: pytest.CaptureFixture[str],
                                                      tmp_path: Path) -> None:
     """`kubernetes.load_generator: in-cluster`: `resilience run pod-kill` creates the Locust master Job and

@@ -262,16 +262,26 @@ def test_stopping_while_the_stages_run_still_delivers_every_row(settings: Settin
 
 def test_the_run_gets_cluster_load_only_when_asked_and_on_a_cluster(
         fake: FakeKubeApi, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from resilience.load.cluster import load_factory_for
+    from resilience.load.plan import plan_load
     from resilience.load.process import LoadProcess
-    assert load_factory_for(settings, "kubernetes", CONTEXT, LoadProcess) is LoadProcess  # default: local
+    from resilience.runbuild import load_factory_for
+
+    def plan(settings: Settings, target: str, context: str | None) -> Any:
+        return plan_load(load_settings("2s:1"), settings, target=target, on_kubernetes=target != "local",
+                         stack_here=target == "local", context=context, cpus=4)
+
+    local_plan = plan(settings, "kubernetes", CONTEXT)
+    assert local_plan.where == "master+workers" and local_plan.workers == 4  # default: local, one per core
+    assert load_factory_for(local_plan, settings, CONTEXT) is LoadProcess
     in_cluster = dataclasses.replace(settings, kubernetes=dataclasses.replace(settings.kubernetes,
                                                                               load_generator="in-cluster"))
     for target, context in (("local", None), ("kubernetes", None)):
         with pytest.raises(UserError, match="kubernetes.load_generator"):
-            load_factory_for(in_cluster, target, context, LoadProcess)
+            plan(in_cluster, target, context)
+    cluster_plan = plan(in_cluster, "aws", CONTEXT)
+    assert cluster_plan.where == "in-cluster" and cluster_plan.workers == 2  # IN_CLUSTER_WORKERS
     with pytest.raises(UserError, match="kubernetes.allowed_contexts"):
-        load_factory_for(in_cluster, "aws", "some-other-cluster", LoadProcess)
+        load_factory_for(plan(in_cluster, "aws", "some-other-cluster"), in_cluster, "some-other-cluster")
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": CONTEXT,
@@ -279,7 +289,7 @@ def test_the_run_gets_cluster_load_only_when_asked_and_on_a_cluster(
         "users": [{"name": "tester", "user": {"token": "not-a-secret"}}],
         "contexts": [{"name": CONTEXT, "context": {"cluster": "fake", "user": "tester"}}]}))
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "nowhere"))
-    make = load_factory_for(in_cluster, "aws", CONTEXT, LoadProcess)  # a dry run builds this: nothing is read yet
+    make = load_factory_for(cluster_plan, in_cluster, CONTEXT)  # a dry run builds this: nothing is read yet
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     load = make("http://127.0.0.1:19099", load_settings("2s:1"), tmp_path, time.monotonic(), "itest-factory")
     assert isinstance(load, ClusterLoad) and load.master.api_client.configuration.host == fake.url

@@ -381,6 +381,7 @@ def start_fleet(platform: StandInPlatform, loads: list[LoadProcess], tmp_path: P
     return load, origin
 
 
+@pytest.mark.serial  # asserts a healthy generator (CPU, event-loop lag): never beside other tests
 def test_distributed_load_records_every_request_of_every_worker_once(
         platform: StandInPlatform, loads: list[LoadProcess], tmp_path: Path) -> None:
     load, origin = start_fleet(platform, loads, tmp_path, "4s:20@40", "dist")
@@ -419,6 +420,7 @@ def test_distributed_load_records_every_request_of_every_worker_once(
     assert deviations(generator_report(records)) == []
 
 
+@pytest.mark.serial  # asserts the only generator deviation is the lost worker: never beside other tests
 def test_a_killed_worker_is_reported_and_the_load_holds(platform: StandInPlatform, loads: list[LoadProcess],
                                                         tmp_path: Path) -> None:
     load, origin = start_fleet(platform, loads, tmp_path, "60s:20@40", "kill")

@@ -25,6 +25,11 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
         for item in items:
             if "tests/stack" in str(item.fspath):
                 item.add_marker(skip)
+    # The tests with a stack of their own go first, then every test of the shared stack: each `own_stack`
+    # test stops the shared stack (same ports and names), so interleaved they would start it again and again.
+    own = [item for item in items if item.get_closest_marker("own_stack")]
+    if own:
+        items[:] = own + [item for item in items if not item.get_closest_marker("own_stack")]
 
 
 def pytest_configure(config: Any) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from resilience.config import load_settings
 from resilience.targets.local.faults.stop_cache import StopCache
-from resilience.targets.local.injector import StackParts
+from resilience.targets.local.stack_parts import StackParts
 from resilience.targets.local.monitor import Health, Observation
 from resilience.targets.local.topology import REDIS, SENTINEL, ComponentId, Topology
 

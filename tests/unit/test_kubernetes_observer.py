@@ -29,6 +29,18 @@ def test_a_replica_event_only_when_ready_or_desired_changes() -> None:
     assert ready is not None and ready["ready"] == 9 and ready["desired"] == 9  # the HPA's desired wins
 
 
+def test_a_deployment_and_hpa_read_together_give_at_most_one_event() -> None:
+    """Without watches the platform reads both at once (KubernetesPlatform._sample_replicas): the same rule."""
+    state = ReplicaState()
+    first = state.both(deployment(6, 6), hpa(6, 6, 40))
+    assert first is not None and (first["ready"], first["desired"], first["current"]) == (6, 6, 6)
+    assert state.both(deployment(6, 6), hpa(6, 6, 40)) is None  # nothing changed: no second event
+    scaled = state.both(deployment(6, 6), hpa(9, 6, 95))
+    assert scaled is not None and scaled["desired"] == 9
+    no_hpa = ReplicaState().both(deployment(3, 2), None)  # no HPA: the Deployment's own numbers
+    assert no_hpa is not None and (no_hpa["ready"], no_hpa["desired"], no_hpa["current"]) == (2, 3, None)
+
+
 def pod(node: str, ready: bool, terminating: bool = False) -> dict[str, Any]:
     return {"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z" if terminating else None},
             "spec": {"nodeName": node},

@@ -63,8 +63,34 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
+def _hello_reply(words: list[str]) -> bytes:
+    """HELLO [2|3]: the handshake redis-py 8 opens with (RESP3 by default); older clients never send it.
+
+    The reply is a map in RESP3 and a flat array in RESP2, as a real server's is, and the
+    connection speaks the version asked for from then on (the replies below mean the same in both).
+    """
+    protocol = words[1] if len(words) > 1 else "2"
+    fields = [b"$6\r\nserver\r\n", b"$5\r\nredis\r\n", b"$7\r\nversion\r\n", b"$5\r\n7.2.0\r\n",
+              b"$5\r\nproto\r\n", f":{protocol}\r\n".encode(), b"$4\r\nmode\r\n", b"$10\r\nstandalone\r\n"]
+    header = b"%4\r\n" if protocol == "3" else b"*8\r\n"
+    return header + b"".join(fields)
+
+
+def _reply(words: list[str]) -> bytes:
+    command = words[0].upper()
+    if command == "HELLO":
+        if len(words) > 1 and words[1] not in ("2", "3"):
+            return b"-NOPROTO unsupported protocol version\r\n"
+        return _hello_reply(words)
+    if command == "GET":
+        return b"$5\r\nhello\r\n"
+    if command == "PING":
+        return b"+PONG\r\n"
+    return b"+OK\r\n"  # SELECT, CLIENT SETINFO/SETNAME, SET, ...
+
+
 async def _serve_resp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: list[list[str]]) -> None:
-    """Just enough RESP2: GET answers 'hello', PING 'PONG', everything else OK."""
+    """Just enough of a Redis server for RESP2 and RESP3 clients: HELLO, GET answers 'hello', PING 'PONG', else OK."""
     try:
         while True:
             header = await reader.readline()
@@ -75,8 +101,7 @@ async def _serve_resp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
                 length = int((await reader.readline())[1:])
                 words.append((await reader.readexactly(length + 2))[:-2].decode())
             seen.append(words)
-            command = words[0].upper()
-            writer.write(b"$5\r\nhello\r\n" if command == "GET" else b"+PONG\r\n" if command == "PING" else b"+OK\r\n")
+            writer.write(_reply(words))
             await writer.drain()
     except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
         return

@@ -201,6 +201,8 @@ class FakeRun:
     def ready_replicas(self) -> int:
         return 3
 
+    def note_probe_error(self, probe: str, exc: BaseException) -> None:
+        self.calls.append(("probe-error", probe))
 
 
 @pytest.fixture
@@ -309,3 +311,16 @@ def test_undoing_one_fault_leaves_the_others_pending_and_records_as_a_rollback_d
         ("rollback", "none"), (ROLLBACK_DONE, "none")]
     assert run.phase == "recovery" and "rolled_back_t" in run.fault_info
     assert [s["capability"] for s in run.rollback_all()] == ["restore_zone"]
+
+
+def test_the_serving_probe_says_not_serving_and_records_why_when_the_target_cannot_answer(
+        fake: FakeRun, monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    def broken() -> int:
+        raise OSError("control socket gone")
+
+    monkeypatch.setattr(fake, "load_stats", lambda: SimpleNamespace(rps=10.0, error_pct=0.0))
+    monkeypatch.setattr(fake, "ready_replicas", broken)
+    assert faults.platform_serving() is False
+    assert ("probe-error", "platform_serving") in fake.calls

@@ -23,7 +23,7 @@ from resilience.atomic import write_json_atomic
 from resilience.history import PARTIAL, History, Record, load_partial
 from resilience.rollbackfile import RollbackEntry, write_rollback_file
 from resilience.results import RunResult
-from resilience.rundeps import RunOptions
+from resilience.rundeps import LoadPlan, RunOptions
 from resilience.targets.base import RollbackStep
 
 from test_salvage import FakeTarget, closed_port_url, load_rows
@@ -117,8 +117,9 @@ def fake_run(tmp_path: Path, target: FakeTarget, experiment: str = "zone-failure
     """A Run given a fake target, no load generator and an evidence store under tmp_path."""
     def no_load(*args: Any) -> Any:
         raise AssertionError("these tests drive the run without starting a load generator")
-    return run_module.Run(load_experiment(experiment, "short"), load_settings(None),
-                          RunOptions(reports_dir=tmp_path, progress=False), target=target, load_factory=no_load,
+    spec = load_experiment(experiment, "short")
+    return run_module.Run(spec, load_settings(None), RunOptions(reports_dir=tmp_path, progress=False), target=target,
+                          load_plan=LoadPlan(spec.load, "process"), load_factory=no_load,
                           store=evidence.EvidenceStore(tmp_path))
 
 

@@ -21,18 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
-import time
-from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
 from ...config import Settings
 from ...errors import HarnessError, UserError
-from ..base import Build, Component, PlatformEvent, StackStatus
-from ..clock import to_monotonic, to_wall
+from ..base import Build, PlatformEvent, Services, StackStatus
 from ..blast_radius import region_problem
 from ..kubernetes.manifests import BackendEndpoints
-from ..base import Services
+from .observer import POLL_S, AwsObserver
 
 @contextlib.contextmanager
 def endpoint_env(endpoint_url: str | None) -> Iterator[None]:
@@ -51,8 +47,6 @@ def endpoint_env(endpoint_url: str | None) -> Iterator[None]:
             os.environ["AWS_ENDPOINT_URL"] = before
 
 
-POLL_S = 2.0  # how often the writer and primaries are read while observing
-
 
 class AwsServices(Services):
     """RDS Multi-AZ DB cluster + ElastiCache replication group in an allowed account (faults: aws/nemesis.py)."""
@@ -67,10 +61,9 @@ class AwsServices(Services):
         self.settings = settings
         self.aws = settings.aws
         self.dry_run = dry_run  # plans only: no session, no call
-        self._observer: threading.Thread | None = None
-        self._stop_observer = threading.Event()
-        self._observed: list[PlatformEvent] = []
-        self.baseline_read = threading.Event()  # set once the observer knows who leads (changes count from here)
+        # status and events are read from the observer's last round (observer.py)
+        self.observer = AwsObserver(self.aws, self.client, self.cluster, self.replication_group)
+        self.baseline_read = self.observer.baseline_read  # set once the loop knows who leads
         if not self.aws.allowed_accounts:
             raise UserError(f"{settings.source}: 'aws.allowed_accounts' is empty, so no AWS account may be used. "
                             f"Add the 12-digit id of an account meant for chaos experiments, e.g.\n"
@@ -154,31 +147,13 @@ class AwsServices(Services):
         return dict(groups[0])
 
     def components_status(self) -> StackStatus:
-        """The RDS instances and ElastiCache nodes as components, each with its zone, role and health."""
-        cluster = self.cluster()
-        rds = self.client("rds")
-        components = []
-        for member in cluster.get("DBClusterMembers", []):
-            instance = rds.describe_db_instances(DBInstanceIdentifier=member["DBInstanceIdentifier"])["DBInstances"][0]
-            components.append(Component(
-                name=member["DBInstanceIdentifier"], kind="postgres",
-                role="primary" if member.get("IsClusterWriter") else "replica",
-                zone=instance.get("AvailabilityZone"), pid=None,
-                address=f"{instance.get('Endpoint', {}).get('Address', '')}:{instance.get('Endpoint', {}).get('Port', '')}",
-                healthy=instance.get("DBInstanceStatus") == "available"))
-        group = self.replication_group()
-        for node_group in group.get("NodeGroups", []):
-            for member in node_group.get("NodeGroupMembers", []):
-                endpoint = member.get("ReadEndpoint", {})
-                components.append(Component(
-                    name=member["CacheClusterId"], kind="redis", role=member.get("CurrentRole", "member"),
-                    zone=member.get("PreferredAvailabilityZone"), pid=None,
-                    address=f"{endpoint.get('Address', '')}:{endpoint.get('Port', '')}",
-                    healthy=node_group.get("Status", group.get("Status")) == "available"))
+        """The RDS instances and ElastiCache nodes as components (the observer's last round while observing)."""
+        snapshot = self.observer.snapshot()
+        cluster, group = snapshot.cluster, snapshot.group
         detail = {"account": self.account, "region": self.aws.region, "rds_cluster_status": cluster.get("Status"),
                   "elasticache_status": group.get("Status")}
         running = cluster.get("Status") == "available"
-        return StackStatus(self.name, running, None, None, components, detail)
+        return StackStatus(self.name, running, None, None, snapshot.components(), detail)
 
     def backend_endpoints(self) -> BackendEndpoints:
         """The RDS writer endpoint and the ElastiCache primary endpoint, for the kubernetes target's manifests."""
@@ -205,79 +180,20 @@ class AwsServices(Services):
                 return str(instance["AvailabilityZone"])
         return None
 
-    # -- observation ---------------------------------------------------------------------
+    # -- observation (observer.py) -------------------------------------------------------
     def roles(self) -> dict[str, str | None]:
-        """Who leads now: the RDS writer, and each ElastiCache node group's primary."""
-        roles: dict[str, str | None] = {"postgres": next(
-            (m["DBInstanceIdentifier"] for m in self.cluster().get("DBClusterMembers", []) if m.get("IsClusterWriter")),
-            None)}
-        for group in self.replication_group().get("NodeGroups", []):
-            roles[f"redis/{group['NodeGroupId']}"] = next(
-                (m.get("CacheClusterId") for m in group.get("NodeGroupMembers", []) if m.get("CurrentRole") == "primary"),
-                None)
-        return roles
+        """Who leads now: the RDS writer, and each ElastiCache node group's primary (read now)."""
+        return self.observer.read().roles()
 
     def start_observing(self, poll_s: float = POLL_S) -> None:
-        """Poll the writer and primaries (AWS offers no watch): a change is a `platform/failover` event."""
-        if self.dry_run or self._observer is not None:
-            return
-        self._stop_observer.clear()
-        self._observer = threading.Thread(target=self._observe, args=(poll_s,), name="aws-roles", daemon=True)
-        self._observer.start()
+        """Observe in a loop (AWS offers no watch): status and events read its last round."""
+        if not self.dry_run:
+            self.observer.start(poll_s)
 
     def stop_observing(self) -> None:
-        self._stop_observer.set()
-        if self._observer is not None:
-            self._observer.join(timeout=30)
-
-    def _observe(self, poll_s: float) -> None:
-        last: dict[str, str | None] | None = None
-        while not self._stop_observer.is_set():
-            try:
-                now = self.roles()
-            except Exception as exc:  # noqa: BLE001 - reported, then retried
-                self._observed.append(PlatformEvent(time.monotonic(), "platform", "observe-error", {"error": str(exc)}))
-            else:
-                at = time.monotonic()
-                for key, holder in now.items():
-                    before = (last or {}).get(key, holder)
-                    if before != holder:
-                        self._observed.append(PlatformEvent(at, "platform", "failover", {
-                            "component": key.split("/")[0], "group": key, "from": before, "new_primary": holder}))
-                last = now
-                self.baseline_read.set()
-            self._stop_observer.wait(poll_s)
+        self.observer.stop()
 
     def events_since(self, monotonic: float) -> list[PlatformEvent]:
-        """RDS and ElastiCache events (failover start/complete) and CloudWatch connection counts."""
-        start = to_wall(monotonic)
-        events: list[PlatformEvent] = [e for e in self._observed if e.monotonic >= monotonic]
-        sources = [("rds", "postgres", self.aws.rds_cluster, "db-cluster"),
-                   ("elasticache", "redis", self.aws.elasticache_group, "replication-group")]
-        for service, component, identifier, source_type in sources:
-            try:
-                found = self.client(service).describe_events(SourceIdentifier=identifier, SourceType=source_type,
-                                                              StartTime=start)["Events"]
-            except Exception as exc:  # observation is best effort (e.g. moto has no ElastiCache DescribeEvents)
-                events.append(PlatformEvent(time.monotonic(), "platform", "events-unavailable",
-                                            {"component": component, "error": str(exc)}))
-                continue
-            for event in found:
-                message = str(event.get("Message", ""))
-                op = "failover" if "failover" in message.lower() else f"{service}-event"
-                events.append(PlatformEvent(to_monotonic(event["Date"]) or 0.0, "platform", op,
-                                            {"component": component, "message": message,
-                                             "source": event.get("SourceIdentifier")}))
-        try:
-            stats = self.client("cloudwatch").get_metric_statistics(
-                Namespace="AWS/RDS", MetricName="DatabaseConnections",
-                Dimensions=[{"Name": "DBClusterIdentifier", "Value": self.aws.rds_cluster}],
-                StartTime=start, EndTime=datetime.now(timezone.utc), Period=60, Statistics=["Minimum", "Maximum"])
-            for point in stats.get("Datapoints", []):
-                events.append(PlatformEvent(to_monotonic(point["Timestamp"]) or 0.0, "platform", "metric", {
-                    "component": "postgres", "metric": "AWS/RDS DatabaseConnections", "period_s": 60,
-                    "minimum": point.get("Minimum"), "maximum": point.get("Maximum")}))
-        except Exception as exc:  # best effort, as above
-            events.append(PlatformEvent(time.monotonic(), "platform", "metrics-unavailable", {"error": str(exc)}))
-        return sorted(events, key=lambda e: e.monotonic)
-
+        """RDS and ElastiCache events (failover start/complete), writer/primary changes, CloudWatch connection
+        counts; each once."""
+        return self.observer.events_since(monotonic)

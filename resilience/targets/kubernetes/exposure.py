@@ -24,9 +24,9 @@ from __future__ import annotations
 from typing import Any
 
 from ...config import Settings
-from .manifests import (API_PORT, APP_NAME, CNPG_CLUSTER_NAME, EXTERNAL_POSTGRES_SERVICE, EXTERNAL_REDIS_SERVICE,
-                        POSTGRES_PORT, REDIS_PORT, REDIS_RELEASE, SENTINEL_PORT, SERVICE_PORT, BackendEndpoints,
-                        Manifest, _meta, selector_labels)
+from .names import (API_PORT, APP_NAME, CNPG_CLUSTER_NAME, EXTERNAL_POSTGRES_SERVICE, EXTERNAL_REDIS_SERVICE,
+                    POSTGRES_PORT, REDIS_PORT, REDIS_RELEASE, SENTINEL_PORT, SERVICE_PORT, BackendEndpoints, Manifest,
+                    object_meta, selector_labels)
 
 READINESS_PATH = "/health/ready"
 # AWS Load Balancer Controller: pods in a namespace with this label get a readiness gate that turns true only
@@ -56,7 +56,7 @@ def service_manifest(settings: Settings) -> Manifest:
     `nlb-target-type: ip` targets pod IPs, the scheme defaults to internal.
     """
     k8s = settings.kubernetes
-    meta = _meta(APP_NAME, k8s.namespace)
+    meta = object_meta(APP_NAME, k8s.namespace)
     spec: dict[str, Any] = {
         "type": "ClusterIP",
         "selector": selector_labels(),
@@ -85,7 +85,7 @@ def ingress_manifest(settings: Settings) -> Manifest:
     server-side apply leaves annotations it does not manage alone.
     """
     k8s = settings.kubernetes
-    meta = _meta(APP_NAME, k8s.namespace)
+    meta = object_meta(APP_NAME, k8s.namespace)
     if k8s.ingress_class == "alb":
         meta["annotations"] = {
             f"{_ALB}scheme": k8s.load_balancer_scheme,
@@ -113,7 +113,7 @@ def exposure_manifests(settings: Settings) -> list[Manifest]:
 def external_service_manifests(namespace: str, endpoints: BackendEndpoints) -> list[Manifest]:
     """ExternalName Services: stable in-cluster names for the RDS and ElastiCache endpoints."""
     def external(name: str, host: str, component: str) -> Manifest:
-        return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(name, namespace, component),
+        return {"apiVersion": "v1", "kind": "Service", "metadata": object_meta(name, namespace, component),
                 "spec": {"type": "ExternalName", "externalName": host}}
     return [external(EXTERNAL_POSTGRES_SERVICE, endpoints.postgres_host, "postgres"),
             external(EXTERNAL_REDIS_SERVICE, endpoints.redis_host, "redis")]
@@ -145,12 +145,12 @@ def network_policy_manifests(settings: Settings, backing: str = "external") -> l
     api_pods = {"matchLabels": selector_labels()}
     deny = {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-        "metadata": _meta("default-deny-ingress", namespace, "network-policy"),
+        "metadata": object_meta("default-deny-ingress", namespace, "network-policy"),
         "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
     }
     allow_in = {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-        "metadata": _meta("school-meals-api-ingress", namespace, "network-policy"),
+        "metadata": object_meta("school-meals-api-ingress", namespace, "network-policy"),
         "spec": {
             "podSelector": api_pods,
             "policyTypes": ["Ingress"],
@@ -173,7 +173,7 @@ def network_policy_manifests(settings: Settings, backing: str = "external") -> l
         data_rules = [{"ports": [{"protocol": "TCP", "port": POSTGRES_PORT}, {"protocol": "TCP", "port": REDIS_PORT}]}]
     allow_out = {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-        "metadata": _meta("school-meals-api-egress", namespace, "network-policy"),
+        "metadata": object_meta("school-meals-api-egress", namespace, "network-policy"),
         "spec": {"podSelector": api_pods, "policyTypes": ["Egress"], "egress": [dns, *data_rules]},
     }
     return [deny, allow_in, allow_out]

@@ -31,21 +31,13 @@ from typing import Any
 from urllib.parse import quote
 
 from ...config import Settings
+from .exposure import exposure_manifests, external_service_manifests, namespace_labels, network_policy_manifests
+# The shared names (re-exported: other modules import them from here too).
+from .names import (API_PORT, APP_NAME, APP_SELECTOR, CNPG_CLUSTER_NAME, EXTERNAL_POSTGRES_SERVICE,
+                    EXTERNAL_REDIS_SERVICE, MANAGED_BY_LABEL, MANAGED_SELECTOR, MANAGER, PART_OF, POSTGRES_PORT,
+                    REDIS_PORT, REDIS_RELEASE, SENTINEL_PORT, SERVICE_PORT, ZONE_LABEL, BackendEndpoints, Manifest,
+                    labels, object_meta, selector_labels)
 
-Manifest = dict[str, Any]
-
-APP_NAME = "school-meals-api"
-PART_OF = "school-meals"
-MANAGER = "resilience"  # server-side-apply field manager and managed-by label value
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGER}"
-APP_SELECTOR = f"app.kubernetes.io/name={APP_NAME}"
-ZONE_LABEL = "topology.kubernetes.io/zone"
-API_PORT = 8000
-SERVICE_PORT = 80
-POSTGRES_PORT = 5432
-REDIS_PORT = 6379
-SENTINEL_PORT = 26379
 # The API image's entry point (Dockerfile): one uvicorn worker per pod, listening on every address.
 API_COMMAND = ("python", "-m", "resilience.platform", "--host", "0.0.0.0", "--port", str(API_PORT))
 
@@ -63,48 +55,11 @@ MEMORY_PER_REPLICA = "512Mi"
 REPLICAS_MANAGER = "resilience-replicas"
 
 # Well-known names of the in-cluster alternatives (see docs/targets.md).
-CNPG_CLUSTER_NAME = "school-meals-db"  # CloudNativePG serves it as <name>-rw, secret <name>-app
-REDIS_RELEASE = "school-meals-redis"  # helm install school-meals-redis bitnami/redis --set sentinel.enabled=true
 REDIS_MASTER_SET = "mymaster"  # the Bitnami chart's default sentinel.masterSet
 REDIS_RELEASE_SECRET_KEY = "redis-password"  # the Bitnami chart's Secret <release> holds the password here
 
-EXTERNAL_POSTGRES_SERVICE = "school-meals-postgres"
-EXTERNAL_REDIS_SERVICE = "school-meals-redis"  # used when ElastiCache in-transit encryption is off
 DB_CREDENTIALS_SECRET = "school-meals-db-credentials"  # keys: username, password (created by the operator)
 REDIS_AUTH_SECRET = "school-meals-redis-auth"  # optional, key: password (the ElastiCache AUTH token)
-
-
-@dataclass(frozen=True)
-class BackendEndpoints:
-    """Where PostgreSQL and Redis live when they are outside the cluster (RDS, ElastiCache)."""
-
-    postgres_host: str
-    redis_host: str
-    postgres_port: int = POSTGRES_PORT
-    redis_port: int = REDIS_PORT
-    database: str = "meals"
-
-
-def settings_endpoints(settings: Settings) -> BackendEndpoints | None:
-    """The PostgreSQL and Redis hosts the settings name (both or neither: config_checks.py), if any."""
-    k = settings.kubernetes
-    if k.database == "external" and k.database_host and k.cache_host:
-        return BackendEndpoints(postgres_host=k.database_host, redis_host=k.cache_host)
-    return None
-
-
-def labels(component: str = "api") -> dict[str, str]:
-    """Labels on everything we create; `down()` deletes by the managed-by label."""
-    return {
-        "app.kubernetes.io/name": APP_NAME,
-        "app.kubernetes.io/part-of": PART_OF,
-        "app.kubernetes.io/component": component,
-        MANAGED_BY_LABEL: MANAGER,
-    }
-
-
-def selector_labels() -> dict[str, str]:
-    return {"app.kubernetes.io/name": APP_NAME}
 
 
 def cpu_quantity(cpus: float) -> str:
@@ -112,15 +67,9 @@ def cpu_quantity(cpus: float) -> str:
     return f"{round(cpus * 1000)}m"
 
 
-def _meta(name: str, namespace: str | None, component: str = "api") -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "labels": labels(component)}
-    if namespace is not None:
-        meta["namespace"] = namespace
-    return meta
-
-
 def namespace_manifest(namespace: str, extra_labels: dict[str, str] | None = None) -> Manifest:
-    manifest: Manifest = {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(namespace, None, "namespace")}
+    manifest: Manifest = {"apiVersion": "v1", "kind": "Namespace",
+                          "metadata": object_meta(namespace, None, "namespace")}
     manifest["metadata"]["labels"].update(extra_labels or {})
     return manifest
 
@@ -218,7 +167,7 @@ def deployment_manifest(settings: Settings, backing: str = "external",
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(APP_NAME, k8s.namespace),
+        "metadata": object_meta(APP_NAME, k8s.namespace),
         "spec": {
             "selector": {"matchLabels": selector_labels()},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
@@ -288,7 +237,7 @@ def hpa_manifest(settings: Settings) -> Manifest:
     if behavior:
         spec["behavior"] = behavior
     return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-            "metadata": _meta(APP_NAME, k8s.namespace), "spec": spec}
+            "metadata": object_meta(APP_NAME, k8s.namespace), "spec": spec}
 
 
 def pdb_manifest(namespace: str) -> Manifest:
@@ -302,10 +251,18 @@ def pdb_manifest(namespace: str) -> Manifest:
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": _meta(APP_NAME, namespace),
+        "metadata": object_meta(APP_NAME, namespace),
         "spec": {"maxUnavailable": PDB_MAX_UNAVAILABLE, "unhealthyPodEvictionPolicy": "AlwaysAllow",
                  "selector": {"matchLabels": selector_labels()}},
     }
+
+
+def settings_endpoints(settings: Settings) -> BackendEndpoints | None:
+    """The PostgreSQL and Redis hosts the settings name (both or neither: config_checks.py), if any."""
+    k = settings.kubernetes
+    if k.database == "external" and k.database_host and k.cache_host:
+        return BackendEndpoints(postgres_host=k.database_host, redis_host=k.cache_host)
+    return None
 
 
 def placeholder_endpoints(settings: Settings) -> BackendEndpoints:
@@ -323,7 +280,6 @@ def stack_manifests(settings: Settings, backing: str = "external",
     injects its readiness gate only into pods created after them
     (kubernetes-sigs.github.io/aws-load-balancer-controller, "Pod readiness gate").
     """
-    from .exposure import exposure_manifests, external_service_manifests, namespace_labels, network_policy_manifests
     if backing not in ("external", "in-cluster"):
         raise ValueError(f"backing must be 'external' or 'in-cluster', got {backing!r}")
     ns = settings.kubernetes.namespace
@@ -350,4 +306,4 @@ def cloudnative_pg_cluster(settings: Settings, instances: int = 3, storage: str 
         spec["minSyncReplicas"] = 1
         spec["maxSyncReplicas"] = 1
     return {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
-            "metadata": _meta(CNPG_CLUSTER_NAME, settings.kubernetes.namespace, "postgres"), "spec": spec}
+            "metadata": object_meta(CNPG_CLUSTER_NAME, settings.kubernetes.namespace, "postgres"), "spec": spec}

@@ -60,6 +60,14 @@ class ReplicaState:
         self.metrics = [_metric(m) for m in (_get(obj, "status", "current_metrics") or [])]
         return self._changed()
 
+    def both(self, deployment: Any, hpa: Any | None) -> dict[str, Any] | None:
+        """The Deployment and (if there is one) the HPA read together: at most one event for both."""
+        self.spec_replicas = _int(_get(deployment, "spec", "replicas"))
+        self.ready = _int(_get(deployment, "status", "ready_replicas")) or 0
+        if hpa is not None:
+            return self.hpa(hpa)
+        return self._changed()
+
     def _changed(self) -> dict[str, Any] | None:
         if self.ready is None:
             return None  # the Deployment has not been seen yet: no ready count to report

@@ -22,7 +22,7 @@ from ...errors import HarnessError, UserError
 from . import plan
 from ..base import Build, Component, Platform, PlatformEvent, StackStatus
 from ..clock import to_monotonic
-from .observer import event_from_k8s
+from .observer import ReplicaState, event_from_k8s
 from .manifests import (API_PORT, APP_NAME, APP_SELECTOR, MANAGED_BY_LABEL, MANAGED_SELECTOR, MANAGER,
                         REPLICAS_MANAGER, ZONE_LABEL, BackendEndpoints, Manifest, replicas_manifest, settings_endpoints,
                         stack_manifests)
@@ -111,8 +111,8 @@ class KubernetesPlatform(Platform):
         self.wait_timeout_s = wait_timeout_s
         self.planned: list[str] = []  # every dry-run line, in order
         self._echo = echo or (lambda line: print(line, file=sys.stdout))
-        self._hpa_samples: list[PlatformEvent] = []
-        self._last_hpa: tuple[int, int] | None = None
+        self._replica_samples: list[PlatformEvent] = []  # without watches: changes seen by events_since's reads
+        self._replica_state = ReplicaState()  # the observer's rule for "the replica numbers changed"
         self._chaos_checked = False
         self.observer: Any = None  # a KubernetesObserver between start_observing() and the end of the run
         self._api: Any = None
@@ -395,31 +395,29 @@ class KubernetesPlatform(Platform):
         if self.observer is not None:
             events += [e for e in self.observer.events() if e.monotonic >= monotonic]
             return sorted(events, key=lambda e: e.monotonic)
-        self._sample_hpa()
-        events += [e for e in self._hpa_samples if e.monotonic >= monotonic]
+        self._sample_replicas()
+        events += [e for e in self._replica_samples if e.monotonic >= monotonic]
         for event in self._core().list_namespaced_event(self.namespace).items:
             at = to_monotonic(event.last_timestamp or event.event_time or event.first_timestamp)
             if at is not None and at >= monotonic:
                 events.append(event_from_k8s(event, at))
         return sorted(events, key=lambda e: e.monotonic)
 
-    def _sample_hpa(self) -> None:
+    def _sample_replicas(self) -> None:
+        """Without watches: the Deployment and the HPA read now, one `replicas` event per change (ReplicaState)."""
         from kubernetes import client
         from kubernetes.client.rest import ApiException
         try:
             hpa = client.AutoscalingV2Api(self._api).read_namespaced_horizontal_pod_autoscaler(APP_NAME, self.namespace)
         except ApiException as exc:
-            if exc.status == 404:
-                return
-            raise
-        status = hpa.status
-        if status is None:
-            return
-        sample = (int(status.desired_replicas or 0), int(status.current_replicas or 0))
-        if sample != self._last_hpa:
-            self._last_hpa = sample
-            self._hpa_samples.append(PlatformEvent(time.monotonic(), "controller", "replicas", {
-                "desired": sample[0], "current": sample[1], "ready": self.ready_replicas()}))
+            if exc.status != 404:
+                raise
+            hpa = None
+        deployment = self._apps().read_namespaced_deployment(APP_NAME, self.namespace)
+        detail = self._replica_state.both(deployment, hpa)
+        if detail:
+            self._replica_samples.append(PlatformEvent(time.monotonic(), "controller", "replicas", detail))
+
 
 def deployment_available(deployment: Any) -> bool:
     """Available=True and every wanted replica available (the rollout is done)."""

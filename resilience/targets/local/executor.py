@@ -52,6 +52,7 @@ class Executor:
         self.ready_check = ready
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at: float | None = None
+        self.ready_error: BaseException | None = None  # what the ready check last raised (shown if never ready)
 
     @property
     def name(self) -> str:
@@ -81,9 +82,12 @@ class Executor:
         if self.ready_check is None:
             return True
         try:
-            return bool(self.ready_check())
-        except Exception:
+            ready = bool(self.ready_check())
+        except Exception as exc:  # a check that raises means "not ready yet"; wait_ready names it on time-out
+            self.ready_error = exc
             return False
+        self.ready_error = None
+        return ready
 
     def wait_ready(self, timeout: float) -> None:
         """Block until the ready check passes; raise with the log tail if it dies or times out."""
@@ -95,8 +99,10 @@ class Executor:
             if self.ready():
                 return
             time.sleep(0.05)
-        raise HarnessError(f"{self.name} was not ready within {timeout:.0f} s. Its log {self.spec.log_path} ends with:\n"
-                           f"{self.log_tail()}")
+        check = f" (its ready check last raised {type(self.ready_error).__name__}: {self.ready_error})" \
+            if self.ready_error is not None else ""
+        raise HarnessError(f"{self.name} was not ready within {timeout:.0f} s{check}. Its log {self.spec.log_path} "
+                           f"ends with:\n{self.log_tail()}")
 
     def signal(self, sig: int) -> None:
         """Send a signal to the whole process group."""
@@ -147,11 +153,13 @@ class Executor:
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
     """Poll `condition` until true or raise HarnessError naming `what`."""
     deadline = time.monotonic() + timeout
+    last: BaseException | None = None
     while time.monotonic() < deadline:
         try:
             if condition():
                 return
-        except Exception:
-            pass
+        except Exception as exc:  # mid-change a probe may fail: "not yet", named if it never comes
+            last = exc
         time.sleep(interval)
-    raise HarnessError(f"timed out after {timeout:.0f} s waiting for {what}")
+    seen = f"; the check last raised {type(last).__name__}: {last}" if last is not None else ""
+    raise HarnessError(f"timed out after {timeout:.0f} s waiting for {what}{seen}")

@@ -11,8 +11,10 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 from ...errors import HarnessError
 from ..base import Build
-from ..fault_module import ModularNemesis
-from .faults import FAULTS
+from ..fault_module import FaultTable, ModularNemesis
+
+# the modules of local/faults/ register themselves here (that package imports this one, never the reverse)
+FAULTS = FaultTable("local", "resilience.targets.local.faults")
 
 
 @runtime_checkable

@@ -15,6 +15,8 @@ import urllib.error
 import urllib.request
 from typing import Any, Callable
 
+from redis.exceptions import RedisError
+
 from .secrets import PATRONI_API_USER
 from .services import REDIS_MASTER_NAME, StackLayout
 from .topology import ETCD, HAPROXY, POSTGRES, REDIS, SENTINEL, ComponentId
@@ -55,6 +57,10 @@ def http_json(url: str, timeout: float = 0.5) -> Any:
         return None
 
 
+# A Redis or Sentinel that does not answer, refuses, or answers something unreadable: "no answer" to a probe.
+REDIS_DOWN = (RedisError, OSError, ValueError)
+
+
 def redis_client(address: str, password: str, timeout: float = 0.3) -> Any:
     import redis
     host, port = address.rsplit(":", 1)
@@ -85,7 +91,7 @@ class Probes:
     def redis_info(self, c: ComponentId) -> dict[str, Any] | None:
         try:
             return dict(self._client(c).info("replication"))
-        except Exception:
+        except REDIS_DOWN:
             return None
 
     def sentinel_master(self, c: ComponentId) -> tuple[bool, str | None]:
@@ -93,7 +99,7 @@ class Probes:
         try:
             return True, sentinel_address(self._client(c).execute_command("SENTINEL", "get-master-addr-by-name",
                                                                           REDIS_MASTER_NAME))
-        except Exception:
+        except REDIS_DOWN:
             return False, None
 
     def etcd_healthy(self, c: ComponentId) -> bool:

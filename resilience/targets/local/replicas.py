@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...config import StackSettings
+from ...errors import HarnessError
 from . import cgroups, haproxy
 from .events import EventLog
 from .executor import Executor
@@ -22,6 +23,10 @@ from .probes import http_get
 from .services import StackLayout
 
 CGROUP_PARENT = "rsl-api"  # PREFIX + "api": LocalTarget cleans the same parent after a crash
+# What HAProxy's runtime API raises: its socket unreachable or timing out, a refused command, an answer
+# that does not parse. Taking a replica out of HAProxy is then best effort: the process is stopped anyway,
+# and a dead server fails its health checks.
+ADMIN_ERRORS = (OSError, HarnessError, ValueError, LookupError)
 
 
 @dataclass
@@ -101,7 +106,7 @@ class ReplicaSet:
             return {}
         try:
             return self.admin.server_states()
-        except Exception:
+        except ADMIN_ERRORS:
             return {}
 
     # -- changes ------------------------------------------------------------------------------
@@ -126,7 +131,7 @@ class ReplicaSet:
             if self.admin and r.enabled:
                 try:
                     self.admin.disable_server(r.slot)
-                except Exception:
+                except ADMIN_ERRORS:
                     pass
             if r.cpu is not None:
                 r.cpu.destroy()
@@ -139,7 +144,7 @@ class ReplicaSet:
             if self.admin and replica.enabled:
                 try:
                     self.admin.drain_server(replica.slot) if graceful else self.admin.disable_server(replica.slot)
-                except Exception:
+                except ADMIN_ERRORS:
                     pass
         if graceful:
             deadline = time.monotonic() + 3
@@ -148,13 +153,13 @@ class ReplicaSet:
                     state = self.admin.server_states().get(replica.slot)
                     if state is None or state.current_sessions == 0:
                         break
-                except Exception:
+                except ADMIN_ERRORS:
                     break
                 time.sleep(0.05)
         if self.admin:
             try:
                 self.admin.disable_server(replica.slot)
-            except Exception:
+            except ADMIN_ERRORS:
                 pass
         replica.executor.signal(signal.SIGCONT)
         replica.executor.stop(timeout=3)

@@ -42,7 +42,8 @@ from .controller import ReplicaController
 from .events import EventLog, LoopGuard
 from .executor import wait_for
 from .heal_wait import HealWait
-from .injector import FaultInjector, StackParts
+from .injector import FaultInjector
+from .stack_parts import StackParts
 from .monitor import HealthMonitor, sync_standbys
 from .probes import Probes
 from .processes import ProcessTable, become_subreaper

@@ -10,19 +10,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from ...fault_module import FaultModule, FaultTable
+from ...fault_module import FaultModule
+from ..nemesis import FAULTS, LocalNemesis
 
 if TYPE_CHECKING:
-    from ..injector import StackParts
-    from ..nemesis import LocalNemesis
+    from ..stack_parts import StackParts
     from ..topology import ComponentId
 
-FAULTS = FaultTable("local", __name__)
+__all__ = ["FAULTS", "LocalFault", "Phase"]
 
 Phase = Callable[["StackParts", dict[str, Any]], dict[str, Any]]  # a supervisor-side phase: (parts, request) -> reply
 
 
-class LocalFault(FaultModule["LocalNemesis"]):
+class LocalFault(FaultModule[LocalNemesis]):
     """A fault of the local stack: the harness side (FaultModule) and the supervisor side (below)."""
 
     def phases(self) -> dict[str, Phase]:

@@ -20,7 +20,7 @@ from ..processes import children, cmdline
 from . import FAULTS, LocalFault, Phase
 
 if TYPE_CHECKING:
-    from ..injector import StackParts
+    from ..stack_parts import StackParts
     from ..nemesis import LocalNemesis
 
 

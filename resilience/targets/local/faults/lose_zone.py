@@ -19,7 +19,7 @@ from ..topology import ETCD, POSTGRES, ComponentId, Topology
 from . import FAULTS, LocalFault, Phase
 
 if TYPE_CHECKING:
-    from ..injector import StackParts
+    from ..stack_parts import StackParts
     from ..nemesis import LocalNemesis
 
 ETCD_REJOIN_WAIT_S = 10.0

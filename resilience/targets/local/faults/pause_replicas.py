@@ -12,7 +12,7 @@ from ...fault_module import InjectContext
 from . import FAULTS, LocalFault, Phase
 
 if TYPE_CHECKING:
-    from ..injector import StackParts
+    from ..stack_parts import StackParts
     from ..nemesis import LocalNemesis
 
 

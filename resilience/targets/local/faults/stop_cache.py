@@ -13,7 +13,7 @@ from ..topology import REDIS
 from . import FAULTS, LocalFault, Phase
 
 if TYPE_CHECKING:
-    from ..injector import StackParts
+    from ..stack_parts import StackParts
     from ..nemesis import LocalNemesis
 
 
