@@ -34,7 +34,12 @@ class KubernetesSettings:
     allowed_namespaces: tuple[str, ...] = ()  # where faults may evict or kill pods; empty: `namespace` only
     max_cordoned_nodes: int = 10  # one run never cordons more nodes than this
     eviction_timeout_s: float = 120.0  # a zone loss retries evictions a PodDisruptionBudget refuses this long
+    node_selector: str | None = None  # the nodes a zone loss may cordon (label selector, e.g. a node group); null: any
     database: str = "external"  # external (RDS) | cloudnativepg (an in-cluster CloudNativePG cluster)
+    # database: external without AWS: the PostgreSQL and Redis hosts the API uses (both, or neither: then the
+    # endpoints are read from the AWS account's RDS cluster and ElastiCache group).
+    database_host: str | None = None  # PostgreSQL host (port 5432) the API uses; null: the RDS cluster's endpoint
+    cache_host: str | None = None  # Redis host (port 6379) the API uses; null: the ElastiCache group's endpoint
     # The URL users (and Locust) reach the API at; None: what the Ingress / LoadBalancer Service status reports.
     url: str | None = None
     # How the API is exposed: an Ingress (ingress_class), a LoadBalancer Service, or only the ClusterIP Service.
@@ -126,6 +131,7 @@ def validate_kubernetes(k: KubernetesSettings, where: str) -> None:
         raise UserError(f"{where}: 'kubernetes.database' must be external (RDS) or cloudnativepg; got {k.database!r}.")
     if k.url is not None:
         validate_service_url(k.url, where, "kubernetes.url")
+    check_kubernetes_nodes_and_backends(k, where)
     if not 1 <= k.max_cordoned_nodes <= 1000:
         raise UserError(f"{where}: 'kubernetes.max_cordoned_nodes' must be 1..1000; got {k.max_cordoned_nodes}.")
     if not 0 < k.eviction_timeout_s <= 3600 or not math.isfinite(k.eviction_timeout_s):
@@ -174,6 +180,24 @@ def validate_kubernetes(k: KubernetesSettings, where: str) -> None:
         if value is not None and not 0 <= value <= 3600:  # the API's bounds (HPAScalingRules)
             raise UserError(f"{where}: 'kubernetes.{name}' is seconds, 0..3600 (or unset for the Kubernetes "
                             f"default); got {value}.")
+
+
+_SELECTOR_TERM = re.compile(r"^!?[A-Za-z0-9][-A-Za-z0-9_./]*(!?=[-A-Za-z0-9_.]*)?$")
+
+
+def check_kubernetes_nodes_and_backends(k: KubernetesSettings, where: str) -> None:
+    """kubernetes.node_selector (equality terms only) and the database/cache hosts used without AWS."""
+    if k.node_selector is not None and not all(_SELECTOR_TERM.match(t.strip()) for t in k.node_selector.split(",")):
+        raise UserError(f"{where}: 'kubernetes.node_selector' must be a label selector of equality terms, e.g. "
+                        f"eks.amazonaws.com/nodegroup=app,chaos=allowed; got {k.node_selector!r}.")
+    if (k.database_host is None) != (k.cache_host is None):
+        raise UserError(f"{where}: give both 'kubernetes.database_host' and 'kubernetes.cache_host' (the PostgreSQL "
+                        f"and Redis hosts), or neither (the aws target then reads the endpoints from the account).")
+    for name in ("database_host", "cache_host"):
+        value = getattr(k, name)
+        if value is not None and (len(value) > 253 or not _DNS_SUBDOMAIN.match(value.lower())):
+            raise UserError(f"{where}: 'kubernetes.{name}' must be a host name or IPv4 address such as "
+                            f"db.internal.example.org (no scheme, no port); got {value!r}.")
 
 
 def validate_trusted_keys(paths: tuple[str, ...], where: str) -> None:

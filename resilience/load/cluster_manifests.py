@@ -40,6 +40,10 @@ PART_OF_LABEL = "app.kubernetes.io/part-of"
 PART_OF = "resilience"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 RUN_LABEL = "resilience.dev/load-run"
+# The load plays the users for the whole run: no node consolidation may evict it midway. Karpenter does not
+# voluntarily disrupt a node running a pod with do-not-disrupt (karpenter.sh docs, "Disruption": "Pod-Level
+# Controls"); Cluster Autoscaler does not remove a node with a safe-to-evict "false" pod (its FAQ).
+NO_DISRUPTION = {"karpenter.sh/do-not-disrupt": "true", "cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}
 MASTER, WORKER, CONFIG = "load-master", "load-worker", "load-config"
 WORKER_MODULE = "resilience.load.worker"
 MASTER_GRACE_S = 60  # SIGTERM ends the stages; the master then serves the last rows until this runs out
@@ -181,7 +185,7 @@ def master_job(names: LoadNames, namespace: str, image: str, url: str, settings:
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": _meta(names, names.master, namespace, MASTER),
             "spec": {"backoffLimit": 0, "activeDeadlineSeconds": active_deadline_s(stages),
                      "ttlSecondsAfterFinished": FINISHED_TTL_S,
-                     "template": {"metadata": {"labels": labels},
+                     "template": {"metadata": {"labels": labels, "annotations": dict(NO_DISRUPTION)},
                                   "spec": _pod_spec(names, container, "Never", MASTER_GRACE_S)}}}
 
 
@@ -204,7 +208,8 @@ def worker_deployment(names: LoadNames, namespace: str, image: str, url: str, se
     return {"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": _meta(names, names.workers, namespace, WORKER),
             "spec": {"replicas": workers, "selector": {"matchLabels": {RUN_LABEL: names.run, COMPONENT_LABEL: WORKER}},
-                     "template": {"metadata": {"labels": labels}, "spec": _pod_spec(names, container, "Always", 30)}}}
+                     "template": {"metadata": {"labels": labels, "annotations": dict(NO_DISRUPTION)},
+                                  "spec": _pod_spec(names, container, "Always", 30)}}}
 
 
 def master_network_policy(names: LoadNames, namespace: str) -> Manifest:

@@ -82,8 +82,8 @@ def test_the_dry_run_of_zone_failure_prints_the_plan(contract_context: str, caps
     code, out, _ = run_cli(capsys, "run", "zone-failure", "--target", "kubernetes", "--context", contract_context,
                            "--profile", "short", "--dry-run")
     assert code == 0
-    assert "chaosk8s.node.actions.cordon_node(name='<node>'" in out and "/eviction" in out
-    assert "chaosk8s.node.actions.uncordon_node(name='<node>'" in out
+    assert "PATCH /api/v1/nodes/<node> (merge patch)" in out and "/eviction" in out
+    assert "removing resilience.dev/cordoned-by" in out
 
 
 @pytest.mark.parametrize("experiment", ["pod-kill", "zone-failure"])

@@ -12,10 +12,12 @@ use, with the JSON shapes and status codes of `resilience/platform/app.py`:
     POST /payments                      201 payment (200 for a second payment of an order), 404, 422
     GET  /health/live, /health/ready    200
 
-Its availability follows a fake cluster (tests/fakes/kube_api.py): while the
-cluster holds no Ready, not terminating API pod in the app's namespace, every
-request is answered 503, as an Ingress with no ready endpoint answers. So a fault
-that leaves no API pod serving shows in the load; one the cluster absorbs does not.
+Its availability follows a fake cluster (tests/fakes/kube_api.py) through a fake
+ALB (tests/fakes/kube/alb.py): requests go to the pods in its target group; a pod
+removed from the endpoints still gets requests until the deregistration reaches
+the ALB (or health checks fail), and answers 502 if it no longer accepts
+connections; with no target at all, 503. So a fault that leaves no API pod serving
+shows in the load, and so does the lag of a load balancer behind a pod's removal.
 
 With `cpu_percent_per_rps`, it also plays metrics-server for the cluster's HPA:
 every `METRICS_PERIOD_S` fake seconds it reports each API pod's CPU as that many
@@ -47,6 +49,7 @@ from resilience.targets.kubernetes.manifests import APP_NAME, APP_SELECTOR
 
 from .app_backends import FakeBackends
 from .clock import FakeClock
+from .kube.alb import FakeAlb
 from .kube_api import FakeKubeApi, matches_labels
 from .serving import ServedFake
 
@@ -101,6 +104,7 @@ class FakeAppService(ServedFake):
         self.kube, self.namespace = kube, namespace
         self.clock = FakeClock(time_scale=kube.clock.time_scale, manual=kube.clock.manual)  # the cluster's pace
         self.cpu_percent_per_rps = cpu_percent_per_rps
+        self.alb = FakeAlb(kube, namespace, APP_SELECTOR)  # the Ingress: routes with an ALB's lag (kube/alb.py)
         self.lock = threading.Lock()
         self.orders: dict[str, dict[str, Any]] = {}  # by order_id
         self.by_key: dict[str, dict[str, Any]] = {}
@@ -134,12 +138,13 @@ class FakeAppService(ServedFake):
 
     # -- the API
     def answer(self, method: str, path: str, headers: dict[str, str], body: Any) -> tuple[int, Any]:
-        pods = ready_api_pods(self.kube, self.namespace)
-        if not pods:
+        status, replica = self.alb.pick()  # kube/alb.py: a removed pod still gets requests for a while
+        if replica is None:
             return 503, {"detail": "no ready API pod behind the ingress"}
+        if status != 200:
+            return status, {"detail": f"502 Bad Gateway: target {replica} refused the connection"}
         with self.lock:
             self._served += 1
-        replica = pods[next(self.turn) % len(pods)]
         refused = self.backends.refusal(method, path) if self.backends is not None else None
         if refused is not None:
             return refused

@@ -180,14 +180,18 @@ def test_the_fake_app_serves_while_the_fake_cluster_has_a_ready_api_pod() -> Non
         assert http.post("/orders", json={**order, "idempotency_key": "k-3", "items": [{"item_id": 999, "qty": 1}]}
                          ).status_code == 422
 
-        assert kube.hpa.metrics == {}  # metrics-server reports every METRICS_PERIOD_S fake seconds
+        assert kube.hpa.reported == {}  # the pods' usage, reported every METRICS_PERIOD_S fake seconds
         app.advance(METRICS_PERIOD_S)
-        reported = kube.hpa.metrics[(NAMESPACE, APP_NAME)]
+        reported = kube.hpa.reported[(NAMESPACE, APP_NAME)]  # the HPA reads it after metrics-server's next scrape
         assert reported["cpu"] > 0 and reported["memory"] == MEMORY_PERCENT
 
         kube_http.patch(f"{path}/{APP_NAME}", json={"spec": {"replicas": 0}},
                         headers={"Content-Type": "application/merge-patch+json"})
-        assert http.get("/health/ready").status_code == 503  # every API pod terminating or gone
+        # every API pod terminating: the ALB still sends to them until the deregistration reaches it (502: they
+        # took SIGTERM and accept no connection), then has no target (503)
+        assert http.get("/health/ready").status_code == 502
+        kube.advance(app.alb.deregistration_lag_s)
+        assert http.get("/health/ready").status_code == 503
 
 
 @dataclass
@@ -423,6 +427,10 @@ def test_a_run_with_its_load_inside_the_fake_cluster(cloud: Cloud, capsys: pytes
     in_cluster.write_text(yaml.safe_dump(config))
     cloud.kube.enable_process_kubelet("resilience.dev/load-run", tmp_path / "kubelet",
                                       env={"PYTHONPATH": str(PROJECT_ROOT)})
+    # This run is about the in-cluster load's plumbing, and asks for a pass: its users reach the pods without
+    # the ALB's deregistration lag (as through a Service). Behind a real ALB, pods killed with no grace period
+    # answer 502 until the deregistration reaches it (tests/fakes/kube/alb.py, test_fake_kube_alb.py).
+    cloud.app.alb.deregistration_lag_s = 0.0
     code, out, err = _cli(capsys, "run", "pod-kill", "--target", "kubernetes", "--context", CONTEXT, "--config",
                           str(in_cluster), "--profile", "short", "--yes", "--reports-dir", str(cloud.reports),
                           "--quiet", "--seed", "7", "--workers", "2")

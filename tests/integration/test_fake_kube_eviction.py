@@ -169,3 +169,28 @@ def test_unready_pods_follow_the_unhealthy_pod_eviction_policy(fake: FakeKubeApi
         with pytest.raises(ApiException) as info:
             evict(core, starting)
         assert info.value.status == 429
+
+
+def test_an_eviction_reads_the_status_the_disruption_controller_last_wrote(fake: FakeKubeApi) -> None:
+    """The eviction subresource spends status.disruptionsAllowed; it never counts pods itself
+    (pkg/registry/core/pod/storage/eviction.go, checkAndDecrement). A status that lags the pods decides."""
+    from kubernetes.client.rest import ApiException
+    core, _, _ = setup_app(fake, 3, min_available=1)  # live: 3 healthy, 1 needed, 2 disruptions
+    key = next(k for k, _ in fake.store.items("poddisruptionbudgets", NS))
+    with fake._lock:  # the controller has not caught up: its last status still says no room
+        stale = fake.store.require(key)
+        fake.store.put(key, {**stale, "status": {**stale["status"], "disruptionsAllowed": 0}})
+    with pytest.raises(ApiException) as refused:
+        evict(core, ready_pods(fake, "web")[0])
+    assert refused.value.status == 429
+    with fake._lock:  # a spec change the controller has not observed yet: "still being processed"
+        current = fake.store.require(key)
+        fake.store.put(key, {**current, "spec": {**current["spec"], "minAvailable": 0}})
+        assert fake.store.require(key)["metadata"]["generation"] > current["status"]["observedGeneration"]
+    with pytest.raises(ApiException) as processing:
+        evict(core, ready_pods(fake, "web")[0])
+    assert refused.value.status == 429 and "still being processed" in processing.value.body
+    first = ready_pods(fake, "web")[0]
+    assert evict(core, first) is not None  # the controller's sync after the last request wrote a fresh status
+    status = fake.get("poddisruptionbudgets", "web", NS)["status"]  # type: ignore[index]
+    assert status["disruptionsAllowed"] == 2  # 2 healthy (1 terminating), 0 needed

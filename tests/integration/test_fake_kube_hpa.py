@@ -207,3 +207,15 @@ def test_the_scaled_clock_runs_the_controller_by_itself() -> None:
         apps, _ = setup(fake, min_replicas=6, max_replicas=50)
         fake.set_metric(APP, cpu_utilization=140)
         wait_for(lambda: replicas(apps) >= 12, timeout_s=5, what="the HPA to scale up")
+
+
+def test_the_hpa_sees_a_load_change_only_after_the_next_metrics_scrape(fake: FakeKubeApi) -> None:
+    """metrics-server scrapes every 15 s (its --metric-resolution default): a spike at t=5 is invisible to an
+    HPA sync at t=5 and seen at t=15, so a fault's autoscaling is measured with that lag, as on a cluster."""
+    apps, autoscaling = setup(fake, min_replicas=6, max_replicas=50)
+    fake.advance(5)
+    fake.set_metric(APP, cpu_utilization=140)
+    fake.tick()  # an HPA sync now: metrics-server has not scraped since the change
+    assert replicas(apps) == 6 and condition(autoscaling, "ScalingActive") == ("False", "FailedGetResourceMetric")
+    fake.advance(SYNC - 5)  # t=15: the scrape, then the HPA's sync
+    assert replicas(apps) == 12

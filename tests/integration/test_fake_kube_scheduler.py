@@ -136,3 +136,20 @@ def test_without_the_flag_topology_spread_is_a_preference_only() -> None:
         apps.create_namespaced_deployment(NS, deployment("api", 6, zone_spread="DoNotSchedule"))
         lose_zone_b(fake, core)
         assert pods_by_zone(fake, NS, "api") == {"zone-a": 3, "zone-c": 3}
+
+
+def test_pods_stay_pending_when_their_requests_exceed_what_the_nodes_have_left() -> None:
+    """NodeResourcesFit: a node of 1 CPU (allocatable) takes four 250m pods and no fifth; the rest stay
+    Pending with "Insufficient cpu" until a node with room appears (as Cluster Autoscaler would add)."""
+    with FakeKubeApi(zones=(), manual_clock=True) as fake:
+        for zone in ("zone-a", "zone-b"):
+            fake.add_node(f"small-{zone}", zone, allocatable={"cpu": "1", "memory": "4Gi", "pods": "110"})
+        core, apps = apis(fake)
+        core.create_namespace(namespace(NS))
+        apps.create_namespaced_deployment(NS, deployment("web", 10))  # 10 x 250m on 2 x 1 CPU: 8 fit
+        assert pods_by_zone(fake, NS, "web") == {"zone-a": 4, "zone-b": 4, None: 2}
+        pending = [p for p in fake.objects("pods", NS) if not p["spec"].get("nodeName")]
+        message = pending[0]["status"]["conditions"][0]["message"]
+        assert message.startswith("0/2 nodes are available: 2 Insufficient cpu.")
+        fake.add_node("small-zone-c", "zone-c", allocatable={"cpu": "1", "memory": "4Gi", "pods": "110"})
+        assert pods_by_zone(fake, NS, "web") == {"zone-a": 4, "zone-b": 4, "zone-c": 2}

@@ -279,9 +279,9 @@ def test_dry_run_plans_exact_calls_and_touches_nothing(fake: FakeKubeApi, settin
         assert any(line.startswith(f"PATCH {plan.item_path(manifest)}?fieldManager=resilience") for line in lines)
     text = "\n".join(lines)
     assert "GET /api/v1/nodes?labelSelector=topology.kubernetes.io/zone=zone-a" in text
-    assert "chaosk8s.node.actions.cordon_node(name='<node>'" in text
+    assert "PATCH /api/v1/nodes/<node> (merge patch)" in text and "resilience.dev/cordoned-by" in text
     assert "POST /api/v1/namespaces/<ns>/pods/<pod>/eviction" in text and "a 429" in text
-    assert "chaosk8s.node.actions.uncordon_node(name='<node>'" in text
+    assert "carrying resilience.dev/cordoned-by=<mark>" in text
     assert ("chaosk8s.pod.actions.terminate_pods(label_selector='app.kubernetes.io/name=school-meals-api', "
             "ns='school-meals', rand=True, mode='percentage', qty=50") in text
     assert fake.requests == []  # not even a read

@@ -96,9 +96,9 @@ def test_kubernetes_dry_run_prints_the_plan_and_respects_the_allow_list(tmp_path
     assert main(["run", "zone-failure", "--target", "kubernetes", "--context", "staging", "--dry-run",
                  "--config", str(config)]) == 0
     out = capsys.readouterr().out
-    assert "server-side apply Deployment" in out and "chaosk8s.node.actions.cordon_node" in out
+    assert "server-side apply Deployment" in out and "resilience.dev/cordoned-by" in out
     assert "/eviction" in out and "drain_nodes" not in out  # our own drain: allowed namespaces only
-    assert "zone=primary" not in out and "uncordon_node" in out
+    assert "zone=primary" not in out and "removing resilience.dev/cordoned-by" in out
     assert main(["run", "zone-failure", "--target", "kubernetes", "--context", "prod", "--dry-run",
                  "--config", str(config)]) == 2
     assert "allowed_contexts" in capsys.readouterr().err

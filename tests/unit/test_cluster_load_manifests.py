@@ -168,3 +168,10 @@ def test_diagnosis_of_pods_that_do_not_run() -> None:
     assert crash.fatal == "pod w does not run: CrashLoopBackOff: back-off 10s"
     assert "pod m failed" in (diagnose([pod("m", "Failed")], "i").fatal or "")
     assert diagnose([pod("w", "Running")], "i").fatal is None
+
+
+def test_no_node_consolidation_may_evict_the_load_pods() -> None:
+    for kind in ("Job", "Deployment"):
+        annotations = by_kind(kind)["spec"]["template"]["metadata"]["annotations"]
+        assert annotations == {"karpenter.sh/do-not-disrupt": "true",
+                               "cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}

@@ -173,3 +173,10 @@ def test_dockerfile_runs_the_platform_entry_point_as_a_non_root_user() -> None:
     assert user.isdigit() and int(user) > 0 and group.isdigit()  # numeric: the kubelet checks runAsNonRoot
     deployment = m.deployment_manifest(Settings())
     assert deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_no_node_consolidation_may_evict_the_harness_pod() -> None:
+    """Karpenter's do-not-disrupt and Cluster Autoscaler's safe-to-evict: a game-day is not cut short (issue 18)."""
+    annotations = one("CronJob")["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["karpenter.sh/do-not-disrupt"] == "true"
+    assert annotations["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"

@@ -60,3 +60,47 @@ def test_kubernetes_events_become_scale_or_platform_events() -> None:
     assert (scale.source, scale.op, scale.monotonic) == ("controller", "scale", 12.5)
     other = event_from_k8s({"reason": "FailedScheduling", "involvedObject": {"kind": "Pod", "name": "p"}}, 1.0)
     assert (other.source, other.op, other.detail["object"]) == ("platform", "k8s:FailedScheduling", "Pod/p")
+
+
+def named_pod(name: str, node: str) -> dict[str, Any]:
+    return {**pod(node, True), "metadata": {"name": name, "deletionTimestamp": None}}
+
+
+def test_a_relist_forgets_pods_deleted_while_not_watching() -> None:
+    """After a 410 Gone the DELETED events are lost with the history: the relist is the truth."""
+    from resilience.targets.kubernetes.observer import KubernetesObserver
+    observer = KubernetesObserver(None, "ns")
+    observer.node_zones = {"n-a": "zone-a", "n-b": "zone-b"}
+    observer._relisted("pods", [named_pod("a", "n-a"), named_pod("b", "n-b")], observer._on_pod)
+    assert observer.events()[-1].detail == {"ready_by_zone": {"zone-a": 1, "zone-b": 1}}
+    observer._relisted("pods", [named_pod("a", "n-a")], observer._on_pod)  # b went while the watch was down
+    assert set(observer.pods) == {"a"}
+    assert observer.events()[-1].detail == {"ready_by_zone": {"zone-a": 1}}
+    observer._relisted("pods", [], observer._on_pod)
+    assert observer.pods == {} and observer.events()[-1].detail == {"ready_by_zone": {}}
+
+
+def test_watches_ask_for_bookmarks_and_time_out_on_the_client_side(monkeypatch: Any) -> None:
+    """A connection that died silently must raise (client read timeout), not hang the watch for ever."""
+    from types import SimpleNamespace
+    from kubernetes import watch
+    from resilience.targets.kubernetes import observer as module
+    calls: list[dict[str, Any]] = []
+    instance = module.KubernetesObserver(None, "ns")
+
+    def list_fn(*args: Any, **kwargs: Any) -> Any:
+        calls.append({"list": True, **kwargs})
+        return SimpleNamespace(items=[], metadata=SimpleNamespace(resource_version="7"))
+
+    class Recorder:
+        def stream(self, fn: Any, *args: Any, **kwargs: Any) -> list[Any]:
+            calls.append(kwargs)
+            instance._stop.set()
+            return []
+
+    monkeypatch.setattr(watch, "Watch", Recorder)
+    instance._watch("pods", list_fn, (), {"label_selector": "x=y"}, instance._on_pod)
+    listed, watched = calls
+    assert listed["_request_timeout"] == module.REQUEST_TIMEOUT_S > module.WATCH_TIMEOUT_S
+    assert watched["allow_watch_bookmarks"] is True and watched["resource_version"] == "7"
+    assert watched["_request_timeout"] == module.REQUEST_TIMEOUT_S and watched["timeout_seconds"] == module.WATCH_TIMEOUT_S

@@ -257,6 +257,14 @@ def pdb_manifest(namespace: str) -> Manifest:
     }
 
 
+def settings_endpoints(settings: Settings) -> BackendEndpoints | None:
+    """The PostgreSQL and Redis hosts the settings name (both or neither: config_checks.py), if any."""
+    k = settings.kubernetes
+    if k.database == "external" and k.database_host and k.cache_host:
+        return BackendEndpoints(postgres_host=k.database_host, redis_host=k.cache_host)
+    return None
+
+
 def placeholder_endpoints(settings: Settings) -> BackendEndpoints:
     """Stand-in endpoints for plans and offline rendering; `up()` resolves the real ones from AWS."""
     aws = settings.aws

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Protocol, runtime_checkable
 
 from ...config import Settings
-from ...errors import HarnessError
+from ...errors import HarnessError, UserError
 from ..base import Build, RollbackStep, StackStatus
 from ..blast_radius import namespace_problem
 from ..fault_module import ModularNemesis
@@ -30,9 +30,9 @@ class ClusterAccess(Protocol):
     def core(self) -> Any: ...
     def status(self) -> StackStatus: ...
     def node_zones(self) -> dict[str, str | None]: ...
-    def nodes_in_zone(self, zone: str) -> dict[str, bool]: ...
     def pods(self, label_selector: str) -> list[Any]: ...
     def desired_replicas(self) -> int: ...
+    def replica_bounds(self) -> tuple[int, int | None]: ...
 
 
 class KubernetesNemesis(ModularNemesis):
@@ -58,14 +58,29 @@ class KubernetesNemesis(ModularNemesis):
     # -- scaling: not a fault of the registry, but undone like one ------------------------------------
     def scale_replicas(self, replicas: int) -> RollbackStep:
         """Set the Deployment's replica count (the HPA may move it again); rollback restores the old count."""
+        problem = self.replicas_problem(replicas)
+        if problem:
+            raise UserError(f"scale_replicas: {problem}")
         previous = self.platform.desired_replicas()
         plan.scale_call(self.namespace, replicas).run(self.platform.chaos_secrets())
         return RollbackStep("scale_replicas", {"replicas": previous}, f"scale back to {previous} replicas",
                             nemesis=self.name)
 
+    def replicas_problem(self, replicas: object) -> str | None:
+        """A count outside the HPA's [minReplicas, maxReplicas] (no HPA: below 1) would turn the platform off or
+        past what its owner allows; a rollback.json step is held to the same bounds."""
+        if not isinstance(replicas, int) or isinstance(replicas, bool):
+            return f"'replicas' must be a whole number, got {replicas!r}"
+        low, high = self.platform.replica_bounds()
+        if not low <= replicas <= (high if high is not None else replicas):
+            bounds = f"{low}..{high}" if high is not None else f"at least {low}"
+            return (f"{replicas} replicas is outside {bounds} (the HorizontalPodAutoscaler's minReplicas.."
+                    f"maxReplicas; without one, at least 1)")
+        return None
+
     def rollback_refusal(self, step: RollbackStep) -> str | None:
         if step.capability == "scale_replicas":
-            return None
+            return self.replicas_problem(step.arguments.get("replicas"))
         return super().rollback_refusal(step)
 
     def rollback(self, step: RollbackStep) -> None:

@@ -3,7 +3,13 @@
 One thread per watched kind (the app's Deployment and HPA, its pods, the nodes, the
 namespace's events) lists once, then watches from that list's resourceVersion; a 410
 Gone (the version is too old) relists, as the Kubernetes docs' "efficient detection of
-changes" prescribes. Each change is stamped with this process's monotonic clock when it
+changes" prescribes. A relist is the whole truth: a pod or node missing from it was deleted
+while we were not watching (its DELETED event is lost with the history) and is forgotten.
+Watches ask for bookmarks (`allowWatchBookmarks`: the server sends the current
+resourceVersion now and then, so a quiet watch resumes without a 410; "Watch bookmarks" in
+the API concepts page) and have a client-side read timeout a little longer than the
+server-side one, so a connection that died silently (a NAT or load balancer dropping it)
+raises instead of waiting for ever. Each change is stamped with this process's monotonic clock when it
 arrives, the clock the load's records use, and becomes a `PlatformEvent`:
 
 - `controller/replicas` {ready, desired, current, metrics}: the Deployment's ready count and
@@ -27,6 +33,7 @@ from ..base import PlatformEvent
 from .manifests import APP_NAME, APP_SELECTOR, ZONE_LABEL
 
 WATCH_TIMEOUT_S = 5  # a watch returns at least this often, so stop() is prompt
+REQUEST_TIMEOUT_S = WATCH_TIMEOUT_S + 10  # client side: no byte for this long means the connection is dead
 RESTART_PAUSE_S = 0.1  # between two watches of one kind
 LISTED = "LISTED"  # an object from a (re)list: the state so far, not a change seen as it happened
 
@@ -157,12 +164,12 @@ class KubernetesObserver:
         while not self._stop.is_set():
             try:
                 if version is None:
-                    listing = list_fn(*args, **kwargs)
-                    for item in listing.items:
-                        handle(LISTED, item)
+                    listing = list_fn(*args, _request_timeout=REQUEST_TIMEOUT_S, **kwargs)
+                    self._relisted(name, listing.items, handle)
                     version = listing.metadata.resource_version
                 stream = watch.Watch().stream(list_fn, *args, resource_version=version,
-                                              timeout_seconds=WATCH_TIMEOUT_S, **kwargs)
+                                              timeout_seconds=WATCH_TIMEOUT_S, allow_watch_bookmarks=True,
+                                              _request_timeout=REQUEST_TIMEOUT_S, **kwargs)
                 for change in stream:
                     if self._stop.is_set():
                         break
@@ -182,6 +189,22 @@ class KubernetesObserver:
             except Exception as exc:  # noqa: BLE001 - a broken watch is reported, and retried
                 self._add("platform", "watch-error", {"watch": name, "error": f"{type(exc).__name__}: {exc}"})
                 self._stop.wait(1.0)
+
+    def _relisted(self, name: str, items: list[Any], handle: Callable[[str, Any], None]) -> None:
+        """A (re)list: each item as the state so far, and what it no longer holds forgotten (deleted unseen)."""
+        listed = {_get(item, "metadata", "name") for item in items}
+        with self._lock:
+            if name == "pods":
+                for gone in [p for p in self.pods if p not in listed]:
+                    del self.pods[gone]
+            elif name == "nodes":
+                for gone in [n for n in self.node_zones if n not in listed]:
+                    self.node_zones.pop(gone, None)
+                    self.unschedulable.pop(gone, None)
+        for item in items:
+            handle(LISTED, item)
+        if name == "pods" and not items:
+            self._report_zones()
 
     # -- handlers (one thread each; shared state under the lock) ----------------------------
     def _on_node(self, kind: str, node: Any) -> None:
@@ -213,6 +236,10 @@ class KubernetesObserver:
                 self.pods.pop(name, None)
             else:
                 self.pods[name] = pod
+        self._report_zones()
+
+    def _report_zones(self) -> None:
+        with self._lock:
             zones = ready_by_zone(self.pods.values(), self.node_zones)
             changed = zones != self._zones_reported
             self._zones_reported = zones

@@ -145,17 +145,6 @@ def kill_replicas_call(namespace: str, count: int | None, percent: float | None)
                       f"{qty}{'%' if mode == 'percentage' else ''} randomly chosen pods"))
 
 
-def cordon_call(node: str) -> ChaosCall:
-    """Mark one node unschedulable (sets spec.unschedulable; the node controller adds the unschedulable taint)."""
-    return ChaosCall("chaosk8s.node.actions.cordon_node", {"name": node},
-                     (f"PATCH /api/v1/nodes/{node} {{\"spec\": {{\"unschedulable\": true}}}}",))
-
-
-def uncordon_call(node: str) -> ChaosCall:
-    return ChaosCall("chaosk8s.node.actions.uncordon_node", {"name": node},
-                     (f"PATCH /api/v1/nodes/{node} {{\"spec\": {{\"unschedulable\": false}}}}",))
-
-
 def eviction_lines(namespaces: tuple[str, ...], timeout_s: float) -> list[str]:
     """Our own drain, held to the allowed namespaces (chaosk8s drain_nodes evicts every namespace, retries nothing)."""
     return [f"GET /api/v1/namespaces/{ns}/pods?fieldSelector=spec.nodeName=<node> for each cordoned node"

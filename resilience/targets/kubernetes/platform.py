@@ -24,7 +24,7 @@ from ..base import Build, Component, Platform, PlatformEvent, StackStatus
 from ..clock import to_monotonic
 from .observer import ReplicaState, event_from_k8s
 from .manifests import (API_PORT, APP_NAME, APP_SELECTOR, MANAGED_BY_LABEL, MANAGED_SELECTOR, MANAGER,
-                        REPLICAS_MANAGER, SERVICE_PORT, ZONE_LABEL, BackendEndpoints, Manifest, replicas_manifest,
+                        REPLICAS_MANAGER, ZONE_LABEL, BackendEndpoints, Manifest, replicas_manifest, settings_endpoints,
                         stack_manifests)
 
 DEFAULT_WAIT_TIMEOUT_S = 600.0
@@ -85,7 +85,11 @@ class KubernetesPlatform(Platform):
 
     @classmethod
     def build(cls, parts: Build) -> "KubernetesPlatform":
-        """For a composition: the RDS / ElastiCache endpoints come from its aws services (or new ones, on demand)."""
+        """For a composition: the database and cache hosts from kubernetes.database_host / cache_host (no AWS
+        client at all), else the RDS / ElastiCache endpoints from its aws services (or new ones, on demand)."""
+        given = settings_endpoints(parts.settings)
+        if given is not None:
+            return cls(parts.settings, context=str(parts.context), dry_run=parts.dry_run, backends=given)
         from ..aws.services import AwsServices
         aws = parts.services.get("aws")
         source = aws if isinstance(aws, AwsServices) else None
@@ -177,8 +181,9 @@ class KubernetesPlatform(Platform):
     def _resolve_backends(self) -> BackendEndpoints:
         if self.backends is None:
             if self.backends_source is None:
-                raise UserError("the kubernetes platform needs the database and cache endpoints: use the aws target "
-                                "(EKS with RDS and ElastiCache), which reads them from the AWS account.")
+                raise UserError("the kubernetes platform needs the database and cache endpoints: set "
+                                "kubernetes.database_host and kubernetes.cache_host, or use the aws target (EKS "
+                                "with RDS and ElastiCache), which reads them from the AWS account.")
             self.backends = self.backends_source()
         return self.backends
 
@@ -316,10 +321,18 @@ class KubernetesPlatform(Platform):
         return {node.metadata.name: (node.metadata.labels or {}).get(ZONE_LABEL)
                 for node in self._core().list_node().items}
 
-    def nodes_in_zone(self, zone: str) -> dict[str, bool]:
-        """The zone's nodes, each with whether it is cordoned already (spec.unschedulable)."""
-        return {n.metadata.name: bool(n.spec and n.spec.unschedulable)
-                for n in self._core().list_node(label_selector=plan.zone_selector(zone)).items}
+    def replica_bounds(self) -> tuple[int, int | None]:
+        """What the app's HPA allows (minReplicas, maxReplicas); without an HPA, (1, None)."""
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+        try:
+            spec = client.AutoscalingV2Api(self._api).read_namespaced_horizontal_pod_autoscaler(
+                APP_NAME, self.namespace).spec
+        except ApiException as exc:
+            if exc.status == 404:
+                return 1, None
+            raise
+        return max(1, int(spec.min_replicas or 1)), int(spec.max_replicas)
 
     def pods(self, label_selector: str) -> list[Any]:
         return list(self._core().list_namespaced_pod(self.namespace, label_selector=label_selector).items)
@@ -339,29 +352,11 @@ class KubernetesPlatform(Platform):
         return found
 
     def public_url(self) -> str | None:
-        if self.settings.kubernetes.url:
-            return self.settings.kubernetes.url.rstrip("/")
-        if self.context == IN_CLUSTER:
-            return f"http://{APP_NAME}.{self.namespace}.svc.cluster.local:{SERVICE_PORT}"
-        if self.dry_run:
+        """kubernetes.url, else what the Ingress (its host rule and TLS) or the Service reports (address.py)."""
+        if self.dry_run and not self.settings.kubernetes.url and self.context != IN_CLUSTER:
             return None
-        from kubernetes import client
-        from kubernetes.client.rest import ApiException
-        readers = [(lambda: client.NetworkingV1Api(self._api).read_namespaced_ingress(APP_NAME, self.namespace), "http", None),
-                   (lambda: self._core().read_namespaced_service(APP_NAME, self.namespace), "http", SERVICE_PORT)]
-        for read, scheme, port in readers:
-            try:
-                obj = read()
-            except ApiException as exc:
-                if exc.status == 404:
-                    continue
-                raise
-            ingress = ((obj.status.load_balancer.ingress if obj.status and obj.status.load_balancer else None) or [])
-            for entry in ingress:
-                host = entry.hostname or entry.ip
-                if host:
-                    return f"{scheme}://{host}" + (f":{port}" if port and port != 80 else "")
-        return None
+        from .address import public_url
+        return public_url(self.settings, self._api, in_cluster=self.context == IN_CLUSTER)
 
     # -- observation -------------------------------------------------------------
     def ready_replicas(self) -> int:

@@ -10,16 +10,22 @@ matches in its namespace:
 - currentHealthy: matching pods that are Ready and not being deleted;
 - disruptionsAllowed: max(0, currentHealthy - desiredHealthy).
 
-The Eviction API (POST .../pods/NAME/eviction) refuses with 429 Too Many
-Requests when the pod's PDB allows no disruption, with the body the API server
-sends ("Cannot evict pod as it would violate the pod's disruption budget.",
-cause DisruptionBudget); 500 when more than one PDB selects the pod; otherwise
-the pod is deleted gracefully (terminationGracePeriodSeconds applies) and the
-answer is 201 with a Success Status. Pods that are not Running (Pending,
-Succeeded, Failed) or already terminating are evicted without a PDB check; an
-unready Running pod is evicted while the budget is healthy (currentHealthy >=
-desiredHealthy > 0, the default unhealthyPodEvictionPolicy IfHealthyBudget) or
-always (AlwaysAllow), otherwise only if a disruption is allowed.
+The Eviction API (POST .../pods/NAME/eviction) does not count pods: it reads the
+PDB's status as the disruption controller last wrote it (pkg/registry/core/pod/
+storage/eviction.go, checkAndDecrement). A status older than the PDB's spec
+(observedGeneration < generation) or none yet: 429 ("still being processed").
+disruptionsAllowed 0: 429 Too Many Requests, with the body the API server sends
+("Cannot evict pod as it would violate the pod's disruption budget.", cause
+DisruptionBudget). Otherwise it decrements status.disruptionsAllowed, records the
+pod in status.disruptedPods (so two evictions cannot spend one disruption), and
+deletes the pod gracefully (terminationGracePeriodSeconds applies): 201 with a
+Success Status. The controller counts a pod in disruptedPods as not healthy until
+it is gone or 2 minutes have passed (its DeletionTimeout). 500 when more than one
+PDB selects the pod. Pods that are not Running (Pending, Succeeded, Failed) or
+already terminating are evicted without a PDB check; an unready Running pod is
+evicted while the budget is healthy (currentHealthy >= desiredHealthy > 0 in the
+status, the default unhealthyPodEvictionPolicy IfHealthyBudget) or always
+(AlwaysAllow), otherwise only if a disruption is allowed.
 
 Docs followed:
 - https://kubernetes.io/docs/concepts/scheduling-eviction/api-eviction/
@@ -42,6 +48,7 @@ if TYPE_CHECKING:
     from .server import FakeKubeApi
 
 EVICTION_REFUSED = "Cannot evict pod as it would violate the pod's disruption budget."
+DISRUPTED_POD_TIMEOUT_S = 120.0  # the disruption controller's DeletionTimeout for status.disruptedPods
 
 
 def pod_ready(pod: Obj) -> bool:
@@ -63,6 +70,7 @@ def _scaled(value: Any, total: int) -> int:
 class DisruptionController:
     def __init__(self, api: "FakeKubeApi") -> None:
         self.api = api
+        self._evicted_at: dict[tuple[Any, str], float] = {}  # (PDB uid, pod) -> fake time of its eviction
 
     def _pods(self, pdb: Obj, ns: str) -> list[Obj]:
         selector = pdb.get("spec", {}).get("selector")
@@ -90,11 +98,20 @@ class DisruptionController:
         else:
             expected = len(pods)
             desired = int(spec.get("minAvailable", 1))
-        healthy = sum(1 for p in pods if pod_ready(p) and not terminating(p))
+        disrupted = self._still_disrupted(pdb, pods)
+        healthy = sum(1 for p in pods if pod_ready(p) and not terminating(p) and p["metadata"]["name"] not in disrupted)
         allowed = healthy - desired if expected > 0 else 0
         return {"observedGeneration": pdb["metadata"].get("generation", 1), "expectedPods": expected,
                 "desiredHealthy": desired, "currentHealthy": healthy,
-                "disruptionsAllowed": max(0, allowed), "disruptedPods": {}}
+                "disruptionsAllowed": max(0, allowed), "disruptedPods": disrupted}
+
+    def _still_disrupted(self, pdb: Obj, pods: list[Obj]) -> dict[str, str]:
+        """status.disruptedPods entries whose pod still runs, not being deleted, within the timeout."""
+        live = {p["metadata"]["name"] for p in pods if not terminating(p)}
+        now = self.api.clock.now()
+        return {name: at for name, at in ((pdb.get("status") or {}).get("disruptedPods") or {}).items()
+                if name in live and now - self._evicted_at.get((pdb["metadata"].get("uid"), name), now)
+                < DISRUPTED_POD_TIMEOUT_S}
 
     def sync(self) -> None:
         """Write every PDB's status (only when it changed)."""
@@ -133,17 +150,36 @@ class DisruptionController:
         if len(pdbs) > 1:
             why = "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."
             raise ApiError(500, "InternalError", f"Internal error occurred: {why}", {"causes": [{"message": why}]})
-        _, pdb = pdbs[0]
-        status = self.compute(pdb, ns)
+        pdb_key, pdb = pdbs[0]
+        status = pdb.get("status") or {}  # what the disruption controller last wrote, not a live count
+        if not status or status.get("observedGeneration", 0) < pdb["metadata"].get("generation", 1):
+            raise ApiError(429, "TooManyRequests", EVICTION_REFUSED, {"causes": [{
+                "reason": "DisruptionBudget",
+                "message": f"The disruption budget {pdb['metadata']['name']} is still being processed by the server."}]})
         if not pod_ready(pod):  # an unready pod: the budget's unhealthyPodEvictionPolicy decides first
             policy = pdb.get("spec", {}).get("unhealthyPodEvictionPolicy", "IfHealthyBudget")
             if policy == "AlwaysAllow":
                 return
-            if status["currentHealthy"] >= status["desiredHealthy"] > 0:
+            if status.get("currentHealthy", 0) >= status.get("desiredHealthy", 0) > 0:
                 return
-        if status["disruptionsAllowed"] > 0:
+        if status.get("disruptionsAllowed", 0) > 0:
+            self._spend(pdb_key, pdb, pod_key[3])
             return
         raise ApiError(429, "TooManyRequests", EVICTION_REFUSED, {"causes": [{
             "reason": "DisruptionBudget",
-            "message": f"The disruption budget {pdb['metadata']['name']} needs {status['desiredHealthy']} healthy "
-                       f"pods and has {status['currentHealthy']} currently"}]})
+            "message": f"The disruption budget {pdb['metadata']['name']} needs {status.get('desiredHealthy', 0)} "
+                       f"healthy pods and has {status.get('currentHealthy', 0)} currently"}]})
+
+    def _spend(self, pdb_key: Key, pdb: Obj, pod_name: str) -> None:
+        """As the eviction subresource does: one disruption fewer, the pod in disruptedPods (written with the PDB)."""
+        import copy
+        updated = copy.deepcopy(pdb)
+        status = updated["status"]
+        status["disruptionsAllowed"] -= 1
+        status.setdefault("disruptedPods", {})[pod_name] = self.api.now_iso()
+        if status["disruptionsAllowed"] == 0:
+            for condition in status.get("conditions") or []:
+                if condition["type"] == "DisruptionAllowed":
+                    condition.update(status="False", reason="InsufficientPods", lastTransitionTime=self.api.now_iso())
+        self._evicted_at[(pdb["metadata"].get("uid"), pod_name)] = self.api.clock.now()
+        self.api.store.update(pdb_key, updated)

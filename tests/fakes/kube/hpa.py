@@ -2,9 +2,15 @@
 
 A real cluster gets pod metrics from metrics-server (which EKS does not install:
 without it the HPA reports FailedGetResourceMetric and never scales). Here a test
-plays metrics-server: `FakeKubeApi.set_metric("school-meals-api", cpu_utilization=95)`
+plays the kubelets: `FakeKubeApi.set_metric("school-meals-api", cpu_utilization=95)`
 makes every running pod of that Deployment report 95 % of its CPU request. A
 resource the test never set has no metrics, exactly as without metrics-server.
+metrics-server scrapes the kubelets every `metric-resolution` (15 s: "Fast
+autoscaling, collecting metrics every 15 seconds", kubernetes-sigs/metrics-server
+README; "--metric-resolution duration ... Default 15s"): a value set now reaches
+the HPA only at the next scrape, every `metrics_resolution_s` fake seconds from
+the fake's start (`scrape_metrics()` scrapes at once). A scrape and an HPA sync
+due at the same moment run scrape first.
 
 Every `hpa_sync_period_s` fake seconds (15, the controller's default) and once
 when an HPA is created, the controller
@@ -47,6 +53,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .apply import CONTROLLER_MANAGER, record_update
 from .disruption import pod_ready, terminating
 from .store import Key, Obj, now_iso
 
@@ -84,16 +91,33 @@ class HpaMemory:
 
 
 class HpaController:
-    def __init__(self, api: "FakeKubeApi", sync_period_s: float = 15.0, tolerance: float = 0.1) -> None:
+    def __init__(self, api: "FakeKubeApi", sync_period_s: float = 15.0, tolerance: float = 0.1,
+                 metrics_resolution_s: float = 15.0) -> None:
         self.api = api
         self.sync_period_s = sync_period_s
         self.tolerance = tolerance
-        self.metrics: dict[tuple[str | None, str], dict[str, float]] = {}
+        self.metrics: dict[tuple[str | None, str], dict[str, float]] = {}  # what metrics-server serves
+        self.reported: dict[tuple[str | None, str], dict[str, float]] = {}  # what the pods use now (next scrape)
         self.memory: dict[Key, HpaMemory] = {}
+        self.metrics_resolution_s = metrics_resolution_s
+        if metrics_resolution_s > 0:
+            self._schedule_scrape()
+        else:
+            self.metrics = self.reported  # 0: no scrape delay (a kinder fake, for tests of other things)
+
+    def _schedule_scrape(self) -> None:
+        def scrape() -> None:
+            self.scrape()
+            self._schedule_scrape()
+        self.api.clock.call_later(self.metrics_resolution_s, lambda: self.api.in_controller(scrape))
+
+    def scrape(self) -> None:
+        """metrics-server's scrape: what the pods use now becomes what the HPA reads."""
+        self.metrics = {key: dict(values) for key, values in self.reported.items()}
 
     # -- test hooks
     def set_metric(self, deployment: str, namespace: str | None, values: dict[str, float | None]) -> None:
-        current = self.metrics.setdefault((namespace, deployment), {})
+        current = self.reported.setdefault((namespace, deployment), {})
         for resource, value in values.items():
             if value is None:
                 current.pop(resource, None)
@@ -186,8 +210,8 @@ class HpaController:
             rescale = desired != current
         if rescale:
             scaled = copy.deepcopy(target)
-            scaled["spec"]["replicas"] = desired
-            self.api.store.put(target_key, scaled)
+            scaled["spec"]["replicas"] = desired  # through the scale subresource, as kube-controller-manager
+            self.api.store.put(target_key, record_update(target, scaled, CONTROLLER_MANAGER))
             _condition(conditions, "AbleToScale", "True", "SucceededRescale",
                        f"the HPA controller was able to update the target scale to {desired}")
             self.api.record_event(ns, hpa, "SuccessfulRescale", f"New size: {desired}; reason: {reason}",

@@ -5,6 +5,8 @@ Filters, in the order kube-scheduler reports them:
   the taint node.kubernetes.io/unschedulable:NoSchedule;
 - NodeAffinity: the pod's nodeSelector must match the node's labels;
 - TaintToleration: every NoSchedule / NoExecute taint must be tolerated;
+- NodeResourcesFit: the pod's requests must fit in what the node's allocatable leaves (resources.py):
+  otherwise "Insufficient cpu" / "Insufficient memory" / "Too many pods", and the pod stays Pending;
 - PodTopologySpread (unless `FakeKubeApi(topology_spread=False)`): for each constraint with
   whenUnsatisfiable: DoNotSchedule, placing the pod in the node's domain must keep
   (matching pods in that domain + 1) - (global minimum over eligible domains) <= maxSkew.
@@ -37,6 +39,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from .disruption import terminating
+from .resources import insufficient
 from .selectors import labels_of, selector_matches, tolerates
 from .store import Key, Obj
 
@@ -117,6 +120,10 @@ class Scheduler:
         constraints = pod.get("spec", {}).get("topologySpreadConstraints") or []
         hard = [c for c in constraints if c.get("whenUnsatisfiable", "DoNotSchedule") == "DoNotSchedule"]
         tolerations = pod.get("spec", {}).get("tolerations") or []
+        bound: dict[str, list[Obj]] = {}
+        for other in self.api.store.values("pods"):
+            if other.get("spec", {}).get("nodeName"):
+                bound.setdefault(other["spec"]["nodeName"], []).append(other)
         for node in nodes:
             taints = _untolerated(pod, node)
             if node.get("spec", {}).get("unschedulable") and not tolerates(tolerations, UNSCHEDULABLE_TAINT):
@@ -128,6 +135,11 @@ class Scheduler:
             if taints:
                 taint = taints[0]
                 reasons[f"node(s) had untolerated taint {{{taint['key']}: {taint.get('value', '')}}}"] += 1
+                continue
+            short = insufficient(pod, node, bound.get(node["metadata"]["name"], []))
+            if short:
+                for reason in short:
+                    reasons[reason] += 1
                 continue
             if self.api.topology_spread and hard:
                 skews = [(c, self._skew_after(pod, c, node, nodes)) for c in hard]

@@ -19,14 +19,16 @@ module that implements it names the documentation it follows):
   older than the history kept (store.py, this module);
 - evictions answer 429 Too Many Requests when a PodDisruptionBudget would be
   violated (disruption.py);
-- a scheduler that honours cordons, taints, nodeSelector and (with
+- a scheduler that honours cordons, taints, nodeSelector, node capacity (requests against
+  allocatable: resources.py) and (with
   `topology_spread=True`) topology spread constraints with nodeTaintsPolicy,
   leaving pods Pending when nothing fits (scheduler.py);
 - Deployment, kubelet and graceful termination (workloads.py);
 - Jobs, and the orphaning an API DELETE of a Job does without propagationPolicy (jobs.py);
 - watches (watch.py);
 - the service proxy: a request forwarded to a Service's endpoint, 503 without one (proxy.py);
-- an HPA controller acting on metrics a test sets (hpa.py);
+- an HPA controller acting on metrics a test sets, which it sees only after metrics-server's next
+  15 s scrape (hpa.py);
 - optionally, pods run as real local processes (process_kubelet.py, `enable_process_kubelet`).
 
 Time: controllers count fake seconds (tests/fakes/clock.py). By default fake
@@ -49,10 +51,15 @@ Constructor flags (the defaults behave as a real cluster does):
 - graceful_termination=True: False deletes pods at once whatever the grace period;
 - pod_start_s=0: fake seconds from a pod starting to its being Ready;
 - time_scale=0.01 / manual_clock=False, hpa_sync_period_s=15, hpa_tolerance=0.1,
-  watch_history=10000 (changes a watch can resume from).
+  watch_history=10000 (changes a watch can resume from), metrics_resolution_s=15 (0: metrics at once).
 
-Not a conformance-tested API server: apply is a recursive merge without field
-ownership (no apply conflicts), strategic merge patches replace lists, there
+Field ownership (apply.py): managedFields on every write; server-side apply
+owns the fields it sends, answers 409 Conflict when another manager owns one
+with a different value (unless force=true) and removes what its manager no
+longer applies.
+
+Not a conformance-tested API server: apply treats lists as atomic, strategic
+merge patches replace lists, there
 is no admission, RBAC, scale or status subresource, and a deleted namespace
 disappears at once with its contents.
 """
@@ -78,7 +85,9 @@ from .disruption import DisruptionController
 from .hpa import HpaController
 from .jobs import JobController, orphan_dependents
 from . import proxy
+from .apply import apply, created_by_apply, record_update
 from .process_kubelet import ProcessKubelet
+from .resources import DEFAULT_ALLOCATABLE
 from .scheduler import Scheduler
 from .selectors import merge, selected
 from .store import (CLUSTER_SCOPED, KIND_OF, ApiError, Key, Obj, Store, conflict, group_of,
@@ -113,7 +122,8 @@ class FakeKubeApi(ServedFake):
     def __init__(self, zones: tuple[str, ...] = ("zone-a", "zone-b", "zone-c"), nodes_per_zone: int = 1, *,
                  topology_spread: bool = True, enforce_pdbs: bool = True, graceful_termination: bool = True,
                  pod_start_s: float = 0.0, time_scale: float = 0.01, manual_clock: bool = False,
-                 hpa_sync_period_s: float = 15.0, hpa_tolerance: float = 0.1, watch_history: int = 10_000) -> None:
+                 hpa_sync_period_s: float = 15.0, hpa_tolerance: float = 0.1, watch_history: int = 10_000,
+                 metrics_resolution_s: float = 15.0) -> None:
         super().__init__()
         self._lock = threading.RLock()
         self.store = Store(self._lock, history=watch_history)
@@ -125,11 +135,13 @@ class FakeKubeApi(ServedFake):
         self.workloads = Workloads(self)
         self.scheduler = Scheduler(self)
         self.disruption = DisruptionController(self)
-        self.hpa = HpaController(self, sync_period_s=hpa_sync_period_s, tolerance=hpa_tolerance)
+        self.hpa = HpaController(self, sync_period_s=hpa_sync_period_s, tolerance=hpa_tolerance,
+                                 metrics_resolution_s=metrics_resolution_s)
         self.jobs = JobController(self)
         self.process_kubelet: ProcessKubelet | None = None
         self.service_backends: dict[tuple[str, str, int], tuple[str, int]] = {}  # see serve_service
         self.requests: list[RecordedRequest] = []
+        self.terminations: dict[str, float] = {}  # pod uid -> fake time its deletion began (alb.py reads it)
         self._closing = False
         for zone in zones:
             for i in range(1, nodes_per_zone + 1):
@@ -177,14 +189,18 @@ class FakeKubeApi(ServedFake):
 
     # -- test hooks
     def add_node(self, name: str, zone: str | None, taints: list[Obj] | None = None,
-                 labels: dict[str, str] | None = None) -> None:
+                 labels: dict[str, str] | None = None, allocatable: dict[str, str] | None = None) -> None:
+        """A Ready node; `allocatable` e.g. {"cpu": "1930m", "memory": "6900Mi", "pods": "29"} (an m5.large);
+        default: resources.DEFAULT_ALLOCATABLE."""
         node_labels = {"kubernetes.io/hostname": name, **({ZONE_LABEL: zone} if zone else {}), **(labels or {})}
+        room = dict(allocatable or DEFAULT_ALLOCATABLE)
         with self._lock:
             self.store.put(("api/v1", "nodes", None, name), {
                 "apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": name, "labels": node_labels},
                 "spec": {"taints": taints} if taints else {},
-                "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]},
+                "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+                           "allocatable": room, "capacity": dict(room)},
             })
             self.settle()
 
@@ -194,6 +210,11 @@ class FakeKubeApi(ServedFake):
         A resource never set has no metrics (as on EKS without metrics-server)."""
         with self._lock:
             self.hpa.set_metric(deployment, namespace, {"cpu": cpu_utilization, "memory": memory_utilization})
+
+    def scrape_metrics(self) -> None:
+        """metrics-server scrapes now: what set_metric set becomes what the HPA reads (else at the next 15 s)."""
+        with self._lock:
+            self.hpa.scrape()
 
     def tick(self) -> None:
         """Run one HPA sync of every HPA now (as the controller's resync would), without moving time."""
@@ -278,6 +299,8 @@ class FakeKubeApi(ServedFake):
         raw = handler.rfile.read(length) if length else b""
         with self._lock:
             self.requests.append(RecordedRequest(handler.command, parts.path, query, content_type))
+        query = {**query, "manager": [query.get("fieldManager", [""])[0] or
+                                      (handler.headers.get("User-Agent") or "unknown").split("/")[0]]}
         if proxy.PROXY_PATH.match(parts.path) or proxy.LOG_PATH.match(parts.path):
             proxy.serve_text(self, handler, parts.path, parts.query, raw)
             return
@@ -315,7 +338,7 @@ class FakeKubeApi(ServedFake):
             if method == "GET":
                 return 200, self._list(prefix, plural, ns, query)
             if method == "POST" and isinstance(body, dict):
-                return 201, self._create(prefix, plural, ns, body)
+                return 201, self._create(prefix, plural, ns, record_update(None, body, query["manager"][0]))
             raise ApiError(405, "MethodNotAllowed", f"{method} {path} is not supported by the fake")
         key: Key = (prefix, plural, ns, name)
         if sub == "eviction" and method == "POST" and plural == "pods":
@@ -327,6 +350,8 @@ class FakeKubeApi(ServedFake):
         if method == "PATCH":
             return self._patch(key, content_type or "", body, query)
         if method == "PUT":
+            if isinstance(body, dict):
+                body = record_update(self.store.get(key), body, query["manager"][0])
             return self._replace(key, body)
         if method == "DELETE":
             return 200, self._delete(key, query, body if isinstance(body, dict) else {})
@@ -383,7 +408,10 @@ class FakeKubeApi(ServedFake):
             if existing is None:
                 if expect:
                     raise conflict(key)
-                return 201, self._create(key[0], key[1], key[2], body)
+                return 201, self._create(key[0], key[1], key[2], created_by_apply(body, query["fieldManager"][0]))
+            applied = apply(existing, {k: v for k, v in body.items() if k != "status"}, query["fieldManager"][0],
+                            force=query.get("force", [""])[0] in TRUE)
+            return 200, copy.deepcopy(self.store.put(key, applied, expect_rv=expect))
         elif content_type not in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
             raise ApiError(415, "UnsupportedMediaType", f"the fake does not support {content_type}")
         if existing is None:
@@ -391,7 +419,7 @@ class FakeKubeApi(ServedFake):
         patch = {k: v for k, v in body.items() if k != "status"}
         if isinstance(patch.get("metadata"), dict):
             patch["metadata"] = {k: v for k, v in patch["metadata"].items() if k != "resourceVersion"}
-        updated = merge(existing, patch)
+        updated = record_update(existing, merge(existing, patch), query["manager"][0])
         return 200, copy.deepcopy(self.store.put(key, updated, expect_rv=expect))
 
     def _delete(self, key: Key, query: dict[str, list[str]], options: Obj) -> Obj:

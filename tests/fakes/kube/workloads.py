@@ -185,6 +185,7 @@ class Workloads:
     def delete_pod(self, key: Key, grace_s: int | None, reason: str = "Killing") -> Obj:
         """Graceful pod deletion; returns the pod as the DELETE answer shows it."""
         pod = self.api.store.require(key)
+        self.api.terminations.setdefault(pod["metadata"]["uid"], self.api.clock.now())
         if grace_s is None:
             grace_s = int(pod.get("spec", {}).get("terminationGracePeriodSeconds", DEFAULT_GRACE_S))
         unstarted = not pod.get("spec", {}).get("nodeName")
