@@ -7,10 +7,10 @@ every `poll_s` until the signal shows or its deadline passes, on a thread of its
 own, so the fault's hold and the recovery window go on meanwhile.
 
 What each watch leaves in the history is one `fault`/`effect` record:
-- ok, at the moment the fault took effect: the call's start for a fault that
-  acts within its call (the signal confirms it), else when the platform says
-  the outage began (e.g. RDS-EVENT-0073), else when the signal was seen;
-  `detail.seen_t` is when it was seen;
+- ok, at the moment the fault took effect: when the platform says the outage
+  began (e.g. RDS-EVENT-0073), else the call's start (a fault that acts within
+  its call, where the signal only confirms it); `detail.seen_t` is when the
+  signal was seen;
 - fail, with the reason, when the signal was not seen by the deadline or
   before the run ended. The checkers then make the run inconclusive.
 An injection whose modules declare no signal gets an ok record at its call's
@@ -79,12 +79,10 @@ class EffectWatch:
         seen_t = self.history.now()
         observed = dict(facts)
         began = observed.pop("began_monotonic", None)
-        if effect.in_call:
+        if effect.in_call or began is None:  # without the platform's word on when it began: from the request
             t = requested_t
-        elif began is not None:
-            t = min(seen_t, max(requested_t, self.history.at(float(began))))
         else:
-            t = seen_t
+            t = min(seen_t, max(requested_t, self.history.at(float(began))))
         self.history.add(FAULT, EFFECT, OK, t=t, detail={
             "capability": capability, "signal": effect.signal, "requested_t": requested_t, "seen_t": seen_t,
             "deadline_s": effect.deadline_s, "in_call": effect.in_call, "recovers_after": effect.recovers_after,
@@ -107,3 +105,22 @@ class EffectWatch:
             "capability": capability, "signal": effect.signal, "requested_t": requested_t,
             "deadline_s": effect.deadline_s, "reason": reason})
         self.say(f"FAULT NOT SEEN: {reason}")
+
+
+def too_short(spec: Any, hold_s: float, documented: dict[str, list[Any]]) -> list[str]:
+    """Why this profile cannot contain what the platform's documentation says each fault takes (`--dry-run` and
+    the run say so before anything runs): after its request a fault is watched for fault_s + recovery_s, which
+    must hold the documented time to take effect and then an RTO hold window."""
+    d = spec.durations
+    watched = d.fault_s + d.recovery_s
+    lines = []
+    for fault, docs in documented.items():
+        for doc in docs:
+            needed = doc.seconds + hold_s
+            if watched < needed:
+                lines.append(f"warning: profile {spec.profile} is too short for {fault} on this target: it watches "
+                             f"{watched:g} s after the request (fault {d.fault_s:g} s + recovery {d.recovery_s:g} s), "
+                             f"but {doc.source}, and recovery needs a {hold_s:g} s hold window after it: at least "
+                             f"{needed:g} s. The run would end inconclusive; use a longer profile (e.g. --profile "
+                             f"cloud).")
+    return lines

@@ -107,6 +107,9 @@ def run_experiment(name: str, args: argparse.Namespace, settings: Settings) -> "
     check_allowlists(settings, args.target, args.context, spec.fault_names())  # every missing allowance at once
     run = build_run(spec, settings, options)
     run.target.check(list(spec.faults))  # a fault this target would refuse: exit 2 before anything runs
+    from .effect_watch import too_short
+    for line in too_short(spec, run.targets.rto_hold_s, {c.fault: run.target.documented(c) for c in spec.faults}):
+        run.progress.say(line)
     active.activate(run)
     logging.getLogger("chaostoolkit").setLevel(logging.ERROR)  # our progress says what happens; the journal has the rest
     with signals_as_ctrl_c(run.aborts), _chaoslib_signals_as_ctrl_c(run):

@@ -64,6 +64,27 @@ class Effect:
     in_call: bool = True
     recovers_after: bool = False
 
+    @staticmethod
+    def all_of(effects: "list[Effect]") -> "Effect | None":
+        """One effect seen once every one of `effects` is (e.g. a zone loss that fails over RDS and ElastiCache)."""
+        if len(effects) <= 1:
+            return effects[0] if effects else None
+        seen: dict[int, dict[str, Any]] = {}
+
+        def look() -> dict[str, Any] | None:
+            for index, effect in enumerate(effects):
+                if index not in seen:
+                    facts = effect.look()
+                    if facts is None:
+                        return None
+                    seen[index] = facts
+            began = [f["began_monotonic"] for f in seen.values() if "began_monotonic" in f]
+            merged: dict[str, Any] = {"parts": [{k: v for k, v in f.items() if k != "began_monotonic"}
+                                                for _, f in sorted(seen.items())]}
+            return {**merged, "began_monotonic": min(began)} if began else merged
+        return Effect(" and ".join(e.signal for e in effects), max(e.deadline_s for e in effects), look,
+                      in_call=all(e.in_call for e in effects), recovers_after=any(e.recovers_after for e in effects))
+
 
 @dataclass(frozen=True)
 class Documented:

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from ....fault_registry import ROLLBACK_NONE, FaultCall
 from ...base import RollbackStep
-from ...fault_module import FaultModule, InjectContext
+from ...fault_module import Documented, Effect, FaultModule, InjectContext
+from .. import effects
 from . import FAULTS
 
 if TYPE_CHECKING:
@@ -30,3 +31,10 @@ class FailOverDatabase(FaultModule["AwsNemesis"]):
 
     def inject(self, nemesis: AwsNemesis, call: FaultCall, context: InjectContext) -> RollbackStep:
         return RollbackStep(ROLLBACK_NONE, nemesis.fail_over_rds(), "RDS keeps the promoted writer")
+
+    # -- its effect (the run times the fault from it) -----------------------------------------------
+    def effect(self, nemesis: AwsNemesis, call: FaultCall, step: RollbackStep) -> Effect | None:
+        return effects.rds_failover(nemesis, step.arguments.get("writer_before"))
+
+    def documented(self, nemesis: AwsNemesis, call: FaultCall) -> Documented | None:
+        return effects.RDS_CLUSTER_FAILOVER

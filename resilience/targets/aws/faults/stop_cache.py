@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from ....fault_registry import ROLLBACK_NONE, FaultCall
 from ...base import RollbackStep
-from ...fault_module import FaultModule, InjectContext
+from ...fault_module import Documented, Effect, FaultModule, InjectContext
+from .. import effects
 from . import FAULTS
 
 if TYPE_CHECKING:
@@ -32,3 +33,10 @@ class StopCache(FaultModule["AwsNemesis"]):
         node_group = nemesis.services.replication_group()["NodeGroups"][0]["NodeGroupId"]
         nemesis.test_failover(node_group)
         return RollbackStep(ROLLBACK_NONE, {"node_group_id": node_group}, "ElastiCache keeps the promoted primary")
+
+    # -- its effect (the run times the fault from it) -----------------------------------------------
+    def effect(self, nemesis: AwsNemesis, call: FaultCall, step: RollbackStep) -> Effect | None:
+        return effects.cache_failover(nemesis, step.arguments["node_group_id"])
+
+    def documented(self, nemesis: AwsNemesis, call: FaultCall) -> Documented | None:
+        return effects.CACHE_FAILOVER
