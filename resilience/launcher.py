@@ -139,7 +139,10 @@ def _run_to_result(run: "Run", spec: "ExperimentSpec", chaos_run: Any) -> "RunRe
         return run.result
     finally:
         try:
-            run.close()
+            try:
+                run.close()
+            except KeyboardInterrupt:  # a signal during the last-resort cleanup: it is tried once more
+                run.close()
         finally:
             active.activate(None)
 
