@@ -164,13 +164,12 @@ def recovery_time(records: Iterable[Record], *, fault_t: float | None, hold_s: f
                              f"needs {hold_buckets}")
     if hold_start == 0:
         return result(0.0, recovered_t=fault_t)
-    if not_before is not None:
-        facts_extra = {"not_before_t": not_before}
-    else:
-        facts_extra = {}
+    facts_extra = {} if not_before is None else {"not_before_t": not_before}
 
     before = buckets[hold_start - 1]
     last_bad = before.last_bad if before.last_bad is not None else fault_t + hold_start - 1
+    if not_before is not None:  # rule 7: not before the new leader was seen
+        last_bad = max(last_bad, not_before)
     writes_only = check_writes and before.ok_writes == 0  # the write path was not yet shown to work
     recovered_t = min((moment for moment, r in after
                        if moment > last_bad and r.status == OK and (r.op == WRITE_OP or not writes_only)),
