@@ -121,6 +121,5 @@ def too_short(spec: Any, hold_s: float, documented: dict[str, list[Any]]) -> lis
                 lines.append(f"warning: profile {spec.profile} is too short for {fault} on this target: it watches "
                              f"{watched:g} s after the request (fault {d.fault_s:g} s + recovery {d.recovery_s:g} s), "
                              f"but {doc.source}, and recovery needs a {hold_s:g} s hold window after it: at least "
-                             f"{needed:g} s. The run would end inconclusive; use a longer profile (e.g. --profile "
-                             f"cloud).")
+                             f"{needed:g} s. The run would end inconclusive; use a longer profile (--profile full).")
     return lines
