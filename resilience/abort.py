@@ -83,6 +83,21 @@ class Abort:
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
+def install_signals_as_ctrl_c(abort: Abort) -> None:
+    """Under plain `chaos run`: SIGTERM and SIGHUP raise KeyboardInterrupt from now on, replacing chaoslib's
+    SIGTERM handler for this run (chaoslib puts its predecessor back when the run ends)."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, _as_ctrl_c(abort))
+
+
+def _as_ctrl_c(abort: Abort) -> Callable[[int, FrameType | None], None]:
+    def as_ctrl_c(signum: int, frame: FrameType | None) -> None:
+        abort.signal_name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        raise KeyboardInterrupt(abort.signal_name)
+    return as_ctrl_c
+
+
 @contextmanager
 def signals_as_ctrl_c(abort: Abort) -> Iterator[None]:
     """While inside, SIGTERM and SIGHUP raise KeyboardInterrupt, as Ctrl-C does, noting which signal it was.
@@ -93,10 +108,7 @@ def signals_as_ctrl_c(abort: Abort) -> Iterator[None]:
         yield
         return
 
-    def as_ctrl_c(signum: int, frame: FrameType | None) -> None:
-        abort.signal_name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        raise KeyboardInterrupt(abort.signal_name)
-
+    as_ctrl_c = _as_ctrl_c(abort)
     chosen = [*STOP_SIGNALS, *([signal.SIGINT] if signal.getsignal(signal.SIGINT) is signal.default_int_handler
                                 else [])]  # an ignored SIGINT (a background job) stays ignored
     previous = {s: signal.signal(s, as_ctrl_c) for s in chosen}
