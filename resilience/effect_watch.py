@@ -40,8 +40,19 @@ class EffectWatch:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
-    def start(self, capability: str, requested_t: float, effects: list[Effect]) -> None:
-        """Watch for `effects` of the injection of `capability` whose call started at `requested_t`."""
+    def start(self, capability: str, requested_t: float, effects: list[Effect] | Callable[[], list[Effect]]) -> None:
+        """Watch for `effects` of the injection of `capability` whose call started at `requested_t` (given, or
+        made by a callable: one that fails leaves a failed effect, since nothing would confirm the fault)."""
+        if callable(effects):
+            try:
+                effects = effects()
+            except Exception as exc:  # noqa: BLE001 - the fault is injected; only its confirmation is lost
+                reason = f"{capability} was requested at t={requested_t:.1f} s but its effect could not be watched: " \
+                         f"{type(exc).__name__}: {exc}"
+                self.history.add(FAULT, EFFECT, FAIL, t=self.history.now(), detail={
+                    "capability": capability, "signal": None, "requested_t": requested_t, "reason": reason})
+                self.say(f"FAULT NOT SEEN: {reason}")
+                return
         if not effects:
             self.history.add(FAULT, EFFECT, OK, t=requested_t,
                              detail={"capability": capability, "signal": None, "requested_t": requested_t})

@@ -264,7 +264,7 @@ class Run:
         self._write_rollbacks()
         self._record_step("inject", OK, t, done_t, fault, {"capability": fault, "arguments": arguments,
                                                             "rollback": step.to_json()})
-        self.effects.start(fault, t, self.target.effects(fault_call(fault, arguments, f"fault {fault}"), step))
+        self.effects.start(fault, t, lambda: self.target.effects(fault_call(fault, arguments, f"fault {fault}"), step))
         if not self.fault_info:
             self.fault_info = {"capability": fault, "arguments": arguments, "injected_t": t}
             self.mark_phase("fault", t=t)

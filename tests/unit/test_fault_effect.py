@@ -163,3 +163,15 @@ def test_dry_run_says_when_a_profile_is_too_short_for_the_documented_failover() 
     assert line.startswith("warning: profile short is too short for fail_over_database") and "45 s" in line
     long_enough = SimpleNamespace(profile="full", durations=SimpleNamespace(fault_s=40.0, recovery_s=30.0))
     assert too_short(long_enough, 10.0, {"fail_over_database": [documented]}) == []
+
+
+def test_an_effect_that_cannot_be_watched_is_a_failed_effect() -> None:
+    history = History()
+    w, _ = watch(history)
+
+    def broken() -> list[Effect]:
+        raise RuntimeError("DescribeDBClusters: AccessDenied")
+    w.start("fail_over_database", 1.0, broken)
+    [record] = effects(history)
+    assert record.status == "fail" and "could not be watched: RuntimeError: DescribeDBClusters" in \
+        record.detail["reason"]  # type: ignore[index]

@@ -28,7 +28,8 @@ def stack_status(nemesis: "LocalNemesis") -> dict[str, Any]:
 
 
 def components(status: dict[str, Any], kind: str, zone: str | None = None) -> list[dict[str, Any]]:
-    return [c for c in status.get("components", []) if c.get("kind") == kind and (zone is None or c.get("zone") == zone)]
+    return [c for c in status.get("components", [])
+            if c.get("kind") == kind and (zone is None or c.get("zone") == zone)]
 
 Phase = Callable[["StackParts", dict[str, Any]], dict[str, Any]]  # a supervisor-side phase: (parts, request) -> reply
 

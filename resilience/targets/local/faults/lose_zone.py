@@ -67,7 +67,8 @@ class LoseZone(LocalFault):
         def look() -> dict[str, Any] | None:
             status = stack_status(nemesis)
             inside = [c for c in status.get("components", []) if c.get("zone") == zone]
-            serving = [c["name"] for c in inside if c.get("healthy") or (c.get("kind") == API and c.get("role") != "lost")]
+            serving = [c["name"] for c in inside
+                       if c.get("healthy") or (c.get("kind") == API and c.get("role") != "lost")]
             if zone in status.get("lost_zones", []) and not serving:
                 return {"zone": zone, "components": sorted(c["name"] for c in inside)}
             return None
