@@ -105,8 +105,8 @@ class EffectWatch:
         now = self.history.now()
         if ended:
             reason = (f"{capability} was requested at t={requested_t:.1f} s but {effect.signal} was not observed in "
-                      f"the {now - requested_t:.0f} s the run lasted after it (deadline {effect.deadline_s:g} s): "
-                      f"the profile is too short for this target (see --dry-run)")
+                      f"the {now - requested_t:.0f} s the run lasted after it (deadline {effect.deadline_s:g} s): the run "
+                      f"ended first (it was aborted, or the profile is too short for this target: see --dry-run)")
         else:
             reason = (f"{capability} was requested at t={requested_t:.1f} s but {effect.signal} was not observed "
                       f"within {effect.deadline_s:g} s")
