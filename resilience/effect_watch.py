@@ -94,9 +94,10 @@ class EffectWatch:
             t = requested_t
         else:
             t = min(seen_t, max(requested_t, self.history.at(float(began))))
+        recovers_after = not effect.in_call and began is None  # timed from the request: no recovery before the signal
         self.history.add(FAULT, EFFECT, OK, t=t, detail={
             "capability": capability, "signal": effect.signal, "requested_t": requested_t, "seen_t": seen_t,
-            "deadline_s": effect.deadline_s, "in_call": effect.in_call, "recovers_after": effect.recovers_after,
+            "deadline_s": effect.deadline_s, "in_call": effect.in_call, "recovers_after": recovers_after,
             "observed": observed})
         self.say(f"fault took effect: {effect.signal} (seen {seen_t - requested_t:.1f} s after the request"
                  + ("" if effect.in_call else f"; effective from t={t:.1f} s") + ")")

@@ -29,9 +29,10 @@ The rule, step by step (the report prints DEFINITION):
 6. No hold window before the load ends: RTO is unbounded (inf) if at least
    one hold window's worth of load followed the fault, else inconclusive (too
    little data to say). No fault time, or no load after it: inconclusive.
-7. A failover is not over before its new leader exists: with `not_before` (the
-   moment the fault's signal was seen, for faults that declare it), no hold
-   window may start before it; F is when the fault took effect (resilience.effect_watch).
+7. F is when the fault took effect (resilience.effect_watch). A fault that acts
+   after its call and is timed from its request (the platform gave no start
+   time) is not over before its signal was seen: with `not_before` (that
+   moment) no hold window may start before it.
 8. Cut short: when the run was aborted (`cut_short`: the history has a
    `phase`/`abort` record) and it ended less than a hold window after the last
    failed/unknown completion without recovering, the observation stopped before
@@ -195,8 +196,8 @@ EFFECT_DEFINITION = DEFINITION.replace(
     "from fault injection (first fault/inject record, else the fault phase start)",
     "from the fault taking effect (the first ok fault/effect record: the call's start for a fault that acts "
     "within its call, else when the platform says the outage began or its signal was seen; a fault whose "
-    "effect was not seen by its deadline is inconclusive, and a failover cannot recover before its new "
-    "leader was seen)")
+    "effect was not seen by its deadline is inconclusive, and one timed from its request for want of a start "
+    "time cannot recover before its signal was seen)")
 
 
 def measurement(result: RecoveryResult, *, target_s: float | None, from_effect: bool = False) -> Measurement:

@@ -130,7 +130,8 @@ def unjudgeable(records: Iterable[Record]) -> str | None:
 
 
 def recovery_not_before(records: Iterable[Record]) -> float | None:
-    """No recovery before this: the last moment a failover's signal (the new leader) was seen, if any."""
+    """No recovery before this: the last moment the signal of a fault that acts after its call, timed from its
+    request for want of a start time from the platform (an ElastiCache TestFailover), was seen, if any."""
     seen = [float((r.detail or {}).get("seen_t", r.t)) for r in records
             if r.source == FAULT and r.op == EFFECT_OP and r.status == OK and (r.detail or {}).get("recovers_after")]
     return max(seen, default=None)

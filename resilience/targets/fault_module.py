@@ -54,15 +54,16 @@ class Effect:
     `began_monotonic` in it is when the platform says the outage began (e.g. the time of
     RDS-EVENT-0073 "Started failover"). `in_call`: the fault acts within its call (a
     SIGKILL, a freeze), so it took effect when the call started and the signal only
-    confirms it. `recovers_after`: no recovery can be declared before the signal was seen
-    (a failover is not over before the new leader exists).
+    confirms it. A fault that acts later (`in_call=False`) is in effect from when the
+    platform says its outage began; without that, from its request, and then no recovery
+    can be declared before its signal was seen (else a healthy hold window before the
+    outage even began would read as RTO 0).
     """
 
     signal: str  # in words: "the Patroni leader changed"
     deadline_s: float
     look: Callable[[], dict[str, Any] | None]
     in_call: bool = True
-    recovers_after: bool = False
 
     @staticmethod
     def all_of(effects: "list[Effect]") -> "Effect | None":
@@ -83,7 +84,7 @@ class Effect:
                                                 for _, f in sorted(seen.items())]}
             return {**merged, "began_monotonic": min(began)} if began else merged
         return Effect(" and ".join(e.signal for e in effects), max(e.deadline_s for e in effects), look,
-                      in_call=all(e.in_call for e in effects), recovers_after=any(e.recovers_after for e in effects))
+                      in_call=all(e.in_call for e in effects))
 
 
 @dataclass(frozen=True)

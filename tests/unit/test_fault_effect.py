@@ -30,8 +30,7 @@ def test_a_fault_acting_in_its_call_is_in_effect_from_the_call_once_its_signal_s
     history = History()
     looks = iter([None, None, {"leader": "postgres-2"}])
     w, said = watch(history)
-    w.start("fail_over_database", 0.0, [Effect("the Patroni leader changed", 5.0, lambda: next(looks),
-                                               recovers_after=True)])
+    w.start("fail_over_database", 0.0, [Effect("the Patroni leader changed", 5.0, lambda: next(looks))])
     time.sleep(0.2)  # three looks, 0.01 s apart
     w.stop()
     [record] = effects(history)

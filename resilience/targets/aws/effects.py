@@ -49,7 +49,7 @@ def rds_failover(nemesis: "AwsNemesis", writer_before: str | None) -> Effect:
             facts.update(began_monotonic=began, started=str(started[0].get("Message")))
         return facts
     return Effect(f"the RDS writer changed from {writer_before} and RDS-EVENT-0071 (failover completed) was "
-                  f"recorded", RDS_DEADLINE_S, look, in_call=False, recovers_after=True)
+                  f"recorded", RDS_DEADLINE_S, look, in_call=False)
 
 
 def cache_failover(nemesis: "AwsNemesis", node_group: str) -> Effect:
@@ -62,4 +62,4 @@ def cache_failover(nemesis: "AwsNemesis", node_group: str) -> Effect:
         primary = services.roles().get(key)
         return {"node_group": node_group, "primary": primary, "was": before} if primary and primary != before else None
     return Effect(f"the ElastiCache primary of node group {node_group} changed from {before}", CACHE_DEADLINE_S, look,
-                  recovers_after=True)
+                  in_call=False)

@@ -44,7 +44,7 @@ class FailOverDatabase(LocalFault):
         def look() -> dict[str, Any] | None:
             leader = stack_status(nemesis).get("pg_leader")
             return {"leader": leader, "was": old} if leader and leader != old else None
-        return Effect(f"the Patroni leader changed from {old}", EFFECT_DEADLINE_S, look, recovers_after=True)
+        return Effect(f"the Patroni leader changed from {old}", EFFECT_DEADLINE_S, look)
 
     # -- in the supervisor -------------------------------------------------------------------------
     def phases(self) -> dict[str, Phase]:

@@ -45,8 +45,7 @@ class StopCache(LocalFault):
             def new_master() -> dict[str, Any] | None:
                 master = stack_status(nemesis).get("redis_master")
                 return {"master": master, "was": old} if master and master != old else None
-            return Effect(f"the Sentinel master changed from {old}", EFFECT_DEADLINE_S, new_master,
-                          recovers_after=True)
+            return Effect(f"the Sentinel master changed from {old}", EFFECT_DEADLINE_S, new_master)
 
         def all_down() -> dict[str, Any] | None:
             redis = components(stack_status(nemesis), REDIS)
