@@ -174,3 +174,19 @@ def test_an_effect_that_cannot_be_watched_is_a_failed_effect() -> None:
     [record] = effects(history)
     assert record.status == "fail" and "could not be watched: RuntimeError: DescribeDBClusters" in \
         record.detail["reason"]  # type: ignore[index]
+
+
+def test_every_fault_module_that_breaks_something_names_its_effect() -> None:
+    """Each target's fault modules declare the signal that shows the fault took effect (hold_replication's is its
+    kill's: a fail_over_database of its own; kubernetes' fail_over_database goes to CloudNativePG or RDS)."""
+    from resilience.targets.aws.faults import FAULTS as AWS
+    from resilience.targets.fault_module import FaultModule
+    from resilience.targets.kubernetes.faults import FAULTS as KUBERNETES
+    from resilience.targets.local.faults import FAULTS as LOCAL
+    expected = {LOCAL: {"fail_over_database", "stop_cache", "lose_zone", "kill_replicas", "pause_replicas"},
+                KUBERNETES: {"lose_zone", "kill_replicas"},
+                AWS: {"fail_over_database", "stop_cache", "lose_zone"}}
+    for table, faults in expected.items():
+        declared = {name for name, module in table.load().modules.items()
+                    if type(module).effect is not FaultModule.effect}
+        assert declared == faults, (table.nemesis, declared)

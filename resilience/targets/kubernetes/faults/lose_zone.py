@@ -96,6 +96,18 @@ class LoseZone(FaultModule["KubernetesNemesis"]):
             return "it would uncordon nodes that were cordoned before the run"
         return node_count_problem(nemesis.platform.settings, nodes)
 
+    # -- its effect (the run times the fault from it) -----------------------------------------------
+    def effect(self, nemesis: KubernetesNemesis, call: FaultCall, step: RollbackStep) -> Effect | None:
+        """The zone has no Ready app pod (cordoned, its pods evicted)."""
+        zone = step.arguments.get("zone")
+
+        def look() -> dict[str, Any] | None:
+            left = [c.name for c in nemesis.platform.status().components if c.zone == zone and c.healthy]
+            return None if left else {"zone": zone}
+        deadline = float(nemesis.platform.settings.kubernetes.eviction_timeout_s) + 60.0  # evictions, then grace
+        return Effect(f"zone {zone} has no Ready app pod", deadline, look)
+
+
 
 def _evict_from(platform: ClusterAccess, nodes: list[str], namespaces: list[str]) -> tuple[list[str], list[str]]:
     """Evict the pods of `namespaces` running on `nodes` (policy/v1 Eviction, so PodDisruptionBudgets apply),
@@ -144,14 +156,3 @@ def _harness_load(pod: Any) -> bool:
 def _daemon_pod(pod: Any) -> bool:
     """A DaemonSet's pod: `kubectl drain` leaves these (the DaemonSet would put them straight back)."""
     return any(ref.kind == "DaemonSet" for ref in (pod.metadata.owner_references or []))
-
-    # -- its effect (the run times the fault from it) -----------------------------------------------
-    def effect(self, nemesis: KubernetesNemesis, call: FaultCall, step: RollbackStep) -> Effect | None:
-        """The zone has no Ready app pod (cordoned, its pods evicted)."""
-        zone = step.arguments.get("zone")
-
-        def look() -> dict[str, Any] | None:
-            left = [c.name for c in nemesis.platform.status().components if c.zone == zone and c.healthy]
-            return None if left else {"zone": zone}
-        deadline = float(nemesis.platform.settings.kubernetes.eviction_timeout_s) + 60.0  # evictions, then grace
-        return Effect(f"zone {zone} has no Ready app pod", deadline, look)
