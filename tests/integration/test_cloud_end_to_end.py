@@ -501,3 +501,24 @@ def test_an_aws_failover_is_timed_from_its_outage_not_from_the_call(
     assert isinstance(rto["value"], float) and rto["value"] >= 2.5, (rto, why_not_pass(result))
     checked, check_out, _ = _cli(capsys, "check", str(run_dir))
     assert checked == code and "same measurements and verdict as stored" in check_out, check_out
+
+
+def test_an_aws_failover_that_never_happens_is_inconclusive_never_rto_0(
+        cloud: Cloud, fake_aws: FakeAws, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """FailoverDBCluster accepted, but the writer never changes while the run watches: timed from the request the
+    run passed with RTO 0; now it is inconclusive and says which signal it waited for."""
+    monkeypatch.setattr(fake_aws, "rds_outage_after_s", 20_000.0)  # 200 s at the fixture's time scale
+    monkeypatch.setattr(fake_aws, "rds_failover_s", 20_000.0)
+    code, out, err = _cli(capsys, "run", "db-failover", "--target", "aws", "--context", CONTEXT, "--config",
+                          str(cloud.config), "--profile", "short", "--yes", "--reports-dir", str(cloud.reports),
+                          "--quiet", "--seed", "7")
+    run_dir = next(d for d in cloud.reports.iterdir() if d.is_dir())
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["verdict"] == "inconclusive" and code == EXIT_CODES["inconclusive"], why_not_pass(result)
+    rto = next(m for m in result["measurements"] if m["name"] == "rto_s")
+    assert rto["status"] == INCONCLUSIVE
+    assert "the RDS writer changed" in rto["detail"]["reason"] and "was not observed" in rto["detail"]["reason"]
+    records = _records(run_dir)
+    assert [r.status for r in records if r.source == FAULT and r.op == "effect"] == ["fail"]
+    checked, check_out, _ = _cli(capsys, "check", str(run_dir))
+    assert checked == code and "same measurements and verdict as stored" in check_out, check_out
