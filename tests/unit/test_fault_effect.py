@@ -178,13 +178,13 @@ def test_an_effect_that_cannot_be_watched_is_a_failed_effect() -> None:
 
 def test_every_fault_module_that_breaks_something_names_its_effect() -> None:
     """Each target's fault modules declare the signal that shows the fault took effect (hold_replication's is its
-    kill's: a fail_over_database of its own; kubernetes' fail_over_database goes to CloudNativePG or RDS)."""
+    kill's: a fail_over_database of its own)."""
     from resilience.targets.aws.faults import FAULTS as AWS
     from resilience.targets.fault_module import FaultModule
     from resilience.targets.kubernetes.faults import FAULTS as KUBERNETES
     from resilience.targets.local.faults import FAULTS as LOCAL
     expected = {LOCAL: {"fail_over_database", "stop_cache", "lose_zone", "kill_replicas", "pause_replicas"},
-                KUBERNETES: {"lose_zone", "kill_replicas"},
+                KUBERNETES: {"lose_zone", "kill_replicas", "fail_over_database"},
                 AWS: {"fail_over_database", "stop_cache", "lose_zone"}}
     for table, faults in expected.items():
         declared = {name for name, module in table.load().modules.items()
