@@ -66,6 +66,8 @@ def before_experiment_control(context: dict[str, Any], configuration: Any = None
             raise _stop(str(exc) if isinstance(exc, UserError) else f"the run could not be set up: {exc}") from None
         run.owned_by_control = True
         active.activate(run)
+        from .abort import install_signals_as_ctrl_c
+        install_signals_as_ctrl_c(run.aborts)  # SIGTERM/SIGHUP as Ctrl-C, as under `resilience run`
     from .policy import Policy, guard_http_providers
     guard_http_providers(Policy.from_settings(run.settings))  # before any activity: redirects stay on allowed hosts
     try:

@@ -39,6 +39,9 @@ def dry_run(args: argparse.Namespace, settings: Settings, name: str | None = Non
              and any(a.name == "seed" for a in FAULTS[c.fault].arguments) else c for c in spec.faults]
     for line in plan_summary(spec, targets, args.seed) + list(target.plan(calls)):
         print(line)
+    from .effect_watch import too_short
+    for line in too_short(spec, targets.rto_hold_s, {c.fault: target.documented(c) for c in calls}):
+        print(line)
     return 0
 
 

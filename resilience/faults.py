@@ -54,6 +54,7 @@ class FaultRun(Protocol):
     def load_stats(self) -> "LoadStats | None": ...
     def ready_replicas(self) -> int: ...
     def note_probe_error(self, probe: str, exc: BaseException) -> None: ...
+    def fault_ended_early(self, fault: str, reason: str, *, interrupted: bool) -> None: ...
 
 
 def current() -> FaultRun:
@@ -86,14 +87,22 @@ def _fault(name: str, arguments: dict[str, Any], hold_s: float | None) -> dict[s
     """Every fault that touches the target: inject it, then what its module does next (hold it, by default)."""
     run = current()
     fault_s = run.spec.durations.fault_s
+    result: dict[str, Any] | None = None
     try:
         result = run.inject(name, arguments)
         run.then(name, arguments, Held(run, fault_s if hold_s is None else float(hold_s), fault_s))
         return result
-    except Aborted as exc:
+    except Aborted as exc:  # the run is aborted already (stop condition, interrupt)
         raise InterruptExecution(str(exc)) from None
-    except (UserError, HarnessError) as exc:
-        raise ActivityFailed(str(exc)) from None
+    except InterruptExecution as exc:  # chaoslib's own SIGTERM handler (plain `chaos run`): an interrupt
+        run.fault_ended_early(name, str(exc), interrupted=True)
+        raise
+    except Exception as exc:  # noqa: BLE001 - after the injection, the fault did not run its course
+        if result is not None:
+            run.fault_ended_early(name, f"the fault activity ended early: {exc}", interrupted=False)
+        if isinstance(exc, (UserError, HarnessError)):
+            raise ActivityFailed(str(exc)) from None
+        raise
 
 
 def kill_replicas(count: int | None = None, percent: float | None = None, seed: int | None = None,
@@ -141,6 +150,9 @@ def traffic_spike(hold_s: float | None = None) -> dict[str, Any]:
         run.end_fault()
     except Aborted as exc:
         raise InterruptExecution(str(exc)) from None
+    except InterruptExecution as exc:
+        run.fault_ended_early("traffic_spike", str(exc), interrupted=True)
+        raise
     except HarnessError as exc:
         raise ActivityFailed(f"the load never reached its spike stage: {exc}") from None
     return {"capability": "traffic_spike", "to_users": stages[1].users}

@@ -1,14 +1,17 @@
 """Starting one experiment run from the command line, and printing what it found.
 
 Options become a `Run` (runbuild.build_run), which Chaos Toolkit drives with our
-control; a Ctrl-C anywhere still ends in a sealed, aborted run.
+control; a Ctrl-C, SIGTERM or SIGHUP anywhere still ends in a sealed, aborted run (exit 1).
 """
 
 from __future__ import annotations
 
 import argparse
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
+
+from .abort import signals_as_ctrl_c
 
 from .config import Settings
 from .errors import HarnessError, UserError
@@ -105,8 +108,18 @@ def run_experiment(name: str, args: argparse.Namespace, settings: Settings) -> "
     check_allowlists(settings, args.target, args.context, spec.fault_names())  # every missing allowance at once
     run = build_run(spec, settings, options)
     run.target.check(list(spec.faults))  # a fault this target would refuse: exit 2 before anything runs
+    from .effect_watch import too_short
+    for line in too_short(spec, run.targets.rto_hold_s, {c.fault: run.target.documented(c) for c in spec.faults}):
+        run.progress.say(line)
     active.activate(run)
     logging.getLogger("chaostoolkit").setLevel(logging.ERROR)  # our progress says what happens; the journal has the rest
+    with signals_as_ctrl_c(run.aborts), _chaoslib_signals_as_ctrl_c(run):
+        return _run_to_result(run, spec, chaos_run)
+
+
+def _run_to_result(run: "Run", spec: "ExperimentSpec", chaos_run: Any) -> "RunResult":
+    """Chaos Toolkit runs the experiment; a Ctrl-C (or SIGTERM, SIGHUP) anywhere still ends in a sealed run."""
+    from . import active
     try:
         try:
             journal = chaos_run(spec.raw, settings={"runtime": {"rollbacks": {"strategy": "always"}}},
@@ -127,9 +140,31 @@ def run_experiment(name: str, args: argparse.Namespace, settings: Settings) -> "
         return run.result
     finally:
         try:
-            run.close()
+            try:
+                run.close()
+            except KeyboardInterrupt:  # a signal during the last-resort cleanup: it is tried once more
+                run.close()
         finally:
             active.activate(None)
+
+
+@contextmanager
+def _chaoslib_signals_as_ctrl_c(run: "Run") -> Iterator[None]:
+    """chaoslib sets its own SIGTERM handler for each run (an InterruptExecution raised inside whatever activity
+    runs, which its activity runner may report as a failed activity and carry on): ours goes back on top."""
+    import chaoslib.run as chaoslib_run
+    original = chaoslib_run.exit_signals
+
+    @contextmanager
+    def exit_signals() -> Iterator[None]:
+        with original(), signals_as_ctrl_c(run.aborts):
+            yield
+
+    chaoslib_run.exit_signals = exit_signals
+    try:
+        yield
+    finally:
+        chaoslib_run.exit_signals = original
 
 
 def _interrupt_noter(run: "Run") -> Any:

@@ -1,32 +1,23 @@
 """One experiment run: deploy if needed, load, steady state, fault, rollback, recovery, measure, evidence.
 
-The Chaos Toolkit control (`resilience.control`) drives a `Run` through its
-life: `begin()` before the experiment, the fault actions (`resilience.faults`)
-through its public methods (`inject`, `hold`, `release`, `check_abort`, ...),
-`rollback_all()` from the rollbacks, `finish()` after the experiment.
-`resilience run` and plain `chaos run` go through the same code.
+The Chaos Toolkit control (`resilience.control`) drives a `Run`: `begin()` before the experiment, the
+fault actions (`resilience.faults`) through its public methods (`inject`, `hold`, `release`, ...),
+`rollback_all()` from the rollbacks, `finish()` after it; `resilience run` and `chaos run` alike. It is
+given the target, the load plan and a load factory, and the evidence store (`rundeps` states what each
+must do; `runbuild.build_run` makes the real ones).
 
-A `Run` is given what it works with: the target, the load plan and a factory
-for the load generator, and the evidence store (run directory, seal):
-`resilience.rundeps` states what each must do, `runbuild.build_run` makes the
-real ones.
+Safety: each fault's rollback is written to `rollback.json` *before* the fault is injected, and
+rollbacks run on success, failure, abort, Ctrl-C, SIGTERM/SIGHUP and errors; `resilience rollback
+RUN_DIR` replays what a crash left pending. Evidence as it happens: every harness record is streamed to
+`history.partial.jsonl` (load rows to `load/rows.jsonl`), so a harness killed with SIGKILL leaves its
+records (`resilience.salvage` seals them). A first Ctrl-C in `finish()` makes the run aborted and lets
+finishing go on; a second one stops at once.
 
-Safety: each fault's rollback is written to `rollback.json` *before* the fault
-is injected, and rollbacks run on success, failure, abort, Ctrl-C and errors;
-`resilience rollback RUN_DIR` replays what a crash left pending.
-
-Evidence as it happens: from `begin()` on, every harness record is streamed to
-`history.partial.jsonl` (the load rows stream to `load/rows.jsonl`), so a
-harness killed with SIGKILL leaves its records; `resilience rollback RUN_DIR`
-seals such a run as aborted (`resilience.salvage`). A first Ctrl-C anywhere in
-`finish()` makes the run aborted and lets finishing go on; a second one stops
-at once (the streamed history remains).
-
-History of a fault step: `fault`/`inject` (ok or fail) stamped when the target
-call *started* — the moment every checker measures from — and `fault`/
-`inject-done` (same status, `detail: {capability, seconds}`) stamped when it
-returned, so a step that takes minutes (a drain) shows its length. Rollbacks
-likewise: `rollback` then `rollback-done`.
+History of a fault step: `fault`/`inject` stamped when the target call started (the request),
+`fault`/`inject-done` when it returned (`detail: {capability, seconds}`), and `fault`/`effect` when
+it took effect (resilience.effect_watch; the checkers time the fault from it). Rollbacks likewise:
+`rollback` then `rollback-done`. A fault activity cut short by a signal aborts the run; by anything
+else, the run records `fault`/`cut-short` and is inconclusive, never judged as a whole outage.
 """
 
 from __future__ import annotations
@@ -45,6 +36,7 @@ from .errors import HarnessError, UserError
 from .experiments import ExperimentSpec
 from .atomic import write_json_atomic
 from .fault_registry import fault_call
+from .effect_watch import EffectWatch
 from .event_feed import EventFeed
 from .history import CONTROLLER, FAIL, FAULT, INFO, LOAD, OK, PARTIAL, PHASE, PLATFORM, PROBE, History
 from .load.process import load_summary
@@ -96,6 +88,7 @@ class Run:
                                 ready_replicas=self.ready_replicas, elapsed=self.history.now,
                                 on_abort=self.aborts.abort, every_2s=self._poll_events)
         self.events = EventFeed(self.target.events_since, self.history)
+        self.effects = EffectWatch(self.history, self.progress.say)
         self.owned_by_control = False  # created by the control under plain `chaos run`
         self._load_collected = False
 
@@ -224,6 +217,7 @@ class Run:
                                                             "arguments": {"from_users": from_users,
                                                                           "to_users": to_users}})
         self.fault_info = {"capability": "traffic_spike", "arguments": {"to_users": to_users}, "injected_t": t}
+        self.effects.start("traffic_spike", t, [])  # the load's own step: in effect as it is made
         self.mark_phase("fault", t=t)
         return t
 
@@ -267,6 +261,7 @@ class Run:
         self._write_rollbacks()
         self._record_step("inject", OK, t, done_t, fault, {"capability": fault, "arguments": arguments,
                                                             "rollback": step.to_json()})
+        self.effects.start(fault, t, lambda: self.target.effects(fault_call(fault, arguments, f"fault {fault}"), step))
         if not self.fault_info:
             self.fault_info = {"capability": fault, "arguments": arguments, "injected_t": t}
             self.mark_phase("fault", t=t)
@@ -281,11 +276,8 @@ class Run:
                          detail={"capability": capability, "seconds": round(done_t - t, 6)})
 
     def _call_target(self, fault: str, arguments: dict[str, Any], entry: RollbackEntry) -> RollbackStep:
-        """The registry checks the arguments; the target's nemeses inject it.
-
-        A nemesis that must undo exactly what it did (e.g. only the nodes it cordoned) hands its
-        step over before acting; it goes into rollback.json at once, so a crash mid-fault undoes it.
-        """
+        """The registry checks the arguments; the target's nemeses inject it (a step handed over before acting
+        goes into rollback.json at once, so a crash mid-fault undoes exactly what was done)."""
         def record(step: RollbackStep) -> None:
             entry.step = step
             self._write_rollbacks()
@@ -325,6 +317,14 @@ class Run:
             self.mark_phase("recovery")
         return done
 
+    def fault_ended_early(self, fault: str, reason: str, *, interrupted: bool) -> None:
+        """The fault activity ended before its hold was over: a signal aborts the run, anything else makes it
+        inconclusive (`fault`/`cut-short`); either way the outage is never judged as if it had run its course."""
+        if interrupted:
+            self.aborts.abort(f"interrupted ({reason}) during {self.phase}")
+        else:
+            self.history.add(FAULT, "cut-short", FAIL, detail={"capability": fault, "reason": reason})
+
     # -- the end --------------------------------------------------------------------------
     def note_interrupt(self, where: str) -> bool:
         """A Ctrl-C during `where`: True for the first (the run is aborted, finishing goes on), False for a second."""
@@ -336,10 +336,8 @@ class Run:
     def finish(self, journal: dict[str, Any]) -> RunResult:
         """Recovery window, readback, measurements, evidence. Always leaves no fault behind.
 
-        Every step is guarded: a Ctrl-C in the recovery window, the read-back or
-        while writing reports still ends with an aborted run and all its evidence.
-        Rolling back and stopping the load are retried once after a Ctrl-C, since
-        leaving a fault or the load running would be worse than waiting.
+        Every step is guarded: a Ctrl-C (or SIGTERM/SIGHUP) in any of them still ends with an aborted run and
+        all its evidence; rolling back and stopping the load are retried once after one.
         """
         interrupted = journal.get("status") == "interrupted"
         if self.error is not None and not self.abort_reason:
@@ -356,6 +354,7 @@ class Run:
             self.mark_phase("end")
         finally:
             self._monitor.stop()
+            self._step("the last look for the fault's effect", self.effects.stop)
             if not self._step("stopping the load", self._collect_load):
                 self._step("stopping the load", self._collect_load)
             self.progress.done()
@@ -437,6 +436,7 @@ class Run:
     def close(self) -> None:
         """Last-resort cleanup: stop load, undo faults, tear down a stack this run started."""
         self._monitor.stop()
+        self.effects.stop(timeout_s=1.0)
         self.target.stop_observing()
         if self.load is not None:
             self.load.stop()

@@ -25,7 +25,8 @@ from .generator import GeneratorReport, generator_report, untrusted_latency
 from .latency import LatencySummary, latency_summary, percentile
 from .measurement import Measurement, judge, verdict
 from .recovery import RecoveryResult, recovery_time
-from .windows import cut_short, fault_time, load_requests, loss_time, overall_window, phase_windows
+from .windows import (EFFECT_OP, cut_short, fault_time, from_effect, load_requests, loss_time, overall_window,
+                      phase_windows, recovery_not_before, unjudgeable)
 
 MEASURES = ("availability", "p99", "rto", "rpo", "autoscaling")
 
@@ -52,11 +53,15 @@ def compute(records: Iterable[Record], *, fault_t: float | None = None, targets:
                         f"the checkers measure {', '.join(MEASURES)}. Fix the experiment's list of measures.")
     ordered = sorted(records, key=lambda r: r.t)
     requests = load_requests(ordered)
-    phases = phase_windows(ordered)
-    overall = overall_window(ordered, phases)
+    timed_by_effect = any(r.source == "fault" and r.op == EFFECT_OP for r in ordered)
+    not_judged = unjudgeable(ordered)
     fault_t_given = fault_t
     if fault_t is None:
         fault_t = fault_time(ordered)
+    phases = phase_windows(ordered)
+    overall = overall_window(ordered, phases)
+    if timed_by_effect:
+        phases = from_effect(phases, fault_t)
 
     generator = generator_report(ordered)
     result: list[Measurement] = []
@@ -68,8 +73,9 @@ def compute(records: Iterable[Record], *, fault_t: float | None = None, targets:
         result += [untrusted_if_saturated(m, generator) for m in latencies]
     if "rto" in measures:
         rto = recovery_time(requests, fault_t=fault_t, hold_s=targets.rto_hold_s,
-                            success_ratio=targets.rto_success_ratio, cut_short=cut_short(ordered))
-        result.append(recovery.measurement(rto, target_s=targets.rto_s))
+                            success_ratio=targets.rto_success_ratio, cut_short=cut_short(ordered),
+                            not_before=recovery_not_before(ordered))
+        result.append(recovery.measurement(rto, target_s=targets.rto_s, from_effect=timed_by_effect))
     if "rpo" in measures:
         loss = data_loss(ordered, fault_t=loss_time(ordered) if fault_t_given is None else fault_t_given)
         result += durability.measurements(loss, rpo_target_s=targets.rpo_s,
@@ -77,6 +83,8 @@ def compute(records: Iterable[Record], *, fault_t: float | None = None, targets:
     if "autoscaling" in measures:
         scaling = autoscaling_latency(ordered, step_t=step_t)
         result += autoscaling.measurements(scaling, target_s=targets.autoscale_s)
+    if not_judged:  # the fault did not (or not knowingly) run its course: nothing under it can be judged
+        result = [m if m.phase == "steady" else m.untrusted(not_judged) for m in result]
     return with_clock_uncertainty(result, float(generator.clock.get("uncertainty_s") or 0.0))
 
 

@@ -29,7 +29,11 @@ The rule, step by step (the report prints DEFINITION):
 6. No hold window before the load ends: RTO is unbounded (inf) if at least
    one hold window's worth of load followed the fault, else inconclusive (too
    little data to say). No fault time, or no load after it: inconclusive.
-7. Cut short: when the run was aborted (`cut_short`: the history has a
+7. F is when the fault took effect (resilience.effect_watch). A fault that acts
+   after its call and is timed from its request (the platform gave no start
+   time) is not over before its signal was seen: with `not_before` (that
+   moment) no hold window may start before it.
+8. Cut short: when the run was aborted (`cut_short`: the history has a
    `phase`/`abort` record) and it ended less than a hold window after the last
    failed/unknown completion without recovering, the observation stopped before
    recovery could have been seen: RTO is inconclusive, not unbounded. (A complete
@@ -108,8 +112,9 @@ class _Bucket:
 
 
 def recovery_time(records: Iterable[Record], *, fault_t: float | None, hold_s: float = 10.0,
-                  success_ratio: float = 0.99, cut_short: bool = False) -> RecoveryResult:
-    """The RTO of a history (see the module docstring for the rule; `cut_short` is rule 7)."""
+                  success_ratio: float = 0.99, cut_short: bool = False,
+                  not_before: float | None = None) -> RecoveryResult:
+    """The RTO of a history (see the module docstring for the rule; `not_before` is rule 7, `cut_short` 8)."""
     requests = [r for r in records if is_load_request(r)]
     check_writes = any(r.op == WRITE_OP for r in requests)
     completions = ((r.t + (r.latency or 0.0), r) for r in requests)  # see completion_time()
@@ -141,7 +146,8 @@ def recovery_time(records: Iterable[Record], *, fault_t: float | None, hold_s: f
         elif bucket.last_bad is None or moment > bucket.last_bad:
             bucket.last_bad = moment
 
-    hold_start = _first_healthy_run(buckets, hold_buckets, success_ratio, check_writes)
+    earliest = 0 if not_before is None else max(0, math.ceil(not_before - fault_t - 1e-9))
+    hold_start = _first_healthy_run(buckets, hold_buckets, success_ratio, check_writes, earliest)
     if hold_start is None:
         unhealthy = sum(1 for b in buckets if not b.healthy(success_ratio, check_writes))
         last_bad = max((moment for moment, r in after if r.status != OK), default=fault_t)
@@ -159,29 +165,42 @@ def recovery_time(records: Iterable[Record], *, fault_t: float | None, hold_s: f
                              f"needs {hold_buckets}")
     if hold_start == 0:
         return result(0.0, recovered_t=fault_t)
+    facts_extra = {} if not_before is None else {"not_before_t": not_before}
 
     before = buckets[hold_start - 1]
     last_bad = before.last_bad if before.last_bad is not None else fault_t + hold_start - 1
+    if not_before is not None:  # rule 7: not before the new leader was seen
+        last_bad = max(last_bad, not_before)
     writes_only = check_writes and before.ok_writes == 0  # the write path was not yet shown to work
     recovered_t = min((moment for moment, r in after
                        if moment > last_bad and r.status == OK and (r.op == WRITE_OP or not writes_only)),
                       default=fault_t + hold_start)  # only reachable with success_ratio == 0
     unhealthy = sum(1 for b in buckets[:hold_start] if not b.healthy(success_ratio, check_writes))
     return result(recovered_t - fault_t, recovered_t=recovered_t, unhealthy_seconds=unhealthy,
-                  extra={"hold_window_start": fault_t + hold_start, "last_bad_t": before.last_bad})
+                  extra={"hold_window_start": fault_t + hold_start, "last_bad_t": before.last_bad, **facts_extra})
 
 
-def _first_healthy_run(buckets: list[_Bucket], length: int, success_ratio: float, check_writes: bool) -> int | None:
-    """Index of the first bucket that starts `length` consecutive healthy buckets."""
+def _first_healthy_run(buckets: list[_Bucket], length: int, success_ratio: float, check_writes: bool,
+                       earliest: int = 0) -> int | None:
+    """Index of the first bucket, from `earliest` on, that starts `length` consecutive healthy buckets."""
     run = 0
     for index, bucket in enumerate(buckets):
-        run = run + 1 if bucket.healthy(success_ratio, check_writes) else 0
+        run = run + 1 if index >= earliest and bucket.healthy(success_ratio, check_writes) else 0
         if run == length:
             return index - length + 1
     return None
 
 
-def measurement(result: RecoveryResult, *, target_s: float | None) -> Measurement:
+# runs that record when each fault took effect (fault/effect records) are timed from it; older runs keep DEFINITION
+EFFECT_DEFINITION = DEFINITION.replace(
+    "from fault injection (first fault/inject record, else the fault phase start)",
+    "from the fault taking effect (the first ok fault/effect record: the call's start for a fault that acts "
+    "within its call, else when the platform says the outage began or its signal was seen; a fault whose "
+    "effect was not seen by its deadline is inconclusive, and one timed from its request for want of a start "
+    "time cannot recover before its signal was seen)")
+
+
+def measurement(result: RecoveryResult, *, target_s: float | None, from_effect: bool = False) -> Measurement:
     """`rto_s`, judged against the RTO target (inf, never recovered, is a breach)."""
-    return judge("rto_s", result.rto_s, "s", target_s, "<=", definition=DEFINITION, detail=result.detail(),
-                 reason=result.reason)
+    return judge("rto_s", result.rto_s, "s", target_s, "<=", definition=EFFECT_DEFINITION if from_effect else
+                 DEFINITION, detail=result.detail(), reason=result.reason)

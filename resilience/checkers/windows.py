@@ -77,13 +77,21 @@ def overall_window(records: Sequence[Record], phases: dict[str, Window] | None =
     return min(starts), end + 1e-9  # + epsilon so the last record falls inside the half-open window
 
 
-def fault_time(records: Iterable[Record]) -> float | None:
-    """When the fault was injected: the first successful `fault`/`inject` record, else the `fault` phase start.
+EFFECT_OP = "effect"  # fault op: the fault took effect (ok, at that moment) or was not seen to (fail)
+CUT_SHORT_OP = "cut-short"  # fault op: the fault activity ended before its hold was over
 
-    An injection that failed changed nothing to recover from: measuring RTO from it would report a recovery
-    from a fault that never happened.
+
+def fault_time(records: Iterable[Record]) -> float | None:
+    """When the fault took effect: the first ok `fault`/`effect` record (a history with any: None if none is ok);
+    in older histories, without effect records, the first successful `fault`/`inject`, else the fault phase start.
+
+    An injection that failed, or whose effect was never seen, changed nothing known to recover from: measuring
+    RTO from it would report a recovery from a fault that never happened.
     """
     records = list(records)
+    effects = [r for r in records if r.source == FAULT and r.op == EFFECT_OP]
+    if effects:
+        return min((r.t for r in effects if r.status == OK), default=None)
     injections = [r.t for r in records if r.source == FAULT and r.op == "inject" and r.status == OK]
     if injections:
         return min(injections)
@@ -111,3 +119,31 @@ def loss_time(records: Iterable[Record]) -> float | None:
 def in_window(records: Iterable[Record], window: Window) -> list[Record]:
     start, end = window
     return [r for r in records if start <= r.t < end]
+
+
+def unjudgeable(records: Iterable[Record]) -> str | None:
+    """Why the fault cannot be judged: an effect not seen by its deadline, or a fault activity cut short."""
+    for r in records:
+        if r.source == FAULT and r.status == FAIL and r.op in (EFFECT_OP, CUT_SHORT_OP):
+            return str((r.detail or {}).get("reason") or f"fault/{r.op} failed")
+    return None
+
+
+def recovery_not_before(records: Iterable[Record]) -> float | None:
+    """No recovery before this: the last moment the signal of a fault that acts after its call, timed from its
+    request for want of a start time from the platform (an ElastiCache TestFailover), was seen, if any."""
+    seen = [float((r.detail or {}).get("seen_t", r.t)) for r in records
+            if r.source == FAULT and r.op == EFFECT_OP and r.status == OK and (r.detail or {}).get("recovers_after")]
+    return max(seen, default=None)
+
+
+def from_effect(phases: dict[str, Window], effect_t: float | None) -> dict[str, Window]:
+    """The judged fault and recovery windows start no earlier than the fault took effect."""
+    if effect_t is None:
+        return phases
+    moved = dict(phases)
+    for name in ("fault", "recovery"):
+        if name in moved:
+            start, end = moved[name]
+            moved[name] = (max(start, effect_t), max(end, start, effect_t))
+    return moved

@@ -18,6 +18,7 @@ from ..fault_registry import FaultCall
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from .effect import Documented, Effect
 
 
 @dataclass(frozen=True)
@@ -263,6 +264,14 @@ class Nemesis(abc.ABC):
     def then(self, call: FaultCall, session: FaultSession) -> None:
         """What the run does once `call` is injected: hold it (a composite fault does more)."""
         session.hold(session.hold_s)
+
+    def effect(self, call: FaultCall, step: RollbackStep) -> "Effect | None":
+        """The signal that shows `call` (undone by `step`) took effect; None: it acts within its call."""
+        return None
+
+    def documented(self, call: FaultCall) -> "Documented | None":
+        """How long the documentation says `call` takes to take effect (None: at once)."""
+        return None
 
     def heal(self) -> None:
         """Undo whatever faults this nemesis may have left (after a crash mid-inject). Default: nothing to do."""

@@ -5,8 +5,10 @@ registers, under the registry's name (`resilience.fault_registry`), what that fa
 is on this infrastructure: its dry-run lines (`plan`), its `inject`, the rollback
 steps it makes (`steps`) and how each is undone (`undo`), what it re-checks in a
 step read back from rollback.json (`undo_refusal`), what it heals after a crash,
-when it refuses (`refusal`, argument- or settings-dependent), and, for a composite
-fault, what the run does after the injection (`then`). A fault a nemesis cannot
+when it refuses (`refusal`, argument- or settings-dependent), for a composite
+fault, what the run does after the injection (`then`), and the signal that shows the
+fault took effect (`effect`, with a deadline; `documented` says how long the platform's
+documentation says that takes, which `--dry-run` compares with the profile). A fault a nemesis cannot
 inject is declared there too, with the reason (`FaultTable.refuse`), which
 `resilience faults` prints.
 
@@ -22,11 +24,12 @@ import importlib
 import pkgutil
 import threading
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, Mapping, TypeVar
+from typing import Any, Callable, ClassVar, Generic, Mapping, TypeVar
 
 from ..errors import HarnessError
 from ..fault_registry import FAULTS, ROLLBACK_NONE, FaultCall
 from .base import FaultSession, Nemesis, Recorder, RollbackStep, no_record
+from .effect import Documented, Effect
 
 N = TypeVar("N", bound="ModularNemesis")
 
@@ -70,6 +73,14 @@ class FaultModule(Generic[N]):
     def then(self, session: FaultSession) -> None:
         """What the run does once the fault is injected: hold it (a composite fault does more)."""
         session.hold(session.hold_s)
+
+    def effect(self, nemesis: N, call: FaultCall, step: RollbackStep) -> Effect | None:
+        """The signal that shows this injection took effect (None: none to watch; it acts in its call)."""
+        return None
+
+    def documented(self, nemesis: N, call: FaultCall) -> Documented | None:
+        """How long the documentation says the effect takes (None: at once), for the dry-run's profile check."""
+        return None
 
 
 class FaultTable:
@@ -162,6 +173,12 @@ class ModularNemesis(Nemesis):
 
     def then(self, call: FaultCall, session: FaultSession) -> None:
         self._module(call.fault).then(session)
+
+    def effect(self, call: FaultCall, step: RollbackStep) -> Effect | None:
+        return self._module(call.fault).effect(self, call, step)
+
+    def documented(self, call: FaultCall) -> Documented | None:
+        return self._module(call.fault).documented(self, call)
 
     def known_steps(self) -> list[str]:
         return [ROLLBACK_NONE, *self.FAULTS.step_owners()]

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from ..errors import HarnessError, UserError
 from ..fault_registry import FAULTS, ROLLBACK_NONE, FaultCall
 from .base import (FaultSession, Nemesis, Platform, PlatformEvent, Recorder, RollbackStep, Services, StackStatus,
                    no_record)
+
+if TYPE_CHECKING:
+    from .fault_module import Documented, Effect
 
 STEPS = "steps"  # a rollback step made of the steps of several nemeses
 
@@ -173,6 +176,26 @@ class Target:
             session.hold(session.hold_s)
             return
         self.nemeses_for(call)[0].then(call, session)
+
+    def effects(self, call: FaultCall, step: RollbackStep) -> list["Effect"]:
+        """The signals that show `call` took effect, one per nemesis that declares one (given its own step)."""
+        if not FAULTS[call.fault].touches_target:
+            return []
+        parts = [RollbackStep.from_json(p) for p in step.arguments.get("steps", [])] if step.capability == STEPS \
+            else [step]
+        found = []
+        for nemesis in self.nemeses_for(call):
+            own = next((p for p in parts if p.nemesis == nemesis.name), parts[0] if len(parts) == 1 else None)
+            effect = nemesis.effect(call, own) if own is not None else None
+            if effect is not None:
+                found.append(effect)
+        return found
+
+    def documented(self, call: FaultCall) -> list["Documented"]:
+        """How long the documentation says each nemesis' part of `call` takes to take effect."""
+        if not FAULTS[call.fault].touches_target:
+            return []
+        return [d for d in (n.documented(call) for n in self.nemeses_for(call)) if d is not None]
 
     def rollback(self, step: RollbackStep) -> None:
         """Undo a step through the nemesis that made it (steps from older files: the platform's nemesis).

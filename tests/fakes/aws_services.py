@@ -11,11 +11,15 @@ RDS FailoverDBCluster (Multi-AZ DB cluster / Aurora), following
 https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/multi-az-db-clusters-concepts-failover.html and
 https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_FailoverDBCluster.html ("Failover times are
 typically less than 35 seconds"):
-- the cluster's Status becomes "failing-over" at once; the writer does not change yet;
-- event RDS-EVENT-0073 "Started cross AZ failover to DB instance: NAME" (RDS-EVENT-0072 "Started same AZ
-  failover ..." when the target is in the writer's zone), source type db-cluster;
-- `rds_failover_s` fake seconds later (35 by default) the target becomes the writer, the cluster is
-  "available" again, and RDS-EVENT-0071 "Completed failover to DB instance: NAME" is recorded
+- the API call returns first: the cluster's Status becomes "failing-over" at once; the writer does not
+  change yet and still answers;
+- then the outage: `rds_outage_after_s` fake seconds later (5 by default) the writer stops answering
+  (`database_available()` is False) and event RDS-EVENT-0073 "Started cross AZ failover to DB instance:
+  NAME" (RDS-EVENT-0072 "Started same AZ failover ..." when the target is in the writer's zone), source
+  type db-cluster, is recorded;
+- then the new writer: `rds_failover_s` fake seconds after the call (35 by default: "typically under 35
+  seconds") the target becomes the writer and answers, the cluster is "available" again, and
+  RDS-EVENT-0071 "Completed failover to DB instance: NAME" is recorded
   (event messages from https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_Events.Messages.html);
 - a second failover while one runs is refused with InvalidDBClusterStateFault.
 RDS DescribeEvents honours StartTime / EndTime / Duration (default: the last 60 minutes), which moto ignores
@@ -26,7 +30,9 @@ ElastiCache TestFailover, following https://docs.aws.amazon.com/AmazonElastiCach
   "available": one test per group at a time, the first node replacement must complete before the next call),
   TestFailoverNotAvailableFault (no replica or automatic failover disabled), APICallRateForCustomerExceeded
   (more than `test_failover_limit` node groups, 15 by default, in a rolling 24 hours);
-- the group and node group become "modifying"; events, in the documented order:
+- the group and node group become "modifying"; the call returns; `cache_outage_after_s` fake seconds
+  later (5 by default) the primary stops answering (`cache_available()` is False) until the promotion;
+  events, in the documented order:
   "Test Failover API called for node group <node-group-id>" (replication-group), after `cache_promote_s`
   "Failover from primary node <primary> to replica node <replica> completed" (cache-cluster, then
   replication-group) with the roles swapped, "Recovering cache nodes <node-id>" (cache-cluster), and after
@@ -130,7 +136,8 @@ class FakeAws(ServedFake):
     thread_name = "fake-aws"
 
     def __init__(self, *, time_scale: float = 0.01, manual_clock: bool = False, rds_failover_s: float = 35.0,
-                 cache_promote_s: float = 30.0, cache_recover_s: float = 90.0, test_failover_limit: int = 15) -> None:
+                 cache_promote_s: float = 30.0, cache_recover_s: float = 90.0, test_failover_limit: int = 15,
+                 rds_outage_after_s: float = 5.0, cache_outage_after_s: float = 5.0) -> None:
         super().__init__()
         _install()
         self.clock = FakeClock(time_scale=time_scale, manual=manual_clock)
@@ -138,6 +145,11 @@ class FakeAws(ServedFake):
         self.cache_promote_s = cache_promote_s
         self.cache_recover_s = cache_recover_s
         self.test_failover_limit = test_failover_limit
+        # failover timing: the call returns, then the outage, then the new writer / primary
+        self.rds_outage_after_s = rds_outage_after_s
+        self.cache_outage_after_s = cache_outage_after_s
+        self.writers_down: set[str] = set()  # DB cluster ids whose writer does not answer now
+        self.primaries_down: set[str] = set()  # replication group ids whose primary does not answer now
         self.cache_events: list[tuple[str, str, CacheEvent]] = []  # (account, region, event)
         self._test_failovers: list[float] = []  # fake times of TestFailover calls (the rolling 24 h limit)
         self.refusals = Refusals()  # errors to answer instead, and every request counted (aws_refusals.py)
@@ -204,15 +216,22 @@ class FakeAws(ServedFake):
         cross_az = writer is None or writer.availability_zone != target.availability_zone
         name = target.db_instance_identifier
         cluster.status = "failing-over"
-        self._rds_event(backend, cluster, "Started cross AZ failover to DB instance: " + name if cross_az
-                        else "Started same AZ failover to DB instance: " + name)
+
+        def outage() -> None:  # after the call returned: the writer goes away
+            if backend.clusters.get(cluster_id) is not cluster or cluster.status != "failing-over":
+                return
+            self.writers_down.add(cluster_id)
+            self._rds_event(backend, cluster, "Started cross AZ failover to DB instance: " + name if cross_az
+                            else "Started same AZ failover to DB instance: " + name)
 
         def complete() -> None:
             if backend.clusters.get(cluster_id) is not cluster:
                 return
             cluster.failover(target)
             cluster.status = "available"
+            self.writers_down.discard(cluster_id)
             self._rds_event(backend, cluster, f"Completed failover to DB instance: {name}")
+        self._later(min(self.rds_outage_after_s, self.rds_failover_s), outage)
         self._later(self.rds_failover_s, complete)
         return ActionResult({"DBCluster": cluster})
 
@@ -280,9 +299,14 @@ class FakeAws(ServedFake):
         self._cache_event(account, region, group_id, "replication-group",
                           f"Test Failover API called for node group {node_group_id}")
 
+        def outage() -> None:  # after the call returned: the primary goes away until the promotion
+            if backend.replication_groups.get(group_id) is group and primary.get("current_role") == "primary":
+                self.primaries_down.add(group_id)
+
         def promote() -> None:
             if backend.replication_groups.get(group_id) is not group:
                 return
+            self.primaries_down.discard(group_id)
             primary["current_role"], promoted["current_role"] = "replica", "primary"
             text = f"Failover from primary node {primary['cache_cluster_id']} to replica node " \
                    f"{promoted['cache_cluster_id']} completed"
@@ -299,8 +323,18 @@ class FakeAws(ServedFake):
                               f"Finished recovery for cache nodes {primary['cache_node_id']}")
             group.status = node_group["status"] = "available"
 
+        self._later(min(self.cache_outage_after_s, self.cache_promote_s), outage)
         self._later(self.cache_promote_s, promote)
         return ActionResult({"ReplicationGroup": group})
+
+    # -- what a fake app sees of the failovers
+    def database_available(self, cluster_id: str) -> bool:
+        """Whether the cluster's writer answers now (False from a failover's start until its new writer)."""
+        return cluster_id not in self.writers_down
+
+    def cache_available(self, group_id: str) -> bool:
+        """Whether the replication group's primary answers now (False from a TestFailover's outage to the promotion)."""
+        return group_id not in self.primaries_down
 
     def _cache_event(self, account: str, region: str, source: str, source_type: str, message: str) -> None:
         self.cache_events.append((account, region, CacheEvent(source, source_type, message, _utcnow())))

@@ -483,3 +483,85 @@ def test_a_game_day_on_aws_runs_its_suite_to_a_verdict(cloud: Cloud, fake_aws: F
              if n > calls_before.get(op, 0)}
     print(f"\nGAMEDAY default on aws: {summary['verdict']} in {seconds:.1f} s; {verdicts}; AWS calls "
           f"{sum(calls.values())}: {dict(sorted(calls.items(), key=lambda kv: -kv[1]))}")
+
+
+# -- a failover counts from when it took effect --------------------------------------------------------------
+
+# fake seconds at the fixture's time scale (0.01): the call returns, the outage starts 3 s later (longer than the
+# 2 s RTO hold window, so a run timed from the request saw a healthy hold window first: RTO 0), and lasts 3 s
+OUTAGE_AFTER_FAKE_S = 300.0
+FAILOVER_FAKE_S = 600.0
+
+
+@pytest.mark.parametrize("experiment", ["db-failover", "redis-failover"])
+def test_an_aws_failover_is_timed_from_its_outage_not_from_the_call(
+        experiment: str, cloud: Cloud, fake_aws: FakeAws, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """RDS FailoverDBCluster and ElastiCache TestFailover return at once; the outage comes later. The fake app
+    fails every request while the writer (primary) does not answer. Timed from the request, as before, the
+    first seconds after the call were healthy and the RTO came out 0; timed from the effect (RDS-EVENT-0073's
+    time; for ElastiCache the request, with no recovery before the new primary was seen) the run measures the
+    outage, and its history says when the failover was requested and when it took effect."""
+    from resilience.checkers import compute
+    from resilience.config import Targets
+    monkeypatch.setattr(fake_aws, "rds_outage_after_s", OUTAGE_AFTER_FAKE_S)
+    monkeypatch.setattr(fake_aws, "rds_failover_s", FAILOVER_FAKE_S)
+    monkeypatch.setattr(fake_aws, "cache_outage_after_s", OUTAGE_AFTER_FAKE_S)
+    monkeypatch.setattr(fake_aws, "cache_promote_s", FAILOVER_FAKE_S)
+    answer = cloud.app.answer
+
+    def through_the_backend(method: str, path: str, headers: dict[str, str], body: Any) -> tuple[int, Any]:
+        if not (fake_aws.database_available(cloud.aws.cluster) and fake_aws.cache_available(cloud.aws.group)):
+            return 503, {"detail": "the database or cache endpoint does not answer (failover)"}
+        return answer(method, path, headers, body)
+    monkeypatch.setattr(cloud.app, "answer", through_the_backend)
+    path = Path("experiments") / f"{experiment}.yaml"
+    raw = yaml.safe_load(path.read_text())
+    ext = next(e for e in raw["extensions"] if e.get("name") == EXTENSION_NAME)
+    ext["profiles"]["short"]["durations"] = {"steady_s": 2, "fault_s": 9, "recovery_s": 6}
+    path.write_text(yaml.dump(raw, Dumper=_NoAliases, sort_keys=False))
+
+    code, out, err = _cli(capsys, "run", experiment, "--target", "aws", "--context", CONTEXT, "--config",
+                          str(cloud.config), "--profile", "short", "--yes", "--reports-dir", str(cloud.reports),
+                          "--quiet", "--seed", "7")
+    run_dir = next(d for d in cloud.reports.iterdir() if d.is_dir())
+    result = json.loads((run_dir / "result.json").read_text())
+    records = _records(run_dir)
+    inject = next(r for r in records if r.source == FAULT and r.op == "inject")
+    effect = next(r for r in records if r.source == FAULT and r.op == "effect")
+    assert effect.status == OK, (effect.detail, why_not_pass(result))
+    detail = effect.detail or {}
+    assert detail["requested_t"] == pytest.approx(inject.t, abs=1e-5) and detail["seen_t"] >= inject.t + 5.0
+    rto = next(m for m in result["measurements"] if m["name"] == "rto_s")
+    before = next(m for m in compute([r for r in records if not (r.source == FAULT and r.op == "effect")],
+                                     targets=Targets(**{**Targets().__dict__, "rto_hold_s": RTO_HOLD_S}),
+                                     measures=["rto"]))
+    with capsys.disabled():
+        print(f"\nFIGURES {experiment} on aws: RTO timed from the request (before) {before.value} s; from the effect "
+              f"(now) {rto['value']} s; effect t={effect.t - inject.t:.2f} s after the request, seen at "
+              f"{detail['seen_t'] - inject.t:.2f} s")
+    assert before.value == 0.0  # what the run said before: a healthy hold window before the outage began
+    assert isinstance(rto["value"], float) and rto["value"] >= 2.5, (rto, why_not_pass(result))
+    checked, check_out, _ = _cli(capsys, "check", str(run_dir))
+    assert checked == code and "same measurements and verdict as stored" in check_out, check_out
+
+
+def test_an_aws_failover_that_never_happens_is_inconclusive_never_rto_0(
+        cloud: Cloud, fake_aws: FakeAws, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """FailoverDBCluster accepted, but the writer never changes while the run watches: timed from the request the
+    run passed with RTO 0; now it is inconclusive and says which signal it waited for."""
+    monkeypatch.setattr(fake_aws, "rds_outage_after_s", 20_000.0)  # 200 s at the fixture's time scale
+    monkeypatch.setattr(fake_aws, "rds_failover_s", 20_000.0)
+    code, out, err = _cli(capsys, "run", "db-failover", "--target", "aws", "--context", CONTEXT, "--config",
+                          str(cloud.config), "--profile", "short", "--yes", "--reports-dir", str(cloud.reports),
+                          "--quiet", "--seed", "7")
+    run_dir = next(d for d in cloud.reports.iterdir() if d.is_dir())
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["verdict"] == "inconclusive" and code == EXIT_CODES["inconclusive"], why_not_pass(result)
+    rto = next(m for m in result["measurements"] if m["name"] == "rto_s")
+    assert rto["status"] == INCONCLUSIVE
+    assert "the RDS writer changed" in rto["detail"]["reason"] and "was not observed" in rto["detail"]["reason"]
+    records = _records(run_dir)
+    assert [r.status for r in records if r.source == FAULT and r.op == "effect"] == ["fail"]
+    checked, check_out, _ = _cli(capsys, "check", str(run_dir))
+    assert checked == code and "same measurements and verdict as stored" in check_out, check_out

@@ -88,15 +88,19 @@ def test_rds_failover_takes_time_then_changes_the_writer_with_events(fake: FakeA
     answer = rds.failover_db_cluster(DBClusterIdentifier=name, TargetDBInstanceIdentifier=f"{name}-2")
     assert answer["DBCluster"]["Status"] == "failing-over"
     assert writer(rds, name) == ("failing-over", [f"{name}-1"])  # not yet
-    assert rds_messages(rds, name) == [f"Started cross AZ failover to DB instance: {name}-2"]
+    # the call returned first: the writer still answers, and the failover has not started
+    assert fake.database_available(name) and rds_messages(rds, name) == []
     with pytest.raises(ClientError) as info:  # one failover at a time
         rds.failover_db_cluster(DBClusterIdentifier=name, TargetDBInstanceIdentifier=f"{name}-2")
     assert info.value.response["Error"]["Code"] == "InvalidDBClusterStateFault"
 
-    fake.advance(34)
-    assert writer(rds, name) == ("failing-over", [f"{name}-1"])
-    fake.advance(1)  # 35 s: "typically less than 35 seconds"
-    assert writer(rds, name) == ("available", [f"{name}-2"])
+    fake.advance(fake.rds_outage_after_s)  # then the outage
+    assert not fake.database_available(name)
+    assert rds_messages(rds, name) == [f"Started cross AZ failover to DB instance: {name}-2"]
+    fake.advance(34 - fake.rds_outage_after_s)
+    assert writer(rds, name) == ("failing-over", [f"{name}-1"]) and not fake.database_available(name)
+    fake.advance(1)  # 35 s: "typically less than 35 seconds"; then the new writer
+    assert writer(rds, name) == ("available", [f"{name}-2"]) and fake.database_available(name)
     assert rds_messages(rds, name) == [f"Started cross AZ failover to DB instance: {name}-2",
                                        f"Completed failover to DB instance: {name}-2"]
 
@@ -106,6 +110,7 @@ def test_rds_failover_without_a_target_picks_a_reader_and_reports_same_az(fake: 
     name = unique(request)
     rds = make_cluster(fake.url, name, zones=(ZONES[0], ZONES[0]))
     rds.failover_db_cluster(DBClusterIdentifier=name)
+    fake.advance(fake.rds_outage_after_s)
     assert rds_messages(rds, name) == [f"Started same AZ failover to DB instance: {name}-2"]
     fake.advance(35)
     assert writer(rds, name) == ("available", [f"{name}-2"])
@@ -116,6 +121,7 @@ def test_rds_describe_events_honours_the_time_window(fake: FakeAws, request: pyt
     name = unique(request)
     rds = make_cluster(fake.url, name)
     rds.failover_db_cluster(DBClusterIdentifier=name)
+    fake.advance(fake.rds_outage_after_s)  # the failover starts (its event) after the call returned
     now = datetime.now(timezone.utc)
     assert len(rds_messages(rds, name)) == 1
     assert rds_messages(rds, name, StartTime=now + timedelta(minutes=1)) == []
@@ -159,9 +165,12 @@ def test_elasticache_test_failover_swaps_the_primary_over_time_with_the_document
     with pytest.raises(ClientError) as info:  # the first node replacement must complete first
         cache.test_failover(ReplicationGroupId=name, NodeGroupId="0001")
     assert info.value.response["Error"]["Code"] == "InvalidReplicationGroupState"
-
-    fake.advance(30)
+    assert fake.cache_available(name)  # the call returned first; then the outage, then the new primary
+    fake.advance(fake.cache_outage_after_s)
+    assert not fake.cache_available(name)
+    fake.advance(30 - fake.cache_outage_after_s)
     assert roles(cache, name) == ("modifying", {f"{name}-001": "replica", f"{name}-002": "primary"})
+    assert fake.cache_available(name)
     fake.advance(90)
     assert roles(cache, name)[0] == "available"
 

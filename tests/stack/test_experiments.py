@@ -107,7 +107,8 @@ def test_invalid_experiment_is_exit_2_and_touches_nothing(healthy: LocalTarget, 
 def _default_sigint() -> None:
     """In the child: SIGINT back to its default, so Python turns it into KeyboardInterrupt (Ctrl-C) even when
     the test runner was started with SIGINT ignored (e.g. in the background), which the child would inherit."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def _streamed_phases(run_dir: Path) -> list[str]:
@@ -191,6 +192,24 @@ def test_ctrl_c_during_recovery_ends_aborted_with_full_evidence(healthy: LocalTa
     assert phases[:3] == ["steady", "fault", "recovery"] and phases[-2:] == ["abort", "end"], phases
     assert healthy.status().detail["lost_zones"] == []
     wait_until(lambda: healthy.status().healthy, 90, "the stack healthy again after Ctrl-C in recovery")
+
+
+def test_sigterm_mid_fault_ends_the_run_as_ctrl_c_does(healthy: LocalTarget, tmp_path: Path) -> None:
+    """Issue 18: SIGTERM (a CronJob deadline, a cancelled CI job) used to be judged PASS or FAIL, or exit 2.
+    Now, as Ctrl-C: rollback, sealed as aborted naming the signal, exit 1, and the stack whole afterwards."""
+    proc, run_dir = _start_run_and_wait_for_fault(tmp_path)
+    assert healthy.status().detail["lost_zones"], "the zone should be lost while the fault is held"
+    os.kill(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=180)
+    steps = json.loads((run_dir / "rollback.json").read_text())["steps"]
+    assert steps and all(s["status"] == "done" for s in steps), steps
+    assert healthy.status().detail["lost_zones"] == []
+    result = _check_aborted_evidence(run_dir, tmp_path)
+    assert proc.returncode == 1, (proc.returncode, err[-800:])
+    assert result["aborted_reason"] == "interrupted (SIGTERM) during fault", result["aborted_reason"]
+    records = History.load(run_dir / "history.jsonl").sorted()
+    assert [r.status for r in records if r.source == "fault" and r.op == "rollback"] == ["ok"]
+    wait_until(lambda: healthy.status().healthy, 90, "the stack healthy again after SIGTERM")
 
 
 def test_crash_mid_fault_is_undone_by_resilience_rollback(healthy: LocalTarget, tmp_path: Path) -> None:

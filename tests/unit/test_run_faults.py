@@ -55,7 +55,8 @@ def started(tmp_path: Path, target: FakeTarget) -> Run:
 
 
 def fault_records(run: Run) -> list[Record]:
-    return [r for r in run.history.records if r.source == FAULT]
+    """The fault steps' records (the effect records are test_fault_effect.py's)."""
+    return [r for r in run.history.records if r.source == FAULT and r.op != "effect"]
 
 
 # -- the history: start and completion ------------------------------------------------------------------------
@@ -73,7 +74,7 @@ def test_an_injection_records_its_start_and_then_its_completion(tmp_path: Path) 
     assert run.fault_info["injected_t"] == inject.t and run.phase == "fault"
     # both are streamed as they happen: a harness killed after the call still leaves them
     streamed = [r.op for r in load_partial(run.path(PARTIAL))[0].records if r.source == FAULT]
-    assert streamed == ["inject", INJECT_DONE]
+    assert streamed == ["inject", INJECT_DONE, "effect"]  # this fake declares no signal: in effect at its call
 
 
 def test_a_rollback_records_its_start_and_then_its_completion(tmp_path: Path) -> None:
@@ -204,6 +205,10 @@ class FakeRun:
     def note_probe_error(self, probe: str, exc: BaseException) -> None:
         self.calls.append(("probe-error", probe))
 
+    def fault_ended_early(self, fault: str, reason: str, *, interrupted: bool) -> None:
+        self.calls.append(("ended_early", fault, reason, interrupted))
+
+
 
 @pytest.fixture
 def fake() -> Iterator[FakeRun]:
@@ -244,6 +249,31 @@ def test_an_abort_interrupts_chaos_toolkit_and_a_harness_error_fails_the_activit
     fake.load_stalls = True
     with pytest.raises(ActivityFailed, match="never reached its spike stage: timed out"):
         faults.traffic_spike()
+
+
+def test_a_fault_activity_ended_early_is_reported_to_the_run_never_left_as_a_whole_outage(
+        fake: FakeRun, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(seconds: float) -> None:  # chaoslib's own SIGTERM handler, inside the hold
+        raise InterruptExecution("SIGTERM signal received")
+    monkeypatch.setattr(fake, "hold", interrupted)
+    with pytest.raises(InterruptExecution):
+        faults.lose_zone()
+    assert fake.calls[-1] == ("ended_early", "lose_zone", "SIGTERM signal received", True)
+
+    def broken(seconds: float) -> None:
+        raise HarnessError("the supervisor went away")
+    monkeypatch.setattr(fake, "hold", broken)
+    with pytest.raises(ActivityFailed):
+        faults.fail_over_database()
+    assert fake.calls[-1] == ("ended_early", "fail_over_database",
+                              "the fault activity ended early: the supervisor went away", False)
+
+    def not_injected(fault: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        raise HarnessError("no such zone")
+    monkeypatch.setattr(fake, "inject", not_injected)
+    with pytest.raises(ActivityFailed):  # never injected: a failed injection (a deviation), not a cut-short fault
+        faults.lose_zone()
+    assert fake.calls[-1][1] == "fail_over_database"  # nothing new: the injection itself failed
 
 
 def test_without_an_active_run_the_actions_say_how_to_get_one() -> None:

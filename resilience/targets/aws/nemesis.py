@@ -103,17 +103,30 @@ class AwsNemesis(ModularNemesis):
                             f"it): there is no zone whose power to interrupt.")
         group = self.fis.arn("elasticache", f"replicationgroup:{self.aws.elasticache_group}")
         return self.fis.start("stop_fis_cache", f"resilience: cut power to {self.aws.elasticache_group} in {zone}",
-                              [cache_power(group, zone, self.aws.fis_duration_s)], record, {"zone": zone})
+                              [cache_power(group, zone, self.aws.fis_duration_s)], record,
+                              {"zone": zone, "primaries_before": self.primaries_in(zone)})
+
+    def primaries_in(self, zone: str) -> dict[str, str | None]:
+        """Node group -> its primary, for the node groups whose primary is in `zone`: the ones a power
+        interruption there fails over (read before FIS starts, so the effect knows what must change)."""
+        out: dict[str, str | None] = {}
+        for group in self.services.replication_group().get("NodeGroups", []):
+            primary = next((m for m in group.get("NodeGroupMembers", []) if m.get("CurrentRole") == "primary"), None)
+            if primary and primary.get("PreferredAvailabilityZone") == zone:
+                out[str(group["NodeGroupId"])] = primary.get("CacheClusterId")
+        return out
 
     def fis_lose_zone(self, zone: str, subnets: tuple[str, list[str]] | None, record: Recorder) -> RollbackStep:
         """The writer failed over when it is in `zone`, the cache's nodes there powered off, the subnets cut."""
         parts = []
+        extra: dict[str, Any] = {"zone": zone}
         if self.services.primary_zone() == zone:
             parts.append(rds_failover(self.fis.arn("rds", f"cluster:{self.aws.rds_cluster}")))
+            extra["writer_before"] = self.services.roles().get("postgres")
         if zone in self.cache_zones()[1]:
             group = self.fis.arn("elasticache", f"replicationgroup:{self.aws.elasticache_group}")
             parts.append(cache_power(group, zone, self.aws.fis_duration_s))
-        extra: dict[str, Any] = {"zone": zone}
+            extra["primaries_before"] = self.primaries_in(zone)
         if subnets is not None:
             vpc_id, cut = subnets
             parts.append(network_cut([self.fis.arn("ec2", f"subnet/{s}") for s in cut], self.aws.fis_duration_s))

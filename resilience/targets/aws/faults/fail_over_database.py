@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from ....fault_registry import ROLLBACK_NONE, FaultCall
 from ...base import RollbackStep
-from ...fault_module import FaultModule, InjectContext
+from ...fault_module import Documented, Effect, FaultModule, InjectContext
+from .. import effects
 from . import FAULTS
 
 if TYPE_CHECKING:
@@ -41,3 +42,10 @@ class FailOverDatabase(FaultModule["AwsNemesis"]):
 
     def undo_refusal(self, nemesis: AwsNemesis, step: RollbackStep) -> str | None:
         return nemesis.fis_undo_refusal(step)
+
+    # -- its effect (the run times the fault from it) -----------------------------------------------
+    def effect(self, nemesis: AwsNemesis, call: FaultCall, step: RollbackStep) -> Effect | None:
+        return effects.rds_failover(nemesis, step.arguments.get("writer_before"))
+
+    def documented(self, nemesis: AwsNemesis, call: FaultCall) -> Documented | None:
+        return effects.RDS_CLUSTER_FAILOVER

@@ -8,13 +8,15 @@ the rollback undoes. RDS and ElastiCache keep what they promoted.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from ....errors import UserError
 from ....fault_registry import ROLLBACK_NONE, FaultCall
 from ...base import RollbackStep
 from ...blast_radius import region_problem
-from ...fault_module import FaultModule, InjectContext
+from ...fault_module import Documented, Effect, FaultModule, InjectContext
+from .. import effects
 from ..blackhole import plan_lines
 from . import FAULTS
 
@@ -90,3 +92,21 @@ class LoseZone(FaultModule["AwsNemesis"]):
         if step.capability == "stop_fis_zone":
             return nemesis.fis_undo_refusal(step)
         return region_problem(nemesis.services.settings) or nemesis.blackhole.refusal(step)
+
+    # -- its effect (the run times the fault from it) -----------------------------------------------
+    def effect(self, nemesis: AwsNemesis, call: FaultCall, step: RollbackStep) -> Effect | None:
+        """The failovers the zone loss made (the cut subnets act within the call)."""
+        failed_over = step.arguments.get("failed_over") or {}  # chaosaws: the failovers made in the call
+        found = [effects.cache_failover(nemesis, group) for group in failed_over.get("elasticache", [])]
+        if failed_over.get("rds"):
+            found.insert(0, effects.rds_failover(nemesis, failed_over["rds"].get("writer_before")))
+        # FIS: what was in the zone when the experiment started, read before it started
+        found += [effects.cache_failover(nemesis, group, primary)
+                  for group, primary in (step.arguments.get("primaries_before") or {}).items()]
+        if "writer_before" in step.arguments:
+            found.insert(0, effects.rds_failover(nemesis, step.arguments["writer_before"]))
+        combined = Effect.all_of(found)
+        return combined if combined is None else dataclasses.replace(combined, in_call=True)
+
+    def documented(self, nemesis: AwsNemesis, call: FaultCall) -> Documented | None:
+        return effects.RDS_CLUSTER_FAILOVER  # when the writer is in the zone; the cache's is shorter

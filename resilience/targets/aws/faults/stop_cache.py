@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from ....fault_registry import ROLLBACK_NONE, FaultCall
 from ...base import RollbackStep
-from ...fault_module import FaultModule, InjectContext
+from ...fault_module import Documented, Effect, FaultModule, InjectContext
+from .. import effects
 from . import FAULTS
 
 if TYPE_CHECKING:
@@ -45,3 +46,13 @@ class StopCache(FaultModule["AwsNemesis"]):
 
     def undo_refusal(self, nemesis: AwsNemesis, step: RollbackStep) -> str | None:
         return nemesis.fis_undo_refusal(step)
+
+    # -- its effect (the run times the fault from it) -----------------------------------------------
+    def effect(self, nemesis: AwsNemesis, call: FaultCall, step: RollbackStep) -> Effect | None:
+        if "node_group_id" in step.arguments:  # chaosaws: TestFailover of one node group
+            return effects.cache_failover(nemesis, step.arguments["node_group_id"])
+        before = step.arguments.get("primaries_before") or {}  # FIS: the zone's power interrupted
+        return Effect.all_of([effects.cache_failover(nemesis, group, primary) for group, primary in before.items()])
+
+    def documented(self, nemesis: AwsNemesis, call: FaultCall) -> Documented | None:
+        return effects.CACHE_FAILOVER

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ....errors import UserError
 from ....fault_registry import ROLLBACK_NONE, FaultCall
 from ...base import RollbackStep
-from ...fault_module import FaultModule, InjectContext
+from ...fault_module import Effect, FaultModule, InjectContext
 from .. import plan
 from . import FAULTS
 
@@ -47,3 +47,15 @@ class FailOverDatabase(FaultModule["KubernetesNemesis"]):
                 f"uses chaosaws.rds.actions.failover_db_cluster on '{platform.settings.aws.rds_cluster}'.")
         killed = plan.kill_database_primary_call(nemesis.namespace).run(platform.chaos_secrets())
         return RollbackStep(ROLLBACK_NONE, {"killed": list(killed or [])}, "the operator promotes a standby")
+
+    # -- its effect (the run times the fault from it) -----------------------------------------------
+    def effect(self, nemesis: KubernetesNemesis, call: FaultCall, step: RollbackStep) -> Effect | None:
+        """The operator names another pod primary (the killed one acts within the call; this confirms it)."""
+        killed = {str(k).rsplit("/", 1)[-1] for k in step.arguments.get("killed", [])}
+
+        def look() -> dict[str, Any] | None:
+            primaries = [p.metadata.name for p in nemesis.platform.pods(plan.CNPG_PRIMARY_SELECTOR)]
+            new = [name for name in primaries if name not in killed]
+            return {"primary": new[0], "was": sorted(killed)} if new else None
+        return Effect(f"a CloudNativePG primary other than {', '.join(sorted(killed)) or 'the killed pod'}", 60.0,
+                      look)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ....fault_registry import ROLLBACK_NONE, FaultCall
 from ...base import RollbackStep
-from ...fault_module import FaultModule, InjectContext
+from ...fault_module import Effect, FaultModule, InjectContext
 from .. import plan
 from . import FAULTS
 
@@ -34,3 +34,13 @@ class KillReplicas(FaultModule["KubernetesNemesis"]):
         killed = chaos.run(nemesis.platform.chaos_secrets())
         return RollbackStep(ROLLBACK_NONE, {"killed": list(killed or [])},
                             "the Deployment controller replaces terminated pods by itself")
+
+    # -- its effect (the run times the fault from it) -----------------------------------------------
+    def effect(self, nemesis: KubernetesNemesis, call: FaultCall, step: RollbackStep) -> Effect | None:
+        """The killed pods are gone (terminated, or no longer Ready while they terminate)."""
+        killed = sorted(str(k) for k in step.arguments.get("killed", []))
+
+        def look() -> dict[str, Any] | None:
+            ready = {c.name for c in nemesis.platform.status().components if c.healthy}
+            return None if ready & set(killed) else {"killed": killed}
+        return Effect(f"the killed pods ({', '.join(killed) or 'none'}) no longer Ready", 60.0, look)

@@ -18,7 +18,7 @@ from ....fault_registry import FaultCall
 from ....load.cluster_manifests import RUN_LABEL
 from ...base import RollbackStep
 from ...blast_radius import node_count_problem
-from ...fault_module import FaultModule, InjectContext
+from ...fault_module import Effect, FaultModule, InjectContext
 from .. import cordon, plan
 from ..manifests import APP_SELECTOR, ZONE_LABEL
 from ..platform import busiest_zone
@@ -76,6 +76,18 @@ class LoseZone(FaultModule["KubernetesNemesis"]):
         if set(nodes) & set(step.arguments.get("already_cordoned", [])):
             return "it would uncordon nodes that were cordoned before the run"
         return node_count_problem(nemesis.platform.settings, nodes)
+
+    # -- its effect (the run times the fault from it) -----------------------------------------------
+    def effect(self, nemesis: KubernetesNemesis, call: FaultCall, step: RollbackStep) -> Effect | None:
+        """The zone has no Ready app pod (cordoned, its pods evicted)."""
+        zone = step.arguments.get("zone")
+
+        def look() -> dict[str, Any] | None:
+            left = [c.name for c in nemesis.platform.status().components if c.zone == zone and c.healthy]
+            return None if left else {"zone": zone}
+        deadline = float(nemesis.platform.settings.kubernetes.eviction_timeout_s) + 60.0  # evictions, then grace
+        return Effect(f"zone {zone} has no Ready app pod", deadline, look)
+
 
 
 _GUARDS: dict[str, cordon.ZoneGuard] = {}  # by mark: the guard of each zone lost in this process

@@ -18,6 +18,19 @@ if TYPE_CHECKING:
     from ..topology import ComponentId
 
 __all__ = ["FAULTS", "LocalFault", "Phase"]
+EFFECT_DEADLINE_S = 60.0  # Patroni's TTL (30 s) and loop wait, or Sentinel's down-after and failover, with margin
+FREEZE_DEADLINE_S = 20.0  # a frozen or killed process is seen unhealthy within a few health checks
+
+
+def stack_status(nemesis: "LocalNemesis") -> dict[str, Any]:
+    """The supervisor's status reply (roles, health, lost zones): what a fault's effect is looked for in."""
+    return nemesis.platform.request("status", timeout=10)
+
+
+def components(status: dict[str, Any], kind: str, zone: str | None = None) -> list[dict[str, Any]]:
+    return [c for c in status.get("components", [])
+            if c.get("kind") == kind and (zone is None or c.get("zone") == zone)]
+
 
 Phase = Callable[["StackParts", dict[str, Any]], dict[str, Any]]  # a supervisor-side phase: (parts, request) -> reply
 

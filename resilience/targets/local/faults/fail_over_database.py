@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 from ....errors import HarnessError, UserError
 from ....fault_registry import FaultCall
 from ...base import RollbackStep
-from ...fault_module import InjectContext
+from ...fault_module import Effect, InjectContext
 from ..topology import POSTGRES, ComponentId
-from . import FAULTS, LocalFault, Phase
+from . import EFFECT_DEADLINE_S, FAULTS, LocalFault, Phase, stack_status
 
 if TYPE_CHECKING:
     from ..stack_parts import StackParts
@@ -35,6 +35,16 @@ class FailOverDatabase(LocalFault):
 
     def undo(self, nemesis: LocalNemesis, step: RollbackStep) -> None:
         nemesis.ask(self.fault, "undo", timeout=nemesis.platform.heal_wait_s(), member=step.arguments["member"])
+
+    # -- its effect ---------------------------------------------------------------------------------
+    def effect(self, nemesis: LocalNemesis, call: FaultCall, step: RollbackStep) -> Effect | None:
+        """Patroni names a new leader: the old primary, killed or frozen at the call, has lost its lock."""
+        old = step.arguments.get("member")
+
+        def look() -> dict[str, Any] | None:
+            leader = stack_status(nemesis).get("pg_leader")
+            return {"leader": leader, "was": old} if leader and leader != old else None
+        return Effect(f"the Patroni leader changed from {old}", EFFECT_DEADLINE_S, look)
 
     # -- in the supervisor -------------------------------------------------------------------------
     def phases(self) -> dict[str, Phase]:

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, Sequence, TypeVar
 from ....errors import HarnessError
 from ....fault_registry import FaultCall
 from ...base import RollbackStep
-from ...fault_module import InjectContext
-from . import FAULTS, LocalFault, Phase
+from ...fault_module import Effect, InjectContext
+from . import FREEZE_DEADLINE_S, FAULTS, LocalFault, Phase, stack_status
 
 if TYPE_CHECKING:
     from ..stack_parts import StackParts
@@ -40,9 +40,9 @@ class KillReplicas(LocalFault):
 
     def inject(self, nemesis: LocalNemesis, call: FaultCall, context: InjectContext) -> RollbackStep:
         desired = int(nemesis.platform.request("ready_replicas")["desired"])
-        nemesis.ask(self.fault, "inject", count=call.get("count"), percent=call.get("percent"),
-                    seed=call.get("seed") if call.get("seed") is not None else context.seed)
-        return RollbackStep("wait_replicas", {"count": desired},
+        result = nemesis.ask(self.fault, "inject", count=call.get("count"), percent=call.get("percent"),
+                             seed=call.get("seed") if call.get("seed") is not None else context.seed)
+        return RollbackStep("wait_replicas", {"count": desired, "killed_pids": result.get("pids", {})},
                             "wait until the controller has replaced the killed replicas")
 
     def undo(self, nemesis: LocalNemesis, step: RollbackStep) -> None:
@@ -54,6 +54,18 @@ class KillReplicas(LocalFault):
             time.sleep(0.2)
         raise HarnessError(f"the controller did not restore {count} ready replicas within {REPLACE_TIMEOUT_S:.0f} s")
 
+    # -- its effect ---------------------------------------------------------------------------------
+    def effect(self, nemesis: LocalNemesis, call: FaultCall, step: RollbackStep) -> Effect | None:
+        """The killed replicas are gone: none of their processes runs (their slots are empty or replaced)."""
+        killed = dict(step.arguments.get("killed_pids") or {})
+
+        def look() -> dict[str, Any] | None:
+            running = {c.get("pid") for c in stack_status(nemesis).get("components", [])}
+            left = [name for name, pid in killed.items() if pid in running]
+            return None if left else {"killed": sorted(killed)}
+        return Effect(f"the killed API replicas ({', '.join(sorted(killed)) or 'none'}) gone", FREEZE_DEADLINE_S,
+                      look)
+
     # -- in the supervisor -------------------------------------------------------------------------
     def phases(self) -> dict[str, Phase]:
         return {"inject": self.kill}
@@ -64,7 +76,8 @@ class KillReplicas(LocalFault):
                     if not r.lost and not r.stopping and r.executor.alive()]
             chosen = choose_victims(live, request.get("count"), request.get("percent"), request.get("seed"))
             names = [parts.replicas.name(r) for r in chosen]
+            pids = {parts.replicas.name(r): r.executor.pid for r in chosen}
             for r in chosen:
                 r.executor.signal(signal.SIGKILL)
             parts.event(self.fault, "inject", replicas=names)
-        return {"killed": names}
+        return {"killed": names, "pids": pids}

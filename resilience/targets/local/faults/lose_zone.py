@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 from ....errors import UserError
 from ....fault_registry import FaultCall
 from ...base import RollbackStep
-from ...fault_module import InjectContext
-from ..topology import ETCD, POSTGRES, ComponentId, Topology
-from . import FAULTS, LocalFault, Phase
+from ...fault_module import Effect, InjectContext
+from ..topology import API, ETCD, POSTGRES, ComponentId, Topology
+from . import FREEZE_DEADLINE_S, FAULTS, LocalFault, Phase, stack_status
 
 if TYPE_CHECKING:
     from ..stack_parts import StackParts
@@ -57,6 +57,23 @@ class LoseZone(LocalFault):
 
     def undo(self, nemesis: LocalNemesis, step: RollbackStep) -> None:
         nemesis.ask(self.fault, "undo", timeout=nemesis.platform.heal_wait_s(), zone=step.arguments["zone"])
+
+    # -- its effect ---------------------------------------------------------------------------------
+    def effect(self, nemesis: LocalNemesis, call: FaultCall, step: RollbackStep) -> Effect | None:
+        """The zone is lost: the supervisor counts it lost, nothing in it is healthy, and no API replica of it
+        is left behind the load balancer."""
+        zone = step.arguments.get("zone")
+
+        def look() -> dict[str, Any] | None:
+            status = stack_status(nemesis)
+            inside = [c for c in status.get("components", []) if c.get("zone") == zone]
+            serving = [c["name"] for c in inside
+                       if c.get("healthy") or (c.get("kind") == API and c.get("role") != "lost")]
+            if zone in status.get("lost_zones", []) and not serving:
+                return {"zone": zone, "components": sorted(c["name"] for c in inside)}
+            return None
+        return Effect(f"zone {zone} lost: its components frozen or cut and its API replicas out of the load "
+                      f"balancer", FREEZE_DEADLINE_S, look)
 
     # -- in the supervisor -------------------------------------------------------------------------
     def phases(self) -> dict[str, Phase]:

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from ....fault_registry import FaultCall
 from ...base import FaultSession, RollbackStep
-from ...fault_module import InjectContext
-from . import FAULTS, LocalFault, Phase
+from ...fault_module import Effect, InjectContext
+from ..topology import API
+from . import FREEZE_DEADLINE_S, FAULTS, LocalFault, Phase, components, stack_status
 
 if TYPE_CHECKING:
     from ..stack_parts import StackParts
@@ -36,6 +37,14 @@ class PauseReplicas(LocalFault):
     def undo(self, nemesis: LocalNemesis, step: RollbackStep) -> None:
         nemesis.ask(self.fault, "undo")
 
+    # -- its effect ---------------------------------------------------------------------------------
+    def effect(self, nemesis: LocalNemesis, call: FaultCall, step: RollbackStep) -> Effect | None:
+        """Every API replica is stopped (state T in /proc): seen at once, before the hold undoes it."""
+        def look() -> dict[str, Any] | None:
+            pids = [int(c["pid"]) for c in components(stack_status(nemesis), API) if c.get("pid")]
+            return {"stopped": pids} if pids and all(_stopped(pid) for pid in pids) else None
+        return Effect("every API replica frozen (SIGSTOP)", FREEZE_DEADLINE_S, look)
+
     # -- in the supervisor -------------------------------------------------------------------------
     def phases(self) -> dict[str, Phase]:
         return {"inject": self.pause, "undo": self.resume}
@@ -52,3 +61,12 @@ class PauseReplicas(LocalFault):
 
     def heal_here(self, parts: StackParts) -> None:
         self.resume(parts, {})
+
+
+def _stopped(pid: int) -> bool:
+    """Whether the process is stopped by a signal (state T in /proc/PID/stat)."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] in ("T", "t")

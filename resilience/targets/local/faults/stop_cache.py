@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 from ....errors import HarnessError, UserError
 from ....fault_registry import FaultCall
 from ...base import RollbackStep
-from ...fault_module import InjectContext
+from ...fault_module import Effect, InjectContext
 from ..topology import REDIS
-from . import FAULTS, LocalFault, Phase
+from . import EFFECT_DEADLINE_S, FREEZE_DEADLINE_S, FAULTS, LocalFault, Phase, components, stack_status
 
 if TYPE_CHECKING:
     from ..stack_parts import StackParts
@@ -34,6 +34,23 @@ class StopCache(LocalFault):
     def undo(self, nemesis: LocalNemesis, step: RollbackStep) -> None:
         nemesis.ask(self.fault, "undo", timeout=nemesis.platform.heal_wait_s(),
                     members=step.arguments.get("members", []))
+
+    # -- its effect ---------------------------------------------------------------------------------
+    def effect(self, nemesis: LocalNemesis, call: FaultCall, step: RollbackStep) -> Effect | None:
+        """failover: the Sentinels name a new master; outage: no Redis server answers."""
+        stopped = list(step.arguments.get("members", []))
+        if call.get("mode") == "failover":
+            old = stopped[0] if stopped else None
+
+            def new_master() -> dict[str, Any] | None:
+                master = stack_status(nemesis).get("redis_master")
+                return {"master": master, "was": old} if master and master != old else None
+            return Effect(f"the Sentinel master changed from {old}", EFFECT_DEADLINE_S, new_master)
+
+        def all_down() -> dict[str, Any] | None:
+            redis = components(stack_status(nemesis), REDIS)
+            return {"down": [c["name"] for c in redis]} if redis and not any(c["healthy"] for c in redis) else None
+        return Effect("every Redis server down", FREEZE_DEADLINE_S, all_down)
 
     # -- in the supervisor -------------------------------------------------------------------------
     def phases(self) -> dict[str, Phase]:
