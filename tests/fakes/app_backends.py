@@ -4,14 +4,16 @@ The platform's API (resilience/platform/app.py) answers 503 "database unavailabl
 when PostgreSQL fails, and serves the menu from PostgreSQL when Redis fails (after the Redis
 timeout). So the fake app consults these before answering:
 
-- the database is unreachable while the RDS cluster is `failing-over` (FakeAws' FailoverDBCluster
-  keeps the old writer until the failover completes), and, once a new writer is in place, for
-  `reconnect_s` more fake seconds: the pods' connections to the old writer are dead and the pool
-  reconnects through the cluster endpoint, whose DNS record moves to the new writer
+- the database is unreachable while FakeAws says its writer does not answer (`database_available`:
+  from the outage that follows FailoverDBCluster's return until the new writer is in place), and,
+  once a new writer is in place, for `reconnect_s` more fake seconds: the pods' connections to the
+  old writer are dead and the pool reconnects through the cluster endpoint, whose DNS record moves
+  to the new writer
   (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/multi-az-db-clusters-concepts-failover.html:
   "clean up and re-establish any existing connections");
-- the cache is unreachable from a TestFailover until a replica is promoted (the replication group
-  `modifying` with the primary it had), then `reconnect_s` more.
+- the cache is unreachable while FakeAws says its primary does not answer (`cache_available`: from
+  the outage that follows TestFailover's return until a replica is promoted), then `reconnect_s` more.
+  The order is the services': the call returns, then the outage, then the new leader.
 
 State is read from moto's backends in this process (no API call per request).
 """
@@ -24,33 +26,26 @@ from typing import Any, Callable
 DB_ROUTES = ("/orders", "/payments", "/health/ready")  # what needs PostgreSQL (prefixes)
 
 
-def rds_writer(account: str, region: str, cluster_id: str) -> Callable[[], str | None]:
-    """The cluster's writer, or None while it fails over (or is gone)."""
+def rds_writer(account: str, region: str, cluster_id: str, answering: Callable[[], bool]) -> Callable[[], str | None]:
+    """The cluster's writer, or None while it does not answer (`answering`: FakeAws.database_available) or is gone."""
     def probe() -> str | None:
         from moto.rds.models import rds_backends
         cluster = rds_backends[account][region].clusters.get(cluster_id)
-        if cluster is None or cluster.status != "available":
+        if cluster is None or not answering():
             return None
         return next((m.db_instance_identifier for m in cluster.members if m.is_cluster_writer), None)
     return probe
 
 
-def cache_primary(account: str, region: str, group_id: str) -> Callable[[], str | None]:
-    """The first node group's primary, or None from a TestFailover until a replica is promoted."""
-    held: dict[str, Any] = {}
-
+def cache_primary(account: str, region: str, group_id: str, answering: Callable[[], bool]) -> Callable[[], str | None]:
+    """The first node group's primary, or None while it does not answer (`answering`: FakeAws.cache_available)."""
     def probe() -> str | None:
         from moto.elasticache.models import elasticache_backends
         group = elasticache_backends[account][region].replication_groups.get(group_id)
-        if group is None:
+        if group is None or not answering():
             return None
-        primary = next((m["cache_cluster_id"] for m in group.node_groups[0]["node_group_members"]
-                        if m.get("current_role") == "primary"), None)
-        if group.status != "modifying":
-            held.pop("primary", None)
-            return primary
-        held.setdefault("primary", primary)  # the primary the TestFailover takes down
-        return None if primary == held["primary"] else primary
+        return next((m["cache_cluster_id"] for m in group.node_groups[0]["node_group_members"]
+                     if m.get("current_role") == "primary"), None)
     return probe
 
 

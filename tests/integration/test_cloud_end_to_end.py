@@ -224,7 +224,8 @@ def cloud(fake_aws: FakeAws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     aws = provision(fake_aws.url, REGION, ZONES, suffix, cache_zones=[ZONES[1], ZONES[2]])  # primary by the writer
     kube = FakeKubeApi(zones=ZONES).start()
     clock = kube.clock
-    backends = FakeBackends(rds_writer(MOTO_ACCOUNT, REGION, aws.cluster), cache_primary(MOTO_ACCOUNT, REGION, aws.group),
+    backends = FakeBackends(rds_writer(MOTO_ACCOUNT, REGION, aws.cluster, lambda: fake_aws.database_available(aws.cluster)),
+                            cache_primary(MOTO_ACCOUNT, REGION, aws.group, lambda: fake_aws.cache_available(aws.group)),
                             clock.now)  # the app's database and cache: the fake account's RDS and ElastiCache
     app = FakeAppService(kube, NAMESPACE, cpu_percent_per_rps=CPU_PERCENT_PER_RPS, backends=backends).start()
     try:
