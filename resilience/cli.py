@@ -107,6 +107,9 @@ def _print_status(data: dict[str, Any]) -> None:
         print(f"replicas ready {detail['ready_replicas']}/{detail['desired_replicas']}; "
               f"PostgreSQL primary {detail.get('pg_leader')} (zone {detail.get('primary_zone')}); "
               f"Redis master {detail.get('redis_master')}; state in {detail.get('state_dir')}")
+    if detail.get("backup"):
+        from .targets.local.backup_config import posture_lines
+        print("\n".join(posture_lines(detail["backup"])))
 
 
 def cmd_config(args: argparse.Namespace) -> int:

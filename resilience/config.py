@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from .config_checks import validate_experiments, validate_kubernetes, validate_trusted_keys
+from .config_checks import validate_backup, validate_experiments, validate_kubernetes, validate_trusted_keys
 from .errors import UserError
 
 DEFAULT_CONFIG_NAMES = ("resilience.yaml", "resilience.yml")
@@ -57,6 +57,20 @@ class Autoscaling:
 
 
 @dataclass(frozen=True)
+class BackupSettings:
+    """pgBackRest in the local stack. The platform's schedule (full daily at 02:00 IST, incremental every
+    4 h, 30 days kept) compressed 60x, as the other local timings are: 1 hour of the platform is 1 minute here."""
+
+    enabled: bool = True  # archive WAL and take backups (false: no archiving, schedule or posture)
+    archive_timeout_s: int = 10  # PostgreSQL archive_timeout: bounds how old the newest archived WAL is (the RPO)
+    full_every_s: float = 1440.0  # a full backup every 24 min (the platform: daily)
+    incremental_every_s: float = 240.0  # an incremental every 4 min (the platform: every 4 h)
+    retention_full: int = 30  # full backups kept per repository (the platform: 30 days of dailies)
+    # repo2, standing for the second region: a path outside state_dir (None: "<state_dir>-region2")
+    region2_path: str | None = None
+
+
+@dataclass(frozen=True)
 class StackSettings:
     """The local stack: zones, replicas, CPU limits, replication, ports, state directory."""
 
@@ -77,10 +91,16 @@ class StackSettings:
     startup_timeout_s: float = 60.0
     heal_timeout_s: float = 120.0  # a rollback waits this long for every restored component to rejoin
     reinit_after_s: float = 20.0  # a PostgreSQL member not streaming this long after its restart is re-cloned
+    backup: BackupSettings = field(default_factory=BackupSettings)
 
     @property
     def state_path(self) -> Path:
         return Path(self.state_dir)
+
+    @property
+    def region2_path(self) -> Path:
+        """pgBackRest's repo2 (the second region): never inside state_dir, which `down` empties."""
+        return Path(self.backup.region2_path or self.state_dir.rstrip("/") + "-region2")
 
 
 @dataclass(frozen=True)
@@ -300,6 +320,7 @@ def validate(settings: Settings) -> Settings:
         raise UserError(f"{where}: 'stack.state_dir' {s.state_dir!r} cannot hold the local stack's state: {problem}. "
                         f"`resilience down` deletes what is in it, so it must be missing, empty or one the stack "
                         f"made (it holds {STATE_MARKER}). Choose a dedicated folder, e.g. /var/lib/resilience.")
+    validate_backup(s.backup, s.state_path, s.region2_path, where)
     t = settings.targets
     if not 0 <= t.availability_fault <= 1:
         raise UserError(f"{where}: 'targets.availability_fault' is a fraction in [0, 1] (0: not judged); got {t.availability_fault}.")

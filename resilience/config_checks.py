@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from .errors import UserError
 
 if TYPE_CHECKING:
-    from .config import ExperimentsSettings, KubernetesSettings
+    from .config import BackupSettings, ExperimentsSettings, KubernetesSettings
 
 EXPOSE_MODES = ("ingress", "loadbalancer", "cluster-ip")
 LOAD_GENERATORS = ("local", "in-cluster")
@@ -134,3 +134,22 @@ def validate_trusted_keys(paths: tuple[str, ...], where: str) -> None:
             load_public_key(Path(path))
         except UserError as exc:
             raise UserError(f"{where}: 'evidence.trusted_public_keys' entry {path!r}: {exc}") from None
+
+
+def validate_backup(b: BackupSettings, state_dir: Path, region2: Path, where: str) -> None:
+    """The backup schedule and the second-region repository: a loss of state_dir must not reach repo2."""
+    if not 1 <= b.archive_timeout_s <= 3600:
+        raise UserError(f"{where}: 'stack.backup.archive_timeout_s' bounds the RPO of a restore; give 1..3600 s, "
+                        f"got {b.archive_timeout_s}.")
+    if not 0 < b.incremental_every_s <= b.full_every_s:
+        raise UserError(f"{where}: need 0 < 'stack.backup.incremental_every_s' <= 'stack.backup.full_every_s'; got "
+                        f"{b.incremental_every_s} and {b.full_every_s}.")
+    if not 1 <= b.retention_full <= 9999999:
+        raise UserError(f"{where}: 'stack.backup.retention_full' is how many full backups to keep (>= 1); "
+                        f"got {b.retention_full}.")
+    if b.region2_path is not None and not b.region2_path.startswith("/"):
+        raise UserError(f"{where}: 'stack.backup.region2_path' must be an absolute path; got {b.region2_path!r}.")
+    r2, sd = region2.resolve(), state_dir.resolve()
+    if r2 == sd or sd in r2.parents or r2 in sd.parents:
+        raise UserError(f"{where}: 'stack.backup.region2_path' ({region2}) stands for another region: it must lie "
+                        f"outside 'stack.state_dir' ({state_dir}) and not contain it. Choose e.g. {sd}-region2.")
