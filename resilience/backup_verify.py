@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from .config import Settings
 from .errors import HarnessError, UserError
 
 EXPERIMENT = "backup-verify"
@@ -178,3 +179,48 @@ def write_evidence(result: Verification, reports_dir: Path, started: datetime, s
     (run_dir / "result.json").write_text(json.dumps(data, indent=2) + "\n")
     store.seal(run_dir, EXPERIMENT, result.verdict)
     return run_dir
+
+
+def run_verify_command(settings: Settings, repo: int, reports_dir: str | None, as_json: bool) -> int:
+    """`resilience backup verify`: against the running local stack; exit 0 pass, 1 fail (UserError: 2)."""
+    from .targets.local import LocalPlatform
+    from .targets.local import backup_config as bc
+    from .targets.local.scratch_pg import PG_BIN, run_as_postgres
+    stack = settings.stack
+    if not stack.backup.enabled:
+        raise UserError("backups are off ('stack.backup.enabled: false'): there is nothing to verify.")
+    platform = LocalPlatform(settings)
+    status = platform.status()
+    if not status.running:
+        raise UserError(f"the local stack is not running (state in {stack.state_dir}); start it with "
+                        f"`resilience up` and wait for its first backup (`resilience status`).")
+    leader = status.detail.get("pg_leader")
+    member = next((c for c in status.components if c.name == leader), None)
+    if member is None:
+        raise UserError("the stack has no PostgreSQL primary now (see `resilience status`); try again when it has.")
+    home, port = stack.state_path / member.name, member.address.rsplit(":", 1)[1]
+    pgpass = {"PGPASSFILE": str(home / "pgbackrest" / "pgpass")}
+
+    def live_sql(query: str) -> str:
+        out = run_as_postgres([str(PG_BIN / "psql"), "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", str(home),
+                               "-p", port, "-U", "postgres", "-d", "meals", "-c", query], timeout=60, env=pgpass)
+        if out.returncode != 0:
+            raise HarnessError(f"the query on the live primary {member.name} failed: {out.stdout.strip()[-300:]}")
+        return out.stdout.strip()
+
+    started, t = datetime.now(timezone.utc), time.monotonic()
+    result = verify_backup(Sources(bc.repo_paths(stack), live_sql), repo)
+    seconds = time.monotonic() - t
+    key = settings.evidence.signing_key
+    run_dir = write_evidence(result, Path(reports_dir or settings.evidence.reports_dir), started, seconds,
+                             Path(key) if key else None)
+    if as_json:
+        print(json.dumps({**result.to_json(), "seconds": round(seconds, 3), "run_dir": str(run_dir)}, indent=2))
+    else:
+        b = result.backup or {}
+        print(f"backup verify (repo{repo}, {b.get('label', '?')} {b.get('type', '')}): "
+              f"{result.verdict.upper()} in {seconds:.1f} s")
+        for c in result.checks:
+            print(f"  {'ok  ' if c.ok else 'FAIL'} {c.name} ({c.seconds:.1f} s): {c.detail}")
+        print(f"evidence: {run_dir} (sealed; `resilience verify {run_dir}`)")
+    return 0 if result.verdict == "pass" else 1

@@ -164,3 +164,13 @@ def test_region2_must_lie_outside_the_state_directory(tmp_path: Path) -> None:
         load_settings(cfg)
     cfg.write_text(f"stack:\n  state_dir: {tmp_path}/state\n")
     assert load_settings(cfg).stack.region2_path == Path(f"{tmp_path}/state-region2")
+
+
+def test_backup_verify_without_a_running_stack_is_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from resilience.cli import main
+    monkeypatch.setenv("RESILIENCE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("RESILIENCE_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["backup", "verify"]) == 2
+    assert "not running" in capsys.readouterr().err
