@@ -29,6 +29,7 @@ examples:
   resilience list                    the experiment catalogue
   resilience faults                  every fault, its arguments, and which targets can inject it
   resilience check reports/<run>     recompute verdicts from a stored history, offline
+  resilience backup verify           restore the latest backup into a scratch instance and check it
   resilience down                    stop everything and remove namespaces
 
 exit codes: 0 targets met · 1 a target missed or the run deviated (verify: not intact) · 2 invalid input or
@@ -107,6 +108,14 @@ def _print_status(data: dict[str, Any]) -> None:
         print(f"replicas ready {detail['ready_replicas']}/{detail['desired_replicas']}; "
               f"PostgreSQL primary {detail.get('pg_leader')} (zone {detail.get('primary_zone')}); "
               f"Redis master {detail.get('redis_master')}; state in {detail.get('state_dir')}")
+    if detail.get("backup"):
+        from .targets.local.backup_config import posture_lines
+        print("\n".join(posture_lines(detail["backup"])))
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from .backup_verify import run_verify_command
+    return run_verify_command(_settings(args), args.repo, args.reports_dir, args.json)
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -384,6 +393,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print every experiment's plan (as `run --dry-run`), taking no step; exit 2 if the target "
                         "would refuse one")
     _add_run_options(p)
+    p = add("backup", cmd_backup, "backup verify: restore the latest backup into a scratch instance, check it "
+                                  "(pgbackrest verify, orders against the live primary), seal the result (exit 0/1/2)",
+            target=False)
+    p.add_argument("action", choices=["verify"])
+    p.add_argument("--repo", type=int, choices=[1, 2], default=1, help="1: in region (default); 2: second region")
+    p.add_argument("--reports-dir", help="where the evidence run directory goes (default: evidence.reports_dir)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p = add("config", cmd_config, "print the resolved settings (YAML that --config reads back)", target=False)
     p.add_argument("--defaults", action="store_true",
                    help="print a complete settings file with every default, each key explained in a comment")

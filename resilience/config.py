@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 
 # The sections that need more than a type check live with their checks (and are part of this module's API).
-from .config_checks import (IN_CLUSTER_CONTEXT, ExperimentsSettings, KubernetesSettings, validate_experiments,
-                            validate_kubernetes, validate_trusted_keys)
+from .config_checks import (IN_CLUSTER_CONTEXT, BackupSettings, ExperimentsSettings, KubernetesSettings,
+                            validate_backup, validate_experiments, validate_kubernetes, validate_trusted_keys)
 from .errors import UserError
 
 DEFAULT_CONFIG_NAMES = ("resilience.yaml", "resilience.yml")
@@ -79,10 +79,16 @@ class StackSettings:
     startup_timeout_s: float = 60.0
     heal_timeout_s: float = 120.0  # a rollback waits this long for every restored component to rejoin
     reinit_after_s: float = 20.0  # a PostgreSQL member not streaming this long after its restart is re-cloned
+    backup: BackupSettings = field(default_factory=BackupSettings)
 
     @property
     def state_path(self) -> Path:
         return Path(self.state_dir)
+
+    @property
+    def region2_path(self) -> Path:
+        """pgBackRest's repo2 (the second region): never inside state_dir, which `down` empties."""
+        return Path(self.backup.region2_path or self.state_dir.rstrip("/") + "-region2")
 
 
 @dataclass(frozen=True)
@@ -256,6 +262,7 @@ def validate(settings: Settings) -> Settings:
         raise UserError(f"{where}: 'stack.state_dir' {s.state_dir!r} cannot hold the local stack's state: {problem}. "
                         f"`resilience down` deletes what is in it, so it must be missing, empty or one the stack "
                         f"made (it holds {STATE_MARKER}). Choose a dedicated folder, e.g. /var/lib/resilience.")
+    validate_backup(s.backup, s.state_path, s.region2_path, where)
     t = settings.targets
     if not 0 <= t.availability_fault <= 1:
         raise UserError(f"{where}: 'targets.availability_fault' is a fraction in [0, 1] (0: not judged); got {t.availability_fault}.")

@@ -1,5 +1,5 @@
 """The settings sections whose values need more than a type check (Kubernetes, the experiments'
-allow-lists) with those checks, and the checks of URLs and keys.
+allow-lists, the local stack's backups) with those checks, and the checks of URLs and keys.
 
 `config.validate` calls these; each error names the file, the field and the fix. `config` re-exports
 the sections, so `from resilience.config import KubernetesSettings` is the way to name them.
@@ -213,3 +213,37 @@ def validate_trusted_keys(paths: tuple[str, ...], where: str) -> None:
             load_public_key(Path(path))
         except UserError as exc:
             raise UserError(f"{where}: 'evidence.trusted_public_keys' entry {path!r}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    """pgBackRest in the local stack. The platform's schedule (full daily at 02:00 IST, incremental every
+    4 h, 30 days kept) compressed 60x, as the other local timings are: 1 hour of the platform is 1 minute here."""
+
+    enabled: bool = True  # archive WAL and take backups (false: no archiving, schedule or posture)
+    archive_timeout_s: int = 10  # PostgreSQL archive_timeout: bounds how old the newest archived WAL is (the RPO)
+    full_every_s: float = 1440.0  # a full backup every 24 min (the platform: daily)
+    incremental_every_s: float = 240.0  # an incremental every 4 min (the platform: every 4 h)
+    retention_full: int = 30  # full backups kept per repository (the platform: 30 days of dailies)
+    # repo2, standing for the second region: a path outside state_dir (None: "<state_dir>-region2")
+    region2_path: str | None = None
+
+
+
+def validate_backup(b: BackupSettings, state_dir: Path, region2: Path, where: str) -> None:
+    """The backup schedule and the second-region repository: a loss of state_dir must not reach repo2."""
+    if not 1 <= b.archive_timeout_s <= 3600:
+        raise UserError(f"{where}: 'stack.backup.archive_timeout_s' bounds the RPO of a restore; give 1..3600 s, "
+                        f"got {b.archive_timeout_s}.")
+    if not 0 < b.incremental_every_s <= b.full_every_s:
+        raise UserError(f"{where}: need 0 < 'stack.backup.incremental_every_s' <= 'stack.backup.full_every_s'; got "
+                        f"{b.incremental_every_s} and {b.full_every_s}.")
+    if not 1 <= b.retention_full <= 9999999:
+        raise UserError(f"{where}: 'stack.backup.retention_full' is how many full backups to keep (>= 1); "
+                        f"got {b.retention_full}.")
+    if b.region2_path is not None and not b.region2_path.startswith("/"):
+        raise UserError(f"{where}: 'stack.backup.region2_path' must be an absolute path; got {b.region2_path!r}.")
+    r2, sd = region2.resolve(), state_dir.resolve()
+    if r2 == sd or sd in r2.parents or r2 in sd.parents:
+        raise UserError(f"{where}: 'stack.backup.region2_path' ({region2}) stands for another region: it must lie "
+                        f"outside 'stack.state_dir' ({state_dir}) and not contain it. Choose e.g. {sd}-region2.")

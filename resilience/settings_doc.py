@@ -27,6 +27,7 @@ SECTIONS = {
     "aws": "the aws target's account, region and managed services (RDS, ElastiCache), and what faults may touch",
     "evidence": "where run directories go, signing and verifying them",
     "stack.autoscaling": "the local replica controller: the Kubernetes HPA algorithm (autoscaling/v2)",
+    "stack.backup": "pgBackRest: WAL archiving and scheduled backups into repo1 (in region) and repo2 (second region)",
     "stack.ports": "every TCP port the local stack uses (on 127.0.0.1 or inside its zone namespaces)",
 }
 

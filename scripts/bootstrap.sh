@@ -6,7 +6,7 @@ set -euo pipefail
 source "$(dirname "$0")/as-root.sh"
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(postgresql-15 redis-server redis-sentinel haproxy patroni etcd-server etcd-client
+APT_PACKAGES=(postgresql-15 redis-server redis-sentinel haproxy patroni etcd-server etcd-client pgbackrest
               iproute2 nftables procps python3 python3-venv python3-dev gcc chromium fonts-dejavu-core
               poppler-utils)
 missing=()

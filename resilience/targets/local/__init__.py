@@ -179,6 +179,12 @@ class LocalPlatform(Platform):
                         os.killpg(pid, sig)
                     except (ProcessLookupError, PermissionError):
                         pass
+        job = (state.get("backup") or {}).get("pid")  # a pgBackRest command a crashed supervisor left
+        if job and _same_process_group_alive(job) and "pgbackrest" in _cmdline(job):
+            try:
+                os.killpg(job, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         for member in Topology(self.s.zones).members(POSTGRES):
             try:
                 pm = int((self.root / member.name / "data" / "postmaster.pid").read_text().split()[0])
@@ -229,6 +235,7 @@ class LocalPlatform(Platform):
         detail = {k: response.get(k) for k in ("desired_replicas", "ready_replicas", "lost_zones", "primary_zone",
                                                   "pg_leader", "redis_master", "problems")}
         detail["state_dir"] = str(self.root)
+        detail["backup"] = _backup_detail(self.s, self._state())
         return StackStatus(self.name, True, response["url"], response["zone_mode"], components, detail)
 
     def url(self) -> str:
@@ -271,6 +278,15 @@ class LocalPlatform(Platform):
 # what each kind of component runs: a recorded PID is only signalled if it still runs that program
 _PROGRAMS = {"etcd": "etcd", "postgres": "patroni", "redis": "redis-server", "sentinel": "redis-sentinel",
              "haproxy": "haproxy", "api": "resilience.platform"}
+
+
+def _backup_detail(s: Any, state: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The backup posture (both repositories) and the scheduler's state; None when backups are off."""
+    from .backups import read_posture
+    posture = read_posture(s)
+    if posture is not None:
+        posture["scheduler"] = (state or {}).get("backup")
+    return posture
 
 
 def _cmdline(pid: int) -> str:

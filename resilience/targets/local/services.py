@@ -23,7 +23,8 @@ import yaml
 
 from ...config import StackSettings
 from ...errors import HarnessError, UserError
-from . import haproxy
+from . import backup_config, haproxy
+from .backups import write_member_files
 from .executor import ProcessSpec
 from .secrets import PATRONI_API_USER, StackSecrets, load_or_create, write_private
 from .topology import API, ETCD, HAPROXY, POSTGRES, REDIS, SENTINEL, ComponentId, Topology
@@ -190,7 +191,7 @@ class StackLayout:
         home = self.root / c.name
         api = self.patroni_api(c).removeprefix("http://")
         s = self.s
-        return {
+        config: dict[str, Any] = {
             "scope": PATRONI_SCOPE,
             "name": p.name,
             # INFO: the log then says what a rejoining member had to do (pg_rewind, removing its data)
@@ -245,6 +246,11 @@ class StackLayout:
             },
             "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
         }
+        if s.backup.enabled:  # continuous archiving to both repositories; replicas fetch missed WAL from them
+            conf = backup_config.conf_path(home)
+            config["postgresql"]["parameters"].update(backup_config.archive_parameters(conf, s))
+            config["postgresql"]["recovery_conf"] = {"restore_command": backup_config.restore_command(conf)}
+        return config
 
     def patroni_spec(self, c: ComponentId) -> ProcessSpec:
         p = self.place(c)
@@ -256,6 +262,8 @@ class StackLayout:
                       f"psql -v ON_ERROR_STOP=1 \"$1\" -c \"CREATE ROLE {DB_USER} LOGIN PASSWORD "
                       f"'{self.secrets.postgres_app}'\" -c \"CREATE DATABASE {DB_NAME} OWNER {DB_USER}\"\n")
         hook.chmod(0o700)
+        if self.s.backup.enabled:
+            write_member_files(self.s, home, p.port, self.secrets.postgres_superuser)
         _chown_tree(home, "postgres")
         env = {"PATH": f"{PG_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}", "HOME": str(home)}
         return ProcessSpec(p.name, ["patroni", str(config)], self.log(p.name), env=env, cwd=home,

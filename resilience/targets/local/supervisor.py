@@ -34,10 +34,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from ...config import Autoscaling, Ports, StackSettings
+from ...config import Autoscaling, BackupSettings, Ports, StackSettings
 from ...errors import HarnessError, UserError
 from . import cgroups, haproxy
 from .control import ControlServer
+from .backups import BackupScheduler, prepare_repos
 from .controller import ReplicaController
 from .events import EventLog, LoopGuard
 from .executor import wait_for
@@ -66,6 +67,7 @@ def settings_from_json(data: dict[str, Any]) -> StackSettings:
     data["zones"] = tuple(data["zones"])
     data["autoscaling"] = Autoscaling(**data["autoscaling"])
     data["ports"] = Ports(**data["ports"])
+    data["backup"] = BackupSettings(**data.get("backup", {}))
     return StackSettings(**data)
 
 
@@ -99,6 +101,7 @@ class Supervisor:
         self.controller = ReplicaController(settings, self.replicas, self.events, self.lock, self.injector.lost)
         self.heal = HealWait(settings, self.layout, probes, self.monitor, self.processes, self.replicas,
                              lambda: self.controller.desired, self.events, self.stop_event)
+        self.backups = BackupScheduler(settings, self.events, lambda: self.monitor.pg_leader)
         self.control = ControlServer(self.layout.url, mode, self.processes, self.replicas, self.controller,
                                      self.monitor, self.injector, self.heal, self.guard, self.stop_event)
 
@@ -108,6 +111,7 @@ class Supervisor:
                 "zone_mode": self.zone_mode, "zone_mode_reason": self.zone_mode_reason,
                 "cgroups": self.cgroups_ok, "lost_zones": sorted(self.injector.lost()),
                 "desired_replicas": self.controller.desired, "components": self.monitor.rows(),
+                "backup": self.backups.state(),
                 "updated_monotonic": time.monotonic()}
         with self._state_lock:
             tmp = self.root / (STATE_FILE + ".tmp")
@@ -133,6 +137,8 @@ class Supervisor:
             self.processes.launch(c, redis_master=self.layout.first_redis_address())
         for c in members(ETCD):
             executor(c).wait_ready(timeout)
+        if self.s.backup.enabled:
+            prepare_repos(self.s)
         # PostgreSQL: the first member bootstraps and leads; the others clone from it
         first_pg, *other_pgs = members(POSTGRES)
         self.processes.launch(first_pg, postgres_role="primary")
@@ -156,6 +162,7 @@ class Supervisor:
                  "every component to report that it has joined (replication streaming, Sentinels agreeing)")
         self.events("platform", "ready", seconds=round(time.monotonic() - t0, 3))
         self.ready = True
+        self.backups.start()  # stanza and first full backup in the background: `up` does not wait for them
         self.write_state()
 
     def _replicas_in_load_balancer(self) -> bool:
@@ -172,6 +179,7 @@ class Supervisor:
             started = time.monotonic()
             self.guard.run("reaper", self.processes.reap)
             self.guard.run("controller", self.controller.tick)
+            self.guard.run("backups", self.backups.tick)
             if started >= next_health and self.guard.run("health", self._look):
                 next_health = started + HEALTH_PERIOD_S
             self.stop_event.wait(max(0.05, min(0.25, period - (time.monotonic() - started))))
@@ -184,6 +192,7 @@ class Supervisor:
     def shutdown(self) -> None:
         """Stop everything, in waves of parallel stops: traffic first, then data, then coordination."""
         self.events("platform", "stopping")
+        self.backups.stop()
         self.processes.stop_all(self.replicas.executors())
         self.replicas.forget_all()
         if self.cgroups_ok:
