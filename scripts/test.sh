@@ -27,18 +27,24 @@ others_log=$(mktemp -t resilience-tests.XXXXXX.log)
 setsid nice -n 10 "${PYTEST[@]}" -n "$workers" --dist loadfile -m "not stack and not serial" tests >"$others_log" 2>&1 &
 others=$!
 trap 'kill -TERM -- "-$others" 2>/dev/null || true; exit 130' INT TERM
-trap 'kill -TERM -- "-$others" 2>/dev/null || true; rm -f "$others_log"' EXIT
 echo "test.sh: unit, fake-cloud and integration tests running on $workers worker(s) (shown when they end);" \
      "the local-stack tests and the serial ones, one at a time:"
+stack_log=$(mktemp -t resilience-stack-tests.XXXXXX.log)
+trap 'kill -TERM -- "-$others" 2>/dev/null || true; rm -f "$others_log" "$stack_log"' EXIT
 stack_rc=0
-"${PYTEST[@]}" -m "stack or serial" tests || stack_rc=$?
+"${PYTEST[@]}" -m "stack or serial" tests 2>&1 | tee "$stack_log" || stack_rc=$?  # pipefail: pytest's code
 others_rc=0
 wait "$others" || others_rc=$?
 echo
 echo "test.sh: unit, fake-cloud and integration tests:"
 cat "$others_log"
+# one closing line for both runs: pytest's own counts, added up
+count() { tail -n 3 "$stack_log" "$others_log" | { grep -Eo "[0-9]+ $1" || true; } | awk '{n += $1} END {print n + 0}'; }
+passed=$(count passed); failed=$(( $(count failed) + $(count error) )); skipped=$(count skipped)
 if [ "$stack_rc" -ne 0 ] || [ "$others_rc" -ne 0 ]; then
   echo "test.sh: FAILED (local-stack and serial tests: exit $stack_rc; the others: exit $others_rc)" >&2
+  [ "$failed" -gt 0 ] || failed=1
+  echo "test.sh: $passed passed, $failed failed, $skipped skipped"
   exit 1
 fi
-echo "test.sh: all passed"
+echo "test.sh: $passed passed, $failed failed, $skipped skipped"

@@ -566,3 +566,58 @@ def test_an_aws_failover_that_never_happens_is_inconclusive_never_rto_0(
     assert [r.status for r in records if r.source == FAULT and r.op == "effect"] == ["fail"]
     checked, check_out, _ = _cli(capsys, "check", str(run_dir))
     assert checked == code and "same measurements and verdict as stored" in check_out, check_out
+
+
+# -- a signal ends a cloud run the way Ctrl-C does -----------------------------------------------------------
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_mid_fault_on_aws_rolls_back_and_seals_the_run_as_aborted(
+        signum: int, cloud: Cloud, capsys: pytest.CaptureFixture[str]) -> None:
+    """A CronJob deadline, a spot reclaim or a cancelled CI job sends SIGTERM (a closed terminal SIGHUP) while
+    the zone is lost on EKS + RDS + ElastiCache: the nodes this run cordoned come back, the run is sealed
+    as aborted with the signal named, exit 1 — never judged as an outage."""
+    name = signal.Signals(signum).name
+    previous = {s: signal.signal(s, lambda *a: None) for s in (signal.SIGTERM, signal.SIGHUP)}  # outside the run
+    sent: list[float] = []
+
+    def send_mid_fault() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not sent:
+            for partial in cloud.reports.glob("*/history.partial.jsonl"):
+                if any(_is_fault_phase(line) for line in partial.read_text(errors="replace").splitlines()):
+                    time.sleep(0.5)
+                    sent.append(time.monotonic())
+                    os.kill(os.getpid(), signum)
+                    return
+            time.sleep(0.05)
+    sender = threading.Thread(target=send_mid_fault, daemon=True)
+    sender.start()
+    try:
+        code, out, err = _cli(capsys, "run", "zone-failure", "--target", "aws", "--context", CONTEXT, "--config",
+                              str(cloud.config), "--profile", "short", "--yes", "--reports-dir", str(cloud.reports),
+                              "--quiet", "--seed", "7")
+        sender.join(5)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    assert sent, f"the run never reached its fault phase:\n{err}"
+    run_dir = next(d for d in cloud.reports.iterdir() if d.is_dir())
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["verdict"] == "aborted" and code == 1, (code, why_not_pass(result), err[-2000:])
+    assert result["aborted_reason"] == f"interrupted ({name}) during fault", result["aborted_reason"]
+    records = _records(run_dir)
+    assert [r.status for r in records if r.source == FAULT and r.op == "rollback"] == [OK]
+    steps = json.loads((run_dir / "rollback.json").read_text())["steps"]
+    assert all(s["status"] in ("done", "not-injected") for s in steps), steps
+    assert [n["metadata"]["name"] for n in cloud.kube.objects("nodes") if n["spec"].get("unschedulable")] == []
+    checked, check_out, _ = _cli(capsys, "check", str(run_dir))
+    assert checked == 1 and "same measurements and verdict as stored" in check_out, check_out
+
+
+def _is_fault_phase(line: str) -> bool:
+    """A streamed history line that starts the fault phase (a line being written may be cut: not it)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(record, list) and len(record) == 7 and record[1] == PHASE and record[2] == "fault"
