@@ -7,6 +7,7 @@ lives in its own temporary directory on a free port and is stopped by PID at the
 from __future__ import annotations
 
 import json
+import contextlib
 import os
 import shutil
 import tempfile
@@ -64,9 +65,10 @@ class Live:
         return out.stdout
 
 
-@pytest.fixture
-def live() -> Iterator[Live]:
-    root = Path(tempfile.mkdtemp(prefix="rsl-bk-test-"))
+@contextlib.contextmanager
+def live_instance(prefix: str) -> Iterator[Live]:
+    """A scratch live primary with its repositories in a temporary folder, stopped and removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     os.chmod(root, 0o755)
     instance = None
     try:
@@ -76,6 +78,12 @@ def live() -> Iterator[Live]:
         if instance is not None:
             instance.pg.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def live() -> Iterator[Live]:
+    with live_instance("rsl-bk-test-") as instance:
+        yield instance
 
 
 def test_scheduler_takes_the_first_full_backup_into_both_repositories_and_the_posture_shows_it(live: Live) -> None:

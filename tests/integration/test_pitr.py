@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,23 +15,15 @@ from resilience.errors import HarnessError
 from resilience.targets.local.pitr import ENDED_EARLY, REACHED, recovery_outcome, restore_to_time
 from resilience.targets.local.scratch_pg import ScratchPostgres
 
-from test_backups import Live, insert_orders  # noqa: E402  (same folder)
+from test_backups import Live, insert_orders, live_instance  # noqa: E402  (same folder)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("pgbackrest"), reason="needs root and pgbackrest")
 
 
 @pytest.fixture
 def live() -> Iterator[Live]:
-    root = Path(tempfile.mkdtemp(prefix="rsl-pitr-test-"))
-    os.chmod(root, 0o755)
-    instance = None
-    try:
-        instance = Live(root)
+    with live_instance("rsl-pitr-test-") as instance:
         yield instance
-    finally:
-        if instance is not None:
-            instance.pg.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _wait_outcome(pg: ScratchPostgres, timeout: float = 60) -> str:
