@@ -12,7 +12,8 @@ from typing import Iterator
 import pytest
 
 from resilience.errors import HarnessError
-from resilience.targets.local.pitr import ENDED_EARLY, REACHED, recovery_outcome, restore_to_time
+from resilience.targets.local.backup_config import parse_info
+from resilience.targets.local.pitr import ENDED_EARLY, REACHED, first_usable_target, recovery_outcome, restore_to_time
 from resilience.targets.local.scratch_pg import ScratchPostgres
 
 from test_backups import Live, insert_orders, live_instance  # noqa: E402  (same folder)
@@ -36,16 +37,32 @@ def _wait_outcome(pg: ScratchPostgres, timeout: float = 60) -> str:
     raise AssertionError(pg.log_tail(30))
 
 
+def _wait_clock_past(epoch: float, timeout: float = 5) -> None:
+    assert epoch - time.time() < timeout, "a target more than a few seconds ahead: a bug in the test"
+    while time.time() < epoch:
+        time.sleep(0.05)
+
+
+def _wait_archived(pg: ScratchPostgres, segment: str, timeout: float = 30) -> None:
+    """Until PostgreSQL reports `segment` (or a later one) archived: archive-push returned for it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pg.sql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") >= segment:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"WAL segment {segment} not archived within {timeout} s: {pg.log_tail(20)}")
+
+
 def test_restore_to_just_before_a_corruption_brings_back_what_it_deleted(live: Live) -> None:
     live.pgbackrest("stanza-create")
     live.pgbackrest("backup", "--type=full", "--repo=1")
     insert_orders(live.pg, 300)  # after the backup: only in the archived WAL
-    time.sleep(0.5)
+    backup_stop = parse_info(live.pgbackrest("info", "--output=json"))[1].backups[-1].stop
+    _wait_clock_past(first_usable_target(backup_stop))
     t_corruption = datetime.now(timezone.utc)
-    time.sleep(0.5)
+    _wait_clock_past(t_corruption.timestamp() + 0.2)  # the delete commits after the target, not in its microsecond
     live.pg.sql("DELETE FROM orders WHERE seq % 3 = 0", db="meals")  # the corruption (replicates; a backup does not)
-    live.pg.sql("SELECT pg_switch_wal()")
-    time.sleep(2.5)  # archive_timeout 1 s, async push
+    _wait_archived(live.pg, live.pg.sql("SELECT pg_walfile_name(pg_switch_wal())"))
     scratch = ScratchPostgres(live.root / "restored")
     scratch.prepare_home()
     t0 = time.monotonic()

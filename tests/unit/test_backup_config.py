@@ -174,3 +174,9 @@ def test_backup_verify_without_a_running_stack_is_bad_input(tmp_path: Path, monk
     monkeypatch.chdir(tmp_path)
     assert main(["backup", "verify"]) == 2
     assert "not running" in capsys.readouterr().err
+
+
+def test_a_restore_target_must_fall_in_a_whole_second_after_the_backups_stop() -> None:
+    from resilience.targets.local.pitr import first_usable_target
+    assert first_usable_target(1000.0) == 1001.0  # pgBackRest: stop (whole seconds) strictly before the target
+    assert first_usable_target(1000.95) == 1001.0

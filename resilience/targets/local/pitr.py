@@ -27,6 +27,16 @@ def target_text(target: datetime) -> str:
     return target.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f+00")
 
 
+def first_usable_target(backup_stop: float) -> float:
+    """The earliest epoch time a restore can target after a backup that stopped at `backup_stop`.
+
+    pgBackRest keeps a backup's stop time in whole seconds and picks a backup only when that stop
+    is strictly before the target (in whole seconds too): a target in the same second as the stop
+    is refused with exit 75, though the backup came first (seen in CI).
+    """
+    return float(int(backup_stop) + 1)
+
+
 def restore_command_line(conf: Path, data_dir: Path, target: datetime, repo: int) -> list[str]:
     return bc.command(conf, "restore", f"--repo={repo}", f"--pg1-path={data_dir}", "--type=time",
                       f"--target={target_text(target)}", "--target-exclusive", "--target-action=promote")
@@ -36,7 +46,7 @@ def restore_to_time(conf: Path, data_dir: Path, target: datetime, repo: int = 1,
     """Restore into `data_dir` (empty or missing) to just before `target`; returns pgBackRest's output."""
     out = run_as_postgres(restore_command_line(conf, data_dir, target, repo), timeout=timeout)
     if out.returncode != 0:
-        hint = (" (exit 75: the target is older than every backup in the repository)" if out.returncode == 75 else "")
+        hint = (" (exit 75: no backup stopped in a whole second before the target)" if out.returncode == 75 else "")
         raise HarnessError(f"pgbackrest restore to {target_text(target)} from repo{repo} failed{hint}: "
                            f"{out.stdout.strip()[-600:]}")
     return out.stdout
