@@ -28,7 +28,8 @@ from .windows import WRITE_OP, completion_time, fault_time
 
 READBACK_OP = "readback"
 READBACK_SENT_OP = "readback-sent"  # a sent but unacknowledged order, looked up after recovery
-MAX_LISTED = 20
+MAX_LISTED = 20  # keys listed in a measurement's detail, so reports stay readable
+MAX_GIVEN_UP_LISTED = 1000  # given-up orders are listed (nearly) in full: never hidden
 PHASES = (("detect", None, "detect"), ("decide", "detect", "decide"), ("restore", "restore-start", "restore-done"),
           ("replay", "restore-done", "replay-done"), ("re-form", "replay-done", "cluster-whole"),
           ("serving", "cluster-whole", "serving"))  # (phase, starts at op (None: the disaster), ends at op)
@@ -54,8 +55,10 @@ DEFINITION_GIVEN_UP = (
     "not judged; they are inside the RPO window.")
 DEFINITION_UNEXPECTED = (
     "Unexpected writes = orders present after recovery that the load never had acknowledged, outside those "
-    "it sent without getting an answer (timeouts: indeterminate, not unexpected). The read-back looks up "
-    "every key the load sent, so an order present although its POST failed is counted. Target 0.")
+    "it sent that the platform may have committed without answering (a timeout or a 5xx: indeterminate, "
+    "not unexpected). The read-back looks up every key the load sent, so an order present although its POST "
+    "was refused (4xx, connection refused) is counted; an order the load never sent is not looked up. "
+    "Target 0.")
 DEFINITION_BACKUP_AGE = ("Backup age = disaster time - stop time of the backup set the restore used "
                          "(`recovery`/`restore-start`). Reported only.")
 DEFINITION_THROUGHPUT = ("Restore throughput = database bytes restored / seconds the restore took, in MB/s "
@@ -279,16 +282,24 @@ def restore_outcome(records: Iterable[Record], run: RestoreRun) -> RestoreResult
         else:
             kept += 1
     acked_keys = {o.key for o in acks}
-    sent = {r.key: r.status for r in records if r.source == LOAD and r.op == WRITE_OP and r.key}
+    sent = {r.key: r for r in records if r.source == LOAD and r.op == WRITE_OP and r.key}
     unexpected, indeterminate = [], 0
     for key, read in reads.items():
         if key in acked_keys or read.status != OK:
             continue
-        if sent.get(key) == UNKNOWN:
+        if key in sent and may_have_committed(sent[key]):
             indeterminate += 1
         else:
             unexpected.append(key)
     return RestoreResult(len(acks), kept, lost, given_up, unverified, sorted(unexpected), indeterminate, compared)
+
+
+def may_have_committed(request: Record) -> bool:
+    """A POST /orders without an acknowledgement that the platform may still have committed: a timeout, or a
+    5xx (a gateway that lost the backend, or the API losing its database mid-commit). A 4xx or a refused
+    connection is a definite no."""
+    code = (request.detail or {}).get("code")
+    return request.status == UNKNOWN or (isinstance(code, int) and code >= 500)
 
 
 def corruption_repaired(result: RestoreResult, run: RestoreRun) -> dict[str, Any]:
@@ -359,7 +370,8 @@ def measurements(records: Iterable[Record], *, rpo_target_s: float | None, lost_
         judge("lost_writes", lost_value, "writes", lost_writes_target, definition=DEFINITION_LOST, detail=detail,
               reason=data_reason),
         judge("given_up_writes", None if checked == 0 else float(len(result.given_up)), "writes", None,
-              definition=DEFINITION_GIVEN_UP, detail=detail, reason=data_reason),
+              definition=DEFINITION_GIVEN_UP, reason=data_reason,
+              detail={**detail, "given_up_keys": [o.key for o in result.given_up][:MAX_GIVEN_UP_LISTED]}),
         judge("unexpected_writes", unexpected_value, "writes", 0, definition=DEFINITION_UNEXPECTED, detail=detail,
               reason=None if unexpected_value is not None else data_reason),
         judge("backup_age_s", run.backup_age_s, "s", None, definition=DEFINITION_BACKUP_AGE, detail=facts,

@@ -122,11 +122,13 @@ def test_a_known_loss_breaching_the_target_is_not_hidden_by_unverified_orders():
 def test_unexpected_and_indeterminate_orders():
     records = restore() + [ack(10.0, "a"), read("a"),
                            Record(50.0, "load", "POST /orders", "fail", 0.1, "refused", {"code": 503}),
+                           Record(55.0, "load", "POST /orders", "fail", 0.1, "rejected", {"code": 422}),
                            Record(60.0, "load", "POST /orders", "unknown", 10.0, "timedout", {"error": "timeout"})]
     records += [Record(400.0, "check", "readback-sent", "ok", None, key, {"read": {"order_id": "x"}})
-                for key in ("refused", "timedout", "never-sent")]
+                for key in ("refused", "rejected", "timedout", "never-sent")]
     outcome = restore_outcome(records, restore_run(records))
-    assert outcome.unexpected == ["never-sent", "refused"] and outcome.indeterminate == 1
+    # a 503 or a timeout may have been committed without an answer: indeterminate; a 422 was a definite no
+    assert outcome.unexpected == ["never-sent", "rejected"] and outcome.indeterminate == 2
     assert by_name(records)["unexpected_writes"].status == "breached"
 
 

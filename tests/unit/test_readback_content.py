@@ -73,7 +73,7 @@ def test_the_readback_carries_what_it_read_and_looks_up_unacknowledged_orders(ur
     load = [Record(1.0, "load", "POST /orders", "ok", 0.1, "a",
                    {"order_id": "o-a", "seq": 1, "items": ITEMS, "total_paise": 24000}),
             Record(2.0, "load", "POST /orders", "ok", 0.1, "b", {"order_id": "o-b", "seq": 3}),
-            Record(3.0, "load", "POST /orders", "fail", 0.1, "refused", {"code": 503}),
+            Record(3.0, "load", "POST /orders", "fail", 0.1, "refused", {"code": 422}),
             Record(4.0, "load", "GET /menu", "ok", 0.1, None, None)]
     out = {(r.op, r.key): r for r in readback(url, load, lambda: 50.0)}
     assert set(out) == {("readback", "a"), ("readback", "b"), ("readback-sent", "refused")}
