@@ -124,10 +124,13 @@ def recovery_records(records: Iterable[Record]) -> dict[str, Record]:
 
 
 def restore_run(records: Iterable[Record], *, disaster_t: float | None = None) -> RestoreRun:
-    """The restore as recorded; `disaster_t` defaults to when the fault took effect (windows.fault_time)."""
+    """The restore as recorded; `disaster_t` defaults to when the fault took effect (windows.fault_time), else to
+    the `disaster_t` the runbook's `detect` record gives."""
     records = list(records)
     disaster_t = fault_time(records) if disaster_t is None else disaster_t
     by_op = recovery_records(records)
+    if disaster_t is None and "detect" in by_op:  # the runbook's own record of when the disaster began
+        disaster_t = _num((by_op["detect"].detail or {}).get("disaster_t"))
     start, done, replay = by_op.get("restore-start"), by_op.get("restore-done"), by_op.get("replay-done")
     whole, target, serving = by_op.get("cluster-whole"), by_op.get("target"), by_op.get("serving")
     if start is None:

@@ -190,3 +190,10 @@ def test_compute_lists_restore_and_it_replaces_the_failover_rpo():
     records = restore() + [ack(10.0, "a"), read("a")]
     names = [m.name for m in compute(records, targets=Targets(), measures=["rpo", "restore"])]
     assert names.count("rpo_s") == 1 and names.count("lost_writes") == 1 and "given_up_writes" in names
+
+
+def test_without_a_fault_effect_the_disaster_time_comes_from_the_runbook():
+    records = [r for r in restore() if r.source != "fault"]
+    records = [Record(r.t, r.source, r.op, r.status, None, None, {**(r.detail or {}), "disaster_t": 98.0})
+               if r.op == "detect" else r for r in records]
+    assert restore_run(records).disaster_t == 98.0
