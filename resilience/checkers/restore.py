@@ -26,6 +26,7 @@ from ..history import CHECK, FAIL, LOAD, OK, RECOVERY, UNKNOWN, Record
 from .measurement import Measurement, judge
 from .windows import WRITE_OP, completion_time, fault_time
 
+ENDED_EARLY = "ended-early"  # replay outcome: the WAL archive ended before the target; what it held was restored
 READBACK_OP = "readback"
 READBACK_SENT_OP = "readback-sent"  # a sent but unacknowledged order, looked up after recovery
 MAX_LISTED = 20  # keys listed in a measurement's detail, so reports stay readable
@@ -41,7 +42,8 @@ DEFINITION_RPO = (
     "restore did not bring back (missing, or different in id, items or total); 0 when nothing acknowledged "
     "was lost from a restore to the latest point. Inconclusive when no restore happened or it failed, when "
     "acknowledged orders were not read back (unless the loss already found breaches the target), or when "
-    "the history has no disaster time.")
+    "the history has no disaster time. A WAL replay that ended before the target (the archive stopped "
+    "early) is judged, not excused: what it did not bring back is lost.")
 DEFINITION_LOST = (
     "Lost writes of a restore = acknowledged orders that had to come back and did not come back as "
     "acknowledged: acknowledged before the recovery target (all of them for a restore to the latest point) "
@@ -154,7 +156,7 @@ def restore_run(records: Iterable[Record], *, disaster_t: float | None = None) -
         problem = "the restore never finished (no recovery/restore-done record)"
     elif done.status != OK:
         problem = f"the restore failed: {(done.detail or {}).get('error') or 'no error given'}"
-    elif replay is not None and replay.status != OK:
+    elif replay is not None and replay.status != OK and facts["replay_outcome"] != ENDED_EARLY:
         problem = f"the WAL replay failed (outcome {facts['replay_outcome']!r})"
     elif whole is not None and whole.status != OK:
         problem = "the cluster was not re-formed after the restore (recovery/cluster-whole failed)"

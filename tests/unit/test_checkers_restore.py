@@ -197,3 +197,15 @@ def test_without_a_fault_effect_the_disaster_time_comes_from_the_runbook():
     records = [Record(r.t, r.source, r.op, r.status, None, None, {**(r.detail or {}), "disaster_t": 98.0})
                if r.op == "detect" else r for r in records]
     assert restore_run(records).disaster_t == 98.0
+
+
+def test_a_replay_that_ended_before_the_target_is_measured_not_excused():
+    # archiving stopped at t=50: the point-in-time restore to 99 replays only to 50, and says so (replay-done fail)
+    records = [Record(r.t, r.source, r.op, "fail", None, None, {**(r.detail or {}), "outcome": "ended-early"})
+               if r.op == "replay-done" else r for r in restore(target_t=99.0)]
+    records += [ack(float(t), f"k{t}") for t in range(0, 100, 10)]
+    records += [read(f"k{t}", found=t < 50) for t in range(0, 100, 10)]
+    result = by_name(records, target=30.0)
+    assert result["lost_writes"].value == 5 and result["lost_writes"].status == "breached"
+    assert result["rpo_s"].value == pytest.approx(DISASTER - 50.05) and result["rpo_s"].status == "breached"
+    assert result["wal_replayed_bytes"].detail["replay_outcome"] == "ended-early"
