@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 
 from ..config import Targets
 from ..errors import UserError
-from ..history import Record
+from ..history import RECOVERY, Record
 from . import autoscaling, availability, durability, latency, recovery, restore
 from .autoscaling import AutoscalingResult, autoscaling_latency
 from .availability import RequestCounts, count_requests
@@ -47,7 +47,9 @@ def compute(records: Iterable[Record], *, fault_t: float | None = None, targets:
     `step_t` overrides the load step found from load/users records.
     Measurements come back in a fixed order: availability, p99, rto, rpo, autoscaling, restore.
     `restore` (recovery from backup) measures its own rpo_s and lost_writes against the recovery
-    target, so with it the failover `rpo` is not measured a second time.
+    target, so with it the failover `rpo` is not measured a second time; `rpo` on a history with
+    `recovery` records (a restore was part of the run) is measured as `restore`: a point-in-time
+    restore gives orders up by design, which the failover rule would count as lost.
     """
     unknown = [m for m in measures if m not in MEASURES]
     if unknown:
@@ -78,6 +80,8 @@ def compute(records: Iterable[Record], *, fault_t: float | None = None, targets:
                             success_ratio=targets.rto_success_ratio, cut_short=cut_short(ordered),
                             not_before=recovery_not_before(ordered))
         result.append(recovery.measurement(rto, target_s=targets.rto_s, from_effect=timed_by_effect))
+    if "rpo" in measures and any(r.source == RECOVERY for r in ordered):
+        measures = [m for m in measures if m != "rpo"] + ([] if "restore" in measures else ["restore"])
     if "rpo" in measures and "restore" not in measures:
         loss = data_loss(ordered, fault_t=loss_time(ordered) if fault_t_given is None else fault_t_given)
         result += durability.measurements(loss, rpo_target_s=targets.rpo_s,

@@ -209,3 +209,11 @@ def test_a_replay_that_ended_before_the_target_is_measured_not_excused():
     assert result["lost_writes"].value == 5 and result["lost_writes"].status == "breached"
     assert result["rpo_s"].value == pytest.approx(DISASTER - 50.05) and result["rpo_s"].status == "breached"
     assert result["wal_replayed_bytes"].detail["replay_outcome"] == "ended-early"
+
+
+def test_rpo_on_a_run_that_restored_is_measured_by_the_restore_checker():
+    records = restore() + [ack(10.0, "a"), ack(150.0, "late"), read("a"), read("late", False)]
+    measured = {m.name: m for m in compute(records, targets=Targets(), measures=["rto", "rpo"])}
+    assert measured["lost_writes"].value == 0 and measured["given_up_writes"].value == 1  # not lost: given up
+    failover = [ack(10.0, "a"), read("a"), Record(5.0, "fault", "inject", "ok", None, None, {})]
+    assert "given_up_writes" not in {m.name for m in compute(failover, targets=Targets(), measures=["rpo"])}
