@@ -96,7 +96,7 @@ def _counts(outcome: RestoreResult | None) -> list[tuple[str, int]]:
     return [("acknowledged", outcome.acknowledged), ("restored as acknowledged", outcome.kept),
             ("lost", len(outcome.lost)), ("given up (after the recovery target)", len(outcome.given_up)),
             ("not read back", len(outcome.unverified)), ("unexpected (never acknowledged)", len(outcome.unexpected)),
-            ("indeterminate (sent, no answer)", outcome.indeterminate)]
+            ("indeterminate (sent, timed out or 5xx)", outcome.indeterminate)]
 
 
 def recovery_plot(run: RunView, section: RecoverySection) -> Plot:
