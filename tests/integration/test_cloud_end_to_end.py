@@ -174,7 +174,8 @@ def test_the_fake_app_serves_while_the_fake_cluster_has_a_ready_api_pod() -> Non
         assert http.get(f"/orders/{order_id}").json()["idempotency_key"] == "k-1"
         assert http.get("/orders/by-key/k-1").json()["order_id"] == order_id
         assert http.post("/orders/lookup", json={"keys": ["k-1", "k-2"]}).json() == {
-            "found": {"k-1": {"order_id": order_id, "seq": 1, "created_at": placed.json()["created_at"]}},
+            "found": {"k-1": {"order_id": order_id, "seq": 1, "created_at": placed.json()["created_at"],
+                              "items": placed.json()["items"], "total_paise": round(placed.json()["total"] * 100)}},
             "missing": ["k-2"]}
         assert http.post("/payments", json={"order_id": order_id, "amount": 1, "method": "upi"}).status_code == 201
         assert http.post("/orders", json={**order, "idempotency_key": "k-3", "items": [{"item_id": 999, "qty": 1}]}
