@@ -277,10 +277,14 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_gameday(args: argparse.Namespace) -> int:
     from .gameday import gameday_verdict, run_gameday, suite_experiments, suite_guard, suites_file
+    from .gameday_verify import is_step, step_plan, step_runner
     settings = _settings(args)
     if args.dry_run:  # each experiment's plan, in order; the first one the run would refuse: exit 2
         for name in suite_experiments(args.suite, suites_file()):
             print(f"== {name}")
+            if is_step(name):  # a built-in step (backup-verify), not an experiment file
+                print(step_plan(name, args.target, settings))
+                continue
             dry_run(args, settings, name)
         return 0
     confirm(args.target, args.context, f"the game-day suite {args.suite}", args.yes)
@@ -290,7 +294,8 @@ def cmd_gameday(args: argparse.Namespace) -> int:
         return Path(run_experiment(name, args, settings).run_dir)
 
     guard = suite_guard(args.target, settings, profile=args.profile, context=args.context)  # skips, waits
-    report_dir = run_gameday(args.suite, run_one, reports_dir, settings, suites_file=suites_file(), guard=guard)
+    report_dir = run_gameday(args.suite, run_one, reports_dir, settings, suites_file=suites_file(), guard=guard,
+                             run_step=step_runner(settings, reports_dir, keep_up=args.keep_up))  # backup-verify
     final = gameday_verdict(report_dir)
     if args.json:
         print(json.dumps({"schema_version": 1, "suite": args.suite, "verdict": final,
