@@ -542,7 +542,9 @@ def test_an_aws_failover_is_timed_from_its_outage_not_from_the_call(
         print(f"\nFIGURES {experiment} on aws: RTO timed from the request (before) {before.value} s; from the effect "
               f"(now) {rto['value']} s; effect t={effect.t - inject.t:.2f} s after the request, seen at "
               f"{detail['seen_t'] - inject.t:.2f} s")
-    assert before.value == 0.0  # what the run said before: a healthy hold window before the outage began
+    # what the run said before: the hold window before the outage began was healthy, so the RTO came out as the
+    # wait for the first answer after the call (0 s, or under a second when the busy machine's load had a gap)
+    assert before.value is not None and before.value < 1.0, before
     assert isinstance(rto["value"], float) and rto["value"] >= 2.5, (rto, why_not_pass(result))
     checked, check_out, _ = _cli(capsys, "check", str(run_dir))
     assert checked == code and "same measurements and verdict as stored" in check_out, check_out
