@@ -28,6 +28,7 @@ from ...errors import HarnessError, UserError
 from ..base import Build, PlatformEvent, Services, StackStatus
 from ..blast_radius import region_problem
 from ..kubernetes.manifests import BackendEndpoints
+from ..recovery_log import RecoveryLog
 from .clients import AwsClients
 from .observer import POLL_S, AwsObserver
 
@@ -65,6 +66,7 @@ class AwsServices(Services):
         # status and events are read from the observer's last round (observer.py)
         self.observer = AwsObserver(self.aws, self.client, self.cluster, self.replication_group)
         self.baseline_read = self.observer.baseline_read  # set once the loop knows who leads
+        self.recovery = RecoveryLog()  # a restore's steps, for the history (aws/restore.py)
         if not self.aws.allowed_accounts:
             raise UserError(f"{settings.source}: 'aws.allowed_accounts' is empty, so no AWS account may be used. "
                             f"Add the 12-digit id of an account meant for chaos experiments, e.g.\n"
@@ -156,7 +158,20 @@ class AwsServices(Services):
         detail = {"account": self.account, "region": self.aws.region, "rds_cluster_status": cluster.get("Status"),
                   "elasticache_status": group.get("Status")}
         running = cluster.get("Status") == "available"
+        detail["backups"] = self.backup_posture()
         return StackStatus(self.name, running, None, None, snapshot.components(), detail)
+
+    def backup_posture(self) -> dict[str, Any]:
+        """Automated backup retention, the restorable window and cross-region copies (aws/restore.py), or why
+        they could not be read."""
+        from botocore.exceptions import BotoCoreError, ClientError
+        from .restore import read_posture
+        if self.dry_run:
+            return {}
+        try:
+            return read_posture(self).as_detail()
+        except (BotoCoreError, ClientError, UserError) as exc:
+            return {"unreadable": str(exc)}
 
     def backend_endpoints(self) -> BackendEndpoints:
         """The RDS writer endpoint and the ElastiCache primary endpoint, for the kubernetes target's manifests."""
@@ -199,4 +214,4 @@ class AwsServices(Services):
     def events_since(self, monotonic: float) -> list[PlatformEvent]:
         """RDS and ElastiCache events (failover start/complete), writer/primary changes, CloudWatch connection
         counts; each once."""
-        return self.observer.events_since(monotonic)
+        return self.observer.events_since(monotonic) + self.recovery.since(monotonic)
