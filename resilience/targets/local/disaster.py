@@ -9,8 +9,10 @@ a member whose data directory is gone must not be restarted into a DCS that stil
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
+from ...errors import HarnessError
 from ..base import RollbackStep
 from . import db_members as db
 from .faults import LocalFault, Phase
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from .stack_parts import StackParts
     from .topology import ComponentId
 
+BACKUP_WAIT_S = 300.0  # before the fault: how long to wait for a backup the restore can start from
 UNDO_TIMEOUT_S = 1800.0  # an undo may wait for a running restore and then restore again
 LOOK_TIMEOUT_S = 60.0
 DISASTER_HEAL_ORDER = 40  # after lost zones come back (10), before processes are restarted (50)
@@ -31,11 +34,19 @@ class DisasterFault(LocalFault):
 
     heal_order = DISASTER_HEAL_ORDER
 
+    needs_repo = 1  # the repository the experiment's restore reads: a backup must be there before the fault
+
+    def await_backup(self, nemesis: "LocalNemesis") -> None:
+        """Before injecting: until a backup the restore can start from is in the repository (bounded), else the
+        fault is not injected and says why (the recovery could not be measured)."""
+        nemesis.ask(self.fault, "backup_ready", timeout=BACKUP_WAIT_S + 30, repo=self.needs_repo,
+                    wait_s=BACKUP_WAIT_S)
+
     def undo(self, nemesis: "LocalNemesis", step: RollbackStep) -> None:
         nemesis.ask(self.fault, "undo", timeout=UNDO_TIMEOUT_S, **step.arguments)
 
     def phases(self) -> dict[str, Phase]:
-        return {"undo": self.make_whole}
+        return {"undo": self.make_whole, "backup_ready": backup_ready}
 
     def make_whole(self, parts: "StackParts", request: dict[str, Any]) -> dict[str, Any]:
         from .restore import ensure
@@ -49,6 +60,25 @@ class DisasterFault(LocalFault):
 
     def restores(self, parts: "StackParts", c: "ComponentId") -> bool:
         return c.kind == POSTGRES and unresolved(parts)
+
+
+def backup_ready(parts: "StackParts", request: dict[str, Any]) -> dict[str, Any]:
+    """Until the repository holds a backup that stopped at least 2 s ago (pgBackRest's whole seconds), bounded."""
+    repo, wait_s = int(request.get("repo") or 1), float(request.get("wait_s") or BACKUP_WAIT_S)
+    deadline = time.monotonic() + wait_s
+    why = "no backup yet"
+    while True:
+        try:
+            sets = [b for b in db.backups(parts, db.members(parts)[0], repo) if b.stop <= time.time() - 2]
+            if sets:
+                return {"repo": repo, "backup_label": sets[-1].label, "backup_age_s": round(time.time() - sets[-1].stop, 1)}
+        except HarnessError as exc:
+            why = str(exc)
+        if time.monotonic() >= deadline:
+            raise HarnessError(f"no backup in repo{repo} after {wait_s:.0f} s ({why}): a restore could not be "
+                               f"measured, so the fault was not injected. The stack takes its first full backup in "
+                               f"the background after `up` (`resilience status` shows it); is stack.backup.enabled on?")
+        time.sleep(1.0)
 
 
 def unresolved(parts: "StackParts") -> bool:

@@ -212,8 +212,12 @@ def ensure(parts: StackParts, why: str) -> dict[str, Any]:
 
 
 def restore(parts: StackParts, to: str, repo: int) -> dict[str, Any]:
-    """The experiment's restore (one at a time)."""
+    """The experiment's restore (one at a time), of a disaster recorded and not yet restored from."""
     with RUNNING:
+        found = db.disaster(parts)
+        if found is None or found.get("resolved"):
+            raise HarnessError("restore_database: no disaster to restore from (the fault before it was not injected, "
+                               "or a restore already brought the cluster back)")
         return Runbook(parts, to, repo).run()
 
 

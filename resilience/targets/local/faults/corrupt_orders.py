@@ -48,6 +48,7 @@ class CorruptOrders(DisasterFault):
 
     def inject(self, nemesis: LocalNemesis, call: FaultCall, context: InjectContext) -> RollbackStep:
         step = RollbackStep("recover_corruption", {}, "make sure the database cluster is whole")
+        self.await_backup(nemesis)
         context.record(step)
         nemesis.ask(self.fault, "inject", fraction=call.get("fraction"), mode=call.get("mode"))
         return step

@@ -37,6 +37,7 @@ class LoseDatabase(DisasterFault):
 
     def inject(self, nemesis: LocalNemesis, call: FaultCall, context: InjectContext) -> RollbackStep:
         step = RollbackStep(self.steps[0], {}, "make sure the database cluster is whole")
+        self.await_backup(nemesis)
         context.record(step)
         nemesis.ask(self.fault, "inject")
         return step

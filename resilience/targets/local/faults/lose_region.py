@@ -16,3 +16,4 @@ class LoseRegion(LoseDatabase):
     fault = "lose_region"
     steps = ("restore_lost_region",)
     region = True
+    needs_repo = 2
