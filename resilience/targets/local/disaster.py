@@ -88,6 +88,8 @@ def unresolved(parts: "StackParts") -> bool:
 
 
 def look(nemesis: "LocalNemesis", fault: str, **args: Any) -> dict[str, Any] | None:
-    """Ask the supervisor's "look" phase whether the fault's effect is there (None while not)."""
+    """Ask the supervisor's "look" phase whether the fault's effect is there (None while not); with the
+    disaster's own time as `began_monotonic` (the injection first waits for a backup: the request's
+    start is not when the disaster happened)."""
     reply = nemesis.ask(fault, "look", timeout=LOOK_TIMEOUT_S, **args)
     return reply.get("seen") or None

@@ -55,7 +55,7 @@ class CorruptOrders(DisasterFault):
 
     def effect(self, nemesis: LocalNemesis, call: FaultCall, step: RollbackStep) -> Effect | None:
         return Effect("the corrupted orders are gone (or rewritten) on the primary and on the standby",
-                      EFFECT_DEADLINE_S, lambda: look(nemesis, self.fault))
+                      EFFECT_DEADLINE_S, lambda: look(nemesis, self.fault), in_call=False)
 
     # -- in the supervisor -------------------------------------------------------------------------
     def phases(self) -> dict[str, Phase]:
@@ -87,8 +87,9 @@ class CorruptOrders(DisasterFault):
         with parts.lock:
             hit = dict(parts.state.get(self.fault) or {})
         ids = list(hit.get("ids", []))
+        began = (db.disaster(parts) or {}).get("m")
         if not ids:
-            return {"seen": {"count": 0, "members": []}}
+            return {"seen": {"count": 0, "members": [], "began_monotonic": began}}
         array = "'{" + ",".join(ids) + "}'::uuid[]"
         query = (f"SELECT count(*) FROM orders WHERE order_id = ANY({array})" if hit.get("mode") == "delete" else
                  f"SELECT count(*) FROM orders WHERE order_id = ANY({array}) AND total_paise = 0 AND items = '[]'")
@@ -100,5 +101,6 @@ class CorruptOrders(DisasterFault):
             except (HarnessError, ValueError):
                 return {"seen": None}
         if all(n == want for n in counts.values()):
-            return {"seen": {"count": len(ids), "members": sorted(counts), "rows_left": json.dumps(counts)}}
+            return {"seen": {"count": len(ids), "members": sorted(counts), "rows_left": json.dumps(counts),
+                             "began_monotonic": began}}
         return {"seen": None}

@@ -45,7 +45,7 @@ class LoseDatabase(DisasterFault):
     def effect(self, nemesis: LocalNemesis, call: FaultCall, step: RollbackStep) -> Effect | None:
         what = "no database member runs and their data directories are gone"
         return Effect(what + (", and repo1 is unreadable" if self.region else ""), FREEZE_DEADLINE_S,
-                      lambda: look(nemesis, self.fault))
+                      lambda: look(nemesis, self.fault), in_call=False)
 
     # -- in the supervisor -------------------------------------------------------------------------
     def phases(self) -> dict[str, Phase]:
@@ -68,5 +68,6 @@ class LoseDatabase(DisasterFault):
         repo_gone = db.repo1_lost(parts) if self.region else True
         if down and gone and repo_gone:
             return {"seen": {"members": [c.name for c in ms], "data_dirs": "gone",
+                             "began_monotonic": (db.disaster(parts) or {}).get("m"),
                              **({"repo1": "unreadable"} if self.region else {})}}
         return {"seen": None}
