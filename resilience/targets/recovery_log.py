@@ -3,9 +3,9 @@
 A cloud restore runs inside the harness (the runbook as code), not in a supervisor that writes
 events.jsonl, so the target keeps what it did here and hands it over through `events_since`, like
 the observers' events. Times inside a detail that the schema puts on the run clock (`target_t`,
-`backup_stop_t`) are kept as CLOCK_MONOTONIC seconds under `*_monotonic` and converted when the
-feed asks, since only the feed knows the run's origin. A record's status (ok / fail / info) travels
-in `detail["status"]`.
+`backup_stop_t`) are kept as CLOCK_MONOTONIC seconds under `target_m`, `backup_stop_m`: the event
+feed (event_feed.recovery_record) puts them on the run clock, and takes a record's status (ok / fail /
+info) out of `detail["status"]`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Any, Callable
 from .base import PlatformEvent
 
 RECOVERY = "recovery"  # the history source (resilience/history.py names it too)
-RUN_CLOCK_FIELDS = ("target", "backup_stop")  # <name>_monotonic in a note -> <name>_t on the run clock
 
 
 class RecoveryLog:
@@ -38,16 +37,6 @@ class RecoveryLog:
             return [e.op for e in self._events]
 
     def since(self, origin: float) -> list[PlatformEvent]:
-        """The records at or after `origin` (the run's origin), with run-clock fields relative to it."""
+        """The records at or after `origin` (CLOCK_MONOTONIC seconds)."""
         with self._lock:
-            events = [e for e in self._events if e.monotonic >= origin]
-        return [PlatformEvent(e.monotonic, e.source, e.op, on_run_clock(e.detail, origin)) for e in events]
-
-
-def on_run_clock(detail: dict[str, Any], origin: float) -> dict[str, Any]:
-    out = dict(detail)
-    for name in RUN_CLOCK_FIELDS:
-        if f"{name}_monotonic" in out:
-            moment = out.pop(f"{name}_monotonic")
-            out[f"{name}_t"] = None if moment is None else round(float(moment) - origin, 6)
-    return out
+            return [e for e in self._events if e.monotonic >= origin]

@@ -33,7 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, f
 
 from resilience.config import AwsSettings, Settings  # noqa: E402
 from resilience.errors import UserError  # noqa: E402
-from resilience.fault_registry import FaultCall  # noqa: E402
+from resilience.event_feed import EventFeed  # noqa: E402
+from resilience.history import RECOVERY, History  # noqa: E402
+from resilience.fault_registry import FaultCall, fault_call  # noqa: E402
 from resilience.targets.aws.clients import AccessDenied  # noqa: E402
 from resilience.targets.aws.nemesis import AwsNemesis  # noqa: E402
 from resilience.targets.aws.restore import RdsRestore, read_posture, restored_name  # noqa: E402
@@ -118,8 +120,15 @@ def fast(nemesis: AwsNemesis, seen: list[tuple[str, str]] | None = None) -> None
                                                     poll_s=0.05, sleep=sleep, timeout_s=60)
 
 
+def recovery_records(nemesis: AwsNemesis, origin: float) -> dict[str, Any]:
+    """The restore's records as the run's history gets them (the event feed), by op (the last of each)."""
+    history = History(origin_monotonic=origin)
+    EventFeed(nemesis.services.events_since, history).poll()
+    return {r.op: r for r in history.records if r.source == RECOVERY}
+
+
 def restore(to: str, repo: int = 1) -> FaultCall:
-    return FaultCall("restore_database", {"to": to, "repo": repo})
+    return fault_call("restore_database", {"to": to, "repo": repo})
 
 
 def test_restore_to_latest_makes_a_tagged_cluster_through_the_documented_states_and_swaps_the_app(
@@ -146,12 +155,13 @@ def test_restore_to_latest_makes_a_tagged_cluster_through_the_documented_states_
     assert recorded[0].arguments == {"restored_cluster": name, "swapped": False} and recorded[-1] == step
     ops = nemesis.services.recovery.ops()
     assert ops == ["target", "decide", "restore-start", "restore-done", "replay-done", "cluster-whole", "swap"]
-    events = {e.op: e.detail for e in nemesis.services.recovery.since(0.0)}
-    assert events["target"]["kind"] == "latest" and events["target"]["target_t"] is None
-    assert events["restore-done"]["status"] == "ok" and events["restore-done"]["seconds"] > 0
-    assert events["replay-done"]["outcome"] == "latest" and events["replay-done"]["wal_reported"] is False
-    assert events["cluster-whole"]["leader"] == f"{name}-1"
-    assert isinstance(events["restore-start"]["backup_stop_t"], float)
+    records = recovery_records(nemesis, started)
+    assert records["target"].detail["kind"] == "latest" and records["target"].detail["target_t"] is None
+    assert records["restore-done"].status == "ok" and records["restore-done"].detail["seconds"] > 0
+    assert records["replay-done"].detail["outcome"] == "latest" and records["replay-done"].detail["wal_reported"] is False
+    assert records["cluster-whole"].detail == {"members": 1, "leader": f"{name}-1"}
+    assert isinstance(records["restore-start"].detail["backup_stop_t"], float)
+    assert records["swap"].t > records["cluster-whole"].t > records["restore-start"].t
 
     nemesis.rollback(step)  # the app back on the source, the restored cluster and its writer deleted
     assert switch.host == platform["endpoint"]
@@ -174,9 +184,10 @@ def test_before_the_fault_waits_for_latest_restorable_time_then_restores_to_the_
     assert restored.restore_time == expected.replace(tzinfo=None)
     assert not restored.use_latest
     assert time.monotonic() - started >= 300 * SCALE - 1.0  # LatestRestorableTime lags by 300 fake s
-    events = {e.op: e.detail for e in nemesis.services.recovery.since(0.0)}
-    assert events["target"]["kind"] == "time" and events["replay-done"]["outcome"] == "reached"
-    assert events["restore-start"]["backup_age_s"] is not None
+    records = recovery_records(nemesis, started)
+    assert records["target"].detail["kind"] == "time" and records["replay-done"].detail["outcome"] == "reached"
+    assert records["target"].detail["target_t"] < 0  # the target is before the run's origin here (the fault's second)
+    assert records["restore-start"].detail["backup_age_s"] is not None
     nemesis.rollback(step)  # aws.keep_restored: the app is back, the restored cluster stays
     rds = platform["made"].rds
     assert platform["restored"] in {c["DBClusterIdentifier"] for c in rds.describe_db_clusters()["DBClusters"]}
@@ -215,8 +226,7 @@ def test_a_restore_into_an_existing_identifier_conflicts(platform: dict[str, Any
     with pytest.raises(UserError, match="already exists"):
         nemesis.inject(restore("latest"))
     assert switch.moves == []
-    events = {e.op: e.detail for e in nemesis.services.recovery.since(0.0)}
-    assert events["restore-done"]["status"] == "fail"
+    assert recovery_records(nemesis, 0.0)["restore-done"].status == "fail"
     with pytest.raises(UserError, match="does not carry the tag"):  # made without our tag: never deleted
         nemesis.restorer().delete(platform["restored"])
 
@@ -238,7 +248,7 @@ def test_a_missing_permission_is_access_denied_naming_the_action(platform: dict[
     with pytest.raises(AccessDenied, match="rds:RestoreDBClusterToPointInTime"):
         nemesis.inject(restore("latest"))
     assert switch.moves == []
-    assert [e.detail["status"] for e in nemesis.services.recovery.since(0.0) if e.op == "restore-done"] == ["fail"]
+    assert recovery_records(nemesis, 0.0)["restore-done"].status == "fail"
 
 
 def test_refusals_name_the_allow_list_and_the_second_region(platform: dict[str, Any]) -> None:

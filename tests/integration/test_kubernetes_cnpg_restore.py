@@ -27,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, f
 
 from resilience.config import KubernetesSettings, Settings  # noqa: E402
 from resilience.errors import UserError  # noqa: E402
+from resilience.event_feed import EventFeed  # noqa: E402
+from resilience.history import RECOVERY, History  # noqa: E402
 from resilience.fault_registry import FaultCall  # noqa: E402
 from resilience.targets.kubernetes.cnpg import HEALTHY, CnpgRestore, recovery_manifest, restored_name  # noqa: E402
 from resilience.targets.kubernetes.manifests import cloudnative_pg_cluster, deployment_manifest  # noqa: E402
@@ -142,9 +144,13 @@ def test_a_recovery_to_before_the_fault_is_a_new_cluster_through_the_documented_
         assert recorded[0].arguments["swapped"] is False and recorded[-1] == step
         assert platform.recovery.ops() == ["target", "decide", "restore-start", "restore-done", "replay-done",
                                            "cluster-whole", "swap"]
-        events = {e.op: e.detail for e in platform.recovery.since(0.0)}
-        assert events["cluster-whole"] == {"status": "ok", "members": 3, "leader": f"{name}-1"}
-        assert events["replay-done"]["outcome"] == "reached" and isinstance(events["target"]["target_t"], float)
+        history = History(origin_monotonic=0.0)
+        EventFeed(platform.recovery.since, history).poll()
+        records = {r.op: r for r in history.records if r.source == RECOVERY}
+        assert records["cluster-whole"].status == "ok"
+        assert records["cluster-whole"].detail == {"members": 3, "leader": f"{name}-1"}
+        assert records["replay-done"].detail["outcome"] == "reached"
+        assert isinstance(records["target"].detail["target_t"], float)
 
         nemesis.rollback(step)  # the app back on the source, the recovery Cluster deleted
         assert app_database(kube) == ("school-meals-db-rw", {"school-meals-db-app"})

@@ -155,7 +155,7 @@ class RdsRestore:
         latest = self._latest(self.aws.rds_cluster)
         self.log.note("restore-start", repo=repo, backup_label=f"rds-automated:{self.aws.rds_cluster}",
                       backup_type="incr", backup_kind="RDS automated backups (snapshots + transaction logs)",
-                      backup_stop_monotonic=to_monotonic(latest) if latest else None,
+                      backup_stop_m=to_monotonic(latest) if latest else None,
                       backup_age_s=(round((fault_utc - latest).total_seconds(), 3)
                                     if fault_utc is not None and latest is not None else None))
         try:
@@ -181,7 +181,7 @@ class RdsRestore:
         """The restore time (None: the latest), recorded; for before-fault, waits until RDS can restore to it."""
         if to == "latest":
             latest = source.get("LatestRestorableTime")
-            self.log.note("target", kind="latest", target_monotonic=None, target_utc=utc_text(latest), repo=1)
+            self.log.note("target", kind="latest", target_m=None, target_utc=utc_text(latest), repo=1)
             return None
         if fault_utc is None:
             raise UserError("restore_database to=before-fault: no fault on this target recorded a time to restore "
@@ -194,7 +194,7 @@ class RdsRestore:
             raise UserError(f"restore_database: {utc_text(target)} is before the cluster's EarliestRestorableTime "
                             f"{utc_text(earliest)} (BackupRetentionPeriod {source.get('BackupRetentionPeriod')} "
                             f"days): RDS cannot restore to it")
-        self.log.note("target", kind="time", target_monotonic=to_monotonic(target), target_utc=utc_text(target),
+        self.log.note("target", kind="time", target_m=to_monotonic(target), target_utc=utc_text(target),
                       repo=1)
         self._until(lambda: (self._latest(self.aws.rds_cluster) or target) >= target,
                     f"LatestRestorableTime of {self.aws.rds_cluster} to reach {utc_text(target)}")

@@ -152,7 +152,7 @@ class CnpgRestore:
                       destination=source["spec"]["backup"]["barmanObjectStore"]["destinationPath"])
         last = parse_time(status.get("lastSuccessfulBackup"))
         self.log.note("restore-start", repo=1, backup_label=f"cnpg:{self.source}", backup_type="full",
-                      backup_stop_monotonic=to_monotonic(last),
+                      backup_stop_m=to_monotonic(last),
                       backup_age_s=(round((fault_utc - last).total_seconds(), 3)
                                     if fault_utc is not None and last is not None else None))
         started = self.clock()
@@ -176,7 +176,7 @@ class CnpgRestore:
 
     def _target(self, to: str, fault_utc: datetime | None, first: datetime | None) -> datetime | None:
         if to == "latest":
-            self.log.note("target", kind="latest", target_monotonic=None, target_utc=None, repo=1)
+            self.log.note("target", kind="latest", target_m=None, target_utc=None, repo=1)
             return None
         if fault_utc is None:
             raise UserError("restore_database to=before-fault: no fault on this target recorded a time to restore "
@@ -187,7 +187,7 @@ class CnpgRestore:
         if first is not None and target < first:
             raise UserError(f"restore_database: {rfc3339(target)} is before the first recoverability point "
                             f"{rfc3339(first)} of {self.source}: no base backup is that old")
-        self.log.note("target", kind="time", target_monotonic=to_monotonic(target), target_utc=rfc3339(target), repo=1)
+        self.log.note("target", kind="time", target_m=to_monotonic(target), target_utc=rfc3339(target), repo=1)
         return target
 
     def _wait_healthy(self, custom: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ....fault_registry import FaultCall
-from ...base import RollbackStep
+from ...base import FaultSession, RollbackStep
 from ...blast_radius import region_problem, resource_problem
 from ...fault_module import FaultModule, InjectContext
 from ..restore import restored_name
@@ -62,6 +62,9 @@ class RestoreDatabase(FaultModule["AwsNemesis"]):
         step = RollbackStep(STEP, {**facts, "swapped": True, "previous_host": before}, step.description)
         context.record(step)
         return step
+
+    def then(self, session: FaultSession) -> None:
+        """Nothing to hold: the restore is done (and the app moved) when its call returns."""
 
     def undo(self, nemesis: AwsNemesis, step: RollbackStep) -> None:
         name = str(step.arguments.get("restored_cluster"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ....fault_registry import FaultCall
-from ...base import RollbackStep
+from ...base import FaultSession, RollbackStep
 from ...fault_module import FaultModule, InjectContext
 from ..cnpg import CnpgRestore, restored_name
 from . import FAULTS
@@ -60,6 +60,9 @@ class RestoreDatabase(FaultModule["KubernetesNemesis"]):
                             nemesis=nemesis.name)
         context.record(step)
         return step
+
+    def then(self, session: FaultSession) -> None:
+        """Nothing to hold: the restore is done (and the app moved) when its call returns."""
 
     def undo(self, nemesis: KubernetesNemesis, step: RollbackStep) -> None:
         restore = restorer(nemesis)
