@@ -67,9 +67,7 @@ def settings(database: str = "cloudnativepg", keep: bool = False) -> Settings:
 
 
 def cluster_with_backups(s: Settings) -> dict[str, Any]:
-    source = cloudnative_pg_cluster(s)
-    source["spec"]["backup"] = {"barmanObjectStore": STORE, "retentionPolicy": "30d"}
-    return source
+    return cloudnative_pg_cluster(s, backup_destination=STORE["destinationPath"])
 
 
 def prepare(kube: FakeKubeApi, s: Settings, installed: bool = True, backups: bool = True) -> Platform:

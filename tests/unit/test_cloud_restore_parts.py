@@ -99,3 +99,16 @@ def test_recovery_notes_become_recovery_records_on_the_run_clock() -> None:
     assert records[0].detail == {"kind": "time", "target_t": -5.0, "target_utc": "2026-12-06T17:00:05Z", "repo": 1}
     assert log.since(106.0)[0].op == "restore-done" and log.ops() == ["target", "restore-done"]
     assert replace(Settings().aws, keep_restored=True).keep_restored
+
+
+def test_the_cloudnativepg_cluster_with_backups_and_its_schedule() -> None:
+    from resilience.targets.kubernetes import manifests
+    settings = Settings()
+    assert "backup" not in manifests.cloudnative_pg_cluster(settings)["spec"]
+    cluster = manifests.cloudnative_pg_cluster(settings, backup_destination="s3://meals-backups/cnpg")
+    store = cluster["spec"]["backup"]["barmanObjectStore"]
+    assert store["destinationPath"] == "s3://meals-backups/cnpg" and cluster["spec"]["backup"]["retentionPolicy"] == "30d"
+    assert cnpg.backup_problem(cluster) is None
+    scheduled = manifests.cloudnative_pg_scheduled_backup(settings)
+    assert scheduled["kind"] == "ScheduledBackup" and scheduled["spec"]["cluster"] == {"name": "school-meals-db"}
+    assert len(scheduled["spec"]["schedule"].split()) == 6  # CloudNativePG's cron has seconds
