@@ -82,22 +82,27 @@ class Posture:
 
 
 def read_posture(services: RdsAccess) -> Posture:
-    """The cluster's BackupRetentionPeriod and window, and each member's cross-region automated backups."""
+    """The posture read now: the DB cluster and each member instance (DescribeDBInstances)."""
     cluster = services.cluster()
+    rds = services.client("rds")
+    instances = {m["DBInstanceIdentifier"]: rds.describe_db_instances(
+        DBInstanceIdentifier=m["DBInstanceIdentifier"])["DBInstances"][0] for m in cluster.get("DBClusterMembers", [])}
+    return posture_of(cluster, instances)
+
+
+def posture_of(cluster: dict[str, Any], instances: dict[str, dict[str, Any]]) -> Posture:
+    """The cluster's BackupRetentionPeriod and restorable window, and each member instance's cross-region
+    automated backups (DBInstanceAutomatedBackupsReplications), from what RDS answered (no call here)."""
     engine = str(cluster.get("Engine", ""))
     retention = int(cluster.get("BackupRetentionPeriod") or 0)
     earliest, latest = cluster.get("EarliestRestorableTime"), cluster.get("LatestRestorableTime")
-    lag = None if latest is None else round((datetime.now(timezone.utc) - latest).total_seconds(), 3)
+    lag = None if not isinstance(latest, datetime) else round((datetime.now(timezone.utc) - latest).total_seconds(), 3)
     problems = []
     if retention < 1:
         problems.append("automated backups are off (BackupRetentionPeriod 0): no point-in-time restore")
-    replications: dict[str, list[str]] = {}
-    rds = services.client("rds")
-    for member in cluster.get("DBClusterMembers", []):
-        name = member["DBInstanceIdentifier"]
-        instance = rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]
-        replications[name] = [r.get("DBInstanceAutomatedBackupsArn", "") for r in
-                              instance.get("DBInstanceAutomatedBackupsReplications", [])]
+    replications = {name: [r.get("DBInstanceAutomatedBackupsArn", "") for r in
+                           instance.get("DBInstanceAutomatedBackupsReplications", [])]
+                    for name, instance in instances.items()}
     if not any(replications.values()):
         problems.append("no cross-region copy of the automated backups (StartDBInstanceAutomatedBackupsReplication "
                         "is for DB instances; Aurora and Multi-AZ DB clusters need cross-region snapshot copies "

@@ -31,6 +31,7 @@ from ..kubernetes.manifests import BackendEndpoints
 from ..recovery_log import RecoveryLog
 from .clients import AwsClients
 from .observer import POLL_S, AwsObserver
+from .restore import posture_of
 
 @contextlib.contextmanager
 def endpoint_env(endpoint_url: str | None) -> Iterator[None]:
@@ -158,20 +159,8 @@ class AwsServices(Services):
         detail = {"account": self.account, "region": self.aws.region, "rds_cluster_status": cluster.get("Status"),
                   "elasticache_status": group.get("Status")}
         running = cluster.get("Status") == "available"
-        detail["backups"] = self.backup_posture()
+        detail["backups"] = posture_of(cluster, snapshot.instances).as_detail() if cluster else {}
         return StackStatus(self.name, running, None, None, snapshot.components(), detail)
-
-    def backup_posture(self) -> dict[str, Any]:
-        """Automated backup retention, the restorable window and cross-region copies (aws/restore.py), or why
-        they could not be read."""
-        from botocore.exceptions import BotoCoreError, ClientError
-        from .restore import read_posture
-        if self.dry_run:
-            return {}
-        try:
-            return read_posture(self).as_detail()
-        except (BotoCoreError, ClientError, UserError) as exc:
-            return {"unreadable": str(exc)}
 
     def backend_endpoints(self) -> BackendEndpoints:
         """The RDS writer endpoint and the ElastiCache primary endpoint, for the kubernetes target's manifests."""
