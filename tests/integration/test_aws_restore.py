@@ -161,6 +161,7 @@ def test_restore_to_latest_makes_a_tagged_cluster_through_the_documented_states_
     assert records["replay-done"].detail["outcome"] == "latest" and records["replay-done"].detail["wal_reported"] is False
     assert records["cluster-whole"].detail == {"members": 1, "leader": f"{name}-1"}
     assert isinstance(records["restore-start"].detail["backup_stop_t"], float)
+    assert records["replay-done"].detail["replayed_to_t"] <= records["restore-start"].t  # RDS's latest, lagging
     assert records["swap"].t > records["cluster-whole"].t > records["restore-start"].t
 
     nemesis.rollback(step)  # the app back on the source, the restored cluster and its writer deleted

@@ -177,7 +177,8 @@ class RdsRestore:
                       throughput_mb_s=round(size / 1e6 / seconds, 3) if size and seconds else 0.0,
                       bytes_source="AllocatedStorage" if size else "unknown (Aurora reports no size here)")
         self.log.note("replay-done", "ok", outcome="latest" if target is None else "reached", wal_bytes=0,
-                      wal_segments=0, wal_reported=False, replayed_to_utc=utc_text(target or latest))
+                      wal_segments=0, wal_reported=False, replayed_to_utc=utc_text(target or latest),
+                      replayed_to_m=to_monotonic(target or latest))
         self.log.note("cluster-whole", "ok", members=1, leader=writer)
         return {"restored_cluster": self.name, "endpoint": restored["Endpoint"], "writer": writer,
                 "target_utc": utc_text(target), "latest_utc": utc_text(latest)}

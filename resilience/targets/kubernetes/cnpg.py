@@ -168,7 +168,8 @@ class CnpgRestore:
         self.log.note("restore-done", "ok", seconds=seconds, bytes=0, throughput_mb_s=0.0,
                       bytes_source="unknown (the Cluster status reports no restored size)")
         self.log.note("replay-done", "ok", outcome="latest" if target is None else "reached", wal_bytes=0,
-                      wal_segments=0, wal_reported=False, replayed_to_utc=None if target is None else rfc3339(target))
+                      wal_segments=0, wal_reported=False, replayed_to_utc=None if target is None else rfc3339(target),
+                      replayed_to_m=to_monotonic(target))
         rstatus = restored.get("status") or {}
         self.log.note("cluster-whole", "ok", members=int(rstatus.get("readyInstances") or 0),
                       leader=str(rstatus.get("currentPrimary") or ""))
