@@ -314,3 +314,44 @@ def test_a_restore_in_progress_does_not_block_reads_of_the_source(platform: dict
         time.sleep(0.1)
     worker.join()
     assert set(states) == {"available"}
+
+
+def test_on_the_composed_aws_target_the_restore_moves_the_eks_apps_service_and_back(
+        platform: dict[str, Any], fake: FakeAws) -> None:
+    """The aws composition routes restore_database to the aws nemesis, built from the EKS platform: the app's
+    ExternalName Service on the (fake) cluster points at the restored endpoint, then back on rollback."""
+    from kubernetes import client
+    from resilience.config import KubernetesSettings
+    from resilience.targets.aws.nemesis import AwsNemesis as Nemesis
+    from resilience.targets.base import Build
+    from resilience.targets.kubernetes.exposure import external_service_manifests
+    from resilience.targets.kubernetes.nemesis import KubernetesNemesis
+    from resilience.targets.kubernetes.names import BackendEndpoints
+    from resilience.targets.kubernetes.platform import KubernetesPlatform
+    from resilience.targets.target import COMPOSITIONS, support_of
+    from tests.fakes.kube.testing import api_client, deployment, namespace
+    from tests.fakes.kube_api import FakeKubeApi
+    composition = COMPOSITIONS["aws"]
+    assert composition.nemesis_names("restore_database") == ("aws",)
+    support = support_of(composition, {"kubernetes": KubernetesNemesis, "aws": Nemesis})
+    assert support["restore_database"] is None and "SQL" in (support["corrupt_orders"] or "")
+    settings = replace(platform["settings"], kubernetes=replace(KubernetesSettings(), allowed_contexts=("eks",)))
+    with FakeKubeApi() as kube:
+        api = api_client(kube)
+        ns = settings.kubernetes.namespace
+        client.CoreV1Api(api).create_namespace(namespace(ns))
+        for service in external_service_manifests(ns, BackendEndpoints(platform["endpoint"], "cache.example")):
+            client.CoreV1Api(api).create_namespaced_service(ns, service)
+        client.AppsV1Api(api).create_namespaced_deployment(ns, deployment("school-meals-api", 2))
+        eks = KubernetesPlatform(settings, "eks", api_client=api)
+        services = AwsServices(settings, session=platform["made"].session)
+        nemesis = Nemesis.build(Build(settings, context="eks", services={"aws": services}, platform=eks))
+        assert nemesis.switch is not None
+        fast(nemesis)
+        step = nemesis.inject(restore("latest"))
+        external = kube.get("services", "school-meals-postgres", ns)["spec"]["externalName"]
+        assert external == step.arguments["endpoint"] != platform["endpoint"]
+        assert [e.op for e in eks.events_since(0.0) if e.source == "recovery"] == []  # the aws services keep them
+        assert "swap" in [e.op for e in services.events_since(0.0) if e.source == "recovery"]
+        nemesis.rollback(step)
+        assert kube.get("services", "school-meals-postgres", ns)["spec"]["externalName"] == platform["endpoint"]
