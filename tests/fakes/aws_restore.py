@@ -21,6 +21,9 @@ RestoreDBClusterToPointInTime
 - "For Aurora, this operation only restores the DB cluster, not the DB instances ... You can create DB
   instances only after the RestoreDBClusterToPointInTime operation has completed and the DB cluster is
   available": CreateDBInstance into a cluster that is not `available` is InvalidDBClusterStateFault.
+  A Multi-AZ DB cluster (not Aurora: it has a DBClusterInstanceClass) is restored with its instances, a
+  writer and two readers (`<id>-instance-1..3`, "Multi-AZ DB cluster deployments" in the RDS User Guide:
+  one writer and two readable standbys), which appear `available` with the cluster.
 
 CreateDBInstance into a cluster: the instance is `creating` for `instance_create_s` (420), then
 `backing-up` for `instance_backup_s` (60), then `available` (DB instance states:
@@ -113,9 +116,19 @@ class RdsRestores:
         cluster.fake_state = "creating"
         self.restored[new_id] = Restored(source_id, when or latest, use_latest)
 
+        multi_az = not str(source.engine).startswith("aurora") and bool(
+            params.get("DBClusterInstanceClass") or getattr(source, "db_cluster_instance_class", None))
+
         def done() -> None:
-            if backend.clusters.get(new_id) is cluster:
-                cluster.fake_state = "available"
+            if backend.clusters.get(new_id) is not cluster:
+                return
+            if multi_az:  # its writer and two readable standbys come with it
+                instance_class = params.get("DBClusterInstanceClass") or source.db_cluster_instance_class
+                for i in (1, 2, 3):
+                    backend.create_db_instance({"db_instance_identifier": f"{new_id}-instance-{i}",
+                                                "db_cluster_identifier": new_id, "engine": source.engine,
+                                                "db_instance_class": instance_class})
+            cluster.fake_state = "available"
         self.fake._later(self.restore_s, done)
         return result
 

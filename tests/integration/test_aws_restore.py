@@ -355,3 +355,27 @@ def test_on_the_composed_aws_target_the_restore_moves_the_eks_apps_service_and_b
         assert "swap" in [e.op for e in services.events_since(0.0) if e.source == "recovery"]
         nemesis.rollback(step)
         assert kube.get("services", "school-meals-postgres", ns)["spec"]["externalName"] == platform["endpoint"]
+
+
+def test_a_multi_az_db_cluster_restores_with_its_own_instances(platform: dict[str, Any], fake: FakeAws) -> None:
+    """A Multi-AZ DB cluster (engine postgres, DBClusterInstanceClass) restores its writer and two readable standbys
+    itself: the harness creates no instance, passes the source's class and storage, and waits for the writer."""
+    rds = platform["made"].rds
+    source = "maz-" + platform["made"].cluster
+    rds.create_db_cluster(DBClusterIdentifier=source, Engine="postgres", DBClusterInstanceClass="db.m6gd.large",
+                          StorageType="io1", Iops=1000, AllocatedStorage=100, MasterUsername="app",
+                          MasterUserPassword="not-a-secret-1")
+    restored = restored_name(source)
+    nemesis, switch = nemesis_for(platform, rds_cluster=source, allowed_resources=(source, restored))
+    fast(nemesis)
+    fake.refusals.calls.clear()
+    step = nemesis.inject(restore("latest"))
+    assert fake.refusals.calls["CreateDBInstance"] == 0
+    members = rds.describe_db_clusters(DBClusterIdentifier=restored)["DBClusters"][0]["DBClusterMembers"]
+    assert {m["DBInstanceIdentifier"] for m in members} == {f"{restored}-instance-{i}" for i in (1, 2, 3)}
+    assert step.arguments["writer"] in {m["DBInstanceIdentifier"] for m in members if m["IsClusterWriter"]}
+    assert switch.moves == [step.arguments["endpoint"]]
+    records = recovery_records(nemesis, 0.0)
+    assert records["restore-done"].detail["bytes"] == 100 * 1024 ** 3  # AllocatedStorage of the restored cluster
+    nemesis.rollback(step)
+    assert restored not in {c["DBClusterIdentifier"] for c in rds.describe_db_clusters()["DBClusters"]}

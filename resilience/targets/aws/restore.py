@@ -222,6 +222,10 @@ class RdsRestore:
         groups = [g["VpcSecurityGroupId"] for g in source.get("VpcSecurityGroups", []) if g.get("VpcSecurityGroupId")]
         if groups:  # otherwise "the new DB cluster is created with the default DB security group"
             arguments["VpcSecurityGroupIds"] = groups
+        # a Multi-AZ DB cluster (not Aurora) restores its instances too: their class and storage, as the source's
+        for field in ("DBClusterInstanceClass", "StorageType", "Iops"):
+            if source.get(field) and not str(source.get("Engine", "")).startswith("aurora"):
+                arguments[field] = source[field]
         try:
             self.services.client("rds").restore_db_cluster_to_point_in_time(**arguments)
         except ClientError as exc:
@@ -243,27 +247,35 @@ class RdsRestore:
         return found
 
     def _writer(self, restored: dict[str, Any], source: dict[str, Any]) -> str:
-        """The restored cluster's writer: Aurora's is created here (with the source writer's class)."""
+        """The restored cluster's writer, available. Aurora's is created here (the source writer's class): the
+        restore "only restores the DB cluster, not the DB instances"; a Multi-AZ DB cluster restores its own."""
         rds = self.services.client("rds")
-        members = restored.get("DBClusterMembers", [])
-        if members:
-            writer = next((m["DBInstanceIdentifier"] for m in members if m.get("IsClusterWriter")),
-                          members[0]["DBInstanceIdentifier"])
-        else:
-            writer = f"{self.name}-1"
+        members = list(restored.get("DBClusterMembers", []))
+        if not members and str(restored.get("Engine") or source.get("Engine", "")).startswith("aurora"):
             source_writer = next((m["DBInstanceIdentifier"] for m in source.get("DBClusterMembers", [])
                                   if m.get("IsClusterWriter")), None)
             klass = "db.r6g.large"
             if source_writer:
                 klass = rds.describe_db_instances(DBInstanceIdentifier=source_writer)["DBInstances"][0][
                     "DBInstanceClass"]
-            rds.create_db_instance(DBInstanceIdentifier=writer, DBClusterIdentifier=self.name,
-                                   Engine=restored.get("Engine") or source.get("Engine"), DBInstanceClass=klass,
+            members = [{"DBInstanceIdentifier": f"{self.name}-1", "IsClusterWriter": True}]
+            rds.create_db_instance(DBInstanceIdentifier=members[0]["DBInstanceIdentifier"],
+                                   DBClusterIdentifier=self.name, DBInstanceClass=klass,
+                                   Engine=restored.get("Engine") or source.get("Engine"),
                                    Tags=[{"Key": MANAGED_BY_LABEL, "Value": MANAGER},
                                          {"Key": SOURCE_TAG, "Value": self.aws.rds_cluster}])
+        while not members:  # Multi-AZ DB cluster: its instances appear with it
+            self._until(lambda: bool(self._members()), f"the instances of {self.name}")
+            members = self._members()
+        writer = next((m["DBInstanceIdentifier"] for m in members if m.get("IsClusterWriter")),
+                      members[0]["DBInstanceIdentifier"])
         self._until(lambda: rds.describe_db_instances(DBInstanceIdentifier=writer)["DBInstances"][0].get(
             "DBInstanceStatus") == "available", f"DB instance {writer} of {self.name} to be available")
         return writer
+
+    def _members(self) -> list[dict[str, Any]]:
+        found = self.services.client("rds").describe_db_clusters(DBClusterIdentifier=self.name)["DBClusters"][0]
+        return list(found.get("DBClusterMembers", []))
 
     def _until(self, done: Callable[[], bool], what: str) -> None:
         deadline = self.clock() + self.timeout_s
