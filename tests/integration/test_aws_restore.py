@@ -69,6 +69,9 @@ class Switch:
         self.moves.append(host)
         return before
 
+    def wait_serving(self) -> int:
+        return 2  # the restarted app's pods, Ready
+
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeAws]:
@@ -154,7 +157,8 @@ def test_restore_to_latest_makes_a_tagged_cluster_through_the_documented_states_
     assert switch.moves == [cluster["Endpoint"]] and step.arguments["previous_host"] == platform["endpoint"]
     assert recorded[0].arguments == {"restored_cluster": name, "swapped": False} and recorded[-1] == step
     ops = nemesis.services.recovery.ops()
-    assert ops == ["target", "decide", "restore-start", "restore-done", "replay-done", "cluster-whole", "swap"]
+    assert ops == ["target", "decide", "restore-start", "restore-done", "replay-done", "cluster-whole", "swap",
+                   "serving"]
     records = recovery_records(nemesis, started)
     assert records["target"].detail["kind"] == "latest" and records["target"].detail["target_t"] is None
     assert records["restore-done"].status == "ok" and records["restore-done"].detail["seconds"] > 0
@@ -162,7 +166,8 @@ def test_restore_to_latest_makes_a_tagged_cluster_through_the_documented_states_
     assert records["cluster-whole"].detail == {"members": 1, "leader": f"{name}-1"}
     assert isinstance(records["restore-start"].detail["backup_stop_t"], float)
     assert records["replay-done"].detail["replayed_to_t"] <= records["restore-start"].t  # RDS's latest, lagging
-    assert records["swap"].t > records["cluster-whole"].t > records["restore-start"].t
+    assert records["serving"].t >= records["swap"].t > records["cluster-whole"].t > records["restore-start"].t
+    assert records["serving"].detail == {"ready_replicas": 2}
 
     nemesis.rollback(step)  # the app back on the source, the restored cluster and its writer deleted
     assert switch.host == platform["endpoint"]
@@ -352,7 +357,8 @@ def test_on_the_composed_aws_target_the_restore_moves_the_eks_apps_service_and_b
         external = kube.get("services", "school-meals-postgres", ns)["spec"]["externalName"]
         assert external == step.arguments["endpoint"] != platform["endpoint"]
         assert [e.op for e in eks.events_since(0.0) if e.source == "recovery"] == []  # the aws services keep them
-        assert "swap" in [e.op for e in services.events_since(0.0) if e.source == "recovery"]
+        ops = [e.op for e in services.events_since(0.0) if e.source == "recovery"]
+        assert ops[-2:] == ["swap", "serving"]  # the fake's Deployment counts as rolled out at once
         nemesis.rollback(step)
         assert kube.get("services", "school-meals-postgres", ns)["spec"]["externalName"] == platform["endpoint"]
 

@@ -141,7 +141,7 @@ def test_a_recovery_to_before_the_fault_is_a_new_cluster_through_the_documented_
         assert app_database(kube) == (f"{name}-rw", {f"{name}-app"})
         assert recorded[0].arguments["swapped"] is False and recorded[-1] == step
         assert platform.recovery.ops() == ["target", "decide", "restore-start", "restore-done", "replay-done",
-                                           "cluster-whole", "swap"]
+                                           "cluster-whole", "swap", "serving"]
         history = History(origin_monotonic=0.0)
         EventFeed(platform.recovery.since, history).poll()
         records = {r.op: r for r in history.records if r.source == RECOVERY}

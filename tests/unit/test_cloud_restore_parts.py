@@ -112,3 +112,17 @@ def test_the_cloudnativepg_cluster_with_backups_and_its_schedule() -> None:
     scheduled = manifests.cloudnative_pg_scheduled_backup(settings)
     assert scheduled["kind"] == "ScheduledBackup" and scheduled["spec"]["cluster"] == {"name": "school-meals-db"}
     assert len(scheduled["spec"]["schedule"].split()) == 6  # CloudNativePG's cron has seconds
+
+
+def test_a_rollout_is_complete_only_when_every_replica_is_new_and_available() -> None:
+    from types import SimpleNamespace as N
+    from resilience.targets.kubernetes.db_switch import rolled_out
+
+    def deployment(generation: int, observed: int, updated: int, available: int, total: int) -> Any:
+        return N(spec=N(replicas=3), metadata=N(generation=generation),
+                 status=N(observed_generation=observed, updated_replicas=updated, available_replicas=available,
+                          replicas=total))
+    assert rolled_out(deployment(2, 1, 3, 3, 3)) is None  # the controller has not seen the restart yet
+    assert rolled_out(deployment(2, 2, 2, 3, 4)) is None  # an old pod still serves from the old database
+    assert rolled_out(deployment(2, 2, 3, 2, 3)) is None  # a new pod is not Ready yet
+    assert rolled_out(deployment(2, 2, 3, 3, 3)) == 3

@@ -59,6 +59,7 @@ class RestoreDatabase(FaultModule["AwsNemesis"]):
         before = nemesis.switch.point_at(str(facts["endpoint"]))
         nemesis.services.recovery.note("swap", service=nemesis.switch.service, to=facts["endpoint"], previous=before,
                                        restored_cluster=restorer.name)
+        nemesis.services.recovery.note("serving", ready_replicas=nemesis.switch.wait_serving())
         step = RollbackStep(STEP, {**facts, "swapped": True, "previous_host": before}, step.description)
         context.record(step)
         return step

@@ -9,12 +9,15 @@ there (kept) or go with it (deleted): a drill, on the platform's own test cluste
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from ....fault_registry import FaultCall
 from ...base import FaultSession, RollbackStep
 from ...fault_module import FaultModule, InjectContext
 from ..cnpg import CnpgRestore, restored_name
+from ..db_switch import SERVING_TIMEOUT_S, wait_rolled_out
+from ..names import APP_NAME
 from . import FAULTS
 
 if TYPE_CHECKING:
@@ -56,6 +59,8 @@ class RestoreDatabase(FaultModule["KubernetesNemesis"]):
         context.record(step)  # a crash mid-restore still deletes what was made
         facts = restore.run(str(call.get("to") or "latest"), nemesis.last_fault_utc)
         before = restore.point_app_at(restore.name)
+        nemesis.platform.recovery.note("serving", ready_replicas=wait_rolled_out(
+            nemesis.platform, APP_NAME, SERVING_TIMEOUT_S, 2.0, time.sleep))
         step = RollbackStep(STEP, {**facts, "swapped": True, "previous_cluster": before}, step.description,
                             nemesis=nemesis.name)
         context.record(step)
