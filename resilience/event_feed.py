@@ -13,7 +13,7 @@ import json
 import threading
 from typing import Any, Callable
 
-from .history import CONTROLLER, INFO, PLATFORM, History, Record
+from .history import CONTROLLER, INFO, PLATFORM, RECOVERY, History, Record
 from .targets.base import PlatformEvent
 
 
@@ -41,7 +41,19 @@ class EventFeed:
 
 def as_record(event: PlatformEvent, history: History) -> Record:
     """A platform event as a history record: controller/platform sources kept, others folded into platform."""
+    if event.source == RECOVERY:  # a restore's steps (DR-SCHEMA.md): their status, and `*_m` times on the run clock
+        return recovery_record(event, history)
     known = event.source in (CONTROLLER, PLATFORM)
     detail: dict[str, Any] = dict(event.detail)
     return Record(history.at(event.monotonic), event.source if known else PLATFORM,
                   event.op if known else f"{event.source}:{event.op}", INFO, None, None, detail)
+
+
+def recovery_record(event: PlatformEvent, history: History) -> Record:
+    """A `recovery` event as its record: `status` out of the detail, each `<name>_m` (monotonic) as `<name>_t`."""
+    detail: dict[str, Any] = dict(event.detail)
+    status = str(detail.pop("status", INFO))
+    for key in [k for k in detail if k.endswith("_m")]:
+        value = detail.pop(key)
+        detail[key[:-2] + "_t"] = None if value is None else round(history.at(float(value)), 6)
+    return Record(history.at(event.monotonic), RECOVERY, event.op, status, None, None, detail)

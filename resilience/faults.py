@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from .targets.base import FaultSession
 
 __all__ = ["kill_replicas", "lose_zone", "fail_over_database", "stop_cache", "traffic_spike",
-           "pause_replicas", "hold_replication", "rollback", "platform_serving"]
+           "pause_replicas", "hold_replication", "rollback", "platform_serving",
+           "corrupt_orders", "lose_database", "lose_region", "restore_database"]
 
 
 class FaultRun(Protocol):
@@ -135,6 +136,27 @@ def hold_replication(hold_s: float = 5.0) -> dict[str, Any]:
     """Hold replication (the primary's WAL senders) for `hold_s` s, then kill the primary: with asynchronous
     replication the writes acknowledged meanwhile exist only on the dead primary (RPO > 0)."""
     return _fault("hold_replication", {}, hold_s)
+
+
+def corrupt_orders(fraction: float = 0.3, mode: str = "delete", hold_s: float | None = None) -> dict[str, Any]:
+    """Corrupt a share of the orders table at a recorded time (deleted or rewritten rows); it replicates."""
+    return _fault("corrupt_orders", {"fraction": fraction, "mode": mode}, hold_s)
+
+
+def lose_database(hold_s: float | None = None) -> dict[str, Any]:
+    """Lose every database member and its data directory at once; only the backups are left."""
+    return _fault("lose_database", {}, hold_s)
+
+
+def lose_region(hold_s: float | None = None) -> dict[str, Any]:
+    """Lose the primary region: every database member, its data and the in-region repository (repo1)."""
+    return _fault("lose_region", {}, hold_s)
+
+
+def restore_database(to: str = "before-fault", repo: int = 1) -> dict[str, Any]:
+    """The restore runbook as code: restore from backup repository `repo` (to just before the fault, or the
+    latest point), re-form the cluster, and return once the API serves from it (steps in the history)."""
+    return _fault("restore_database", {"to": to, "repo": repo}, None)
 
 
 def traffic_spike(hold_s: float | None = None) -> dict[str, Any]:

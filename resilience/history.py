@@ -52,7 +52,7 @@ CONTROLLER = "controller"  # replica controller / autoscaler decisions and readi
 PLATFORM = "platform"  # platform events: failovers, component up/down
 PHASE = "phase"  # phase boundaries: op is the phase that starts ("steady", "fault", "recovery", "end")
 CHECK = "check"  # post-run checks, e.g. op "readback" of one acknowledged order
-RECOVERY = "recovery"
+RECOVERY = "recovery"  # a restore runbook's steps (issue 19): target, restore-start, ..., serving
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,8 @@ CLOUD = Settings(kubernetes=KubernetesSettings(allowed_contexts=("staging",)),
 
 # one valid call of every fault, and the arguments each target would refuse
 VALID: dict[str, dict[str, Any]] = {"kill_replicas": {"percent": 50}, "lose_zone": {"zone": "zone-a"}, "fail_over_database": {"mode": "kill"},
-         "stop_cache": {"mode": "failover"}, "traffic_spike": {}, "pause_replicas": {}, "hold_replication": {}}
+         "stop_cache": {"mode": "failover"}, "traffic_spike": {}, "pause_replicas": {}, "hold_replication": {},
+         "corrupt_orders": {}, "lose_database": {}, "lose_region": {}, "restore_database": {"to": "latest", "repo": 2}}
 
 
 @pytest.mark.parametrize("fault,arguments,problem", [

@@ -7,3 +7,12 @@ ON_EKS = "API replicas are pods on EKS: the kubernetes nemesis handles them (tar
 FAULTS.refuse("kill_replicas", ON_EKS)
 FAULTS.refuse("pause_replicas", ON_EKS)
 FAULTS.refuse("hold_replication", "RDS gives no hold on its replication: the local target only")
+FAULTS.refuse("corrupt_orders", "the harness has no SQL path to RDS: the cluster is in private subnets, reached only by "
+                                "the app's pods with the app's credentials; a corruption would be a Job running SQL "
+                                "there, which is not built (the local target injects it)")
+FAULTS.refuse("lose_database", "deleting the DB cluster (rds:DeleteDBCluster) cannot be undone by a rollback and, "
+                               "unless its automated backups are retained, deletes them too; the harness does not do "
+                               "it. Rehearse the recovery with restore_database (to=latest) beside the live cluster")
+FAULTS.refuse("lose_region", "AWS FIS has no region-loss action, and a DB cluster's automated backups stay in its "
+                             "region (cross-region automated backup replication is for DB instances); nothing here "
+                             "can stand for the region's loss")

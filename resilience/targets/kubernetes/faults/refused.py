@@ -8,3 +8,10 @@ FAULTS.refuse("stop_cache", "Redis is AWS ElastiCache, not a pod: use --target a
                             "(chaosaws.elasticache.actions.test_failover)")
 FAULTS.refuse("pause_replicas", f"freezing processes needs the node: {NOT_ON_KUBERNETES} (use kill_replicas)")
 FAULTS.refuse("hold_replication", "holding WAL senders needs the database host: the local target only")
+FAULTS.refuse("corrupt_orders", "needs SQL inside the database (RDS, or the CloudNativePG cluster) with the app's "
+                                "credentials: not built (the local target injects it)")
+FAULTS.refuse("lose_database", "deleting the CloudNativePG Cluster and its volumes cannot be undone by a rollback "
+                               "(only recovered from its object store): the harness does not do it. Rehearse the "
+                               "recovery with restore_database (to=latest)")
+FAULTS.refuse("lose_region", "a cluster is one region: losing it takes the harness's own way in with it; the "
+                             "second region is a CloudNativePG replica cluster this target does not model")
