@@ -8,3 +8,7 @@ FAULTS.refuse("stop_cache", "Redis is AWS ElastiCache, not a pod: use --target a
                             "(chaosaws.elasticache.actions.test_failover)")
 FAULTS.refuse("pause_replicas", f"freezing processes needs the node: {NOT_ON_KUBERNETES} (use kill_replicas)")
 FAULTS.refuse("hold_replication", "holding WAL senders needs the database host: the local target only")
+FAULTS.refuse("delay_network", "the local target only for now: on a cluster this is Chaos Mesh NetworkChaos (not built yet, issue 21)")
+FAULTS.refuse("drop_packets", "the local target only for now: on a cluster this is Chaos Mesh NetworkChaos (not built yet, issue 21)")
+FAULTS.refuse("blackhole_network", "the local target only for now: on a cluster this is Chaos Mesh NetworkChaos (not built yet, issue 21)")
+FAULTS.refuse("reject_network", "the local target only for now: on a cluster this is Chaos Mesh NetworkChaos (not built yet, issue 21)")
