@@ -94,10 +94,10 @@ def loss_script(ports: list[int], percent: float) -> str:
             f"table inet {NFT_TABLE} {{\n"
             f"  chain input {{ type filter hook input priority -10; policy accept;\n"
             f"    tcp dport {{ {p} }} counter comment \"seen\"\n"
-            f"    tcp dport {{ {p} }} numgen random mod 100 < {n} counter drop comment \"dropped\" }}\n"
+            f"    tcp dport {{ {p} }} numgen random mod 100 < {n} counter drop comment \"dropped\"\n  }}\n"
             f"  chain output {{ type filter hook output priority -10; policy accept;\n"
             f"    tcp sport {{ {p} }} counter comment \"seen\"\n"
-            f"    tcp sport {{ {p} }} numgen random mod 100 < {n} counter drop comment \"dropped\" }}\n}}\n")
+            f"    tcp sport {{ {p} }} numgen random mod 100 < {n} counter drop comment \"dropped\"\n  }}\n}}\n")
 
 
 def add_loss(ports: list[int], percent: float) -> None:

@@ -124,6 +124,8 @@ class StackLayout:
     def place(self, c: ComponentId) -> Placement:
         if c.kind == HAPROXY:
             return Placement(c, "127.0.0.1", self.s.ports.lb)
+        if c.kind == NETPROXY:  # its first route (one per PostgreSQL member: netproxy_routes)
+            return Placement(c, self.host, self.s.ports.postgres_base + NETPROXY_PORT_OFFSET + 1)
         return Placement(c, self.zone_host(c.zone or ""), self._port_base[c.kind] + c.index)
 
     def netproxy_routes(self) -> list[tuple[Placement, Placement]]:
