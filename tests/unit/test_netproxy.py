@@ -119,6 +119,7 @@ def test_control_socket(tmp_path: Path) -> None:
     finally:
         time.sleep(0.1)
         future.cancel()
+        time.sleep(0.1)  # the cancellation runs in the loop before it stops
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
 
