@@ -4,6 +4,7 @@ slow-database (short profile) records the injected latency it measured and the P
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 from pathlib import Path
@@ -93,3 +94,16 @@ def test_slow_database_records_the_injected_latency_and_the_p99_it_causes(stack:
           f"verdict {summary['verdict']}")
     assert v["p99_ms_fault"] > v["p99_ms_steady"] + 50, v  # the delay shows in the P99 it causes
     assert v["p99_ms"] is not None and "p99_ms" in (Path(summary["run_dir"]) / "result.json").read_text()
+
+
+def test_a_sweep_prints_a_breaking_point_with_a_plot(stack: LocalTarget, capsys: Any, tmp_path: Path) -> None:
+    from resilience.cli import main
+    code = main(["sweep", "delay-database", "--from", "0ms", "--to", "300ms", "--steps", "3", "--keep-up", "--json",
+                 "--quiet", "--reports-dir", str(tmp_path), "--seed", "3"])
+    out = capsys.readouterr().out
+    result = json.loads(out[out.index("{"):])
+    assert code == 0, result
+    print("\nsweep:", json.dumps(result["points"]), "breaking point", result["breaking_point"])
+    assert [p["size"] for p in result["points"]] == [0, 100, 200, 300]
+    assert all(p["injected"] is not None and p["injected"] >= 0.5 * p["size"] for p in result["points"][1:])
+    assert result["breaking_point"] is not None and Path(result["plot"]).stat().st_size > 1000
