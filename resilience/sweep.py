@@ -130,6 +130,7 @@ def plot(points: list[Point], kind: SweepKind, targets: Targets, broke: Point | 
     right.plot([p.size for p in shown], [100 * (p.availability or 0) for p in shown], "s--", color="tab:blue",
                label="availability during the fault")
     right.axhline(100 * targets.availability, color="tab:blue", linestyle=":")
+    right.set_ylim(min([90.0] + [100 * (p.availability or 0) - 1 for p in shown]), 100.5)
     right.set_ylabel("availability (%)")
     if broke is not None:
         ax.axvline(broke.size, color="black", linestyle="--", label=f"breaking point {broke.size:g} {kind.unit}")
