@@ -398,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print every experiment's plan (as `run --dry-run`), taking no step; exit 2 if the target "
                         "would refuse one")
     _add_run_options(p)
+    from .sweep import add_parser as add_sweep  # issue 21: `resilience sweep delay-database --from 0ms --to 500ms`
+    add_sweep(add, _add_run_options)
     p = add("backup", cmd_backup, "backup verify: restore the latest backup into a scratch instance, check it "
                                   "(pgbackrest verify, orders against the live primary), seal the result (exit 0/1/2)",
             target=False)

@@ -50,7 +50,7 @@ from .probes import Probes
 from .processes import ProcessTable, become_subreaper
 from .replicas import CGROUP_PARENT, ReplicaSet
 from .services import StackLayout
-from .topology import ETCD, HAPROXY, POSTGRES, REDIS, SENTINEL
+from .topology import ETCD, HAPROXY, NETPROXY, POSTGRES, REDIS, SENTINEL
 from .zones import ProcessZones, ZoneNetwork, detect_zone_mode
 
 PREFIX = "rsl-"
@@ -86,7 +86,8 @@ class Supervisor:
         self.zones: Any = (ZoneNetwork(list(settings.zones), settings.zone_subnet, prefix=PREFIX)
                            if mode == "netns" else ProcessZones(list(settings.zones)))
         self.layout = StackLayout(settings, self.zones.address,
-                                  (lambda z: self.zones.netns(z) if z else None) if mode == "netns" else (lambda z: None))
+                                  (lambda z: self.zones.netns(z) if z else None) if mode == "netns" else (lambda z: None),
+                                  self.zones.host_address())
         self.topology = self.layout.topology
         self.cgroups_ok, self.cgroups_reason = cgroups.cgroups_available()
         self.events = EventLog(self.root / EVENTS_FILE)
@@ -133,7 +134,7 @@ class Supervisor:
         timeout = self.s.startup_timeout_s
         executor = self.processes.executor
         # etcd (one member per zone) and Redis + Sentinel in parallel; the first Redis server starts as master
-        for c in members(ETCD) + members(REDIS) + members(SENTINEL) + members(HAPROXY):
+        for c in members(ETCD) + members(REDIS) + members(SENTINEL) + members(HAPROXY) + members(NETPROXY):
             self.processes.launch(c, redis_master=self.layout.first_redis_address())
         for c in members(ETCD):
             executor(c).wait_ready(timeout)
@@ -146,6 +147,7 @@ class Supervisor:
         self.replicas.admin = haproxy.HAProxyAdmin(self.layout.haproxy_socket())
         self.replicas.admin.wait_ready(10)
         executor(first_pg).wait_ready(timeout)
+        executor(members(NETPROXY)[0]).wait_ready(timeout)  # the API replicas reach the database through it
         for c in other_pgs:
             self.processes.launch(c, postgres_role="replica")
         # API replicas, spread over the zones
@@ -197,6 +199,8 @@ class Supervisor:
         self.replicas.forget_all()
         if self.cgroups_ok:
             cgroups.cleanup(parent=CGROUP_PARENT)
+        from .netfaults import remove_loss  # late: it imports the fault modules' base
+        remove_loss()  # a packet-loss table a fault left behind
         if self.zone_mode == "netns":
             self.zones.destroy()
 
