@@ -25,6 +25,7 @@ from typing import Any
 from ...config import STATE_MARKER, Settings, state_dir_problem
 from ...errors import HarnessError, UserError
 from ..base import Build, Component, Platform, PlatformEvent, StackStatus
+from .monitoring import PROGRAMS as MONITORING_PROGRAMS
 from .services import check_binaries, port_free
 from .topology import ETCD, POSTGRES, REDIS, SENTINEL, Topology
 from .supervisor import ERROR_FILE, EVENTS_FILE, PREFIX, SETTINGS_FILE, SOCKET_FILE, STATE_FILE
@@ -265,7 +266,8 @@ class LocalPlatform(Platform):
 
     def plan_up(self) -> list[str]:
         return [f"up: start the supervisor (python -m resilience.targets.local) unless one runs in {self.root}; it "
-                f"starts etcd, PostgreSQL (Patroni), Redis + Sentinel, HAProxy and {self.s.replicas} API replicas "
+                f"starts etcd, PostgreSQL (Patroni), Redis + Sentinel, HAProxy, {self.s.replicas} API replicas and "
+                f"Prometheus + Alertmanager + exporters "
                 f"in zones {', '.join(self.s.zones)}, and waits until every one is healthy"]
 
     def zone_names(self) -> tuple[str, ...]:
@@ -277,7 +279,7 @@ class LocalPlatform(Platform):
 
 # what each kind of component runs: a recorded PID is only signalled if it still runs that program
 _PROGRAMS = {"etcd": "etcd", "postgres": "patroni", "redis": "redis-server", "sentinel": "redis-sentinel",
-             "haproxy": "haproxy", "api": "resilience.platform"}
+             "haproxy": "haproxy", "api": "resilience.platform", **MONITORING_PROGRAMS}
 
 
 def _backup_detail(s: Any, state: dict[str, Any] | None) -> dict[str, Any] | None:
