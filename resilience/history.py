@@ -52,6 +52,7 @@ CONTROLLER = "controller"  # replica controller / autoscaler decisions and readi
 PLATFORM = "platform"  # platform events: failovers, component up/down
 PHASE = "phase"  # phase boundaries: op is the phase that starts ("steady", "fault", "recovery", "end")
 CHECK = "check"  # post-run checks, e.g. op "readback" of one acknowledged order
+ALERT = "alert"  # monitoring: op pending/rule-firing/firing/resolved (Alertmanager), watching, unreachable, expected
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ class LocalPlatform(Platform):
         self.settings = settings
         self.s = settings.stack
         self.root = self.s.state_path
+        self.alerts: Any = None  # an AlertReceiver between start_observing() and stop_observing()
 
     # -- supervisor plumbing ------------------------------------------------------------
     def _state(self) -> dict[str, Any] | None:
@@ -259,7 +260,18 @@ class LocalPlatform(Platform):
                 continue  # a line being written
             if e["m"] >= monotonic:
                 events.append(PlatformEvent(e["m"], e["source"], e["op"], e.get("detail", {})))
-        return events
+        return events + (self.alerts.since(monotonic) if self.alerts is not None else [])
+
+    def start_observing(self) -> None:
+        """Alertmanager's notifications and Prometheus's pending alerts into the run (alert_receiver.py)."""
+        from .alert_receiver import AlertReceiver
+        self.stop_observing()
+        self.alerts = AlertReceiver()
+        self.alerts.start()
+
+    def stop_observing(self) -> None:
+        if self.alerts is not None:
+            self.alerts.stop()
 
     def primary_zone(self) -> str | None:
         return self.request("status", timeout=10).get("primary_zone")
