@@ -111,3 +111,15 @@ def test_compute_adds_detection_only_when_the_experiment_named_alerts() -> None:
     cleared = next(m for m in named if m.name == "alert_cleared_s")
     assert cleared.detail["recovered_t"] is not None and cleared.value < 1.5
     assert [m.name for m in compute(history(None, DB_DOWN), targets=Targets(), measures=["rto"])] == ["rto_s"]
+
+
+def test_experiments_name_known_alerts_only() -> None:
+    import pytest
+
+    from resilience.errors import UserError
+    from resilience.experiments import _alerts
+
+    assert _alerts(None, "x") is None and _alerts([], "x") == ()
+    assert _alerts(["DatabaseDown"], "x") == ("DatabaseDown",)
+    with pytest.raises(UserError, match="DatabaseDown"):
+        _alerts(["DatabseDown"], "x")

@@ -138,8 +138,10 @@ class Supervisor:
         # etcd (one member per zone) and Redis + Sentinel in parallel; the first Redis server starts as master
         for c in members(ETCD) + members(REDIS) + members(SENTINEL) + members(HAPROXY):
             self.processes.launch(c, redis_master=self.layout.first_redis_address())
+        m0 = time.monotonic()
         self.monitoring.start()
         self.write_state()
+        monitoring_s = time.monotonic() - m0  # its cost on `up`: this start and the wait below (parallel otherwise)
         for c in members(ETCD):
             executor(c).wait_ready(timeout)
         if self.s.backup.enabled:
@@ -165,8 +167,10 @@ class Supervisor:
             wait_for(lambda: bool(sync_standbys(probes.cluster(first_pg))), timeout, "a synchronous standby (Patroni)")
         wait_for(self.monitor.whole, timeout,
                  "every component to report that it has joined (replication streaming, Sentinels agreeing)")
+        m0 = time.monotonic()
         self.monitoring.wait_ready(timeout)
         self._look()
+        self.events("platform", "monitoring-ready", seconds_on_up=round(monitoring_s + time.monotonic() - m0, 3))
         self.events("platform", "ready", seconds=round(time.monotonic() - t0, 3))
         self.ready = True
         self.backups.start()  # stanza and first full backup in the background: `up` does not wait for them
