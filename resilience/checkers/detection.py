@@ -37,7 +37,8 @@ DEFINITION_DETECTION = (
 )
 DEFINITION_CLEARED = (
     "Alert cleared = time from recovery (the RTO's recovery moment, else the recovery phase start) to the resolved "
-    "notification of the first expected alert that fired; still firing at the end of the run: unbounded (a breach)."
+    "notification of the first expected alert that fired (negative: it cleared before the clients saw the recovery); "
+    "still firing at the end of the run: unbounded (a breach)."
 )
 DEFINITION_MISSED = "Missed alerts = expected alerts (the experiment's `alerts:`) never notified as firing after the fault."
 DEFINITION_FALSE = ("False alerts = alerts notified firing before the fault (steady phase) or already firing when the run "
@@ -89,12 +90,16 @@ def impact_onset(records: Sequence[Record], fault_t: float) -> float | None:
 def timeline(records: Sequence[Record], alert: str, after: float) -> AlertTimeline:
     """The alert's stages from `after` on: the first notification, the pending and rule-firing just before it."""
     mine = [r for r in records if r.source == ALERT and (r.detail or {}).get("alert") == alert]
-    notified = next((r.t for r in mine if r.op == "firing" and r.t >= after), None)
+    first = next((r for r in mine if r.op == "firing" and r.t >= after), None)
+    notified = first.t if first is not None else None
     limit = notified if notified is not None else float("inf")
     pending = [r.t for r in mine if r.op == "pending" and after - 1e-9 <= r.t <= limit]
-    firing = [r.t for r in mine if r.op == "rule-firing" and after - 1e-9 <= r.t <= limit]
+    # Prometheus's own firing time is in the notification (startsAt); the rules watch sees it up to a poll late
+    fired_before = (first.detail or {}).get("fired_s_before") if first is not None else None
+    firing = [notified - float(fired_before)] if notified is not None and fired_before is not None else \
+        [r.t for r in mine if r.op == "rule-firing" and r.t >= after][:1]
     resolved = next((r.t for r in mine if r.op == "resolved" and notified is not None and r.t > notified), None)
-    return AlertTimeline(alert, pending[-1] if pending else None, firing[-1] if firing else None, notified, resolved)
+    return AlertTimeline(alert, pending[-1] if pending else None, firing[0] if firing else None, notified, resolved)
 
 
 def detect(records: Sequence[Record], *, fault_t: float | None, recovered_t: float | None) -> DetectionResult | None:
@@ -158,7 +163,8 @@ def measurements(result: DetectionResult | None) -> list[Measurement]:
                         detail=detail, reason=why or "no expected alert fired")
     else:
         start = result.recovered_t if result.recovered_t is not None else first.notified_t
-        value = float("inf") if first.resolved_t is None else round(max(0.0, first.resolved_t - start), 3)
+        # negative: the alert cleared before the clients saw the service recover
+        value = float("inf") if first.resolved_t is None else round(first.resolved_t - start, 3)
         cleared = judge("alert_cleared_s", value, "s", None if value != float("inf") else 0.0,
                         phase="recovery", definition=DEFINITION_CLEARED,
                         detail={**detail, "alert": first.alert, "recovered_t": result.recovered_t,

@@ -34,8 +34,8 @@ def history(expected: list[str] | None, alerts: list[Record], *, watching: bool 
     return records + alerts
 
 
-DB_DOWN = [alert(31.5, "pending", "DatabaseDown"), alert(33.5, "rule-firing", "DatabaseDown"),
-           alert(33.9, "firing", "DatabaseDown"), alert(39.0, "resolved", "DatabaseDown")]
+DB_DOWN = [alert(31.5, "pending", "DatabaseDown"), alert(34.2, "rule-firing", "DatabaseDown"),
+           alert(33.9, "firing", "DatabaseDown", fired_s_before=0.4), alert(39.0, "resolved", "DatabaseDown")]
 
 
 def by_name(records: list[Record]) -> dict:
@@ -52,6 +52,8 @@ def test_detection_from_impact_with_stages_and_bound() -> None:
     assert stages["impact_after_s"] == 0.51 and stages["pending_after_s"] == 0.99  # completions: t + 10 ms
     assert stages["firing_after_s"] == 2.0 and stages["notified_after_s"] == 0.4
     assert m["alert_cleared_s"].value == 0.9 and m["alert_cleared_s"].status == "met"
+    early = detect(history(["DatabaseDown"], DB_DOWN), fault_t=30.0, recovered_t=39.5)
+    assert {x.name: x for x in measurements(early)}["alert_cleared_s"].value == -0.5  # cleared before the clients saw it
     assert m["missed_alerts"].value == 0 and m["missed_alerts"].status == "met"
     assert m["false_alerts"].value == 0 and m["false_alerts"].status == "met"
 
