@@ -296,6 +296,7 @@ def cmd_gameday(args: argparse.Namespace) -> int:
         print(json.dumps({"schema_version": 1, "suite": args.suite, "verdict": final,
                           "report_dir": str(report_dir)}, indent=2))
     else:
+        print((report_dir / "alert-coverage.md").read_text() if (report_dir / "alert-coverage.md").exists() else "")
         print(f"game-day {args.suite}: {final.upper()}; compliance report: {report_dir}/compliance.html "
               f"(and compliance.pdf, compliance.json)")
     return 0 if final == "pass" else 1
