@@ -16,7 +16,9 @@ Measurements (only when the history holds `alert/expected`):
 - missed_alerts: expected alerts with no firing notification after the fault (a breach if > 0);
 - false_alerts: alerts notified before the fault (steady phase), already firing when the run began,
   or any alert at all when the experiment expects none (a breach if > 0).
-Monitoring never watched, or unreachable during the run: all four inconclusive, never a pass.
+Monitoring unreachable during the run (or when it began): all four inconclusive, never a pass. A
+target that reads no alerts (no `watching`/`unreachable` record at all: Kubernetes and AWS today)
+gets none of these measurements.
 """
 
 from __future__ import annotations
@@ -111,8 +113,10 @@ def detect(records: Sequence[Record], *, fault_t: float | None, recovered_t: flo
     alerts = [r for r in ordered if r.source == ALERT]
     watching = next((r for r in alerts if r.op == "watching"), None)
     unreachable = next((r for r in alerts if r.op == "unreachable"), None)
+    if watching is None and unreachable is None:  # a target that reads no alerts (yet): nothing to judge
+        return None
     why = (f"the monitoring was unreachable at t={unreachable.t:.1f} s ({(unreachable.detail or {}).get('error')})"
-           if unreachable else None if watching else "the monitoring was never watched (no alert/watching record)")
+           if unreachable else None)
     config = dict(watching.detail or {}) if watching else {}
     if recovered_t is None:
         recovered_t = next((r.t for r in ordered if r.source == PHASE and r.op == "recovery"), None)

@@ -94,12 +94,17 @@ def test_an_alert_still_firing_at_the_end_never_cleared() -> None:
     assert m["alert_cleared_s"].value == math.inf and m["alert_cleared_s"].status == "breached"
 
 
-def test_unreachable_or_unwatched_monitoring_is_inconclusive_never_a_pass() -> None:
+def test_unreachable_monitoring_is_inconclusive_never_a_pass() -> None:
     down = [Record(35.0, "alert", "unreachable", "info", detail={"what": "prometheus", "error": "refused"})]
-    for records in (history(["DatabaseDown"], DB_DOWN + down), history(["DatabaseDown"], DB_DOWN, watching=False)):
+    for records in (history(["DatabaseDown"], DB_DOWN + down), history(["DatabaseDown"], DB_DOWN + down, watching=False)):
         m = by_name(records)
         assert {x.status for x in m.values()} == {"inconclusive"}
         assert verdict(list(m.values())) != "pass"
+
+
+def test_a_target_that_reads_no_alerts_gets_no_detection_measurements() -> None:
+    """Kubernetes and AWS runs of db-failover / zone-failure: no alert source, so nothing judged (not inconclusive)."""
+    assert detect(history(["DatabaseDown"], [], watching=False), fault_t=30.0, recovered_t=38.1) is None
 
 
 def test_no_impact_seen_measures_from_the_injection() -> None:

@@ -25,7 +25,7 @@ from typing import Any
 from ...config import STATE_MARKER, Settings, state_dir_problem
 from ...errors import HarnessError, UserError
 from ..base import Build, Component, Platform, PlatformEvent, StackStatus
-from .monitoring import PROGRAMS as MONITORING_PROGRAMS
+from .monitoring import PROGRAMS as MONITORING_PROGRAMS, ports as monitoring_ports
 from .services import check_binaries, port_free
 from .topology import ETCD, POSTGRES, REDIS, SENTINEL, Topology
 from .supervisor import ERROR_FILE, EVENTS_FILE, PREFIX, SETTINGS_FILE, SOCKET_FILE, STATE_FILE
@@ -152,6 +152,10 @@ class LocalPlatform(Platform):
             if not port_free("127.0.0.1", port):
                 raise UserError(f"port {port} on 127.0.0.1 (setting stack.{name}) is in use by another program. "
                                 f"Stop that program, or choose a free port in the config file (stack.{name}).")
+        for name, port in monitoring_ports(self.s.zones):
+            if not port_free("127.0.0.1", port):
+                raise UserError(f"port {port} on 127.0.0.1 (the monitoring's {name}; fixed in "
+                                f"targets/local/monitoring.py) is in use by another program. Stop that program.")
 
     def _clean_leftovers(self) -> None:
         """Remove what a crashed earlier run left: its processes (by recorded PID), namespaces, cgroups."""

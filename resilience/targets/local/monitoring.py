@@ -28,7 +28,7 @@ from . import alert_rules
 from .executor import Executor, ProcessSpec, wait_for
 from .probes import http_get
 from .services import StackLayout
-from .topology import POSTGRES, REDIS
+from .topology import POSTGRES, REDIS, Topology
 
 HOST = "127.0.0.1"
 PROMETHEUS_PORT = 9490
@@ -49,6 +49,14 @@ PROGRAMS = {PROMETHEUS: "prometheus --config", ALERTMANAGER: "prometheus-alertma
 REQUIRED_BINARIES = {"prometheus": "prometheus", "prometheus-alertmanager": "prometheus-alertmanager",
                      "prometheus-postgres-exporter": "prometheus-postgres-exporter",
                      "prometheus-redis-exporter": "prometheus-redis-exporter"}
+
+
+def ports(zones: Any) -> list[tuple[str, int]]:
+    """Every port the monitoring listens on (127.0.0.1; `up` refuses to start when one is taken)."""
+    t = Topology(zones)
+    return ([("prometheus", PROMETHEUS_PORT), ("alertmanager", ALERTMANAGER_PORT), ("webhook", RECEIVER_PORT)]
+            + [(f"postgres-exporter-{c.index}", POSTGRES_EXPORTER_BASE + c.index) for c in t.members(POSTGRES)]
+            + [(f"redis-exporter-{c.index}", REDIS_EXPORTER_BASE + c.index) for c in t.members(REDIS)])
 
 
 def prometheus_url() -> str:
