@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 from ..config import Targets
 from ..errors import UserError
 from ..history import Record
-from . import autoscaling, availability, detection, durability, latency, recovery
+from . import autoscaling, availability, detection, durability, failover_phases, latency, recovery
 from .autoscaling import AutoscalingResult, autoscaling_latency
 from .availability import RequestCounts, count_requests
 from .durability import DurabilityResult, data_loss
@@ -89,6 +89,7 @@ def compute(records: Iterable[Record], *, fault_t: float | None = None, targets:
                                        not_before=recovery_not_before(ordered))
         recovered = rto_for_alerts.recovered_t if rto_for_alerts.rto_s not in (None, float("inf")) else None
         result += detection.measurements(detection.detect(ordered, fault_t=fault_t, recovered_t=recovered))
+    result += failover_phases.measurements(ordered)  # local runs with a failover: RTO taken apart (reported)
     if not_judged:  # the fault did not (or not knowingly) run its course: nothing under it can be judged
         result = [m if m.phase == "steady" else m.untrusted(not_judged) for m in result]
     return with_clock_uncertainty(result, float(generator.clock.get("uncertainty_s") or 0.0))

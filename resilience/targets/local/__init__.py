@@ -270,7 +270,13 @@ class LocalPlatform(Platform):
         """Alertmanager's notifications and Prometheus's pending alerts into the run (alert_receiver.py)."""
         from .alert_receiver import AlertReceiver
         self.stop_observing()
-        self.alerts = AlertReceiver()
+        from .supervisor import HEALTH_PERIOD_S
+        s = self.s
+        self.alerts = AlertReceiver(failover={  # what the failover phases are judged against
+            "patroni": {"ttl_s": s.patroni_ttl_s, "loop_wait_s": s.patroni_loop_wait_s,
+                        "retry_timeout_s": s.patroni_retry_timeout_s},
+            "sentinel_down_after_s": s.redis_down_after_ms / 1000, "look_s": HEALTH_PERIOD_S,
+            "haproxy": {"inter_s": 0.5, "rise": 2, "fall": 2}})  # haproxy.render_config's default-server line
         self.alerts.start()
 
     def stop_observing(self) -> None:

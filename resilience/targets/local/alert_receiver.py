@@ -63,8 +63,9 @@ class AlertReceiver:
     """Started by `LocalPlatform.start_observing`, stopped by `stop_observing`; `events` is what it saw."""
 
     def __init__(self, host: str = monitoring.HOST, port: int = monitoring.RECEIVER_PORT,
-                 prometheus: str | None = None) -> None:
+                 prometheus: str | None = None, failover: dict[str, Any] | None = None) -> None:
         self.host, self.port = host, port
+        self.failover = failover  # the stack's failover settings, for checkers/failover_phases.py
         self.prometheus = prometheus or monitoring.prometheus_url()
         self.events: list[PlatformEvent] = []
         self._lock = threading.Lock()
@@ -109,7 +110,8 @@ class AlertReceiver:
             return
         ready = http_get(f"{self.prometheus}/-/ready", 1.0)[0] == 200
         self.add("watching" if ready else "unreachable",
-                 {**configuration(), **({} if ready else {"what": "prometheus", "error": "not ready"})})
+                 {**configuration(), **({"failover": self.failover} if self.failover else {}),
+                  **({} if ready else {"what": "prometheus", "error": "not ready"})})
         self._threads = [threading.Thread(target=self._server.serve_forever, name="alert-webhook", daemon=True),
                          threading.Thread(target=self._poll, name="alert-rules", daemon=True)]
         for t in self._threads:
