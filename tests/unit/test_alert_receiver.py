@@ -42,3 +42,21 @@ def test_notifications_become_events_and_missing_prometheus_is_unreachable() -> 
 def test_times_in_go_format() -> None:
     assert parse_time("0001-01-01T00:00:00Z") is None
     assert abs(parse_time("2026-12-06T17:51:10.831123456Z") - parse_time("2026-12-06T17:51:10Z") - 0.831123456) < 1e-6
+
+
+def test_the_local_platform_hands_the_alert_events_over_with_its_failover_settings(tmp_path) -> None:
+    import dataclasses
+
+    from resilience.config import Settings
+    from resilience.targets.local import LocalPlatform
+
+    settings = Settings()
+    platform = LocalPlatform(dataclasses.replace(settings, stack=dataclasses.replace(settings.stack,
+                                                                                       state_dir=str(tmp_path))))
+    platform.alerts = AlertReceiver(port=free_port(), prometheus=f"http://127.0.0.1:{free_port()}",
+                                    failover={"patroni": {"ttl_s": 10}})
+    platform.alerts.start()
+    platform.stop_observing()
+    events = platform.events_since(0.0)  # no events.jsonl (no stack): the alert events still come
+    assert [e.op for e in events] == ["unreachable", "stopped"]
+    assert events[0].detail["failover"] == {"patroni": {"ttl_s": 10}}

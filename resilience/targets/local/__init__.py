@@ -252,11 +252,11 @@ class LocalPlatform(Platform):
         return int(self.request("ready_replicas", timeout=10)["ready"])
 
     def events_since(self, monotonic: float) -> list[PlatformEvent]:
-        events = []
+        events = self.alerts.since(monotonic) if self.alerts is not None else []
         try:
             lines = (self.root / EVENTS_FILE).read_text().splitlines()
         except OSError:
-            return []
+            return events
         for line in lines:
             try:
                 e = json.loads(line)
@@ -264,7 +264,7 @@ class LocalPlatform(Platform):
                 continue  # a line being written
             if e["m"] >= monotonic:
                 events.append(PlatformEvent(e["m"], e["source"], e["op"], e.get("detail", {})))
-        return events + (self.alerts.since(monotonic) if self.alerts is not None else [])
+        return events
 
     def start_observing(self) -> None:
         """Alertmanager's notifications and Prometheus's pending alerts into the run (alert_receiver.py)."""
