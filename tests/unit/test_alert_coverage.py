@@ -35,3 +35,17 @@ def test_matrix_blind_spots_and_rules_never_exercised(tmp_path: Path) -> None:
     text = render_markdown(cov)
     assert "| db-failover | fail_over_database | 3.1* | missed | - | - |" in text
     assert "Blind spots (faults no alert caught): pod-kill (kill_replicas)" in text
+
+
+def test_alert_notifications_are_marked_on_the_timeline_plots() -> None:
+    from types import SimpleNamespace
+    from typing import cast
+
+    from resilience.reports.plots import markers
+    from resilience.reports.run import RunView
+
+    records = [Record(25.1, "alert", "firing", "info", detail={"alert": "DatabaseDown"}),
+               Record(25.2, "alert", "pending", "info", detail={"alert": "DatabaseDown"}),
+               Record(33.1, "alert", "resolved", "info", detail={"alert": "DatabaseDown"})]
+    run = SimpleNamespace(fault={}, rto_s=lambda: None, events=lambda: records)
+    assert [m.label for m in markers(cast(RunView, run))] == ["alert DatabaseDown firing", "alert DatabaseDown resolved"]
