@@ -97,12 +97,12 @@ def _print_status(data: dict[str, Any]) -> None:
         return
     print(f"target {data['target']}: {'healthy' if data['healthy'] else 'DEGRADED'}   "
           f"url {data['url']}   zones as {data['zone_mode']}")
-    print(f"{'component':<12} {'kind':<9} {'role':<13} {'zone':<8} {'pid':>7}  {'address':<21} healthy")
+    print(f"{'component':<19} {'kind':<12} {'role':<13} {'zone':<8} {'pid':>7}  {'address':<21} healthy")
     detail = data.get("detail", {})
     problems = detail.get("problems") or {}
     for c in data["components"]:
         why = f" ({problems[c['name']]})" if c["name"] in problems else ""
-        print(f"{c['name']:<12} {c['kind']:<9} {c['role']:<13} {c['zone'] or '-':<8} {c['pid'] or '-':>7}  "
+        print(f"{c['name']:<19} {c['kind']:<12} {c['role']:<13} {c['zone'] or '-':<8} {c['pid'] or '-':>7}  "
               f"{c['address']:<21} {'yes' if c['healthy'] else 'NO' + why}")
     if "ready_replicas" in detail:
         print(f"replicas ready {detail['ready_replicas']}/{detail['desired_replicas']}; "
@@ -301,6 +301,7 @@ def cmd_gameday(args: argparse.Namespace) -> int:
         print(json.dumps({"schema_version": 1, "suite": args.suite, "verdict": final,
                           "report_dir": str(report_dir)}, indent=2))
     else:
+        print((report_dir / "alert-coverage.md").read_text() if (report_dir / "alert-coverage.md").exists() else "")
         print(f"game-day {args.suite}: {final.upper()}; compliance report: {report_dir}/compliance.html "
               f"(and compliance.pdf, compliance.json)")
     return 0 if final == "pass" else 1

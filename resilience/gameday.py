@@ -32,6 +32,7 @@ from .errors import UserError
 from .gameday_verify import NO_STEP_RUNNER, is_step, step_refusal
 from .evidence import append_ledger, ledger_entry, new_run_dir, sign_manifest, write_manifest
 from .reports.compliance import GamedayEntry, build_compliance, write_compliance
+from .reports.alert_coverage import write_coverage
 
 DEFAULT_SUITES_FILE = Path("experiments") / "suites.yaml"
 
@@ -182,6 +183,7 @@ def write_gameday_report(suite: str, entries: list[GamedayEntry], reports_dir: P
     report_dir = new_run_dir(Path(reports_dir), f"gameday-{suite}", now)
     model = build_compliance(entries, settings, suite, report_dir.name, now, Path(reports_dir))
     write_compliance(report_dir, model)
+    write_coverage(report_dir, [(e.experiment, e.run_dir) for e in entries])  # which alert caught which fault
     digest = write_manifest(report_dir)
     if settings.evidence.signing_key:
         sign_manifest(report_dir, Path(settings.evidence.signing_key))

@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 from ..config import Targets
 from ..errors import UserError
 from ..history import RECOVERY, Record
-from . import autoscaling, availability, durability, latency, recovery, restore
+from . import autoscaling, availability, detection, durability, failover_phases, latency, recovery, restore
 from .autoscaling import AutoscalingResult, autoscaling_latency
 from .availability import RequestCounts, count_requests
 from .durability import DurabilityResult, data_loss
@@ -92,6 +92,13 @@ def compute(records: Iterable[Record], *, fault_t: float | None = None, targets:
     if "restore" in measures:
         result += restore.measurements(ordered, rpo_target_s=targets.rpo_s, lost_writes_target=targets.lost_writes,
                                        disaster_t=fault_t_given)
+    if detection.expected_alerts(ordered) is not None:  # the experiment named its alerts
+        rto_for_alerts = recovery_time(requests, fault_t=fault_t, hold_s=targets.rto_hold_s,
+                                       success_ratio=targets.rto_success_ratio, cut_short=cut_short(ordered),
+                                       not_before=recovery_not_before(ordered))
+        recovered = rto_for_alerts.recovered_t if rto_for_alerts.rto_s not in (None, float("inf")) else None
+        result += detection.measurements(detection.detect(ordered, fault_t=fault_t, recovered_t=recovered))
+    result += failover_phases.measurements(ordered)  # local runs with a failover: RTO taken apart (reported)
     if not_judged:  # the fault did not (or not knowingly) run its course: nothing under it can be judged
         result = [m if m.phase == "steady" else m.untrusted(not_judged) for m in result]
     return with_clock_uncertainty(result, float(generator.clock.get("uncertainty_s") or 0.0))

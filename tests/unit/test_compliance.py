@@ -49,7 +49,7 @@ def gameday(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_gameday_writes_a_sealed_report_directory(gameday: Path) -> None:
     assert gameday.name == "20250310T060000Z-gameday-default"
     assert {p.name for p in gameday.iterdir()} == {"compliance.html", "compliance.pdf", "compliance.json",
-                                                  evidence.MANIFEST}
+                                                  "alert-coverage.json", "alert-coverage.md", evidence.MANIFEST}
     assert evidence.verify(gameday).ok
     assert evidence.verify_ledger(gameday.parent).ok
 
