@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 from ..config import Targets
 from ..errors import UserError
 from ..history import Record
-from . import autoscaling, availability, durability, latency, recovery
+from . import autoscaling, availability, degradation, durability, latency, recovery
 from .autoscaling import AutoscalingResult, autoscaling_latency
 from .availability import RequestCounts, count_requests
 from .durability import DurabilityResult, data_loss
@@ -28,7 +28,7 @@ from .recovery import RecoveryResult, recovery_time
 from .windows import (EFFECT_OP, cut_short, fault_time, from_effect, load_requests, loss_time, overall_window,
                       phase_windows, recovery_not_before, unjudgeable)
 
-MEASURES = ("availability", "p99", "rto", "rpo", "autoscaling")
+MEASURES = ("availability", "p99", "rto", "rpo", "autoscaling", "degradation")
 
 __all__ = [
     "MEASURES", "AutoscalingResult", "DurabilityResult", "LatencySummary", "Measurement", "RecoveryResult",
@@ -45,7 +45,7 @@ def compute(records: Iterable[Record], *, fault_t: float | None = None, targets:
     `measures` is a subset of MEASURES. `fault_t` overrides the fault time found
     in the history (first fault/inject record, else the fault phase start);
     `step_t` overrides the load step found from load/users records.
-    Measurements come back in a fixed order: availability, p99, rto, rpo, autoscaling.
+    Measurements come back in a fixed order: availability, p99, rto, rpo, autoscaling, degradation.
     """
     unknown = [m for m in measures if m not in MEASURES]
     if unknown:
@@ -69,7 +69,8 @@ def compute(records: Iterable[Record], *, fault_t: float | None = None, targets:
         result += availability.measurements(requests, overall=overall, phases=phases, target=targets.availability,
                                             fault_target=targets.availability_fault or None)
     if "p99" in measures:
-        latencies = latency.measurements(requests, overall=overall, phases=phases, target_ms=targets.p99_ms)
+        latencies = latency.measurements(requests, overall=overall, phases=phases, target_ms=targets.p99_ms,
+                                         fault_target_ms=targets.p99_fault_ms or None)
         result += [untrusted_if_saturated(m, generator) for m in latencies]
     if "rto" in measures:
         rto = recovery_time(requests, fault_t=fault_t, hold_s=targets.rto_hold_s,
@@ -83,6 +84,11 @@ def compute(records: Iterable[Record], *, fault_t: float | None = None, targets:
     if "autoscaling" in measures:
         scaling = autoscaling_latency(ordered, step_t=step_t)
         result += autoscaling.measurements(scaling, target_s=targets.autoscale_s)
+    if "degradation" in measures:
+        gray = degradation.measurements(ordered, overall=overall, phases=phases, fault_t=fault_t, p99_ms=targets.p99_ms,
+                                        success_ratio=targets.rto_success_ratio,
+                                        recovered_target_s=targets.recovered_s or None)
+        result += [untrusted_if_saturated(m, generator) if m.unit == "ms" else m for m in gray]
     if not_judged:  # the fault did not (or not knowingly) run its course: nothing under it can be judged
         result = [m if m.phase == "steady" else m.untrusted(not_judged) for m in result]
     return with_clock_uncertainty(result, float(generator.clock.get("uncertainty_s") or 0.0))

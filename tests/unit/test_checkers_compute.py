@@ -54,7 +54,8 @@ def test_a_whole_run_produces_every_measurement_in_a_fixed_order():
         "availability", "availability_overall", "availability_steady", "availability_fault",
         "availability_recovery",
         "p99_ms", "p99_ms_steady", "p99_ms_fault", "p99_ms_recovery",
-        "rto_s", "rpo_s", "lost_writes", "autoscale_s", "autoscale_first_s"]
+        "rto_s", "rpo_s", "lost_writes", "autoscale_s", "autoscale_first_s",
+        "longest_request_ms", "recovered_after_fault_s"]
     assert all(m.definition for m in result)
     json.dumps([m.to_json() for m in result])  # reports serialize them
 
