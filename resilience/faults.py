@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["kill_replicas", "lose_zone", "fail_over_database", "stop_cache", "traffic_spike",
            "pause_replicas", "hold_replication", "rollback", "platform_serving",
-           "delay_network", "drop_packets", "blackhole_network", "reject_network"]
+           "delay_network", "drop_packets", "blackhole_network", "reject_network", "partition_primary"]
 
 
 class FaultRun(Protocol):
@@ -157,6 +157,11 @@ def blackhole_network(path: str = "api-database", hold_s: float | None = None) -
 def reject_network(path: str = "api-database", hold_s: float | None = None) -> dict[str, Any]:
     """Every connection on a network path is reset (TCP RST): clients fail fast."""
     return _fault("reject_network", {"path": path}, hold_s)
+
+
+def partition_primary(hold_s: float | None = None) -> dict[str, Any]:
+    """The PostgreSQL primary cut off from etcd and the standby; the API still reaches it."""
+    return _fault("partition_primary", {}, hold_s)
 
 
 def traffic_spike(hold_s: float | None = None) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 from ..config import Targets
 from ..errors import UserError
 from ..history import Record
-from . import autoscaling, availability, degradation, durability, latency, recovery
+from . import autoscaling, availability, degradation, durability, latency, primaries, recovery
 from .autoscaling import AutoscalingResult, autoscaling_latency
 from .availability import RequestCounts, count_requests
 from .durability import DurabilityResult, data_loss
@@ -28,7 +28,7 @@ from .recovery import RecoveryResult, recovery_time
 from .windows import (EFFECT_OP, cut_short, fault_time, from_effect, load_requests, loss_time, overall_window,
                       phase_windows, recovery_not_before, unjudgeable)
 
-MEASURES = ("availability", "p99", "rto", "rpo", "autoscaling", "degradation")
+MEASURES = ("availability", "p99", "rto", "rpo", "autoscaling", "degradation", "primaries")
 
 __all__ = [
     "MEASURES", "AutoscalingResult", "DurabilityResult", "LatencySummary", "Measurement", "RecoveryResult",
@@ -45,7 +45,7 @@ def compute(records: Iterable[Record], *, fault_t: float | None = None, targets:
     `measures` is a subset of MEASURES. `fault_t` overrides the fault time found
     in the history (first fault/inject record, else the fault phase start);
     `step_t` overrides the load step found from load/users records.
-    Measurements come back in a fixed order: availability, p99, rto, rpo, autoscaling, degradation.
+    Measurements come back in a fixed order: availability, p99, rto, rpo, autoscaling, degradation, primaries.
     """
     unknown = [m for m in measures if m not in MEASURES]
     if unknown:
@@ -89,6 +89,8 @@ def compute(records: Iterable[Record], *, fault_t: float | None = None, targets:
                                         success_ratio=targets.rto_success_ratio,
                                         recovered_target_s=targets.recovered_s or None)
         result += [untrusted_if_saturated(m, generator) if m.unit == "ms" else m for m in gray]
+    if "primaries" in measures:
+        result += primaries.measurements(ordered, fault_t=fault_t)
     if not_judged:  # the fault did not (or not knowingly) run its course: nothing under it can be judged
         result = [m if m.phase == "steady" else m.untrusted(not_judged) for m in result]
     return with_clock_uncertainty(result, float(generator.clock.get("uncertainty_s") or 0.0))
