@@ -29,7 +29,7 @@ CLOUD = Settings(kubernetes=KubernetesSettings(allowed_contexts=("staging",)),
 VALID: dict[str, dict[str, Any]] = {"kill_replicas": {"percent": 50}, "lose_zone": {"zone": "zone-a"}, "fail_over_database": {"mode": "kill"},
          "stop_cache": {"mode": "failover"}, "traffic_spike": {}, "pause_replicas": {}, "hold_replication": {}}
 VALID.update({"delay_network": {"delay_ms": 100, "jitter_ms": 20}, "drop_packets": {"percent": 5},  # issue 21
-              "blackhole_network": {}, "reject_network": {}, "partition_primary": {}})
+              "blackhole_network": {}, "reject_network": {}, "partition_primary": {}, "starve_cpu": {"percent": 10}})
 
 
 @pytest.mark.parametrize("fault,arguments,problem", [
