@@ -7,7 +7,7 @@ one moment (its members are asked concurrently, each within a second). Two writa
 one round is a split brain: writes could be accepted on both sides. The figure is judged against 0.
 
 Also reported, from the same rounds: how long after the fault took effect the primary of the last
-round before it stopped answering "writable" (`primary_demoted_s`: Patroni demotes a primary that
+round before it (else of the first round) stopped answering "writable" (`primary_demoted_s`: Patroni demotes a primary that
 cannot renew its leader lock), and when another member first answered "writable"
 (`new_primary_s`). Unreachable answers are counted, not guessed: a member that did not answer
 might have been writable, and the detail says how many rounds had one.
@@ -69,9 +69,10 @@ def handover(polled: list[Record], fault_t: float | None) -> list[Measurement]:
     if fault_t is None:
         return []
     before = [r for r in polled if r.t < fault_t]
-    old = [n for n, a in _answers(before[-1]).items() if a == "writable"] if before else []
+    reference = before[-1] if before else polled[0]  # the watch starts just before the cut, the effect's time
+    old = [n for n, a in _answers(reference).items() if a == "writable"]  # is the call's start: often no round before
     if len(old) != 1:
-        reason = "no round before the fault showed exactly one writable primary"
+        reason = "the first round (or the last before the fault) did not show exactly one writable primary"
         return [judge("primary_demoted_s", None, "s", None, definition=DEMOTED_DEFINITION, reason=reason)]
     after = [r for r in polled if r.t >= fault_t]
     demoted = next((r for r in after if _answers(r).get(old[0]) != "writable"), None)

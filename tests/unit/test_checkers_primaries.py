@@ -50,6 +50,12 @@ def test_without_rounds_the_check_is_inconclusive():
     assert result["two_writable_primaries"].status == "inconclusive"
 
 
+def test_without_a_round_before_the_fault_the_first_round_names_the_old_primary():
+    records = [r for r in partition_history() if not (r.op == "pg_writable" and r.t < 10.2)]
+    result = by_name(measurements(records, fault_t=10.0))
+    assert result["primary_demoted_s"].value == 6.0 and result["new_primary_s"].value == 8.0
+
+
 def test_a_primary_that_never_demotes_is_reported_with_why():
     records = [poll(t / 2, "writable", "replica") for t in range(40)]
     result = by_name(measurements(records, fault_t=5.0))

@@ -34,6 +34,8 @@ NFT_TABLE = "rsl-partition"
 WATCH_INTERVAL_S = 0.25  # a round of pg_is_in_recovery() on every member
 QUERY_TIMEOUT_S = 1.0
 WRITABLE_OP = "pg_writable"  # the platform event of each round (history: source platform)
+SETTLED_ROUNDS = 12  # after the heal: this many rounds in a row with every member answering and one writable
+AFTER_HEAL_MAX_S = 60.0  # ... or this long after the heal (the old primary's re-clone took 13.5 s here)
 
 
 def partition_script(own: str, others: list[str], ports: list[int], etcd_client_ports: list[int]) -> str:
@@ -119,6 +121,7 @@ class WritableWatch:
         self.interval_s = interval_s
         self.rounds = 0
         self._stop = threading.Event()
+        self._finish_by: float | None = None  # set by finish()
         self._thread = threading.Thread(target=self._run, name="pg-writable-watch", daemon=True)
 
     def start(self) -> None:
@@ -129,6 +132,14 @@ class WritableWatch:
         self._stop.set()
         self._thread.join(timeout=10)
         return self.rounds
+
+    def finish(self) -> None:
+        """After the heal: go on until the stack has settled (the old primary back as a replica), then stop.
+
+        A split brain is as likely while the cut-off primary rejoins as during the cut, so the watch
+        outlives the fault: SETTLED_ROUNDS rounds in a row with every member answering and exactly one
+        writable, or AFTER_HEAL_MAX_S, whichever comes first. Does not wait."""
+        self._finish_by = time.monotonic() + AFTER_HEAL_MAX_S
 
     def _run(self) -> None:
         asyncio.run(self._loop())
@@ -152,14 +163,19 @@ class WritableWatch:
                     stale.terminate()
                 return "unreachable"
 
+        settled = 0
         while not self._stop.is_set():
             started = time.monotonic()
             names = sorted(self.members)
             answers = dict(zip(names, await asyncio.gather(*(ask(n) for n in names))))
             self.rounds += 1
-            self.events("platform", WRITABLE_OP, members=answers, round=self.rounds,
-                        writable=[n for n, a in answers.items() if a == "writable"],
-                        took_s=round(time.monotonic() - started, 3))
+            writable = [n for n, a in answers.items() if a == "writable"]
+            healed = self._finish_by is not None
+            self.events("platform", WRITABLE_OP, members=answers, round=self.rounds, writable=writable,
+                        took_s=round(time.monotonic() - started, 3), after_heal=healed)
+            settled = settled + 1 if healed and len(writable) == 1 and "unreachable" not in answers.values() else 0
+            if healed and (settled >= SETTLED_ROUNDS or time.monotonic() > (self._finish_by or 0.0)):
+                self._stop.set()
             await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
         for conn in connections.values():
             conn.terminate()

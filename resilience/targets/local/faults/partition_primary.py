@@ -98,7 +98,9 @@ class PartitionPrimary(LocalFault):
         dropped = partition.counters(parts, zone) if zone else {}
         healed = [z for z in ([zone] if zone else parts.topology.zones) if partition.heal(parts, z)]
         watch = had.get("watch")
-        rounds = watch.stop() if watch is not None else 0
+        rounds = watch.rounds if watch is not None else 0
+        if watch is not None:
+            watch.finish()  # it watches on through the rejoin, then stops by itself
         parts.event(self.fault, "undo", member=request.get("member"), zone=zone, healed=healed, dropped=dropped,
                     watch_rounds=rounds)
         return {"dropped": dropped, "watch_rounds": rounds}
