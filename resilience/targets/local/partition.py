@@ -157,7 +157,7 @@ class WritableWatch:
                     connections[name] = conn
                 in_recovery = await asyncio.wait_for(conn.fetchval("SELECT pg_is_in_recovery()"), QUERY_TIMEOUT_S)
                 return "replica" if in_recovery else "writable"
-            except Exception:  # noqa: BLE001 - a member that does not answer is "unreachable" this round
+            except Exception:  # noqa: BLE001  # broad: a member that does not answer is "unreachable" this round
                 stale = connections.pop(name, None)
                 if stale is not None:
                     stale.terminate()
