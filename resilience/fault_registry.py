@@ -220,6 +220,12 @@ FAULTS: dict[str, FaultType] = {f.name: f for f in (
     FaultType("blackhole_network", "a network path forwards nothing (silent drop: clients wait for their timeouts)",
               (_path(), _hold(None))),
     FaultType("reject_network", "every connection on a network path is reset (fails fast)", (_path(), _hold(None))),
+    FaultType("partition_primary", "cut the PostgreSQL primary off from etcd and the standby while the API still "
+                                   "reaches it (the Jepsen partition: no lost write, one writable primary)",
+              (_hold(None),)),
+    FaultType("starve_cpu", "cut every API replica's CPU limit to a share of it (a starved replica, throttled)", (
+        Argument("percent", NUMBER, "the share of its CPU limit each replica keeps, in percent", 10.0, 0, 100,
+                 above_minimum=True), _hold(None))),
 )}
 
 ROLLBACK_NONE = "none"  # a rollback step that undoes nothing: the platform heals by itself

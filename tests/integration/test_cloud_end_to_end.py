@@ -53,7 +53,7 @@ from tests.fakes.kube.testing import deployment  # noqa: E402
 from tests.fakes.kube_api import FakeKubeApi  # noqa: E402
 
 CATALOGUE = ("pod-kill", "zone-failure", "db-failover", "redis-failover", "redis-outage", "traffic-spike")
-LOCAL_ONLY = ("slow-database",)  # issue 21: network faults on the local stack only, so far
+LOCAL_ONLY = ("slow-database", "primary-partition", "cpu-starved-replicas")  # issue 21: network faults on the local stack only, so far
 TARGETS = ("kubernetes", "aws")
 CONTEXT = "fake-eks"
 NAMESPACE = "school-meals"

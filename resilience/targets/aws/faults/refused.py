@@ -20,3 +20,5 @@ FAULTS.refuse("delay_network", "the local target only for now: on EKS this is AW
 FAULTS.refuse("drop_packets", "the local target only for now: on EKS this is AWS FIS aws:eks:pod-network-latency/-packet-loss (not built yet, issue 21)")
 FAULTS.refuse("blackhole_network", "the local target only for now: on EKS this is AWS FIS aws:eks:pod-network-latency/-packet-loss (not built yet, issue 21)")
 FAULTS.refuse("reject_network", "the local target only for now: on EKS this is AWS FIS aws:eks:pod-network-latency/-packet-loss (not built yet, issue 21)")
+FAULTS.refuse("partition_primary", "RDS/Aurora manage their own failover: the primary cannot be partitioned from its consensus from outside (the local target only)")
+FAULTS.refuse("starve_cpu", "the local target only for now: on EKS this is AWS FIS aws:eks:pod-cpu-stress (not built yet, issue 21)")

@@ -19,3 +19,5 @@ FAULTS.refuse("delay_network", "the local target only for now: on a cluster this
 FAULTS.refuse("drop_packets", "the local target only for now: on a cluster this is Chaos Mesh NetworkChaos (not built yet, issue 21)")
 FAULTS.refuse("blackhole_network", "the local target only for now: on a cluster this is Chaos Mesh NetworkChaos (not built yet, issue 21)")
 FAULTS.refuse("reject_network", "the local target only for now: on a cluster this is Chaos Mesh NetworkChaos (not built yet, issue 21)")
+FAULTS.refuse("partition_primary", "the local target only for now: on a cluster this is Chaos Mesh NetworkChaos partition of the CNPG primary (not built yet, issue 21)")
+FAULTS.refuse("starve_cpu", "the local target only for now: on a cluster this is Chaos Mesh StressChaos or a lower CPU limit on the Deployment (not built yet, issue 21)")
