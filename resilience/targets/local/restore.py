@@ -31,7 +31,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ...errors import HarnessError
 from . import backup_config as bc
@@ -40,7 +40,6 @@ from .pitr import ENDED_EARLY, REACHED, recovery_outcome, target_text
 from .probes import http_get
 from .scratch_pg import PG_BIN, chown_postgres, free_port, run_as_postgres
 from .stack_parts import StackParts
-from .topology import ComponentId
 
 RECOVERY = "recovery"  # the event source (resilience.history.RECOVERY)
 RUNNING = threading.Lock()  # one restore at a time in this supervisor
@@ -359,7 +358,8 @@ def _streaming(parts: StackParts) -> int:
                if m.get("role") in ("replica", "sync_standby", "standby") and m.get("state") in ("running", "streaming"))
 
 
-def _wait(condition: Any, timeout: float, what: str) -> bool:
+def _wait(condition: Callable[[], bool], timeout: float, what: str) -> bool:
+    """Poll `condition` every 0.5 s until true (True) or `timeout` (False); `what` names it for the reader."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -370,10 +370,3 @@ def _wait(condition: Any, timeout: float, what: str) -> bool:
 
 def _utc(wall: float) -> str:
     return datetime.fromtimestamp(wall, timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def member_names(parts: StackParts) -> list[str]:
-    return [c.name for c in db.members(parts)]
-
-
-__all__ = ["Runbook", "ensure", "restore", "whole", "member_names", "ComponentId"]
