@@ -155,7 +155,8 @@ class Runbook:
         segments = (last - first + 1) if last is not None and first is not None else 0
         return {"outcome": ENDED_EARLY if outcome == ENDED_EARLY else (REACHED if target_wall else LATEST),
                 "wal_bytes": int(float(row[3] or 0)), "wal_segments": max(segments, 0),
-                "replayed_to_utc": row[2] or None, "replayed_lsn": row[0]}
+                "replayed_to_utc": row[2] or None, "replayed_lsn": row[0],
+                "replayed_to_m": _monotonic(row[2]) if row[2] else None}
 
     def _reform(self) -> dict[str, Any]:
         """Patroni on the restored member (it becomes leader), then the others (they clone from it)."""
@@ -366,6 +367,11 @@ def _wait(condition: Callable[[], bool], timeout: float, what: str) -> bool:
             return True
         time.sleep(0.5)
     return False
+
+
+def _monotonic(utc: str) -> float:
+    """An ISO UTC time ("...Z") on the monotonic clock (the history shows it as `<name>_t`, on the run clock)."""
+    return db.wall_to_monotonic(datetime.fromisoformat(utc.replace("Z", "+00:00")).timestamp())
 
 
 def _utc(wall: float) -> str:
