@@ -181,8 +181,8 @@ def write_evidence(result: Verification, reports_dir: Path, started: datetime, s
     return run_dir
 
 
-def run_verify_command(settings: Settings, repo: int, reports_dir: str | None, as_json: bool) -> int:
-    """`resilience backup verify`: against the running local stack; exit 0 pass, 1 fail (UserError: 2)."""
+def stack_sources(settings: Settings) -> Sources:
+    """The running local stack's repositories and its primary; UserError when there is none to verify against."""
     from .targets.local import LocalPlatform
     from .targets.local import backup_config as bc
     from .targets.local.scratch_pg import PG_BIN, run_as_postgres
@@ -207,9 +207,14 @@ def run_verify_command(settings: Settings, repo: int, reports_dir: str | None, a
         if out.returncode != 0:
             raise HarnessError(f"the query on the live primary {member.name} failed: {out.stdout.strip()[-300:]}")
         return out.stdout.strip()
+    return Sources(bc.repo_paths(stack), live_sql)
 
+
+def run_verify_command(settings: Settings, repo: int, reports_dir: str | None, as_json: bool) -> int:
+    """`resilience backup verify`: against the running local stack; exit 0 pass, 1 fail (UserError: 2)."""
+    sources = stack_sources(settings)
     started, t = datetime.now(timezone.utc), time.monotonic()
-    result = verify_backup(Sources(bc.repo_paths(stack), live_sql), repo)
+    result = verify_backup(sources, repo)
     seconds = time.monotonic() - t
     key = settings.evidence.signing_key
     run_dir = write_evidence(result, Path(reports_dir or settings.evidence.reports_dir), started, seconds,

@@ -97,12 +97,12 @@ def _print_status(data: dict[str, Any]) -> None:
         return
     print(f"target {data['target']}: {'healthy' if data['healthy'] else 'DEGRADED'}   "
           f"url {data['url']}   zones as {data['zone_mode']}")
-    print(f"{'component':<12} {'kind':<9} {'role':<13} {'zone':<8} {'pid':>7}  {'address':<21} healthy")
+    print(f"{'component':<19} {'kind':<12} {'role':<13} {'zone':<8} {'pid':>7}  {'address':<21} healthy")
     detail = data.get("detail", {})
     problems = detail.get("problems") or {}
     for c in data["components"]:
         why = f" ({problems[c['name']]})" if c["name"] in problems else ""
-        print(f"{c['name']:<12} {c['kind']:<9} {c['role']:<13} {c['zone'] or '-':<8} {c['pid'] or '-':>7}  "
+        print(f"{c['name']:<19} {c['kind']:<12} {c['role']:<13} {c['zone'] or '-':<8} {c['pid'] or '-':>7}  "
               f"{c['address']:<21} {'yes' if c['healthy'] else 'NO' + why}")
     if "ready_replicas" in detail:
         print(f"replicas ready {detail['ready_replicas']}/{detail['desired_replicas']}; "
@@ -277,10 +277,14 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_gameday(args: argparse.Namespace) -> int:
     from .gameday import gameday_verdict, run_gameday, suite_experiments, suite_guard, suites_file
+    from .gameday_verify import is_step, step_plan, step_runner
     settings = _settings(args)
     if args.dry_run:  # each experiment's plan, in order; the first one the run would refuse: exit 2
         for name in suite_experiments(args.suite, suites_file()):
             print(f"== {name}")
+            if is_step(name):  # a built-in step (backup-verify), not an experiment file
+                print(step_plan(name, args.target, settings))
+                continue
             dry_run(args, settings, name)
         return 0
     confirm(args.target, args.context, f"the game-day suite {args.suite}", args.yes)
@@ -290,12 +294,14 @@ def cmd_gameday(args: argparse.Namespace) -> int:
         return Path(run_experiment(name, args, settings).run_dir)
 
     guard = suite_guard(args.target, settings, profile=args.profile, context=args.context)  # skips, waits
-    report_dir = run_gameday(args.suite, run_one, reports_dir, settings, suites_file=suites_file(), guard=guard)
+    report_dir = run_gameday(args.suite, run_one, reports_dir, settings, suites_file=suites_file(), guard=guard,
+                             run_step=step_runner(settings, reports_dir, keep_up=args.keep_up))  # backup-verify
     final = gameday_verdict(report_dir)
     if args.json:
         print(json.dumps({"schema_version": 1, "suite": args.suite, "verdict": final,
                           "report_dir": str(report_dir)}, indent=2))
     else:
+        print((report_dir / "alert-coverage.md").read_text() if (report_dir / "alert-coverage.md").exists() else "")
         print(f"game-day {args.suite}: {final.upper()}; compliance report: {report_dir}/compliance.html "
               f"(and compliance.pdf, compliance.json)")
     return 0 if final == "pass" else 1
@@ -393,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print every experiment's plan (as `run --dry-run`), taking no step; exit 2 if the target "
                         "would refuse one")
     _add_run_options(p)
+    from .sweep import add_parser as add_sweep  # issue 21: `resilience sweep delay-database --from 0ms --to 500ms`
+    add_sweep(add, _add_run_options)
     p = add("backup", cmd_backup, "backup verify: restore the latest backup into a scratch instance, check it "
                                   "(pgbackrest verify, orders against the live primary), seal the result (exit 0/1/2)",
             target=False)

@@ -128,6 +128,9 @@ class AwsSettings:
     fis_duration_s: int = 900  # the longest a FIS fault lasts if the harness never stops it (1 min .. 12 h)
     gameday_cooldown_s: float = 60.0  # a game-day's pause between experiments, before waiting for `available`
     settle_timeout_s: float = 1800.0  # how long a game-day waits for RDS/ElastiCache to be available again
+    # restore_database: keep the restored DB cluster (resilience-<cluster>-restored) after the rollback points the
+    # app back at aws.rds_cluster (default: delete it)
+    keep_restored: bool = False
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,9 @@ class KubernetesSettings:
     load_generator: str = "local"
     load_image: str | None = None  # image of the in-cluster Locust pods; None: `image` (the same Dockerfile)
     load_start_timeout_s: float = 300.0  # in-cluster: pods Ready and the master answering (image pulls included)
+    # restore_database: keep the restored CloudNativePG Cluster (<cluster>-restored) after the rollback points the app
+    # back (default: delete it)
+    keep_restored: bool = False
 
     def fault_namespaces(self) -> tuple[str, ...]:
         return self.allowed_namespaces or (self.namespace,)

@@ -13,7 +13,7 @@ import json
 import threading
 from typing import Any, Callable
 
-from .history import CONTROLLER, INFO, PLATFORM, RECOVERY, History, Record
+from .history import ALERT, CONTROLLER, INFO, PLATFORM, RECOVERY, History, Record
 from .targets.base import PlatformEvent
 
 
@@ -43,7 +43,7 @@ def as_record(event: PlatformEvent, history: History) -> Record:
     """A platform event as a history record: controller/platform sources kept, others folded into platform."""
     if event.source == RECOVERY:  # a restore's steps (DR-SCHEMA.md): their status, and `*_m` times on the run clock
         return recovery_record(event, history)
-    known = event.source in (CONTROLLER, PLATFORM)
+    known = event.source in (CONTROLLER, PLATFORM, ALERT)
     detail: dict[str, Any] = dict(event.detail)
     return Record(history.at(event.monotonic), event.source if known else PLATFORM,
                   event.op if known else f"{event.source}:{event.op}", INFO, None, None, detail)

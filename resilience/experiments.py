@@ -39,8 +39,8 @@ EXTENSION_NAME = "resilience"
 PROFILES = ("full", "short")
 # the fields of our extension block; a profile may override any of them except the first two
 EXTENSION_FIELDS = ("name", "experiment", "hypothesis", "measures", "targets", "load", "durations",
-                    "stop_condition", "profiles")
-PROFILE_FIELDS = ("hypothesis", "measures", "targets", "load", "durations", "stop_condition")
+                    "stop_condition", "profiles", "alerts")
+PROFILE_FIELDS = ("hypothesis", "measures", "targets", "load", "durations", "stop_condition", "alerts")
 # an experiment's name names its run directory and ledger entries: no path separators, no leading dot
 EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ACTIVITY_TYPES = ("action", "probe")
@@ -75,6 +75,7 @@ class ExperimentSpec:
     stop_condition: StopCondition
     profile: str
     faults: tuple[FaultCall, ...] = field(default=())  # the method's faults, checked by the registry, in order
+    alerts: tuple[str, ...] | None = None  # the alerts the fault must raise (None: detection not measured)
 
     def fault_names(self) -> list[str]:
         return [call.fault for call in self.faults]
@@ -221,6 +222,7 @@ def parse(raw: Any, path: Path, profile: str = "full", *,
     if not 0 <= stop.availability_floor <= 1:
         raise UserError(f"{where}: extensions.resilience.stop_condition.availability_floor is a fraction 0..1.")
     faults = tuple(_faults(raw, where))
+    alerts = _alerts(ext.get("alerts"), where)
     if "autoscaling" in measures and not load_settings.stages:
         raise UserError(f"{where}: measuring autoscaling needs load stages (a baseline then a step), e.g. "
                         f"load.stages: '20s:10,40s:60,20s:10'.")
@@ -230,7 +232,19 @@ def parse(raw: Any, path: Path, profile: str = "full", *,
     return ExperimentSpec(name=name, path=path, raw=raw_with_profile, title=str(raw["title"]),
                           hypothesis=hypothesis.strip(), measures=tuple(measures), target_overrides=overrides,
                           load=load_settings, durations=durations, stop_condition=stop, profile=profile,
-                          faults=faults)
+                          faults=faults, alerts=alerts)
+
+
+def _alerts(value: Any, where: str) -> tuple[str, ...] | None:
+    """The expected alerts: names of rules in deploy/monitoring/alerts.yaml ([] = the fault must raise none)."""
+    if value is None:
+        return None
+    from .targets.local.alert_rules import RULES_PATH, load, windows
+    known = sorted(windows(load()))
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value) or set(value) - set(known):
+        raise UserError(f"{where}: extensions.resilience.alerts must be a list of alert names from {RULES_PATH} "
+                        f"({', '.join(known)}), or [] when the fault must raise none; got {value!r}.")
+    return tuple(value)
 
 
 def _faults(raw: dict[str, Any], where: str) -> list[FaultCall]:

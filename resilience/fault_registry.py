@@ -159,6 +159,15 @@ def _count_or_percent(arguments: dict[str, Any]) -> str | None:
     return None
 
 
+def _path() -> Argument:
+    return Argument("path", CHOICE, "the network path: api-database (the API replicas <-> PostgreSQL)",
+                    "api-database", choices=("api-database",))
+
+
+def _needs(name: str) -> Callable[[dict[str, Any]], str | None]:
+    return lambda arguments: None if arguments.get(name) is not None else f"give '{name}', e.g. {{{name}: 5}}."
+
+
 FAULTS: dict[str, FaultType] = {f.name: f for f in (
     FaultType("kill_replicas", "SIGKILL API replicas chosen at random; the platform must replace them", (
         Argument("count", INTEGER, "how many replicas to kill", None, 1, MAX_COUNT),
@@ -200,6 +209,17 @@ FAULTS: dict[str, FaultType] = {f.name: f for f in (
         Argument("to", CHOICE, "before-fault: to just before the fault's recorded time; latest: all archived WAL",
                  "before-fault", choices=("before-fault", "latest")),
         Argument("repo", INTEGER, "the backup repository: 1 in region, 2 the second region", 1, 1, 2))),
+    FaultType("delay_network", "add latency (with jitter) to every round trip on a network path", (
+        _path(), Argument("delay_ms", NUMBER, "milliseconds added to each round trip", 100.0, 0, 60_000,
+                          above_minimum=True),
+        Argument("jitter_ms", NUMBER, "+- this many milliseconds, uniform, around delay_ms", 0.0, 0, 60_000),
+        _hold(None))),
+    FaultType("drop_packets", "drop a share of the packets on a network path, each way", (
+        _path(), Argument("percent", NUMBER, "the share of packets dropped, in percent", None, 0, 100,
+                          above_minimum=True), _hold(None)), rule=_needs("percent")),
+    FaultType("blackhole_network", "a network path forwards nothing (silent drop: clients wait for their timeouts)",
+              (_path(), _hold(None))),
+    FaultType("reject_network", "every connection on a network path is reset (fails fast)", (_path(), _hold(None))),
 )}
 
 ROLLBACK_NONE = "none"  # a rollback step that undoes nothing: the platform heals by itself

@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = ["kill_replicas", "lose_zone", "fail_over_database", "stop_cache", "traffic_spike",
            "pause_replicas", "hold_replication", "rollback", "platform_serving",
-           "corrupt_orders", "lose_database", "lose_region", "restore_database"]
+           "corrupt_orders", "lose_database", "lose_region", "restore_database",
+           "delay_network", "drop_packets", "blackhole_network", "reject_network"]
 
 
 class FaultRun(Protocol):
@@ -157,6 +158,25 @@ def restore_database(to: str = "before-fault", repo: int = 1) -> dict[str, Any]:
     """The restore runbook as code: restore from backup repository `repo` (to just before the fault, or the
     latest point), re-form the cluster, and return once the API serves from it (steps in the history)."""
     return _fault("restore_database", {"to": to, "repo": repo}, None)
+def delay_network(path: str = "api-database", delay_ms: float = 100.0, jitter_ms: float = 0.0,
+                  hold_s: float | None = None) -> dict[str, Any]:
+    """Add `delay_ms` +- `jitter_ms` to every round trip on a network path (measured before it counts)."""
+    return _fault("delay_network", {"path": path, "delay_ms": delay_ms, "jitter_ms": jitter_ms}, hold_s)
+
+
+def drop_packets(path: str = "api-database", percent: float | None = None, hold_s: float | None = None) -> dict[str, Any]:
+    """Drop `percent` of the packets on a network path, each way."""
+    return _fault("drop_packets", {"path": path, "percent": percent}, hold_s)
+
+
+def blackhole_network(path: str = "api-database", hold_s: float | None = None) -> dict[str, Any]:
+    """A network path forwards nothing: connections hang until the clients' own timeouts."""
+    return _fault("blackhole_network", {"path": path}, hold_s)
+
+
+def reject_network(path: str = "api-database", hold_s: float | None = None) -> dict[str, Any]:
+    """Every connection on a network path is reset (TCP RST): clients fail fast."""
+    return _fault("reject_network", {"path": path}, hold_s)
 
 
 def traffic_spike(hold_s: float | None = None) -> dict[str, Any]:

@@ -4,6 +4,11 @@ Every experiment of the suite is reported — passed, failed, inconclusive or
 aborted, and even one whose run crashed the harness: a compliance report that
 silently dropped the runs that went wrong would be worse than none.
 
+A suite may also name a built-in step that is not an experiment file: `backup-verify`
+(gameday_verify.py) restores the latest backup into a scratch instance and checks it; it
+is recorded as a sealed run like the others, and skipped with the reason on a target
+that keeps no backups the harness can verify.
+
 A suite runs on one target, and asks it before each experiment (`SuiteGuard`): an
 experiment the target refuses (e.g. redis-outage on aws: ElastiCache has no full
 outage) is skipped with the target's reason, which the compliance report shows —
@@ -24,8 +29,10 @@ from typing import Callable
 from .config import Settings
 from .fault_registry import FaultCall
 from .errors import UserError
+from .gameday_verify import NO_STEP_RUNNER, is_step, step_refusal
 from .evidence import append_ledger, ledger_entry, new_run_dir, sign_manifest, write_manifest
 from .reports.compliance import GamedayEntry, build_compliance, write_compliance
+from .reports.alert_coverage import write_coverage
 
 DEFAULT_SUITES_FILE = Path("experiments") / "suites.yaml"
 
@@ -74,6 +81,8 @@ def validate_suites(path: Path) -> str:
     suites = load_suites(path)
     for name, members in suites.items():
         for experiment in members:
+            if is_step(experiment):
+                continue
             try:
                 resolve(experiment)
             except UserError as exc:
@@ -110,6 +119,8 @@ def suite_guard(target: str, settings: Settings, *, profile: str = "full", conte
         return list(catalogue.load(experiment, profile, policy=Policy.from_settings(settings)).faults)
 
     def refusal(experiment: str) -> str | None:
+        if is_step(experiment):
+            return step_refusal(experiment, target, settings)
         for call in faults(experiment):
             if FAULTS[call.fault].touches_target:
                 try:
@@ -122,14 +133,18 @@ def suite_guard(target: str, settings: Settings, *, profile: str = "full", conte
     from .targets.aws.pacing import AwsPacer
     from .targets.aws.services import AwsServices
     pacer = AwsPacer(AwsServices(settings))
-    return SuiteGuard(refusal, lambda experiment: pacer.before(experiment, faults(experiment)))
+    return SuiteGuard(refusal, lambda experiment: None if is_step(experiment) else
+                      pacer.before(experiment, faults(experiment)))
 
 
 def run_gameday(suite: str, run_one: Callable[[str], Path], reports_dir: Path, settings: Settings,
                 suites_file: Path = DEFAULT_SUITES_FILE, now: Callable[[], datetime] | None = None,
-                guard: SuiteGuard = SuiteGuard()) -> Path:
+                guard: SuiteGuard = SuiteGuard(), run_step: Callable[[str], Path] | None = None) -> Path:
     """Run each experiment of `suite` via run_one(name) -> run directory; write the compliance report.
 
+    A built-in step (`backup-verify`) runs via run_step(name) -> run directory instead (the CLI passes
+    gameday_verify.step_runner); without a run_step it is skipped, saying so: a library caller never
+    starts a stack by surprise.
     An experiment `guard` gives a reason for is skipped (the reason in the report). A run_one
     that raises is recorded as an aborted experiment (with the error) and the game-day goes on.
     On Ctrl-C the report is still written, with the experiments not yet run marked as such,
@@ -142,11 +157,13 @@ def run_gameday(suite: str, run_one: Callable[[str], Path], reports_dir: Path, s
     interrupted: BaseException | None = None
     for index, experiment in enumerate(experiments):
         try:
-            skip = guard.refusal(experiment) or guard.before(experiment)
+            skip = guard.refusal(experiment) or guard.before(experiment) or \
+                (NO_STEP_RUNNER if is_step(experiment) and run_step is None else None)
             if skip:
                 entries.append(GamedayEntry(experiment, None, skipped=skip))
                 continue
-            entries.append(GamedayEntry(experiment, Path(run_one(experiment))))
+            runner = run_step if run_step is not None and is_step(experiment) else run_one
+            entries.append(GamedayEntry(experiment, Path(runner(experiment))))
         except KeyboardInterrupt as exc:
             interrupted = exc
             entries += [GamedayEntry(e, None, "game-day interrupted (Ctrl-C) before this experiment finished")
@@ -166,6 +183,7 @@ def write_gameday_report(suite: str, entries: list[GamedayEntry], reports_dir: P
     report_dir = new_run_dir(Path(reports_dir), f"gameday-{suite}", now)
     model = build_compliance(entries, settings, suite, report_dir.name, now, Path(reports_dir))
     write_compliance(report_dir, model)
+    write_coverage(report_dir, [(e.experiment, e.run_dir) for e in entries])  # which alert caught which fault
     digest = write_manifest(report_dir)
     if settings.evidence.signing_key:
         sign_manifest(report_dir, Path(settings.evidence.signing_key))

@@ -52,7 +52,8 @@ CONTROLLER = "controller"  # replica controller / autoscaler decisions and readi
 PLATFORM = "platform"  # platform events: failovers, component up/down
 PHASE = "phase"  # phase boundaries: op is the phase that starts ("steady", "fault", "recovery", "end")
 CHECK = "check"  # post-run checks, e.g. op "readback" of one acknowledged order
-RECOVERY = "recovery"  # a restore runbook's steps (issue 19, /work/wt/DR-SCHEMA.md): target, restore-start, ..., serving
+RECOVERY = "recovery"  # a restore runbook's steps (issue 19): target, restore-start, ..., serving
+ALERT = "alert"  # monitoring: op pending/rule-firing/firing/resolved (Alertmanager), watching, unreachable, expected
 
 
 @dataclass(frozen=True, slots=True)

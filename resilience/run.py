@@ -38,7 +38,7 @@ from .atomic import write_json_atomic
 from .fault_registry import fault_call
 from .effect_watch import EffectWatch
 from .event_feed import EventFeed
-from .history import CONTROLLER, FAIL, FAULT, INFO, LOAD, OK, PARTIAL, PHASE, PLATFORM, PROBE, History
+from .history import ALERT, CONTROLLER, FAIL, FAULT, INFO, LOAD, OK, PARTIAL, PHASE, PLATFORM, PROBE, History
 from .load.process import load_summary
 from .monitor import Monitor
 from .progress import Progress
@@ -135,7 +135,9 @@ class Run:
             raise HarnessError(f"the platform is not healthy before the experiment ({'; '.join(bad)}); "
                                f"see `resilience status`, or rebuild it with `resilience down` and `resilience up`.")
         self.history.add(PLATFORM, "stack", INFO, detail=status.to_json())
-        self.target.start_observing()  # watches (cloud) record what the platform does from here on
+        self.target.start_observing()  # watches (cloud), alerts (local) record what the platform does from here on
+        if self.spec.alerts is not None:  # what checkers/detection.py judges the alerts against
+            self.history.add(ALERT, "expected", INFO, detail={"alerts": list(self.spec.alerts)})
         ready = self.target.ready_replicas()  # the replica count the run starts from (events only carry changes)
         self.history.add(CONTROLLER, "replicas", INFO,
                          detail={"ready": ready, "desired": status.detail.get("desired_replicas", ready)})

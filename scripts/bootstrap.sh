@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(postgresql-15 redis-server redis-sentinel haproxy patroni etcd-server etcd-client pgbackrest
               iproute2 nftables procps python3 python3-venv python3-dev gcc chromium fonts-dejavu-core
-              poppler-utils)
+              poppler-utils
+              prometheus prometheus-alertmanager prometheus-postgres-exporter prometheus-redis-exporter)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

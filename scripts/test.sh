@@ -24,7 +24,7 @@ cores=$(nproc)
 workers=${RESILIENCE_TEST_WORKERS:-$(( cores > 1 ? cores - 1 : 1 ))}
 others_log=$(mktemp -t resilience-tests.XXXXXX.log)
 # In its own session (setsid): a Ctrl-C here stops it through the trap below, with everything it started.
-setsid nice -n 10 "${PYTEST[@]}" -n "$workers" --dist loadfile -m "not stack and not serial" tests >"$others_log" 2>&1 &
+setsid nice -n 10 "${PYTEST[@]}" --durations=15 -n "$workers" --dist loadfile -m "not stack and not serial" tests >"$others_log" 2>&1 &
 others=$!
 trap 'kill -TERM -- "-$others" 2>/dev/null || true; exit 130' INT TERM
 echo "test.sh: unit, fake-cloud and integration tests running on $workers worker(s) (shown when they end);" \
@@ -32,7 +32,7 @@ echo "test.sh: unit, fake-cloud and integration tests running on $workers worker
 stack_log=$(mktemp -t resilience-stack-tests.XXXXXX.log)
 trap 'kill -TERM -- "-$others" 2>/dev/null || true; rm -f "$others_log" "$stack_log"' EXIT
 stack_rc=0
-"${PYTEST[@]}" -m "stack or serial" tests 2>&1 | tee "$stack_log" || stack_rc=$?  # pipefail: pytest's code
+"${PYTEST[@]}" --durations=30 -m "stack or serial" tests 2>&1 | tee "$stack_log" || stack_rc=$?  # pipefail: pytest's code
 others_rc=0
 wait "$others" || others_rc=$?
 echo

@@ -16,8 +16,8 @@ from typing import Iterable, Sequence
 
 from ..config import Targets
 from ..errors import UserError
-from ..history import Record
-from . import autoscaling, availability, durability, latency, recovery
+from ..history import RECOVERY, Record
+from . import autoscaling, availability, detection, durability, failover_phases, latency, recovery, restore
 from .autoscaling import AutoscalingResult, autoscaling_latency
 from .availability import RequestCounts, count_requests
 from .durability import DurabilityResult, data_loss
@@ -28,7 +28,7 @@ from .recovery import RecoveryResult, recovery_time
 from .windows import (EFFECT_OP, cut_short, fault_time, from_effect, load_requests, loss_time, overall_window,
                       phase_windows, recovery_not_before, unjudgeable)
 
-MEASURES = ("availability", "p99", "rto", "rpo", "autoscaling")
+MEASURES = ("availability", "p99", "rto", "rpo", "autoscaling", "restore")
 
 __all__ = [
     "MEASURES", "AutoscalingResult", "DurabilityResult", "LatencySummary", "Measurement", "RecoveryResult",
@@ -45,7 +45,11 @@ def compute(records: Iterable[Record], *, fault_t: float | None = None, targets:
     `measures` is a subset of MEASURES. `fault_t` overrides the fault time found
     in the history (first fault/inject record, else the fault phase start);
     `step_t` overrides the load step found from load/users records.
-    Measurements come back in a fixed order: availability, p99, rto, rpo, autoscaling.
+    Measurements come back in a fixed order: availability, p99, rto, rpo, autoscaling, restore.
+    `restore` (recovery from backup) measures its own rpo_s and lost_writes against the recovery
+    target, so with it the failover `rpo` is not measured a second time; `rpo` on a history with
+    `recovery` records (a restore was part of the run) is measured as `restore`: a point-in-time
+    restore gives orders up by design, which the failover rule would count as lost.
     """
     unknown = [m for m in measures if m not in MEASURES]
     if unknown:
@@ -76,13 +80,25 @@ def compute(records: Iterable[Record], *, fault_t: float | None = None, targets:
                             success_ratio=targets.rto_success_ratio, cut_short=cut_short(ordered),
                             not_before=recovery_not_before(ordered))
         result.append(recovery.measurement(rto, target_s=targets.rto_s, from_effect=timed_by_effect))
-    if "rpo" in measures:
+    if "rpo" in measures and any(r.source == RECOVERY for r in ordered):
+        measures = [m for m in measures if m != "rpo"] + ([] if "restore" in measures else ["restore"])
+    if "rpo" in measures and "restore" not in measures:
         loss = data_loss(ordered, fault_t=loss_time(ordered) if fault_t_given is None else fault_t_given)
         result += durability.measurements(loss, rpo_target_s=targets.rpo_s,
                                           lost_writes_target=targets.lost_writes)
     if "autoscaling" in measures:
         scaling = autoscaling_latency(ordered, step_t=step_t)
         result += autoscaling.measurements(scaling, target_s=targets.autoscale_s)
+    if "restore" in measures:
+        result += restore.measurements(ordered, rpo_target_s=targets.rpo_s, lost_writes_target=targets.lost_writes,
+                                       disaster_t=fault_t_given)
+    if detection.expected_alerts(ordered) is not None:  # the experiment named its alerts
+        rto_for_alerts = recovery_time(requests, fault_t=fault_t, hold_s=targets.rto_hold_s,
+                                       success_ratio=targets.rto_success_ratio, cut_short=cut_short(ordered),
+                                       not_before=recovery_not_before(ordered))
+        recovered = rto_for_alerts.recovered_t if rto_for_alerts.rto_s not in (None, float("inf")) else None
+        result += detection.measurements(detection.detect(ordered, fault_t=fault_t, recovered_t=recovered))
+    result += failover_phases.measurements(ordered)  # local runs with a failover: RTO taken apart (reported)
     if not_judged:  # the fault did not (or not knowingly) run its course: nothing under it can be judged
         result = [m if m.phase == "steady" else m.untrusted(not_judged) for m in result]
     return with_clock_uncertainty(result, float(generator.clock.get("uncertainty_s") or 0.0))

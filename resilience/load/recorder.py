@@ -136,12 +136,21 @@ class Recorder:
 
 
 def _acknowledged_order(response: Any, status_code: int) -> tuple[str, dict[str, Any]]:
-    """An ok POST /orders is an acknowledged write only if the answer names the order."""
+    """An ok POST /orders is an acknowledged write only if the answer names the order.
+
+    What was acknowledged (items, total in paise) is kept too when the answer has it, so the read-back
+    after a restore can check the order came back as it was, not only that it exists.
+    """
     try:
         body = response.json()
-        return OK, {"order_id": body["order_id"], "seq": body["seq"]}
+        detail = {"order_id": body["order_id"], "seq": body["seq"]}
     except (ValueError, LookupError, TypeError):  # not JSON, no such field, not an object: the same failure
         return FAIL, {"code": status_code, "error": "2xx without order_id and seq"}
+    if isinstance(body.get("items"), list):
+        detail["items"] = body["items"]
+    if isinstance(body.get("total"), (int, float)) and not isinstance(body["total"], bool):
+        detail["total_paise"] = round(body["total"] * 100)  # the platform answers rupees with 2 decimals
+    return OK, detail
 
 
 def write_status(path: Path, status: dict[str, Any]) -> None:

@@ -312,12 +312,14 @@ class Database:
         return None if row is None else Order.from_record(row)
 
     async def lookup(self, keys: list[str]) -> dict[str, dict[str, Any]]:
-        """{key: {"order_id", "seq", "created_at"}} for the keys that exist."""
+        """{key: {"order_id", "seq", "created_at", "items", "total_paise"}} for the keys that exist (the
+        content too, so a read-back after a restore can check each order came back as acknowledged)."""
         rows = await self._run(lambda c: c.fetch(
-            "SELECT idempotency_key, order_id, seq, created_at FROM orders WHERE idempotency_key = ANY($1::text[])",
-            keys))
+            "SELECT idempotency_key, order_id, seq, created_at, items::text AS items, total_paise FROM orders "
+            "WHERE idempotency_key = ANY($1::text[])", keys))
         return {r["idempotency_key"]: {"order_id": str(r["order_id"]), "seq": r["seq"],
-                                       "created_at": r["created_at"].isoformat()} for r in rows}
+                                       "created_at": r["created_at"].isoformat(), "items": json.loads(r["items"]),
+                                       "total_paise": r["total_paise"]} for r in rows}
 
     async def record_payment(self, order_id: uuid.UUID, amount_paise: int, method: str) -> tuple[Payment, bool] | None:
         """One payment per order; returns (payment, created), or None when the order does not exist."""

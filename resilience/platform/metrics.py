@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any, Awaitable, Callable, MutableMapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -45,6 +45,10 @@ class Metrics:
                            ["replica", "zone"], registry=self.registry)
         self.orders = Counter("rsl_orders_total", "Orders by outcome: created, replayed",
                               ["replica", "zone", "outcome"], registry=self.registry)
+        # process_start_time_seconds (crash-looping) and process_resident_memory_bytes (high memory) alerts
+        ProcessCollector(registry=self.registry)
+        Gauge("rsl_memory_limit_bytes", "The memory this replica may use: its cgroup's limit, else the host's",
+              ["replica", "zone"], registry=self.registry).labels(**self._where).set(memory_limit_bytes())
 
     def db_failure(self, operation: str) -> None:
         self.db_failures.labels(operation=operation, **self._where).inc()
@@ -67,6 +71,24 @@ class Metrics:
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route=route, method=method, status=str(status), **self._where).inc()
         self.latency.labels(route=route, method=method, **self._where).observe(seconds)
+
+
+def memory_limit_bytes() -> float:
+    """The cgroup's memory limit (v2, then v1) when set below the host's memory, else the host's memory."""
+    try:
+        with open("/proc/meminfo") as f:
+            host = float(f.readline().split()[1]) * 1024  # MemTotal: ... kB
+    except (OSError, IndexError, ValueError):
+        host = float("nan")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                limit = float(f.read().strip())
+        except (OSError, ValueError):  # absent, or "max"
+            continue
+        if limit < host:
+            return limit
+    return host
 
 
 def route_template(scope: Scope) -> str:

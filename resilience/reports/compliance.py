@@ -26,6 +26,7 @@ from ..checkers.measurement import status_label
 from ..config import Settings
 from ..evidence import LEDGER, verify_ledger
 from ..fault_registry import FAULTS
+from .compliance_dr import DR_COVERAGE, backup_and_dr
 from .compliance_render import write_compliance_html, write_compliance_pdf
 from .run import RunView, fmt_number, fmt_target, load_run, measurement_label
 
@@ -137,6 +138,7 @@ COVERAGE: dict[str, list[tuple[str, str]]] = {
         ("GDPR Art. 32(1)(d)", "a regular, recorded test of a technical measure's effectiveness"),
         ("DPDP Rules 2025 Rule 6(1)", "continued processing under peak load (clause (d))"),
     ],
+    **DR_COVERAGE,  # recovery from backup and backup verification: compliance_dr.py
 }
 
 # a run's fault (its capability: the registry's name) -> the experiment kind it is evidence for, as the registry says
@@ -431,6 +433,7 @@ def build_compliance(entries: list[GamedayEntry], settings: Settings, suite: str
         "findings": found,
         "ledger": ledger,
         "coverage": coverage_matrix(sections),
+        "backup_and_dr": backup_and_dr(e.run_dir for e in entries if e.skipped is None),
         "sign_off": [{"role": role, "name": "", "date": "", "signature": ""} for role in ("Reviewer", "Approver")],
     }
 

@@ -112,6 +112,7 @@ def compliance_story(m: dict[str, Any]) -> list[Flowable]:
                            [1.2 * cm, 1.7 * cm, 2.4 * cm, 5.2 * cm, PAGE_WIDTH - 10.5 * cm], sheet))
     else:
         story.append(para("No findings: every measurement met its target.", body))
+    story += _backup_and_dr(m.get("backup_and_dr"), sheet)
     story += _matrix(m, sheet, scope)
     story += [KeepTogether([para("8. Sign-off", h2),
               table([["role", "name", "date", "signature"]] + [[s["role"], "", "", ""] for s in m["sign_off"]],
@@ -121,6 +122,27 @@ def compliance_story(m: dict[str, Any]) -> list[Flowable]:
               Spacer(1, 4),
               para("This report's directory carries its own MANIFEST.sha256; each run it cites is identified above "
                    "by the SHA-256 of that run's manifest. Check any of them with `resilience verify DIR`.", small)])]
+    return story
+
+
+def _backup_and_dr(dr: dict[str, Any] | None, sheet: Any) -> list[Flowable]:
+    """Which runs restored from backup or verified a backup (compliance_dr.py), and the plain statement."""
+    if not dr:
+        return []
+    story: list[Flowable] = [para("6a. Backup and disaster recovery (SOC 2 A1.3, ISO/IEC 27001 A.8.13, "
+                                  "GDPR Art. 32(1)(c)-(d))", sheet["Heading2"]), para(dr["statement"], sheet["Normal"])]
+    if dr["restore_runs"]:
+        story.append(table([["run restored from backup", "verdict", "backup set", "ack / restored / lost / given up",
+                             "RPO (s)"]] +
+                           [[f"{r['experiment']} {r['run_dir']}" + (f" ({r['reason']})" if r["reason"] else ""),
+                             str(r["verdict"]).upper(), f"{r['backup_label'] or '—'} repo{r['repo']}",
+                             f"{r['acknowledged']} / {r['kept']} / {r['lost']} / {r['given_up']}",
+                             "not measured" if r["rpo_s"] is None else str(r["rpo_s"])] for r in dr["restore_runs"]],
+                           [5 * cm, 1.8 * cm, 4 * cm, 3.6 * cm, PAGE_WIDTH - 14.4 * cm], sheet))
+    if dr["verify_runs"]:
+        story.append(table([["backup verification", "verdict", "backup set", "checks"]] +
+                           [[v["run_dir"], str(v["verdict"]).upper(), v["backup_label"] or "—", "; ".join(v["checks"])]
+                            for v in dr["verify_runs"]], [5 * cm, 1.8 * cm, 3.5 * cm, PAGE_WIDTH - 10.3 * cm], sheet))
     return story
 
 

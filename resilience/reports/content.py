@@ -59,12 +59,16 @@ def event_rows(run: RunView, limit: int = EVENT_ROW_LIMIT) -> tuple[list[EventRo
     rows: list[EventRow] = []
     notes: list[str] = []
     readbacks: Counter[str] = Counter()
+    unacked: Counter[str] = Counter()
     last_replicas: tuple[Any, Any] | None = None
     skipped_replicas = 0
     events = run.events()
     for r in events:
         if r.source == CHECK and r.op == "readback":
             readbacks[r.status] += 1
+            continue
+        if r.source == CHECK and r.op == "readback-sent":  # orders sent without an acknowledgement, looked up
+            unacked[r.status] += 1
             continue
         if r.source == CONTROLLER and r.op == "replicas":
             reading = ((r.detail or {}).get("ready"), (r.detail or {}).get("desired"))
@@ -77,6 +81,10 @@ def event_rows(run: RunView, limit: int = EVENT_ROW_LIMIT) -> tuple[list[EventRo
         notes.append("read-back checks of acknowledged orders: " +
                      ", ".join(f"{count} {status}" for status, count in sorted(readbacks.items())) +
                      " (ok = found, fail = missing, unknown = could not read); each is in history.jsonl")
+    if unacked:
+        notes.append("look-ups of orders sent without an acknowledgement: " +
+                     ", ".join(f"{count} {status}" for status, count in sorted(unacked.items())) +
+                     " (ok = present although never acknowledged, fail = absent); each is in history.jsonl")
     if skipped_replicas:
         notes.append(f"{skipped_replicas} replica readings equal to the previous one are not listed")
     if len(rows) > limit:

@@ -11,6 +11,7 @@ import jinja2
 from .. import __version__
 from . import content
 from .plots import figure_svg, timeline_plots
+from .recovery import recovery_plot, recovery_section
 from .run import STATUS_COLOURS, VERDICT_COLOURS, RunView, detail_text, manifest_note
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -25,6 +26,7 @@ def environment() -> jinja2.Environment:
 def render_html(run: RunView) -> str:
     plots = [{"title": p.title, "caption": p.caption, "svg": figure_svg(p.figure)} for p in timeline_plots(run)]
     events, notes = content.event_rows(run)
+    recovery = recovery_section(run)
     context: dict[str, Any] = {
         "run": run,
         "verdict_word": run.verdict_word,
@@ -33,6 +35,8 @@ def render_html(run: RunView) -> str:
         "counts": content.summary_counts(run),
         "rows": content.measurement_rows(run),
         "plots": plots,
+        "recovery": recovery,
+        "recovery_svg": figure_svg(recovery_plot(run, recovery).figure) if recovery else None,
         "events": events,
         "event_notes": notes,
         "metadata": content.metadata_rows(run),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .content import measurement_rows, summary_counts
+from .recovery import markdown_lines, recovery_section
 from .run import RunView
 
 ICONS = {"pass": "✅", "fail": "❌", "inconclusive": "⚠️", "aborted": "⛔"}
@@ -38,6 +39,9 @@ def render_markdown(run: RunView) -> str:
         lines.append("")
     else:
         lines += ["No measurements were made.", ""]
+    recovery = recovery_section(run)
+    if recovery is not None:
+        lines += [_cell(line) if line.startswith("- ") else line for line in markdown_lines(recovery)]
     lines.append(f"{counts['met']} met · {counts['breached']} breached · {counts['inconclusive']} inconclusive · "
                  f"{counts['reported']} reported only · run `{run.run_dir.name}` · "
                  f"started {run.result.started_at or '—'} · full report: "

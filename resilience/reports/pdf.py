@@ -26,6 +26,7 @@ from reportlab.platypus import (Flowable, Image, KeepTogether, PageBreak, Paragr
 from .. import __version__
 from . import content
 from .plots import figure_png, timeline_plots
+from .recovery import recovery_plot, recovery_section
 from .run import STATUS_COLOURS, VERDICT_COLOURS, RunView, manifest_note
 
 FONT = "DejaVuSans"
@@ -169,6 +170,7 @@ def run_story(run: RunView) -> list[Flowable]:
     for p in plots:
         story.append(KeepTogether([png(figure_png(p.figure)), para(f"{p.title}. {p.caption}", small), Spacer(1, 6)]))
 
+    story += _recovery_story(run, sheet)
     story += [PageBreak(), para("How each measurement is defined", h2)]
     for r in rows:
         story.append(para(f"{r.name}: {r.definition}", body))
@@ -191,6 +193,26 @@ def run_story(run: RunView) -> list[Flowable]:
     settings = [para("Resolved settings (settings.json)", h2), Preformatted(content.settings_text(run), sheet["CellMono"])]
     story += [KeepTogether(settings)] if content.settings_text(run).count("\n") < 80 else settings
     return story
+
+
+def _recovery_story(run: RunView, sheet: StyleSheet1) -> list[Flowable]:
+    """The recovery-from-backup section (reports/recovery.py); nothing for a run without a restore."""
+    section = recovery_section(run)
+    if section is None:
+        return []
+    story: list[Flowable] = [para("Recovery from backup", sheet["Heading2"]),
+                             table(section.facts, [4.5 * cm, PAGE_WIDTH - 4.5 * cm], sheet, header=False)]
+    if section.phases:
+        story += [Spacer(1, 3), table([["phase", "from t (s)", "to t (s)", "seconds", "started (UTC)"]] +
+                                      [[p["name"], p["start"], p["end"], p["seconds"], p["utc"]] for p in section.phases],
+                                      [2.6 * cm, 2.2 * cm, 2.2 * cm, 2 * cm, PAGE_WIDTH - 9 * cm], sheet)]
+    if section.counts:
+        story += [Spacer(1, 3), table([["acknowledged orders after recovery", "count"]] +
+                                      [[label, str(count)] for label, count in section.counts],
+                                      [8 * cm, 3 * cm], sheet)]
+    plot = recovery_plot(run, section)
+    return story + [KeepTogether([png(figure_png(plot.figure)), para(f"{plot.title}. {plot.caption}", sheet["Small"]),
+                                  Spacer(1, 6)])]
 
 
 def write_pdf(run: RunView, path: Path) -> Path:

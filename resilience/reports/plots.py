@@ -20,7 +20,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ..checkers.latency import percentile  # the checkers' nearest rank: plots and verdicts agree
-from ..history import CONTROLLER, LOAD, PLATFORM, Record  # noqa: E402
+from ..history import ALERT, CONTROLLER, LOAD, PLATFORM, Record  # noqa: E402
 from .run import RunView  # noqa: E402
 
 REQUEST_STATUSES = ("ok", "fail", "unknown")
@@ -96,7 +96,8 @@ class Marker:
 
 
 def markers(run: RunView) -> list[Marker]:
-    """Vertical lines: fault start, recovery (fault + RTO, when finite), failovers, heals, supervisor errors."""
+    """Vertical lines: fault start, recovery (fault + RTO, when finite), failovers, heals, alert notifications,
+    supervisor errors."""
     found: list[Marker] = []
     injected = run.fault.get("injected_t")
     if isinstance(injected, (int, float)):
@@ -112,6 +113,9 @@ def markers(run: RunView) -> list[Marker]:
             found.append(Marker(r.t, f"failover: {what}" + (f" → {new}" if new else ""), "#8250df", ":"))
         elif r.source == PLATFORM and r.op in ("heal", "heal_failed"):
             found.append(Marker(r.t, _heal_label(r.op, r.detail or {}), "#0969da" if r.op == "heal" else "#cf222e", ":"))
+        elif r.source == ALERT and r.op in ("firing", "resolved"):  # Alertmanager's notifications (docs/alerts.md)
+            name = (r.detail or {}).get("alert", "?")
+            found.append(Marker(r.t, f"alert {name} {r.op}", "#bc4c00" if r.op == "firing" else "#57606a", "-."))
         elif r.source == PLATFORM and r.op == "loop_error":  # a step of the stack supervisor's loops raised
             detail = r.detail or {}
             found.append(Marker(r.t, f"supervisor error ({detail.get('loop', '?')}): {detail.get('error', '?')}",

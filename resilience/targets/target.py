@@ -56,7 +56,10 @@ COMPOSITIONS: dict[str, Composition] = {c.name: c for c in (
                 faults={"fail_over_database": ("aws",), "stop_cache": ("aws",),
                         # a lost zone: its app pods evicted and nodes cordoned, then the RDS writer and the
                         # ElastiCache primary failed over when they are there (and its subnets cut, if allowed)
-                        "lose_zone": ("kubernetes", "aws")},
+                        "lose_zone": ("kubernetes", "aws"),
+                        # issue 19: the database is RDS (restore_database: a point-in-time restore, the app swapped)
+                        "corrupt_orders": ("aws",), "lose_database": ("aws",), "lose_region": ("aws",),
+                        "restore_database": ("aws",)},
                 needs_context=True),
 )}
 

@@ -8,7 +8,7 @@ use, with the JSON shapes and status codes of `resilience/platform/app.py`:
     POST /orders                        201 order (200 for a replayed idempotency key), 422 on bad input
     GET  /orders/{id}                   200 order, 404
     GET  /orders/by-key/{key}           200 order, 404
-    POST /orders/lookup {keys}          200 {found: {key: {order_id, seq, created_at}}, missing: [...]}
+    POST /orders/lookup {keys}          200 {found: {key: {order_id, seq, created_at, items, total_paise}}, missing: [...]}
     POST /payments                      201 payment (200 for a second payment of an order), 404, 422
     GET  /health/live, /health/ready    200
 
@@ -214,7 +214,8 @@ class FakeAppService(ServedFake):
             raise Reply(422, {"detail": f"keys must be a list of at most {MAX_LOOKUP_KEYS} strings"})
         keys = list(dict.fromkeys(keys))
         with self.lock:
-            found = {k: {"order_id": o["order_id"], "seq": o["seq"], "created_at": o["created_at"]}
+            found = {k: {"order_id": o["order_id"], "seq": o["seq"], "created_at": o["created_at"],
+                         "items": o["items"], "total_paise": round(o["total"] * 100)}
                      for k in keys if (o := self.by_key.get(k)) is not None}
         return 200, {"found": found, "missing": [k for k in keys if k not in found]}
 

@@ -59,6 +59,7 @@ from typing import Any, Callable
 
 from .aws_fis import FakeFis, install as install_fis
 from .aws_refusals import Refusals
+from .aws_restore import RdsRestores, install as install_restores
 from .clock import FakeClock
 from .serving import ServedFake
 
@@ -137,7 +138,8 @@ class FakeAws(ServedFake):
 
     def __init__(self, *, time_scale: float = 0.01, manual_clock: bool = False, rds_failover_s: float = 35.0,
                  cache_promote_s: float = 30.0, cache_recover_s: float = 90.0, test_failover_limit: int = 15,
-                 rds_outage_after_s: float = 5.0, cache_outage_after_s: float = 5.0) -> None:
+                 rds_outage_after_s: float = 5.0, cache_outage_after_s: float = 5.0, rds_restore_s: float = 600.0,
+                 rds_instance_create_s: float = 420.0, rds_restorable_lag_s: float = 300.0) -> None:
         super().__init__()
         _install()
         self.clock = FakeClock(time_scale=time_scale, manual=manual_clock)
@@ -155,6 +157,9 @@ class FakeAws(ServedFake):
         self.refusals = Refusals()  # errors to answer instead, and every request counted (aws_refusals.py)
         self.fis = FakeFis(self.clock, lambda: self.url)  # FIS experiments that act (aws_fis.py)
         install_fis(_active)
+        # point-in-time restores that take minutes and refuse what RDS refuses (aws_restore.py)
+        self.restores = RdsRestores(self, restore_s=rds_restore_s, instance_create_s=rds_instance_create_s,
+                                    restorable_lag_s=rds_restorable_lag_s)
 
     # -- lifecycle (start / stop / url / with / advance: ServedFake)
     def _make_server(self) -> Any:
@@ -417,4 +422,5 @@ def _install() -> None:
         ElastiCacheResponse.create_replication_group = create_replication_group  # type: ignore[method-assign]
         setattr(ElastiCacheResponse, "test_failover", test_failover)
         setattr(ElastiCacheResponse, "describe_events", cache_describe_events)
+        install_restores(_active)
         _INSTALLED = True

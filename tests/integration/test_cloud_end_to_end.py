@@ -53,7 +53,8 @@ from tests.fakes.kube.testing import deployment  # noqa: E402
 from tests.fakes.kube_api import FakeKubeApi  # noqa: E402
 
 CATALOGUE = ("pod-kill", "zone-failure", "db-failover", "redis-failover", "redis-outage", "traffic-spike")
-RECOVERY = ("data-corruption", "database-loss", "region-failure")  # issue 19: local only until dr-cloud's restores
+LOCAL_ONLY = ("slow-database",)  # issue 21: network faults on the local stack only, so far
+RECOVERY = ("data-corruption", "database-loss", "region-failure")  # issue 19: not in these cloud runs (yet)
 TARGETS = ("kubernetes", "aws")
 CONTEXT = "fake-eks"
 NAMESPACE = "school-meals"
@@ -128,7 +129,7 @@ def short_copy(name: str, folder: Path) -> Path:
 def test_the_catalogue_is_what_these_tests_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list"]) == 0
     listed = {line.split()[0] for line in capsys.readouterr().out.splitlines()[1:] if line.strip()}
-    assert listed == set(CATALOGUE) | set(RECOVERY)
+    assert listed == set(CATALOGUE) | set(LOCAL_ONLY) | set(RECOVERY)
 
 
 def test_short_copies_keep_the_catalogue_but_take_seconds(tmp_path: Path) -> None:
@@ -175,7 +176,8 @@ def test_the_fake_app_serves_while_the_fake_cluster_has_a_ready_api_pod() -> Non
         assert http.get(f"/orders/{order_id}").json()["idempotency_key"] == "k-1"
         assert http.get("/orders/by-key/k-1").json()["order_id"] == order_id
         assert http.post("/orders/lookup", json={"keys": ["k-1", "k-2"]}).json() == {
-            "found": {"k-1": {"order_id": order_id, "seq": 1, "created_at": placed.json()["created_at"]}},
+            "found": {"k-1": {"order_id": order_id, "seq": 1, "created_at": placed.json()["created_at"],
+                              "items": placed.json()["items"], "total_paise": round(placed.json()["total"] * 100)}},
             "missing": ["k-2"]}
         assert http.post("/payments", json={"order_id": order_id, "amount": 1, "method": "upi"}).status_code == 201
         assert http.post("/orders", json={**order, "idempotency_key": "k-3", "items": [{"item_id": 999, "qty": 1}]}
@@ -542,7 +544,9 @@ def test_an_aws_failover_is_timed_from_its_outage_not_from_the_call(
         print(f"\nFIGURES {experiment} on aws: RTO timed from the request (before) {before.value} s; from the effect "
               f"(now) {rto['value']} s; effect t={effect.t - inject.t:.2f} s after the request, seen at "
               f"{detail['seen_t'] - inject.t:.2f} s")
-    assert before.value == 0.0  # what the run said before: a healthy hold window before the outage began
+    # what the run said before: the hold window before the outage began was healthy, so the RTO came out as the
+    # wait for the first answer after the call (0 s, or under a second when the busy machine's load had a gap)
+    assert before.value is not None and before.value < 1.0, before
     assert isinstance(rto["value"], float) and rto["value"] >= 2.5, (rto, why_not_pass(result))
     checked, check_out, _ = _cli(capsys, "check", str(run_dir))
     assert checked == code and "same measurements and verdict as stored" in check_out, check_out

@@ -231,7 +231,8 @@ def test_orders_are_acknowledged_once_with_increasing_seq(stack: Stack) -> None:
 
     lookup = stack.client.post("/orders/lookup", json={"keys": [key, "never-used"]}).json()
     assert lookup["found"][key] == {"order_id": order["order_id"], "seq": order["seq"],
-                                    "created_at": order["created_at"]}
+                                    "created_at": order["created_at"], "items": order["items"],
+                                    "total_paise": round(order["total"] * 100)}
     assert lookup["missing"] == ["never-used"]
     assert stack.client.post("/orders/lookup", json={"keys": ["x"] * 5001}).status_code == 422
 

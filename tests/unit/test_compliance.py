@@ -15,8 +15,10 @@ from resilience import evidence
 from resilience.config import EvidenceSettings, Settings
 from resilience.errors import UserError
 from resilience.gameday import gameday_verdict, load_suites, run_gameday
+from resilience.gameday_verify import run_verify_step
 from resilience.reports.compliance import (CONTROL_IDS, COVERAGE, framework_scope, overall_verdict)
 from run_fixtures import load_generator
+from test_gameday_verify import verification
 
 SUITES = Path(__file__).resolve().parents[2] / "experiments" / "suites.yaml"
 NOW = datetime(2025, 3, 10, 6, 0, 0, tzinfo=timezone.utc)
@@ -24,7 +26,8 @@ NOW = datetime(2025, 3, 10, 6, 0, 0, tzinfo=timezone.utc)
 
 @pytest.fixture(scope="module")
 def gameday(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default suite over the four fixture runs; traffic-spike crashes the harness."""
+    """The default suite over the four fixture runs; traffic-spike crashes the harness; backup-verify (a step)
+    passes through a stand-in verification (tests/unit/test_gameday_verify.py covers the step)."""
     reports = tmp_path_factory.mktemp("reports")
     runs = load_generator().make_runs(reports)
     by_experiment = {json.loads((p / "result.json").read_text())["experiment"]: p for p in runs.values()}
@@ -37,13 +40,16 @@ def gameday(tmp_path_factory: pytest.TempPathFactory) -> Path:
         return by_experiment[experiment]
 
     settings = Settings(evidence=EvidenceSettings(frameworks_in_scope=("SOC 2", "PCI DSS")))
-    return run_gameday("default", run_one, reports, settings, suites_file=SUITES, now=lambda: NOW)
+
+    def run_step(name: str) -> Path:
+        return run_verify_step(settings, reports, datetime.now(timezone.utc), verify=lambda s: verification())
+    return run_gameday("default", run_one, reports, settings, suites_file=SUITES, now=lambda: NOW, run_step=run_step)
 
 
 def test_gameday_writes_a_sealed_report_directory(gameday: Path) -> None:
     assert gameday.name == "20250310T060000Z-gameday-default"
     assert {p.name for p in gameday.iterdir()} == {"compliance.html", "compliance.pdf", "compliance.json",
-                                                  evidence.MANIFEST}
+                                                  "alert-coverage.json", "alert-coverage.md", evidence.MANIFEST}
     assert evidence.verify(gameday).ok
     assert evidence.verify_ledger(gameday.parent).ok
 
@@ -52,7 +58,7 @@ def test_every_run_is_reported_with_its_verdict(gameday: Path) -> None:
     model = json.loads((gameday / "compliance.json").read_text())
     verdicts = {e["experiment"]: e["verdict"] for e in model["experiments"]}
     assert verdicts == {"pod-kill": "pass", "zone-failure": "fail", "db-failover": "inconclusive",
-                        "redis-outage": "aborted", "traffic-spike": "aborted"}
+                        "redis-outage": "aborted", "traffic-spike": "aborted", "backup-verify": "pass"}
     spike = next(e for e in model["experiments"] if e["experiment"] == "traffic-spike")
     assert "locust exited with code 1" in spike["aborted_reason"]
     assert model["overall_verdict"] == "aborted" and gameday_verdict(gameday) == "aborted"
@@ -115,7 +121,8 @@ def test_coverage_table_names_only_known_controls() -> None:
         for control_id, rationale in controls:
             assert control_id in CONTROL_IDS, (kind, control_id)
             assert rationale and "\n" not in rationale
-    assert set(COVERAGE) == {"pod-kill", "zone-failure", "db-failover", "redis-outage", "traffic-spike"}
+    assert set(COVERAGE) == {"pod-kill", "zone-failure", "db-failover", "redis-outage", "traffic-spike",
+                             "data-corruption", "database-loss", "region-failure", "backup-verify"}
 
 
 def test_overall_verdict_is_the_worst() -> None:
@@ -128,7 +135,8 @@ def test_overall_verdict_is_the_worst() -> None:
 
 def test_load_suites_reads_the_shipped_file() -> None:
     suites = load_suites(SUITES)
-    assert suites["default"] == ["pod-kill", "zone-failure", "db-failover", "redis-outage", "traffic-spike"]
+    assert suites["default"] == ["pod-kill", "zone-failure", "db-failover", "redis-outage", "traffic-spike",
+                                 "backup-verify"]
     assert suites["quick"] == ["pod-kill", "db-failover"]
 
 
@@ -168,7 +176,9 @@ def test_the_fault_to_experiment_mapping_reads_the_registry() -> None:
     from resilience.fault_registry import FAULTS
     from resilience.reports.compliance import KIND_BY_CAPABILITY, experiment_kind
     assert set(KIND_BY_CAPABILITY) <= set(FAULTS)
-    assert set(KIND_BY_CAPABILITY.values()) == set(COVERAGE)  # every row is some fault's, every kind has a row
+    from resilience.reports.compliance_dr import DR_COVERAGE
+    assert set(KIND_BY_CAPABILITY.values()) <= set(COVERAGE)  # every kind has a row
+    assert set(COVERAGE) - set(DR_COVERAGE) <= set(KIND_BY_CAPABILITY.values())  # every failover row is some fault's
     assert KIND_BY_CAPABILITY["traffic_spike"] == "traffic-spike"  # was `spike_traffic`, which no fault is called
     for name, kind in KIND_BY_CAPABILITY.items():
         run: Any = SimpleNamespace(fault={"capability": name})

@@ -184,7 +184,8 @@ def test_every_fault_module_that_breaks_something_names_its_effect() -> None:
     from resilience.targets.kubernetes.faults import FAULTS as KUBERNETES
     from resilience.targets.local.faults import FAULTS as LOCAL
     expected = {LOCAL: {"fail_over_database", "stop_cache", "lose_zone", "kill_replicas", "pause_replicas",
-                        "corrupt_orders", "lose_database", "lose_region"},
+                        "corrupt_orders", "lose_database", "lose_region",
+                        "delay_network", "drop_packets", "blackhole_network", "reject_network"},
                 KUBERNETES: {"lose_zone", "kill_replicas", "fail_over_database"},
                 AWS: {"fail_over_database", "stop_cache", "lose_zone"}}
     for table, faults in expected.items():

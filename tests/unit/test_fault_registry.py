@@ -29,6 +29,8 @@ CLOUD = Settings(kubernetes=KubernetesSettings(allowed_contexts=("staging",)),
 VALID: dict[str, dict[str, Any]] = {"kill_replicas": {"percent": 50}, "lose_zone": {"zone": "zone-a"}, "fail_over_database": {"mode": "kill"},
          "stop_cache": {"mode": "failover"}, "traffic_spike": {}, "pause_replicas": {}, "hold_replication": {},
          "corrupt_orders": {}, "lose_database": {}, "lose_region": {}, "restore_database": {"to": "latest", "repo": 2}}
+VALID.update({"delay_network": {"delay_ms": 100, "jitter_ms": 20}, "drop_packets": {"percent": 5},  # issue 21
+              "blackhole_network": {}, "reject_network": {}})
 
 
 @pytest.mark.parametrize("fault,arguments,problem", [

@@ -17,7 +17,7 @@ def c(name: str) -> ComponentId:
 
 def test_the_topology_comes_from_one_description() -> None:
     assert [x.name for x in TOPOLOGY.members(POSTGRES)] == ["postgres-1", "postgres-2"]
-    assert len(TOPOLOGY.services) == sum(MEMBERS.values()) + 1  # + HAProxy
+    assert len(TOPOLOGY.services) == sum(MEMBERS.values()) + 2  # + HAProxy and the network proxy
     assert c("sentinel-3") == ComponentId(SENTINEL, 3, "zone-c")
     assert c("haproxy").zone is None and c("haproxy").name == "haproxy"
     assert [x.name for x in TOPOLOGY.in_zone("zone-c")] == ["etcd-3", "sentinel-3"]

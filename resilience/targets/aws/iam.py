@@ -42,11 +42,13 @@ from ...errors import UserError
 from ..kubernetes.names import MANAGED_BY_LABEL, MANAGER
 from .blackhole import BLACKHOLE_TAG
 from .fis import FIS, FIS_ACTIONS
+from .restore import restored_name
 
 # what a deploy/iam-policy.json for the default settings names where the settings have nothing yet
 EXAMPLE = AwsSettings(allowed_accounts=("111122223333",), region="ap-south-1", allowed_regions=("ap-south-1",),
                       allowed_resources=("school-meals-db", "school-meals-cache", "vpc-0example",
-                                         "subnet-0example1", "subnet-0example2", "subnet-0example3"),
+                                         "subnet-0example1", "subnet-0example2", "subnet-0example3",
+                                         restored_name("school-meals-db")),
                       blackhole_subnets=True, fis_role_arn="arn:aws:iam::111122223333:role/resilience-fis")
 
 # (IAM actions, why): reads that support no resource-level permission
@@ -88,6 +90,9 @@ def iam_policy(settings: Settings) -> dict[str, Any]:
         statements.append({"Sid": "DatabaseMembers", "Effect": "Allow",
                            "Action": ["rds:DescribeDBInstances", "rds:DescribeDBSubnetGroups"],
                            "Resource": _arns(aws, "rds", ["db:*", "subgrp:*"]), "Condition": region})
+    restored = restored_name(aws.rds_cluster)
+    if aws.rds_cluster in allowed and restored in allowed:
+        statements += _restore_statements(aws, restored, region)
     if aws.elasticache_group in allowed:
         statements.append({"Sid": "Cache", "Effect": "Allow",
                            "Action": ["elasticache:DescribeReplicationGroups",
@@ -116,6 +121,21 @@ def iam_policy(settings: Settings) -> dict[str, Any]:
              "Condition": {**region, "Null": {f"aws:ResourceTag/{BLACKHOLE_TAG}": "false"}}},
         ]
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _restore_statements(aws: AwsSettings, restored: str, region: dict[str, Any]) -> list[dict[str, Any]]:
+    """restore_database (aws/restore.py): the point-in-time restore into `restored` and its writer, created
+    with our tag (tagging on create needs rds:AddTagsToResource); deleted only while it carries the tag."""
+    ours = {**region, "StringEquals": {**region["StringEquals"], f"aws:ResourceTag/{MANAGED_BY_LABEL}": MANAGER}}
+    return [
+        {"Sid": "RestoreCreate", "Effect": "Allow",
+         "Action": ["rds:AddTagsToResource", "rds:CreateDBInstance", "rds:DescribeDBClusters",
+                    "rds:RestoreDBClusterToPointInTime"],
+         "Resource": _arns(aws, "rds", [f"cluster:{aws.rds_cluster}", f"cluster:{restored}", f"db:{restored}-*",
+                                        "subgrp:*", "cluster-pg:*", "pg:*", "og:*"]), "Condition": region},
+        {"Sid": "RestoreDelete", "Effect": "Allow", "Action": ["rds:DeleteDBCluster", "rds:DeleteDBInstance"],
+         "Resource": _arns(aws, "rds", [f"cluster:{restored}", f"db:{restored}-*"]), "Condition": ours},
+    ]
 
 
 def _fis_statements(aws: AwsSettings, region: dict[str, Any]) -> list[dict[str, Any]]:

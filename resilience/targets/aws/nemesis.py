@@ -15,17 +15,22 @@ rollback acts on is in `aws.allowed_resources` (blast_radius.py).
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from ...errors import UserError
-from ..base import Build
+from ...fault_registry import FaultCall
+from ..base import Build, Recorder, RollbackStep, no_record
 from ..blast_radius import region_problem, resource_problem
 from ..fault_module import ModularNemesis
-from ..base import Recorder, RollbackStep
 from .blackhole import ZoneBlackhole
 from .faults import FAULTS
 from .fis import FisEngine, cache_power, network_cut, rds_failover
+from .restore import RdsRestore
 from .services import AwsServices
+from ..kubernetes.db_switch import ExternalNameSwitch, HasCluster
+
+RESTORE_FAULT = "restore_database"  # the recovery action (DR-SCHEMA.md): not a fault whose time it restores to
 
 
 class AwsNemesis(ModularNemesis):
@@ -35,13 +40,26 @@ class AwsNemesis(ModularNemesis):
     @classmethod
     def build(cls, parts: Build) -> "AwsNemesis":
         aws = parts.services.get("aws")
-        return cls(aws if isinstance(aws, AwsServices) else AwsServices(parts.settings, dry_run=parts.dry_run))
+        services = aws if isinstance(aws, AwsServices) else AwsServices(parts.settings, dry_run=parts.dry_run)
+        platform = parts.platform
+        return cls(services, ExternalNameSwitch(platform) if isinstance(platform, HasCluster) else None)
 
-    def __init__(self, services: AwsServices) -> None:
+    def __init__(self, services: AwsServices, switch: ExternalNameSwitch | None = None) -> None:
         self.services = services
         self.aws = services.aws
         self.blackhole = ZoneBlackhole(services)
         self.fis = FisEngine(services)
+        self.switch = switch  # how the app is pointed at a restored database (the aws composition: EKS)
+        self.last_fault_utc: datetime | None = None  # when this nemesis last injected a fault (restore: before it)
+
+    def inject(self, call: FaultCall, seed: int | None = None, record: Recorder = no_record) -> RollbackStep:
+        if call.fault != RESTORE_FAULT:
+            self.last_fault_utc = datetime.now(timezone.utc)
+        return super().inject(call, seed, record)
+
+    def restorer(self, **options: Any) -> RdsRestore:
+        """The RDS point-in-time restore (aws/restore.py), recording into the services' recovery log."""
+        return RdsRestore(self.services, self.services.recovery, **options)
 
     def allow_list_problem(self, *resources: tuple[str, str]) -> str | None:
         """The region outside aws.allowed_regions, or the first (kind, id) outside aws.allowed_resources."""

@@ -28,8 +28,10 @@ from ...errors import HarnessError, UserError
 from ..base import Build, PlatformEvent, Services, StackStatus
 from ..blast_radius import region_problem
 from ..kubernetes.manifests import BackendEndpoints
+from ..recovery_log import RecoveryLog
 from .clients import AwsClients
 from .observer import POLL_S, AwsObserver
+from .restore import posture_of
 
 @contextlib.contextmanager
 def endpoint_env(endpoint_url: str | None) -> Iterator[None]:
@@ -65,6 +67,7 @@ class AwsServices(Services):
         # status and events are read from the observer's last round (observer.py)
         self.observer = AwsObserver(self.aws, self.client, self.cluster, self.replication_group)
         self.baseline_read = self.observer.baseline_read  # set once the loop knows who leads
+        self.recovery = RecoveryLog()  # a restore's steps, for the history (aws/restore.py)
         if not self.aws.allowed_accounts:
             raise UserError(f"{settings.source}: 'aws.allowed_accounts' is empty, so no AWS account may be used. "
                             f"Add the 12-digit id of an account meant for chaos experiments, e.g.\n"
@@ -156,6 +159,7 @@ class AwsServices(Services):
         detail = {"account": self.account, "region": self.aws.region, "rds_cluster_status": cluster.get("Status"),
                   "elasticache_status": group.get("Status")}
         running = cluster.get("Status") == "available"
+        detail["backups"] = posture_of(cluster, snapshot.instances).as_detail() if cluster else {}
         return StackStatus(self.name, running, None, None, snapshot.components(), detail)
 
     def backend_endpoints(self) -> BackendEndpoints:
@@ -199,4 +203,4 @@ class AwsServices(Services):
     def events_since(self, monotonic: float) -> list[PlatformEvent]:
         """RDS and ElastiCache events (failover start/complete), writer/primary changes, CloudWatch connection
         counts; each once."""
-        return self.observer.events_since(monotonic)
+        return self.observer.events_since(monotonic) + self.recovery.since(monotonic)

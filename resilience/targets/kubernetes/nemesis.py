@@ -7,14 +7,16 @@ through `ClusterAccess`, which `KubernetesPlatform` gives.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
 
 from ...config import Settings
 from ...errors import HarnessError, UserError
-from ..base import Build, RollbackStep, StackStatus
+from ..base import Build, Recorder, RollbackStep, StackStatus, no_record
 from ..blast_radius import namespace_problem
 from ..fault_module import ModularNemesis
 from ...fault_registry import FaultCall
+from ..recovery_log import RecoveryLog
 from . import plan
 from .faults import FAULTS
 
@@ -25,6 +27,7 @@ class ClusterAccess(Protocol):
 
     settings: Settings
     namespace: str
+    recovery: RecoveryLog  # a restore's steps, for the history
 
     def chaos_secrets(self) -> dict[str, str]: ...
     def core(self) -> Any: ...
@@ -48,6 +51,12 @@ class KubernetesNemesis(ModularNemesis):
     def __init__(self, platform: ClusterAccess) -> None:
         self.platform = platform
         self.namespace = platform.namespace
+        self.last_fault_utc: datetime | None = None  # when this nemesis last injected a fault (restore: before it)
+
+    def inject(self, call: FaultCall, seed: int | None = None, record: Recorder = no_record) -> RollbackStep:
+        if call.fault != "restore_database":  # the recovery action restores to before a fault, not before itself
+            self.last_fault_utc = datetime.now(timezone.utc)
+        return super().inject(call, seed, record)
 
     def common_refusal(self, call: FaultCall) -> str | None:
         return namespace_problem(self.platform.settings, self.namespace)

@@ -22,6 +22,7 @@ from ...errors import HarnessError, UserError
 from . import plan
 from ..base import Build, Component, Platform, PlatformEvent, StackStatus
 from ..clock import to_monotonic
+from ..recovery_log import RecoveryLog
 from .observer import ReplicaState, event_from_k8s
 from .manifests import (API_PORT, APP_NAME, APP_SELECTOR, MANAGED_BY_LABEL, MANAGED_SELECTOR, MANAGER,
                         REPLICAS_MANAGER, ZONE_LABEL, BackendEndpoints, Manifest, replicas_manifest, settings_endpoints,
@@ -114,6 +115,7 @@ class KubernetesPlatform(Platform):
         self._replica_samples: list[PlatformEvent] = []  # without watches: changes seen by events_since's reads
         self._replica_state = ReplicaState()  # the observer's rule for "the replica numbers changed"
         self._chaos_checked = False
+        self.recovery = RecoveryLog()  # a CloudNativePG restore's steps, for the history (cnpg.py)
         self.observer: Any = None  # a KubernetesObserver between start_observing() and the end of the run
         self._api: Any = None
         if not dry_run:
@@ -392,6 +394,7 @@ class KubernetesPlatform(Platform):
                 if condition.type == "Ready" and at is not None and at >= monotonic:
                     events.append(PlatformEvent(at, "controller", "ready" if condition.status == "True" else "unready",
                                                 {"pod": pod.metadata.name, "node": pod.spec.node_name}))
+        events += self.recovery.since(monotonic)
         if self.observer is not None:
             events += [e for e in self.observer.events() if e.monotonic >= monotonic]
             return sorted(events, key=lambda e: e.monotonic)

@@ -25,6 +25,7 @@ from typing import Any
 from ...config import STATE_MARKER, Settings, state_dir_problem
 from ...errors import HarnessError, UserError
 from ..base import Build, Component, Platform, PlatformEvent, StackStatus
+from .monitoring import PROGRAMS as MONITORING_PROGRAMS, ports as monitoring_ports
 from .services import check_binaries, port_free
 from .topology import ETCD, POSTGRES, REDIS, SENTINEL, Topology
 from .supervisor import ERROR_FILE, EVENTS_FILE, PREFIX, SETTINGS_FILE, SOCKET_FILE, STATE_FILE
@@ -41,6 +42,7 @@ class LocalPlatform(Platform):
         self.settings = settings
         self.s = settings.stack
         self.root = self.s.state_path
+        self.alerts: Any = None  # an AlertReceiver between start_observing() and stop_observing()
 
     # -- supervisor plumbing ------------------------------------------------------------
     def _state(self) -> dict[str, Any] | None:
@@ -150,6 +152,10 @@ class LocalPlatform(Platform):
             if not port_free("127.0.0.1", port):
                 raise UserError(f"port {port} on 127.0.0.1 (setting stack.{name}) is in use by another program. "
                                 f"Stop that program, or choose a free port in the config file (stack.{name}).")
+        for name, port in monitoring_ports(self.s.zones):
+            if not port_free("127.0.0.1", port):
+                raise UserError(f"port {port} on 127.0.0.1 (the monitoring's {name}; fixed in "
+                                f"targets/local/monitoring.py) is in use by another program. Stop that program.")
 
     def _clean_leftovers(self) -> None:
         """Remove what a crashed earlier run left: its processes (by recorded PID), namespaces, cgroups."""
@@ -246,11 +252,11 @@ class LocalPlatform(Platform):
         return int(self.request("ready_replicas", timeout=10)["ready"])
 
     def events_since(self, monotonic: float) -> list[PlatformEvent]:
-        events = []
+        events = self.alerts.since(monotonic) if self.alerts is not None else []
         try:
             lines = (self.root / EVENTS_FILE).read_text().splitlines()
         except OSError:
-            return []
+            return events
         for line in lines:
             try:
                 e = json.loads(line)
@@ -260,12 +266,30 @@ class LocalPlatform(Platform):
                 events.append(PlatformEvent(e["m"], e["source"], e["op"], e.get("detail", {})))
         return events
 
+    def start_observing(self) -> None:
+        """Alertmanager's notifications and Prometheus's pending alerts into the run (alert_receiver.py)."""
+        from .alert_receiver import AlertReceiver
+        self.stop_observing()
+        from .supervisor import HEALTH_PERIOD_S
+        s = self.s
+        self.alerts = AlertReceiver(failover={  # what the failover phases are judged against
+            "patroni": {"ttl_s": s.patroni_ttl_s, "loop_wait_s": s.patroni_loop_wait_s,
+                        "retry_timeout_s": s.patroni_retry_timeout_s},
+            "sentinel_down_after_s": s.redis_down_after_ms / 1000, "look_s": HEALTH_PERIOD_S,
+            "haproxy": {"inter_s": 0.5, "rise": 2, "fall": 2}})  # haproxy.render_config's default-server line
+        self.alerts.start()
+
+    def stop_observing(self) -> None:
+        if self.alerts is not None:
+            self.alerts.stop()
+
     def primary_zone(self) -> str | None:
         return self.request("status", timeout=10).get("primary_zone")
 
     def plan_up(self) -> list[str]:
         return [f"up: start the supervisor (python -m resilience.targets.local) unless one runs in {self.root}; it "
-                f"starts etcd, PostgreSQL (Patroni), Redis + Sentinel, HAProxy and {self.s.replicas} API replicas "
+                f"starts etcd, PostgreSQL (Patroni), Redis + Sentinel, HAProxy, {self.s.replicas} API replicas and "
+                f"Prometheus + Alertmanager + exporters "
                 f"in zones {', '.join(self.s.zones)}, and waits until every one is healthy"]
 
     def zone_names(self) -> tuple[str, ...]:
@@ -277,7 +301,7 @@ class LocalPlatform(Platform):
 
 # what each kind of component runs: a recorded PID is only signalled if it still runs that program
 _PROGRAMS = {"etcd": "etcd", "postgres": "patroni", "redis": "redis-server", "sentinel": "redis-sentinel",
-             "haproxy": "haproxy", "api": "resilience.platform"}
+             "haproxy": "haproxy", "api": "resilience.platform", **MONITORING_PROGRAMS}
 
 
 def _backup_detail(s: Any, state: dict[str, Any] | None) -> dict[str, Any] | None:

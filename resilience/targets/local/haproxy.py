@@ -102,6 +102,8 @@ listen stats
     stats enable
     stats uri /stats
     stats refresh 5s
+    # Prometheus scrapes HAProxy's built-in exporter here (targets/local/monitoring.py)
+    http-request use-service prometheus-exporter if {{ path /metrics }}
 """
 
 

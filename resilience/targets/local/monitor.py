@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ...config import StackSettings
 from .events import EventLog
@@ -157,6 +157,7 @@ class HealthMonitor:
         self.current = Health(Observation(0.0, {}), {}, {}, {})
         self.pg_leader: str | None = None  # the last leader seen (kept while none is seen)
         self.redis_master: str | None = None
+        self.extra_rows: Callable[[], list[dict[str, Any]]] = list  # status rows of parts it does not watch (monitoring)
 
     def observe(self) -> Observation:
         """Ask every service once; changes nothing."""
@@ -228,4 +229,4 @@ class HealthMonitor:
             out.append({"name": place.name, "kind": API, "role": "lost" if r.lost else "replica",
                         "zone": r.zone, "pid": r.executor.pid if r.executor.alive() else None,
                         "address": place.address, "healthy": health.healthy.get(place.name, False)})
-        return out
+        return out + self.extra_rows()

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from .secrets import PATRONI_API_USER
 from .services import REDIS_MASTER_NAME, StackLayout
-from .topology import ETCD, HAPROXY, POSTGRES, REDIS, SENTINEL, ComponentId
+from .topology import ETCD, HAPROXY, NETPROXY, POSTGRES, REDIS, SENTINEL, ComponentId
 
 TIMEOUT_S = 0.4  # one health question; a frozen or cut-off member must not stall a look for long
 
@@ -119,6 +119,8 @@ class Probes:
             return lambda: bool(self._client(c).ping())
         if c.kind == HAPROXY:
             return lambda: self.layout.haproxy_socket().exists()
+        if c.kind == NETPROXY:
+            return lambda: self.layout.netproxy_control().exists()
         if c.kind == POSTGRES:
             return lambda: self._patroni_role(c, postgres_role)
         raise ValueError(f"no readiness check for {c.name}")

@@ -27,13 +27,14 @@ from . import backup_config, haproxy
 from .backups import write_member_files
 from .executor import ProcessSpec
 from .secrets import PATRONI_API_USER, StackSecrets, load_or_create, write_private
-from .topology import API, ETCD, HAPROXY, POSTGRES, REDIS, SENTINEL, ComponentId, Topology
+from .topology import API, ETCD, HAPROXY, NETPROXY, POSTGRES, REDIS, SENTINEL, ComponentId, Topology
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 REDIS_MASTER_NAME = "rsl-cache"
 PATRONI_SCOPE = "rsl-meals"
 DB_NAME = "meals"
 DB_USER = "app"
+NETPROXY_PORT_OFFSET = 100  # the proxy's route to PostgreSQL member i listens on postgres_base + 100 + i
 
 # binary → (Debian package that provides it)
 REQUIRED_BINARIES: dict[str, str] = {
@@ -100,8 +101,9 @@ class StackLayout:
     """Names, addresses, ports, directories and commands of every component."""
 
     def __init__(self, settings: StackSettings, zone_host: Callable[[str], str],
-                 zone_netns: Callable[[str], str | None]) -> None:
+                 zone_netns: Callable[[str], str | None], host: str = "127.0.0.1") -> None:
         self.s = settings
+        self.host = host  # the root namespace's address the zones reach (the bridge's, or 127.0.0.1)
         self.zone_host = zone_host
         self.zone_netns = zone_netns
         self.root = settings.state_path
@@ -122,7 +124,18 @@ class StackLayout:
     def place(self, c: ComponentId) -> Placement:
         if c.kind == HAPROXY:
             return Placement(c, "127.0.0.1", self.s.ports.lb)
+        if c.kind == NETPROXY:  # its first route (one per PostgreSQL member: netproxy_routes)
+            return Placement(c, self.host, self.s.ports.postgres_base + NETPROXY_PORT_OFFSET + 1)
         return Placement(c, self.zone_host(c.zone or ""), self._port_base[c.kind] + c.index)
+
+    def netproxy_routes(self) -> list[tuple[Placement, Placement]]:
+        """(where the proxy listens, the PostgreSQL member it forwards to), one per member: the API <-> database path."""
+        proxy = ComponentId(NETPROXY, 0, None)
+        return [(Placement(proxy, self.host, self.s.ports.postgres_base + NETPROXY_PORT_OFFSET + c.index), self.place(c))
+                for c in self.topology.members(POSTGRES)]
+
+    def netproxy_control(self) -> Path:
+        return self.dir("netproxy") / "control.sock"
 
     def api(self, slot: int, zone: str) -> Placement:
         return self.place(self.topology.api(slot, zone))
@@ -142,7 +155,7 @@ class StackLayout:
         return f"http://127.0.0.1:{self.s.ports.lb}"
 
     def pg_dsn(self) -> str:
-        hosts = ",".join(self.place(c).address for c in self.topology.members(POSTGRES))
+        hosts = ",".join(listen.address for listen, _ in self.netproxy_routes())  # through the proxy (netproxy.py)
         return f"postgresql://{DB_USER}:{self.secrets.postgres_app}@{hosts}/{DB_NAME}?target_session_attrs=read-write"
 
     def sentinel_addresses(self) -> str:
@@ -172,6 +185,8 @@ class StackLayout:
             return self.sentinel_spec(c, self.first_redis_address())
         if c.kind == HAPROXY:
             return self.haproxy_spec()
+        if c.kind == NETPROXY:
+            return self.netproxy_spec()
         raise HarnessError(f"{c.name} is not a service the supervisor starts")
 
     def etcd_spec(self, c: ComponentId) -> ProcessSpec:
@@ -307,6 +322,11 @@ class StackLayout:
                                              socket_path=str(self.haproxy_socket()),
                                              slots=self.s.autoscaling.max_replicas))
         return ProcessSpec("haproxy", ["haproxy", "-db", "-f", str(cfg)], self.log("haproxy"))
+
+    def netproxy_spec(self) -> ProcessSpec:
+        routes = [a for listen, member in self.netproxy_routes() for a in ("--route", f"{listen.address}={member.address}")]
+        return ProcessSpec("netproxy", [sys.executable, "-m", "resilience.targets.local.netproxy", *routes,
+                                        "--control", str(self.netproxy_control())], self.log("netproxy"))
 
     def haproxy_socket(self) -> Path:
         return self.dir("haproxy") / "admin.sock"

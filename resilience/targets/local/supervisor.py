@@ -46,11 +46,12 @@ from .heal_wait import HealWait
 from .injector import FaultInjector
 from .stack_parts import StackParts
 from .monitor import HealthMonitor, sync_standbys
+from .monitoring import Monitoring
 from .probes import Probes
-from .processes import ProcessTable, become_subreaper
+from .processes import ProcessTable, become_subreaper, stop_together
 from .replicas import CGROUP_PARENT, ReplicaSet
 from .services import StackLayout
-from .topology import ETCD, HAPROXY, POSTGRES, REDIS, SENTINEL
+from .topology import ETCD, HAPROXY, NETPROXY, POSTGRES, REDIS, SENTINEL
 from .zones import ProcessZones, ZoneNetwork, detect_zone_mode
 
 PREFIX = "rsl-"
@@ -86,7 +87,8 @@ class Supervisor:
         self.zones: Any = (ZoneNetwork(list(settings.zones), settings.zone_subnet, prefix=PREFIX)
                            if mode == "netns" else ProcessZones(list(settings.zones)))
         self.layout = StackLayout(settings, self.zones.address,
-                                  (lambda z: self.zones.netns(z) if z else None) if mode == "netns" else (lambda z: None))
+                                  (lambda z: self.zones.netns(z) if z else None) if mode == "netns" else (lambda z: None),
+                                  self.zones.host_address())
         self.topology = self.layout.topology
         self.cgroups_ok, self.cgroups_reason = cgroups.cgroups_available()
         self.events = EventLog(self.root / EVENTS_FILE)
@@ -96,6 +98,8 @@ class Supervisor:
         self.replicas = ReplicaSet(settings, self.layout, self.events, self.lock, self.cgroups_ok)
         self.monitor = HealthMonitor(settings, self.layout, probes, self.processes, self.replicas, self.events,
                                      self.lock)
+        self.monitoring = Monitoring(self.layout)  # Prometheus, Alertmanager, exporters: rows in the status too
+        self.monitor.extra_rows = self.monitoring.rows
         self.injector = FaultInjector(StackParts(settings, self.topology, self.zones, mode, probes, self.processes,
                                                  self.replicas, self.monitor, self.events, self.lock))
         self.controller = ReplicaController(settings, self.replicas, self.events, self.lock, self.injector.lost)
@@ -133,8 +137,12 @@ class Supervisor:
         timeout = self.s.startup_timeout_s
         executor = self.processes.executor
         # etcd (one member per zone) and Redis + Sentinel in parallel; the first Redis server starts as master
-        for c in members(ETCD) + members(REDIS) + members(SENTINEL) + members(HAPROXY):
+        for c in members(ETCD) + members(REDIS) + members(SENTINEL) + members(HAPROXY) + members(NETPROXY):
             self.processes.launch(c, redis_master=self.layout.first_redis_address())
+        m0 = time.monotonic()
+        self.monitoring.start()
+        self.write_state()
+        monitoring_s = time.monotonic() - m0  # its cost on `up`: this start and the wait below (parallel otherwise)
         for c in members(ETCD):
             executor(c).wait_ready(timeout)
         if self.s.backup.enabled:
@@ -146,6 +154,7 @@ class Supervisor:
         self.replicas.admin = haproxy.HAProxyAdmin(self.layout.haproxy_socket())
         self.replicas.admin.wait_ready(10)
         executor(first_pg).wait_ready(timeout)
+        executor(members(NETPROXY)[0]).wait_ready(timeout)  # the API replicas reach the database through it
         for c in other_pgs:
             self.processes.launch(c, postgres_role="replica")
         # API replicas, spread over the zones
@@ -160,6 +169,10 @@ class Supervisor:
             wait_for(lambda: bool(sync_standbys(probes.cluster(first_pg))), timeout, "a synchronous standby (Patroni)")
         wait_for(self.monitor.whole, timeout,
                  "every component to report that it has joined (replication streaming, Sentinels agreeing)")
+        m0 = time.monotonic()
+        self.monitoring.wait_ready(timeout)
+        self._look()
+        self.events("platform", "monitoring-ready", seconds_on_up=round(monitoring_s + time.monotonic() - m0, 3))
         self.events("platform", "ready", seconds=round(time.monotonic() - t0, 3))
         self.ready = True
         self.backups.start()  # stanza and first full backup in the background: `up` does not wait for them
@@ -186,6 +199,8 @@ class Supervisor:
 
     def _look(self) -> None:
         self.monitor.refresh()
+        self.monitoring.refresh()
+        self.monitoring.sync_api_targets([r for r in self.monitor.rows() if r["kind"] == "api"])
         self.write_state()
 
     # -- shutdown ----------------------------------------------------------------------------
@@ -193,10 +208,13 @@ class Supervisor:
         """Stop everything, in waves of parallel stops: traffic first, then data, then coordination."""
         self.events("platform", "stopping")
         self.backups.stop()
+        stop_together(self.monitoring.executors_list(), timeout=1.0)
         self.processes.stop_all(self.replicas.executors())
         self.replicas.forget_all()
         if self.cgroups_ok:
             cgroups.cleanup(parent=CGROUP_PARENT)
+        from .netfaults import remove_loss  # late: it imports the fault modules' base
+        remove_loss()  # a packet-loss table a fault left behind
         if self.zone_mode == "netns":
             self.zones.destroy()
 

@@ -21,6 +21,7 @@ REDIS = "redis"
 SENTINEL = "sentinel"
 HAPROXY = "haproxy"
 API = "api"
+NETPROXY = "netproxy"  # the TCP proxy in the API <-> database path (netproxy.py): one, in no zone
 
 # kind -> members, in the order the services (re)start: coordination first (etcd, one per zone:
 # quorum 2 of 3), then the cache and its Sentinels (one per zone), then the database
@@ -30,7 +31,7 @@ MEMBERS: dict[str, int] = {ETCD: 3, REDIS: 2, SENTINEL: 3, POSTGRES: 2}
 # `down` stops in waves: traffic first (each with its grace in seconds: the API drains), then the
 # data services, then coordination (a short grace only: their data is deleted anyway)
 STOP_WAVES: tuple[tuple[tuple[str, ...], float], ...] = (
-    ((API, HAPROXY), 3.0), ((POSTGRES, REDIS), 0.5), ((SENTINEL, ETCD), 0.5))
+    ((API, HAPROXY), 3.0), ((POSTGRES, REDIS, NETPROXY), 0.5), ((SENTINEL, ETCD), 0.5))
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class Topology:
             raise HarnessError(f"the local stack needs {max(MEMBERS.values())} zones, got {list(self.zones)}")
         self.services: tuple[ComponentId, ...] = tuple(
             ComponentId(kind, i, self.zones[i - 1]) for kind, count in MEMBERS.items() for i in range(1, count + 1)
-        ) + (ComponentId(HAPROXY, 0, None),)
+        ) + (ComponentId(HAPROXY, 0, None), ComponentId(NETPROXY, 0, None))
         self._by_name = {c.name: c for c in self.services}
 
     def members(self, kind: str) -> tuple[ComponentId, ...]:

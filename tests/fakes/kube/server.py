@@ -88,6 +88,7 @@ from . import proxy
 from .apply import apply, created_by_apply, record_update
 from .process_kubelet import ProcessKubelet
 from .resources import DEFAULT_ALLOCATABLE
+from .cnpg import PREFIX as CNPG_PREFIX, CnpgOperator
 from .scheduler import Scheduler
 from .selectors import merge, selected
 from .store import (CLUSTER_SCOPED, KIND_OF, ApiError, Key, Obj, Store, conflict, group_of,
@@ -139,6 +140,7 @@ class FakeKubeApi(ServedFake):
                                  metrics_resolution_s=metrics_resolution_s)
         self.jobs = JobController(self)
         self.process_kubelet: ProcessKubelet | None = None
+        self.cnpg: CnpgOperator | None = None  # CloudNativePG's CRDs and operator, once install_cnpg() is called
         self.service_backends: dict[tuple[str, str, int], tuple[str, int]] = {}  # see serve_service
         self.requests: list[RecordedRequest] = []
         self.terminations: dict[str, float] = {}  # pod uid -> fake time its deletion began (alb.py reads it)
@@ -229,6 +231,12 @@ class FakeKubeApi(ServedFake):
         with self._lock:
             self.store.compact()
 
+    def install_cnpg(self, **timings: float) -> CnpgOperator:
+        """Serve postgresql.cnpg.io/v1 and run a CloudNativePG operator (cnpg.py); returns it."""
+        with self._lock:
+            self.cnpg = CnpgOperator(self, **timings)
+            return self.cnpg
+
     def mutating_requests(self) -> list[RecordedRequest]:
         with self._lock:
             return [r for r in self.requests if r.mutating]
@@ -269,6 +277,8 @@ class FakeKubeApi(ServedFake):
             self.workloads.update_deployment_status()
             self.disruption.sync()
             self.hpa.start_new()
+            if self.cnpg is not None:
+                self.cnpg.sync()
             if self.store.rv == before:
                 return
         raise RuntimeError("the fake's controllers did not settle (a controller keeps rewriting an object)")
@@ -323,7 +333,8 @@ class FakeKubeApi(ServedFake):
 
     def _route(self, path: str) -> tuple[str, str | None, str, str | None, str | None]:
         m = PATH.match(path)
-        if not m or m.group("plural") not in KIND_OF:
+        if not m or m.group("plural") not in KIND_OF or (m.group("plural") == "clusters") != (
+                self.cnpg is not None and m.group("prefix") == CNPG_PREFIX):
             raise ApiError(404, "NotFound", f"the fake API server does not serve {path}")
         prefix, ns, plural, name, sub = m.group("prefix", "ns", "plural", "name", "sub")
         return prefix, (None if plural in CLUSTER_SCOPED else ns), plural, name, sub
@@ -332,12 +343,18 @@ class FakeKubeApi(ServedFake):
                   raw: bytes) -> tuple[int, Obj]:
         if path == "/version":
             return 200, {"major": "1", "minor": "29", "gitVersion": "v1.29.0-fake"}
+        if path == f"/{CNPG_PREFIX}":  # API discovery of CloudNativePG's group: 404 until its CRDs are installed
+            if self.cnpg is None:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            return 200, self.cnpg.discovery()
         prefix, ns, plural, name, sub = self._route(path)
         body = yaml.safe_load(raw) if raw else None
         if name is None:
             if method == "GET":
                 return 200, self._list(prefix, plural, ns, query)
             if method == "POST" and isinstance(body, dict):
+                if plural == "clusters" and self.cnpg is not None:
+                    self.cnpg.validate(body)
                 return 201, self._create(prefix, plural, ns, record_update(None, body, query["manager"][0]))
             raise ApiError(405, "MethodNotAllowed", f"{method} {path} is not supported by the fake")
         key: Key = (prefix, plural, ns, name)

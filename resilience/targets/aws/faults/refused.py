@@ -7,7 +7,16 @@ ON_EKS = "API replicas are pods on EKS: the kubernetes nemesis handles them (tar
 FAULTS.refuse("kill_replicas", ON_EKS)
 FAULTS.refuse("pause_replicas", ON_EKS)
 FAULTS.refuse("hold_replication", "RDS gives no hold on its replication: the local target only")
-FAULTS.refuse("corrupt_orders", "not yet: see issue 19 (a write into RDS through the app's credentials)")
-FAULTS.refuse("lose_database", "not yet: see issue 19 (RDS instances are deleted only by a restore's swap)")
-FAULTS.refuse("lose_region", "not yet: see issue 19 (cross-region automated backups, not a deletion)")
-FAULTS.refuse("restore_database", "not yet: see issue 19 (RDS RestoreDBClusterToPointInTime and the swap)")
+FAULTS.refuse("corrupt_orders", "the harness has no SQL path to RDS: the cluster is in private subnets, reached only by "
+                                "the app's pods with the app's credentials; a corruption would be a Job running SQL "
+                                "there, which is not built (the local target injects it)")
+FAULTS.refuse("lose_database", "deleting the DB cluster (rds:DeleteDBCluster) cannot be undone by a rollback and, "
+                               "unless its automated backups are retained, deletes them too; the harness does not do "
+                               "it. Rehearse the recovery with restore_database (to=latest) beside the live cluster")
+FAULTS.refuse("lose_region", "AWS FIS has no region-loss action, and a DB cluster's automated backups stay in its "
+                             "region (cross-region automated backup replication is for DB instances); nothing here "
+                             "can stand for the region's loss")
+FAULTS.refuse("delay_network", "the local target only for now: on EKS this is AWS FIS aws:eks:pod-network-latency/-packet-loss (not built yet, issue 21)")
+FAULTS.refuse("drop_packets", "the local target only for now: on EKS this is AWS FIS aws:eks:pod-network-latency/-packet-loss (not built yet, issue 21)")
+FAULTS.refuse("blackhole_network", "the local target only for now: on EKS this is AWS FIS aws:eks:pod-network-latency/-packet-loss (not built yet, issue 21)")
+FAULTS.refuse("reject_network", "the local target only for now: on EKS this is AWS FIS aws:eks:pod-network-latency/-packet-loss (not built yet, issue 21)")

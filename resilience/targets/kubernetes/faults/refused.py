@@ -8,7 +8,14 @@ FAULTS.refuse("stop_cache", "Redis is AWS ElastiCache, not a pod: use --target a
                             "(chaosaws.elasticache.actions.test_failover)")
 FAULTS.refuse("pause_replicas", f"freezing processes needs the node: {NOT_ON_KUBERNETES} (use kill_replicas)")
 FAULTS.refuse("hold_replication", "holding WAL senders needs the database host: the local target only")
-FAULTS.refuse("corrupt_orders", "not yet: see issue 19 (the database is outside the cluster or a CloudNativePG one)")
-FAULTS.refuse("lose_database", "not yet: see issue 19 (a CloudNativePG cluster's loss and bootstrap.recovery)")
-FAULTS.refuse("lose_region", "not yet: see issue 19 (needs the backup repositories of the cluster's database)")
-FAULTS.refuse("restore_database", "not yet: see issue 19 (CloudNativePG bootstrap.recovery with a recoveryTarget)")
+FAULTS.refuse("corrupt_orders", "needs SQL inside the database (RDS, or the CloudNativePG cluster) with the app's "
+                                "credentials: not built (the local target injects it)")
+FAULTS.refuse("lose_database", "deleting the CloudNativePG Cluster and its volumes cannot be undone by a rollback "
+                               "(only recovered from its object store): the harness does not do it. Rehearse the "
+                               "recovery with restore_database (to=latest)")
+FAULTS.refuse("lose_region", "a cluster is one region: losing it takes the harness's own way in with it; the "
+                             "second region is a CloudNativePG replica cluster this target does not model")
+FAULTS.refuse("delay_network", "the local target only for now: on a cluster this is Chaos Mesh NetworkChaos (not built yet, issue 21)")
+FAULTS.refuse("drop_packets", "the local target only for now: on a cluster this is Chaos Mesh NetworkChaos (not built yet, issue 21)")
+FAULTS.refuse("blackhole_network", "the local target only for now: on a cluster this is Chaos Mesh NetworkChaos (not built yet, issue 21)")
+FAULTS.refuse("reject_network", "the local target only for now: on a cluster this is Chaos Mesh NetworkChaos (not built yet, issue 21)")

@@ -1,0 +1,132 @@
+"""checkers/detection.py on hand-built histories: detection, clearing, missed and false alerts."""
+
+import math
+
+from resilience.checkers import compute
+from resilience.checkers.detection import detect, measurements
+from resilience.checkers.measurement import verdict
+from resilience.config import Targets
+from resilience.history import Record
+
+CONFIG = {"scrape_s": 1.0, "evaluation_s": 1.0, "group_wait_s": 0.0, "group_interval_s": 1.0, "scale": 30,
+          "for_s": {"DatabaseDown": 2.0, "LowAvailability": 4.0, "RedisDown": 4.0}}
+
+
+def alert(t: float, op: str, name: str, **detail: object) -> Record:
+    return Record(t, "alert", op, "info", detail={"alert": name, **detail})
+
+
+def history(expected: list[str] | None, alerts: list[Record], *, watching: bool = True,
+            outage: tuple[float, float] = (30.5, 38.0)) -> list[Record]:
+    """steady [0,30) · inject at 30 · rollback 40 · recovery to 70; a request every 0.05 s, failing in `outage`."""
+    records = [Record(0.0, "phase", "steady", "info"), Record(30.0, "phase", "fault", "info"),
+               Record(30.0, "fault", "inject", "ok"), Record(40.0, "fault", "rollback", "ok"),
+               Record(40.0, "phase", "recovery", "info"), Record(70.0, "phase", "end", "info")]
+    if watching:
+        records.append(Record(0.0, "alert", "watching", "info", detail=dict(CONFIG)))
+    if expected is not None:
+        records.append(Record(0.0, "alert", "expected", "info", detail={"alerts": expected}))
+    for i in range(1400):
+        t = i * 0.05
+        ok = not (outage[0] <= t < outage[1])
+        records.append(Record(t, "load", "POST /orders" if i % 4 == 0 else "GET /menu", "ok" if ok else "fail", 0.01,
+                              f"k{i}" if i % 4 == 0 else None, {"order_id": i, "seq": i} if ok and i % 4 == 0 else None))
+    return records + alerts
+
+
+DB_DOWN = [alert(31.5, "pending", "DatabaseDown"), alert(34.2, "rule-firing", "DatabaseDown"),
+           alert(33.9, "firing", "DatabaseDown", fired_s_before=0.4), alert(39.0, "resolved", "DatabaseDown")]
+
+
+def by_name(records: list[Record]) -> dict:
+    result = detect(records, fault_t=30.0, recovered_t=38.1)
+    return {m.name: m for m in measurements(result)}
+
+
+def test_detection_from_impact_with_stages_and_bound() -> None:
+    m = by_name(history(["DatabaseDown"], DB_DOWN))
+    d = m["detection_s"]
+    assert d.value == 3.39 and d.target == 4.0 and d.status == "met"  # 33.9 - 30.51 <= 1 + 1 + 2 + 0
+    assert d.detail["from_injection_s"] == 3.9
+    stages = d.detail["stages"]
+    assert stages["impact_after_s"] == 0.51 and stages["pending_after_s"] == 0.99  # completions: t + 10 ms
+    assert stages["firing_after_s"] == 2.0 and stages["notified_after_s"] == 0.4
+    assert m["alert_cleared_s"].value == 0.9 and m["alert_cleared_s"].status == "met"
+    early = detect(history(["DatabaseDown"], DB_DOWN), fault_t=30.0, recovered_t=39.5)
+    assert {x.name: x for x in measurements(early)}["alert_cleared_s"].value == -0.5  # cleared before the clients saw it
+    assert m["missed_alerts"].value == 0 and m["missed_alerts"].status == "met"
+    assert m["false_alerts"].value == 0 and m["false_alerts"].status == "met"
+
+
+def test_slower_than_the_bound_is_a_breach() -> None:
+    late = [alert(31.5, "pending", "DatabaseDown"), alert(36.0, "firing", "DatabaseDown"),
+            alert(39.0, "resolved", "DatabaseDown")]
+    assert by_name(history(["DatabaseDown"], late))["detection_s"].status == "breached"
+
+
+def test_an_expected_alert_that_never_fires_is_missed() -> None:
+    """What removing an expected alert from the rules does to a run: it never fires, the run fails."""
+    m = by_name(history(["DatabaseDown", "LowAvailability"], DB_DOWN))
+    assert m["missed_alerts"].value == 1 and m["missed_alerts"].status == "breached"
+    assert m["missed_alerts"].detail["missed"] == ["LowAvailability"]
+    m = by_name(history(["DatabaseDown"], []))
+    assert m["missed_alerts"].status == "breached" and m["detection_s"].value == math.inf
+    assert m["detection_s"].status == "breached"
+    assert verdict(list(m.values())) == "fail"
+
+
+def test_alerts_in_the_steady_phase_or_already_firing_are_false() -> None:
+    early = [alert(10.0, "firing", "RedisDown"), alert(0.0, "pending", "HighLatency", before_start=True)]
+    m = by_name(history(["DatabaseDown"], DB_DOWN + early))
+    assert m["false_alerts"].value == 2 and m["false_alerts"].status == "breached"
+
+
+def test_an_absorbed_fault_must_raise_nothing() -> None:
+    m = by_name(history([], DB_DOWN))
+    assert m["false_alerts"].value == 1 and m["false_alerts"].status == "breached"
+    assert m["detection_s"].status == "inconclusive" and m["missed_alerts"].status == "met"
+    quiet = by_name(history([], []))
+    assert quiet["false_alerts"].status == "met" and quiet["missed_alerts"].status == "met"
+
+
+def test_an_alert_still_firing_at_the_end_never_cleared() -> None:
+    m = by_name(history(["DatabaseDown"], DB_DOWN[:-1]))
+    assert m["alert_cleared_s"].value == math.inf and m["alert_cleared_s"].status == "breached"
+
+
+def test_unreachable_monitoring_is_inconclusive_never_a_pass() -> None:
+    down = [Record(35.0, "alert", "unreachable", "info", detail={"what": "prometheus", "error": "refused"})]
+    for records in (history(["DatabaseDown"], DB_DOWN + down), history(["DatabaseDown"], DB_DOWN + down, watching=False)):
+        m = by_name(records)
+        assert {x.status for x in m.values()} == {"inconclusive"}
+        assert verdict(list(m.values())) != "pass"
+
+
+def test_a_target_that_reads_no_alerts_gets_no_detection_measurements() -> None:
+    """Kubernetes and AWS runs of db-failover / zone-failure: no alert source, so nothing judged (not inconclusive)."""
+    assert detect(history(["DatabaseDown"], [], watching=False), fault_t=30.0, recovered_t=38.1) is None
+
+
+def test_no_impact_seen_measures_from_the_injection() -> None:
+    m = by_name(history(["DatabaseDown"], DB_DOWN, outage=(0.0, 0.0)))
+    assert m["detection_s"].value == 3.9 and m["detection_s"].detail["from"].startswith("injection")
+
+
+def test_compute_adds_detection_only_when_the_experiment_named_alerts() -> None:
+    named = compute(history(["DatabaseDown"], DB_DOWN), targets=Targets(), measures=["rto"])
+    assert [m.name for m in named] == ["rto_s", "detection_s", "alert_cleared_s", "missed_alerts", "false_alerts"]
+    cleared = next(m for m in named if m.name == "alert_cleared_s")
+    assert cleared.detail["recovered_t"] is not None and cleared.value < 1.5
+    assert [m.name for m in compute(history(None, DB_DOWN), targets=Targets(), measures=["rto"])] == ["rto_s"]
+
+
+def test_experiments_name_known_alerts_only() -> None:
+    import pytest
+
+    from resilience.errors import UserError
+    from resilience.experiments import _alerts
+
+    assert _alerts(None, "x") is None and _alerts([], "x") == ()
+    assert _alerts(["DatabaseDown"], "x") == ("DatabaseDown",)
+    with pytest.raises(UserError, match="DatabaseDown"):
+        _alerts(["DatabseDown"], "x")
