@@ -3,7 +3,7 @@
 One run (each costs minutes of the shared stack): the corruption deletes 30 % of the orders at T,
 the restore runbook brings the cluster back from repo1 to just before T, and every order
 acknowledged before the recovery target is back, the corrupted ones included. The other two
-experiments (database-loss, region-failure) are run by hand; their figures are in docs/backups.md.
+experiments (database-loss, region-failure) are run by hand; their figures are in docs/experiments.md.
 """
 
 from __future__ import annotations
