@@ -1,7 +1,7 @@
 """The restore runbook as code (issue 19): a whole database cluster brought back from a backup repository.
 
 Done in the supervisor, on `StackParts`, one step after the other, each step a `recovery`
-event (the run's history keeps them as `recovery` records, DR-SCHEMA.md):
+event (the run's history keeps them as `recovery` records, docs/recovery-records.md):
 
 1. detect/target/decide: the disaster's recorded time, the recovery target (just before
    it, or the latest archived WAL), the backup set (`pgbackrest info`; pgBackRest compares
