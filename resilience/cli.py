@@ -161,7 +161,7 @@ def cmd_faults(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from . import experiments
     policy = _policy(_settings(args))
-    print(f"{'experiment':<16} {'fault':<22} title")
+    print(experiments.LIST_HEADER)
     for path in experiments.catalogue():
         print(experiments.summary_line(path, policy))
     return 0
