@@ -231,7 +231,51 @@ def timeline_plots(run: RunView) -> list[Plot]:
     plots.append(Plot("replicas", "Ready replicas",
                       "Ready and desired API replicas as the replica controller reported them "
                       "(controller/replicas records).", _finish(fig, ax)))
-    return plots
+    phases_plot = failover_phases_plot(run)
+    return plots + ([phases_plot] if phases_plot else [])
+
+
+PHASE_BARS = (("promote", "promote_s", "promote_bound_s", "#8250df"), ("route", "route_s", "route_bound_s", "#0969da"),
+              ("reconnect", "reconnect_s", None, "#1a7f37"))
+
+
+def failover_phases_plot(run: RunView) -> Plot | None:
+    """The RTO taken apart (checkers/failover_phases.py): one bar per phase and component, its bound a tick."""
+    m = run.measurement("failover_s")
+    injected = run.fault.get("injected_t")
+    if m is None or not isinstance(injected, (int, float)):
+        return None
+    fig, ax = _axes(run, "Failover phases (RTO taken apart)", "")
+    rows: list[str] = []
+    for component in ("postgres", "redis"):
+        found = m.detail.get(component)
+        if not isinstance(found, dict) or found.get("promote_s") is None:
+            continue
+        failover_t = float(injected) + float(found["promote_s"])
+        for name, key, bound_key, colour in PHASE_BARS:
+            seconds = found.get(key)
+            if seconds is None:
+                continue
+            start = float(injected) if name == "promote" else failover_t
+            y = len(rows)
+            rows.append(f"{component} {name}")
+            ax.broken_barh([(start, float(seconds))], (y - 0.35, 0.7), color=colour, alpha=0.8,
+                           label=f"{name} ({component}) {float(seconds):.1f} s")
+            bound = found.get(bound_key) if bound_key else found.get("promote_lower_bound_s") if name == "promote" \
+                else None
+            if isinstance(bound, (int, float)):
+                ax.plot([start + float(bound)], [y], marker="|", markersize=16, color="#24292f",
+                        label="bound its configuration implies")
+    if not rows:
+        plt.close(fig)
+        return None
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    ax.set_ylim(-0.8, len(rows) - 0.2)
+    return Plot("failover-phases", "Failover phases",
+                "From the services' own signals: promote (the injection to the new leader seen), route (the load "
+                "balancer taking the replicas back), reconnect (the first acknowledged write); a black tick is the "
+                "bound the configuration implies (Patroni ttl + loop_wait; Sentinel down-after, a lower bound; "
+                "HAProxy rise x inter). Reported, not judged.", _finish(fig, ax))
 
 
 def figure_svg(fig: Figure) -> str:

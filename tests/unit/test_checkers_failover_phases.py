@@ -42,3 +42,27 @@ def test_a_configuration_that_breaks_patronis_rule_is_named() -> None:
     bad = {**CONFIG, "patroni": {"ttl_s": 8, "loop_wait_s": 1, "retry_timeout_s": 4}}
     assert config_problems(CONFIG) == []
     assert "loop_wait + 2 x retry_timeout = 9 s > ttl = 8 s" in config_problems(bad)[0]
+
+
+def test_the_phases_are_drawn_as_bars_with_their_bounds() -> None:
+    from types import SimpleNamespace
+    from typing import cast
+
+    import matplotlib.pyplot as plt
+
+    from resilience.reports.plots import failover_phases_plot
+    from resilience.reports.run import RunView
+
+    found = measurements(history())[0]
+    run = SimpleNamespace(fault={"injected_t": 20.0}, rto_s=lambda: None, events=lambda: [], phases={},
+                          measurement=lambda name: found if name == "failover_s" else None)
+    plot = failover_phases_plot(cast(RunView, run))
+    assert plot is not None
+    ax = plot.figure.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["postgres promote", "postgres route",
+                                                             "postgres reconnect", "redis promote"]
+    promote = ax.collections[0].get_paths()[0].get_extents()  # the first bar: from the injection, promote_s long
+    assert promote.x0 == 20.0 and promote.x1 == 20.0 + found.detail["postgres"]["promote_s"]
+    plt.close(plot.figure)
+    empty = SimpleNamespace(fault={"injected_t": 20.0}, measurement=lambda name: None)
+    assert failover_phases_plot(cast(RunView, empty)) is None
