@@ -114,7 +114,8 @@ def configuration(m: KubeMonitoringSettings) -> dict[str, Any]:
     """What the detection bound is made of (the `watching` record): production `for:` windows, the intervals."""
     return {"scrape_s": m.scrape_s, "evaluation_s": m.evaluation_s, "group_wait_s": m.group_wait_s,
             "poll_s": m.poll_s, "scale": 1, "for_s": alert_rules.windows(alert_rules.load()),
-            "source": "alertmanager-api-v2", "alertmanager": f"{m.namespace}/{m.alertmanager_service}:{m.alertmanager_port}",
+            "source": "alertmanager-api-v2",
+            "alertmanager": f"{m.namespace}/{m.alertmanager_service}:{m.alertmanager_port}",
             "prometheus": f"{m.namespace}/{m.prometheus_service}:{m.prometheus_port}"}
 
 
