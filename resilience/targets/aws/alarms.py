@@ -129,8 +129,8 @@ class CloudWatchAlarms:
                 for item in self._history(name):
                     stamp = item.get("Timestamp")
                     key = (name, str(stamp))
-                    if key in self._seen or not isinstance(stamp, datetime):
-                        continue
+                    if key in self._seen or not isinstance(stamp, datetime) or stamp.timestamp() < self.started_wall:
+                        continue  # before the run: its state then is what start() recorded
                     self._seen.add(key)
                     old, new, reason = transition(item)
                     at = max(feed.started_m, wall_to_monotonic(stamp.timestamp()))
