@@ -142,3 +142,14 @@ def test_the_observer_adds_the_alerts_only_when_monitoring_is_enabled(kube: Fake
     api = api_client(kube)
     assert isinstance(alert_watch.observer(api, settings(enabled=False)), KubernetesObserver)
     assert isinstance(alert_watch.observer(api, settings()), alert_watch.ObservedWithAlerts)
+
+
+def test_rbac_grants_the_rule_and_the_proxy_only_with_monitoring_enabled() -> None:
+    from resilience.targets.kubernetes.rbac import rbac_manifests
+    off = [(m["kind"], m["metadata"]["name"]) for m in rbac_manifests(settings(enabled=False))]
+    assert ("Role", alert_watch.ALERTS_ROLE) not in off
+    roles = {m["metadata"]["namespace"]: m["rules"] for m in rbac_manifests(settings())
+             if m["kind"] == "Role" and m["metadata"]["name"] == alert_watch.ALERTS_ROLE}
+    assert roles["monitoring"] == [{"apiGroups": [""], "resources": ["services/proxy"], "verbs": ["get"]}]
+    assert roles[NS] == [{"apiGroups": ["monitoring.coreos.com"], "resources": ["prometheusrules"],
+                          "verbs": ["get", "create", "patch"]}]

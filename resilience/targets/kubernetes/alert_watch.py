@@ -33,6 +33,11 @@ from .manifests import MANAGED_BY_LABEL, MANAGER
 GROUP, VERSION, PLURAL, KIND = "monitoring.coreos.com", "v1", "prometheusrules", "PrometheusRule"
 RULE_NAME = "resilience-platform-alerts"
 PROXY = "/api/v1/namespaces/{namespace}/services/{name}/proxy/"
+# RBAC (rbac.py, with kubernetes.monitoring.enabled): Role `resilience-alerts` in the app namespace (the
+# PrometheusRule: server-side apply = create + patch) and in the monitoring namespace (the two APIs via the proxy)
+ALERTS_ROLE = "resilience-alerts"
+RULE_RULES: tuple[tuple[str, tuple[str, ...], list[str]], ...] = ((GROUP, (PLURAL,), ["get", "create", "patch"]),)
+PROXY_RULES: tuple[tuple[str, tuple[str, ...], list[str]], ...] = (("", ("services/proxy",), ["get"]),)
 ALERTS_PATH, RULES_PATH = "api/v2/alerts", "api/v1/rules"
 
 
