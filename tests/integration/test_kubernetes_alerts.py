@@ -95,7 +95,7 @@ def test_alerts_through_the_service_proxy_become_the_records_detection_judges(
         monitoring.pend("DatabaseDown")
         wait_for(lambda: any(e.op == "pending" for e in alerts.events()), 5)
         monitoring.fire("DatabaseDown")
-        wait_for(lambda: any(e.op == "firing" for e in alerts.events()), 5)
+        wait_for(lambda: {"firing", "rule-firing"} <= {e.op for e in alerts.events()}, 5)
         recovered_t = history.now()
         monitoring.resolve("DatabaseDown")
         wait_for(lambda: any(e.op == "resolved" for e in alerts.events()), 5)
@@ -153,3 +153,32 @@ def test_rbac_grants_the_rule_and_the_proxy_only_with_monitoring_enabled() -> No
     assert roles["monitoring"] == [{"apiGroups": [""], "resources": ["services/proxy"], "verbs": ["get"]}]
     assert roles[NS] == [{"apiGroups": ["monitoring.coreos.com"], "resources": ["prometheusrules"],
                           "verbs": ["get", "create", "patch"]}]
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_up_applies_the_rule_status_reports_it_and_a_run_watches_the_alerts(kube: FakeKubeApi, installed: bool) -> None:
+    """The platform end to end: `up` applies the PrometheusRule when the CRD exists, `status` says whether it is
+    there (and why not), and start_observing / events_since bring the alerts into the run."""
+    from resilience.targets.kubernetes.manifests import BackendEndpoints
+    from resilience.targets.kubernetes.platform import KubernetesPlatform
+    stack = install_monitoring(kube) if installed else None
+    s = replace(settings(), kubernetes=replace(settings().kubernetes, allowed_contexts=("fake",)))
+    platform = KubernetesPlatform(s, "fake", api_client=api_client(kube), wait_timeout_s=10, echo=lambda line: None,
+                                  backends=BackendEndpoints(postgres_host="pg.example", redis_host="redis.example"))
+    try:
+        status = platform.up()
+        assert status.detail["alert_rules"]["present"] is installed, status.detail["alert_rules"]
+        if not installed:
+            assert "monitoring.coreos.com/v1" in status.detail["alert_rules"]["why"]
+            return
+        assert stack is not None
+        start = time.monotonic()
+        platform.start_observing()
+        stack.fire("LowAvailability")
+        wait_for(lambda: any(e.source == ALERT and e.op == "firing" for e in platform.events_since(start)), 5)
+        platform.stop_observing()
+        ops = [e.op for e in platform.events_since(start) if e.source == ALERT]
+        assert ops[0] == "watching" and "firing" in ops and ops[-1] == "stopped"
+    finally:
+        if stack is not None:
+            stack.stop()
