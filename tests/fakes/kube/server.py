@@ -41,7 +41,7 @@ Test hooks: `set_metric(deployment, cpu_utilization=..., memory_utilization=...)
 (forget the watch history), `add_node(...)`, `requests` / `mutating_requests()`,
 `objects(...)`, `get(...)`, `enable_process_kubelet(selector, workdir)`,
 `serve_service(ns, name, port, address)` (where the proxy reaches a Service whose pods
-no process kubelet runs).
+no process kubelet runs), `monitoring.install_monitoring(fake)` (a kube-prometheus-stack stand-in).
 
 Constructor flags (the defaults behave as a real cluster does):
 - topology_spread=True: enforces whenUnsatisfiable: DoNotSchedule (a zone lost
