@@ -132,7 +132,7 @@ class AwsSettings:
     # restore_database: keep the restored DB cluster (resilience-<cluster>-restored) after the rollback points the
     # app back at aws.rds_cluster (default: delete it)
     keep_restored: bool = False
-    alarms: CloudWatchAlarmSettings = field(default_factory=CloudWatchAlarmSettings)  # detection, stop (monitoring_settings)
+    alarms: CloudWatchAlarmSettings = field(default_factory=CloudWatchAlarmSettings)  # CloudWatch alarms: detection, stop
 
 
 @dataclass(frozen=True)

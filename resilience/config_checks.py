@@ -65,7 +65,7 @@ class KubernetesSettings:
     # restore_database: keep the restored CloudNativePG Cluster (<cluster>-restored) after the rollback points the app
     # back (default: delete it)
     keep_restored: bool = False
-    monitoring: KubeMonitoringSettings = field(default_factory=KubeMonitoringSettings)  # alerts: monitoring_settings.py
+    monitoring: KubeMonitoringSettings = field(default_factory=KubeMonitoringSettings)  # Prometheus/Alertmanager alerts
 
     def fault_namespaces(self) -> tuple[str, ...]:
         return self.allowed_namespaces or (self.namespace,)

@@ -14,18 +14,18 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class KubeMonitoringSettings:
-    enabled: bool = False
-    namespace: str = "monitoring"
-    alertmanager_service: str = "kube-prometheus-stack-alertmanager"
+    enabled: bool = False  # read alerts from an existing Prometheus/Alertmanager during runs (docs/targets.md)
+    namespace: str = "monitoring"  # where Prometheus and Alertmanager run
+    alertmanager_service: str = "kube-prometheus-stack-alertmanager"  # its Service (reached via the API server proxy)
     alertmanager_port: str = "9093"  # a port number or name of the Service
-    prometheus_service: str = "kube-prometheus-stack-prometheus"
-    prometheus_port: str = "9090"
+    prometheus_service: str = "kube-prometheus-stack-prometheus"  # its Service (for /api/v1/rules: pending alerts)
+    prometheus_port: str = "9090"  # a port number or name of the Service
     # labels the Prometheus's ruleSelector wants on a PrometheusRule (kube-prometheus-stack: release=<release>)
     rule_labels: tuple[str, ...] = ("release=kube-prometheus-stack",)
     apply_rules: bool = True  # ship deploy/monitoring/alerts.yaml as a PrometheusRule in kubernetes.namespace
-    scrape_s: float = 30.0  # the bound on detection is made of these (checkers/detection.py)
-    evaluation_s: float = 30.0
-    group_wait_s: float = 30.0
+    scrape_s: float = 30.0  # Prometheus's scrape interval: part of the detection bound (checkers/detection.py)
+    evaluation_s: float = 30.0  # Prometheus's rule evaluation interval: part of the detection bound
+    group_wait_s: float = 30.0  # Alertmanager's group_wait: part of the detection bound
     poll_s: float = 2.0  # how often Alertmanager's and Prometheus's APIs are read during a run
 
 
