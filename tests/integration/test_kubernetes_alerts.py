@@ -182,3 +182,16 @@ def test_up_applies_the_rule_status_reports_it_and_a_run_watches_the_alerts(kube
     finally:
         if stack is not None:
             stack.stop()
+
+
+def test_a_refused_apply_is_reported_not_raised(kube: FakeKubeApi, monitoring: FakeMonitoring,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the resilience-alerts Role the API server answers 403: `up` goes on and the status says why."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise ApiException(status=403, reason="Forbidden")
+    monkeypatch.setattr(client.CustomObjectsApi, "patch_namespaced_custom_object", forbidden)
+    result = alert_watch.apply_rules(api_client(kube), settings())
+    assert result["applied"] is False and "HTTP 403" in result["why"] and "deploy/rbac.yaml" in result["why"]

@@ -73,10 +73,16 @@ def apply_rules(api_client: Any, settings: Settings) -> dict[str, Any]:
                                          f"Operator CRDs): install kube-prometheus-stack, or load "
                                          f"deploy/monitoring/alerts.yaml into your Prometheus yourself"}
     from kubernetes import client
+    from kubernetes.client.rest import ApiException
     body = prometheus_rule(settings)
-    client.CustomObjectsApi(api_client).patch_namespaced_custom_object(
-        GROUP, VERSION, settings.kubernetes.namespace, PLURAL, RULE_NAME, body, field_manager=MANAGER, force=True,
-        _content_type="application/apply-patch+yaml")
+    try:
+        client.CustomObjectsApi(api_client).patch_namespaced_custom_object(
+            GROUP, VERSION, settings.kubernetes.namespace, PLURAL, RULE_NAME, body, field_manager=MANAGER, force=True,
+            _content_type="application/apply-patch+yaml")
+    except ApiException as exc:  # e.g. 403: RBAC without the resilience-alerts Role (rbac.py)
+        return {"applied": False, "why": f"server-side apply of PrometheusRule {RULE_NAME} answered HTTP {exc.status} "
+                                         f"{exc.reason}: grant the harness prometheusrules create/patch "
+                                         f"(deploy/rbac.yaml with kubernetes.monitoring.enabled)"}
     return {"applied": True, "name": RULE_NAME, "namespace": settings.kubernetes.namespace,
             "alerts": sorted(alert_rules.windows(alert_rules.load()))}
 
@@ -96,7 +102,7 @@ def rules_status(api_client: Any, settings: Settings) -> dict[str, Any]:
     except ApiException as exc:
         if exc.status == 404:
             return {"present": False, "why": f"no PrometheusRule {RULE_NAME} yet (`resilience up` applies it)"}
-        raise
+        return {"present": False, "why": f"reading PrometheusRule {RULE_NAME} answered HTTP {exc.status} {exc.reason}"}
     return {"present": True, "name": RULE_NAME}
 
 
