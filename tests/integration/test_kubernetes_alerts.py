@@ -195,3 +195,9 @@ def test_a_refused_apply_is_reported_not_raised(kube: FakeKubeApi, monitoring: F
     monkeypatch.setattr(client.CustomObjectsApi, "patch_namespaced_custom_object", forbidden)
     result = alert_watch.apply_rules(api_client(kube), settings())
     assert result["applied"] is False and "HTTP 403" in result["why"] and "deploy/rbac.yaml" in result["why"]
+
+
+def test_the_dry_run_plan_names_the_rule_only_with_monitoring_enabled() -> None:
+    assert alert_watch.plan_lines(settings(enabled=False)) == []
+    [line] = alert_watch.plan_lines(settings())
+    assert f"/namespaces/{NS}/prometheusrules/{alert_watch.RULE_NAME}" in line

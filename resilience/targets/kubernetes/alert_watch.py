@@ -87,6 +87,16 @@ def apply_rules(api_client: Any, settings: Settings) -> dict[str, Any]:
             "alerts": sorted(alert_rules.windows(alert_rules.load()))}
 
 
+def plan_lines(settings: Settings) -> list[str]:
+    """What `up` does about the rules, for a dry run (nothing when monitoring is off)."""
+    m = settings.kubernetes.monitoring
+    if not m.enabled or not m.apply_rules:
+        return []
+    ns = settings.kubernetes.namespace
+    return [f"GET /apis/{GROUP}/{VERSION} (is the PrometheusRule CRD installed?); if so, server-side apply "
+            f"PATCH /apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}/{RULE_NAME} (deploy/monitoring/alerts.yaml)"]
+
+
 def rules_status(api_client: Any, settings: Settings) -> dict[str, Any]:
     """For `status`: is the PrometheusRule there (or why it cannot be)?"""
     m = settings.kubernetes.monitoring

@@ -176,6 +176,7 @@ class KubernetesPlatform(Platform):
             lines.append(f"resolve external endpoints via the aws target: rds:DescribeDBClusters({aws.rds_cluster}) "
                          f"and elasticache:DescribeReplicationGroups({aws.elasticache_group}) in {aws.region}")
         lines += [plan.apply_line(m) for m in self._manifests()] + plan.replicas_lines(self.namespace)
+        lines += alert_watch.plan_lines(self.settings)  # the PrometheusRule (kubernetes.monitoring)
         lines.append(plan.wait_line(self.namespace, self.wait_timeout_s))
         return lines
 
