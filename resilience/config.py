@@ -21,6 +21,7 @@ import yaml
 from .config_checks import (IN_CLUSTER_CONTEXT, BackupSettings, ExperimentsSettings, KubernetesSettings,
                             validate_backup, validate_experiments, validate_kubernetes, validate_trusted_keys)
 from .errors import UserError
+from .monitoring_settings import CloudWatchAlarmSettings
 
 DEFAULT_CONFIG_NAMES = ("resilience.yaml", "resilience.yml")
 
@@ -133,6 +134,7 @@ class AwsSettings:
     # restore_database: keep the restored DB cluster (resilience-<cluster>-restored) after the rollback points the
     # app back at aws.rds_cluster (default: delete it)
     keep_restored: bool = False
+    alarms: CloudWatchAlarmSettings = field(default_factory=CloudWatchAlarmSettings)  # CloudWatch alarms: detection, stop
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UserError
+from .monitoring_settings import KubeMonitoringSettings
 
 EXPOSE_MODES = ("ingress", "loadbalancer", "cluster-ip")
 LOAD_GENERATORS = ("local", "in-cluster")
@@ -64,6 +65,7 @@ class KubernetesSettings:
     # restore_database: keep the restored CloudNativePG Cluster (<cluster>-restored) after the rollback points the app
     # back (default: delete it)
     keep_restored: bool = False
+    monitoring: KubeMonitoringSettings = field(default_factory=KubeMonitoringSettings)  # Prometheus/Alertmanager alerts
 
     def fault_namespaces(self) -> tuple[str, ...]:
         return self.allowed_namespaces or (self.namespace,)

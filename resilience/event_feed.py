@@ -13,14 +13,17 @@ import json
 import threading
 from typing import Any, Callable
 
+from .alarm_stop import stop_reason
 from .history import ALERT, CONTROLLER, INFO, PLATFORM, RECOVERY, History, Record
 from .targets.base import PlatformEvent
 
 
 class EventFeed:
-    def __init__(self, events_since: Callable[[float], list[PlatformEvent]], history: History) -> None:
+    def __init__(self, events_since: Callable[[float], list[PlatformEvent]], history: History,
+                 on_stop: Callable[[str], None] | None = None) -> None:
         self.events_since = events_since
         self.history = history
+        self.on_stop = on_stop  # an event that stops the run (a CloudWatch stop alarm: alarm_stop.py) aborts it
         self._seen: set[tuple[float, str, str, str]] = set()
         self._lock = threading.Lock()  # the monitor thread and the run's final poll
 
@@ -28,6 +31,7 @@ class EventFeed:
         """Append the events not yet in the history; returns how many. Raises what the target raised."""
         events = self.events_since(self.history.origin_monotonic)
         added = 0
+        stops: list[str] = []
         with self._lock:
             for event in sorted(events, key=lambda e: e.monotonic):
                 key = (event.monotonic, event.source, event.op, json.dumps(event.detail, sort_keys=True, default=str))
@@ -36,6 +40,9 @@ class EventFeed:
                 self._seen.add(key)
                 self.history.append(as_record(event, self.history))
                 added += 1
+                stops += [reason] if (reason := stop_reason(event)) else []
+        if stops and self.on_stop is not None:
+            self.on_stop(stops[0])
         return added
 
 

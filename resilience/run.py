@@ -87,7 +87,7 @@ class Run:
         self._monitor = Monitor(spec.stop_condition, self.progress, stats=self.load_stats,
                                 ready_replicas=self.ready_replicas, elapsed=self.history.now,
                                 on_abort=self.aborts.abort, every_2s=self._poll_events)
-        self.events = EventFeed(self.target.events_since, self.history)
+        self.events = EventFeed(self.target.events_since, self.history, on_stop=self.aborts.abort)
         self.effects = EffectWatch(self.history, self.progress.say)
         self.owned_by_control = False  # created by the control under plain `chaos run`
         self._load_collected = False

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from . import config, config_checks
+from . import config, config_checks, monitoring_settings
 from .config import Settings
 
 SECTIONS = {
@@ -66,7 +66,7 @@ EXPLAINED = {
 def field_comments() -> dict[str, str]:
     """Class name.field -> the comment beside it (or on the lines just above it) where the settings are defined."""
     out: dict[str, str] = {}
-    for module in (config, config_checks):  # config_checks defines the kubernetes and experiments sections
+    for module in (config, config_checks, monitoring_settings):  # config_checks: kubernetes, experiments; alerts
         out.update(_comments_in(inspect.getsource(module)))
     return out
 

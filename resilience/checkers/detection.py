@@ -1,6 +1,6 @@
 """Detection: did the expected alerts fire, how fast, did they clear, and did any fire that should not.
 
-Read from `alert` records (targets/local/alert_receiver.py writes them, the run adds
+Read from `alert` records (targets/local/alert_receiver.py, targets/alert_feed.py write them; the run adds
 `alert/expected` with the experiment's `alerts:` list):
 - watching (detail: scrape_s, evaluation_s, group_wait_s, for_s per alert) | unreachable;
 - pending (at Prometheus's activeAt) -> rule-firing (first seen firing) -> firing (Alertmanager's
@@ -17,8 +17,8 @@ Measurements (only when the history holds `alert/expected`):
 - false_alerts: alerts notified before the fault (steady phase), already firing when the run began,
   or any alert at all when the experiment expects none (a breach if > 0).
 Monitoring unreachable during the run (or when it began): all four inconclusive, never a pass. A
-target that reads no alerts (no `watching`/`unreachable` record at all: Kubernetes and AWS today)
-gets none of these measurements.
+target that reads no alerts (no `watching`/`unreachable` record at all: Kubernetes and AWS without
+kubernetes.monitoring / aws.alarms) gets none of these measurements.
 """
 
 from __future__ import annotations

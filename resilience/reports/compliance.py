@@ -26,6 +26,7 @@ from ..checkers.measurement import status_label
 from ..config import Settings
 from ..evidence import LEDGER, verify_ledger
 from ..fault_registry import FAULTS
+from .compliance_detection import detection_evidence
 from .compliance_dr import DR_COVERAGE, backup_and_dr
 from .compliance_render import write_compliance_html, write_compliance_pdf
 from .run import RunView, fmt_number, fmt_target, load_run, measurement_label
@@ -430,10 +431,9 @@ def build_compliance(entries: list[GamedayEntry], settings: Settings, suite: str
                                  "as 'not measured' and makes its run inconclusive, never a pass.",
         "experiments": sections,
         "deviations": [{"experiment": s["experiment"], "deviation": d} for s in sections for d in s["deviations"]],
-        "findings": found,
-        "ledger": ledger,
-        "coverage": coverage_matrix(sections),
+        "findings": found, "ledger": ledger, "coverage": coverage_matrix(sections),
         "backup_and_dr": backup_and_dr(e.run_dir for e in entries if e.skipped is None),
+        "detection": detection_evidence(e.run_dir for e in entries if e.skipped is None),  # compliance_detection.py
         "sign_off": [{"role": role, "name": "", "date": "", "signature": ""} for role in ("Reviewer", "Approver")],
     }
 

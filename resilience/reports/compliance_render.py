@@ -10,6 +10,7 @@ from reportlab.lib import colors
 from reportlab.lib.units import cm
 from reportlab.platypus import Flowable, KeepTogether, Paragraph, Spacer
 
+from .compliance_detection import render_detection
 from .html import environment
 from .pdf import PAGE_WIDTH, banner, build, para, status_cell_styles, styles, table
 from .run import STATUS_COLOURS, VERDICT_COLOURS, VERDICT_WORDS
@@ -113,6 +114,7 @@ def compliance_story(m: dict[str, Any]) -> list[Flowable]:
     else:
         story.append(para("No findings: every measurement met its target.", body))
     story += _backup_and_dr(m.get("backup_and_dr"), sheet)
+    story += render_detection(m.get("detection"), sheet)  # compliance_detection.py
     story += _matrix(m, sheet, scope)
     story += [KeepTogether([para("8. Sign-off", h2),
               table([["role", "name", "date", "signature"]] + [[s["role"], "", "", ""] for s in m["sign_off"]],

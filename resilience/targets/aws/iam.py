@@ -38,8 +38,10 @@ from dataclasses import replace
 from typing import Any, Sequence
 
 from ...config import AwsSettings, Settings, load_settings
+from ...monitoring_settings import CloudWatchAlarmSettings
 from ...errors import UserError
 from ..kubernetes.names import MANAGED_BY_LABEL, MANAGER
+from .alarms import alarm_statements
 from .blackhole import BLACKHOLE_TAG
 from .fis import FIS, FIS_ACTIONS
 from .restore import restored_name
@@ -49,7 +51,9 @@ EXAMPLE = AwsSettings(allowed_accounts=("111122223333",), region="ap-south-1", a
                       allowed_resources=("school-meals-db", "school-meals-cache", "vpc-0example",
                                          "subnet-0example1", "subnet-0example2", "subnet-0example3",
                                          restored_name("school-meals-db")),
-                      blackhole_subnets=True, fis_role_arn="arn:aws:iam::111122223333:role/resilience-fis")
+                      blackhole_subnets=True, fis_role_arn="arn:aws:iam::111122223333:role/resilience-fis",
+                      alarms=CloudWatchAlarmSettings(detection=("school-meals-db-down=DatabaseDown",),
+                                                     stop=("school-meals-availability",)))
 
 # (IAM actions, why): reads that support no resource-level permission
 UNSCOPED_READS: tuple[tuple[str, ...], ...] = (
@@ -120,6 +124,7 @@ def iam_policy(settings: Settings) -> dict[str, Any]:
              "Resource": _arns(aws, "ec2", ["network-acl/*"]),
              "Condition": {**region, "Null": {f"aws:ResourceTag/{BLACKHOLE_TAG}": "false"}}},
         ]
+    statements += alarm_statements(aws, region)  # aws.alarms (alarms.py)
     return {"Version": "2012-10-17", "Statement": statements}
 
 
@@ -175,7 +180,8 @@ def iam_json(settings: Settings) -> str:
                      allowed_regions=aws.allowed_regions or EXAMPLE.allowed_regions,
                      allowed_resources=aws.allowed_resources or EXAMPLE.allowed_resources,
                      blackhole_subnets=aws.blackhole_subnets or not aws.allowed_resources,
-                     fis_role_arn=aws.fis_role_arn or EXAMPLE.fis_role_arn)
+                     fis_role_arn=aws.fis_role_arn or EXAMPLE.fis_role_arn,
+                     alarms=aws.alarms if aws.alarms.detection or aws.alarms.stop else EXAMPLE.alarms)
     return json.dumps(iam_policy(replace(settings, aws=filled)), indent=2) + "\n"
 
 

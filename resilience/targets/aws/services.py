@@ -29,6 +29,7 @@ from ..base import Build, PlatformEvent, Services, StackStatus
 from ..blast_radius import region_problem
 from ..kubernetes.manifests import BackendEndpoints
 from ..recovery_log import RecoveryLog
+from .alarms import CloudWatchAlarms
 from .clients import AwsClients
 from .observer import POLL_S, AwsObserver
 from .restore import posture_of
@@ -68,6 +69,7 @@ class AwsServices(Services):
         self.observer = AwsObserver(self.aws, self.client, self.cluster, self.replication_group)
         self.baseline_read = self.observer.baseline_read  # set once the loop knows who leads
         self.recovery = RecoveryLog()  # a restore's steps, for the history (aws/restore.py)
+        self.alarms = CloudWatchAlarms(self.aws, self.client)  # aws.alarms: detection and stop alarms (alarms.py)
         if not self.aws.allowed_accounts:
             raise UserError(f"{settings.source}: 'aws.allowed_accounts' is empty, so no AWS account may be used. "
                             f"Add the 12-digit id of an account meant for chaos experiments, e.g.\n"
@@ -196,11 +198,15 @@ class AwsServices(Services):
         """Observe in a loop (AWS offers no watch): status and events read its last round."""
         if not self.dry_run:
             self.observer.start(poll_s)
+            if self.alarms.enabled:
+                self.alarms.start()
 
     def stop_observing(self) -> None:
         self.observer.stop()
+        self.alarms.stop()
 
     def events_since(self, monotonic: float) -> list[PlatformEvent]:
         """RDS and ElastiCache events (failover start/complete), writer/primary changes, CloudWatch connection
         counts; each once."""
-        return self.observer.events_since(monotonic) + self.recovery.since(monotonic)
+        return (self.observer.events_since(monotonic) + self.recovery.since(monotonic)
+                + self.alarms.feed.since(monotonic))

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from ...config import IN_CLUSTER_CONTEXT, Settings
 from ...errors import HarnessError, UserError
-from . import plan
+from . import alert_watch, plan
 from ..base import Build, Component, Platform, PlatformEvent, StackStatus
 from ..clock import to_monotonic
 from ..recovery_log import RecoveryLog
@@ -176,6 +176,7 @@ class KubernetesPlatform(Platform):
             lines.append(f"resolve external endpoints via the aws target: rds:DescribeDBClusters({aws.rds_cluster}) "
                          f"and elasticache:DescribeReplicationGroups({aws.elasticache_group}) in {aws.region}")
         lines += [plan.apply_line(m) for m in self._manifests()] + plan.replicas_lines(self.namespace)
+        lines += alert_watch.plan_lines(self.settings)  # the PrometheusRule (kubernetes.monitoring)
         lines.append(plan.wait_line(self.namespace, self.wait_timeout_s))
         return lines
 
@@ -205,6 +206,7 @@ class KubernetesPlatform(Platform):
             self._apply(manifest)
         if current is None:
             self._apply(replicas_manifest(self.namespace), REPLICAS_MANAGER, force=False)
+        alert_watch.apply_rules(self._api, self.settings)  # the PrometheusRule, when the CRD is there
         self._wait_available()
         return self.status()
 
@@ -316,7 +318,8 @@ class KubernetesPlatform(Platform):
                 healthy=pod_ready(pod)))
         detail = {"context": self.context, "namespace": self.namespace,
                   "desired_replicas": deployment.spec.replicas,
-                  "ready_replicas": deployment.status.ready_replicas or 0}
+                  "ready_replicas": deployment.status.ready_replicas or 0,
+                  "alert_rules": alert_watch.rules_status(self._api, self.settings)}
         return StackStatus(self.name, True, self.public_url(), None, components, detail)
 
     def node_zones(self) -> dict[str, str | None]:
@@ -372,8 +375,7 @@ class KubernetesPlatform(Platform):
         """Watch the Deployment, HPA, pods, nodes and events from now on (kubernetes/observer.py)."""
         if self.dry_run or self.observer is not None:
             return
-        from .observer import KubernetesObserver
-        self.observer = KubernetesObserver(self._api, self.namespace)
+        self.observer = alert_watch.observer(self._api, self.settings)  # + alerts when kubernetes.monitoring is on
         self.observer.start()
 
     def stop_observing(self) -> None:

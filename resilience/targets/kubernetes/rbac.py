@@ -43,6 +43,7 @@ import yaml
 
 from ...config import IN_CLUSTER_CONTEXT, Settings, load_settings
 from ...errors import UserError
+from .alert_watch import ALERTS_ROLE, PROXY_RULES, RULE_RULES
 from .exposure import namespace_labels
 from .manifests import MANAGED_BY_LABEL, PART_OF, Manifest, namespace_manifest
 
@@ -153,6 +154,9 @@ def rbac_manifests(settings: Settings, fault_namespaces: Sequence[str] = ()) -> 
     manifests += _role_and_binding(settings, HARNESS_ROLE, app_ns, APP_NAMESPACE_RULES)
     if k8s.load_generator == "in-cluster":
         manifests += _role_and_binding(settings, LOAD_ROLE, app_ns, LOAD_RULES)
+    if k8s.monitoring.enabled:  # alerts (alert_watch.py): the PrometheusRule, Alertmanager/Prometheus via the proxy
+        manifests += _role_and_binding(settings, ALERTS_ROLE, app_ns, RULE_RULES)
+        manifests += _role_and_binding(settings, ALERTS_ROLE, k8s.monitoring.namespace, PROXY_RULES)
     for namespace in dict.fromkeys(fault_namespaces):
         if namespace != app_ns:
             manifests += _role_and_binding(settings, FAULTS_ROLE, namespace, FAULT_NAMESPACE_RULES)

@@ -41,7 +41,7 @@ Test hooks: `set_metric(deployment, cpu_utilization=..., memory_utilization=...)
 (forget the watch history), `add_node(...)`, `requests` / `mutating_requests()`,
 `objects(...)`, `get(...)`, `enable_process_kubelet(selector, workdir)`,
 `serve_service(ns, name, port, address)` (where the proxy reaches a Service whose pods
-no process kubelet runs).
+no process kubelet runs), `monitoring.install_monitoring(fake)` (a kube-prometheus-stack stand-in).
 
 Constructor flags (the defaults behave as a real cluster does):
 - topology_spread=True: enforces whenUnsatisfiable: DoNotSchedule (a zone lost
@@ -89,6 +89,7 @@ from .apply import apply, created_by_apply, record_update
 from .process_kubelet import ProcessKubelet
 from .resources import DEFAULT_ALLOCATABLE
 from .cnpg import PREFIX as CNPG_PREFIX, CnpgOperator
+from .monitoring import PREFIX as MONITORING_PREFIX
 from .scheduler import Scheduler
 from .selectors import merge, selected
 from .store import (CLUSTER_SCOPED, KIND_OF, ApiError, Key, Obj, Store, conflict, group_of,
@@ -141,6 +142,7 @@ class FakeKubeApi(ServedFake):
         self.jobs = JobController(self)
         self.process_kubelet: ProcessKubelet | None = None
         self.cnpg: CnpgOperator | None = None  # CloudNativePG's CRDs and operator, once install_cnpg() is called
+        self.monitoring: Any = None  # a FakeMonitoring (monitoring.py) once install_monitoring(self) is called
         self.service_backends: dict[tuple[str, str, int], tuple[str, int]] = {}  # see serve_service
         self.requests: list[RecordedRequest] = []
         self.terminations: dict[str, float] = {}  # pod uid -> fake time its deletion began (alb.py reads it)
@@ -334,7 +336,8 @@ class FakeKubeApi(ServedFake):
     def _route(self, path: str) -> tuple[str, str | None, str, str | None, str | None]:
         m = PATH.match(path)
         if not m or m.group("plural") not in KIND_OF or (m.group("plural") == "clusters") != (
-                self.cnpg is not None and m.group("prefix") == CNPG_PREFIX):
+                self.cnpg is not None and m.group("prefix") == CNPG_PREFIX) or (m.group("plural") == "prometheusrules") != (
+                self.monitoring is not None and m.group("prefix") == MONITORING_PREFIX):
             raise ApiError(404, "NotFound", f"the fake API server does not serve {path}")
         prefix, ns, plural, name, sub = m.group("prefix", "ns", "plural", "name", "sub")
         return prefix, (None if plural in CLUSTER_SCOPED else ns), plural, name, sub
@@ -347,6 +350,10 @@ class FakeKubeApi(ServedFake):
             if self.cnpg is None:
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
             return 200, self.cnpg.discovery()
+        if path == f"/{MONITORING_PREFIX}":  # the Prometheus Operator's group: 404 until install_monitoring
+            if self.monitoring is None:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            return 200, self.monitoring.discovery()
         prefix, ns, plural, name, sub = self._route(path)
         body = yaml.safe_load(raw) if raw else None
         if name is None:
