@@ -118,10 +118,10 @@ class PressureMemory(LocalFault):
         percent = float(request["percent"])
         pressed: dict[str, dict[str, Any]] = {}
         with parts.lock:
-            targets = [(parts.replicas.name(r), r.cpu.pids() if r.cpu is not None else [r.executor.pid])
+            targets = [(parts.replicas.name(r), r.cpu, r.cpu.pids() if r.cpu is not None else [r.executor.pid])
                        for r in parts.replicas.replicas.values() if not (r.lost or r.stopping) and r.executor.alive()]
             parts.state[self.fault] = pressed  # filled as we go: a failure half-way is still undone
-        for name, pids in targets:
+        for name, cpu, pids in targets:
             group = LimitGroup("memory", name)
             group.create()
             try:
@@ -141,6 +141,8 @@ class PressureMemory(LocalFault):
             if hog.stdout is None or hog.stdout.readline().strip() != b"ready":
                 raise HarnessError(f"pressure_memory: the hog in {group.path} did not start "
                                    f"({hog.stderr.read().decode(errors='replace')[-300:] if hog.stderr else ''})")
+            if cpu is not None:  # the replica's CPU group too: it shares the replica's CPU limit (as in a
+                cpu.add(hog.pid)  # container), and `down` after a crashed supervisor stops it with the replicas
         if not pressed:
             raise HarnessError("pressure_memory: no live API replica to put under memory pressure")
         parts.event(self.fault, "inject", replicas=sorted(pressed), limit_bytes=limit, percent=percent,
