@@ -21,3 +21,6 @@ FAULTS.refuse("blackhole_network", "the local target only for now: on a cluster 
 FAULTS.refuse("reject_network", "the local target only for now: on a cluster this is Chaos Mesh NetworkChaos (not built yet, issue 21)")
 FAULTS.refuse("partition_primary", "the local target only for now: on a cluster this is Chaos Mesh NetworkChaos partition of the CNPG primary (not built yet, issue 21)")
 FAULTS.refuse("starve_cpu", "the local target only for now: on a cluster this is Chaos Mesh StressChaos or a lower CPU limit on the Deployment (not built yet, issue 21)")
+FAULTS.refuse("limit_bandwidth", "the local target only for now: on a cluster this is Chaos Mesh NetworkChaos bandwidth (not built yet, issue 21)")
+FAULTS.refuse("pressure_memory", "the local target only for now: on a cluster this is Chaos Mesh StressChaos memory stressors (not built yet, issue 21)")
+FAULTS.refuse("throttle_disk_io", "the local target only for now: on a cluster this is Chaos Mesh IOChaos latency on the CNPG volume (not built yet, issue 21)")
