@@ -10,7 +10,7 @@ ends or the experiment stops. The template (fis.py makes, starts, stops and dele
   `aws:eks:pod-network-packet-loss` (`lossPercent`; 100 for a blackhole: every packet on the path
   silently dropped, so clients wait for their timeouts, as blackhole_network says), with
   `sources` = the RDS cluster's writer and reader endpoints (only the API <-> database path),
-  `duration` (FIS reverts by itself then) and `kubernetesServiceAccount`;
+  `duration` = aws.fis_duration_s (FIS reverts by itself then; the rollback stops it after the hold) and `kubernetesServiceAccount`;
 - one target of type `aws:eks:pod`: `clusterIdentifier` (aws.eks_cluster), `namespace` (the app's,
   an allowed one), `selectorType: labelSelector`, `selectorValue: app.kubernetes.io/name=...`,
   `targetContainerName: api`, selection mode ALL;
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 LATENCY, LOSS = "aws:eks:pod-network-latency", "aws:eks:pod-network-packet-loss"
 CONTAINER = "api"  # the API container's name in the Deployment (kubernetes/manifests.py)
 FIS_USER = "fis-experiment"  # the Kubernetes user the FIS role is mapped to (aws-auth / access entry)
-MARGIN_S = 120  # a FIS action lasts the hold and this much more, then ends by itself
 
 
 def rbac_manifests(namespace: str, service_account: str) -> list[Manifest]:
@@ -64,11 +63,6 @@ def rbac_manifests(namespace: str, service_account: str) -> list[Manifest]:
              "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace},
                           {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": FIS_USER}],
              "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": service_account}}]
-
-
-def action_seconds(call: FaultCall, fallback_s: int) -> int:
-    hold = call.get("hold_s")
-    return fallback_s if hold is None else int(max(60, float(hold) + MARGIN_S))
 
 
 def pod_network(call: FaultCall, cluster: str, namespace: str, service_account: str, sources: list[str],
@@ -115,7 +109,7 @@ class FisPodNetworkFault(FaultModule["AwsNemesis"]):
         platform = self._platform(nemesis)
         namespace = platform.namespace if platform is not None else "<namespace>"
         action = LATENCY if call.fault == "delay_network" else LOSS
-        seconds = action_seconds(call, a.fis_duration_s)
+        seconds = a.fis_duration_s
         return [f"{self.fault}: GET /api/v1/namespaces/{namespace}/serviceaccounts/{a.fis_kubernetes_service_account} "
                 f"(FIS's pod actions run as it; refused when absent); rds:DescribeDBClusters -> sources = the writer "
                 f"and reader endpoints; the path timed through the API before and during",
@@ -141,7 +135,7 @@ class FisPodNetworkFault(FaultModule["AwsNemesis"]):
         probe = probe_of(platform)
         baseline = probe.measure() if probe is not None else {}
         part = pod_network(call, str(a.eks_cluster), platform.namespace, a.fis_kubernetes_service_account, sources,
-                           action_seconds(call, a.fis_duration_s))
+                           a.fis_duration_s)
         return nemesis.fis.start(self.steps[0], f"resilience: {self.fault} on {call.get('path')}", [part],
                                  context.record, {"path": call.get("path"), "namespace": platform.namespace,
                                                   "sources": sources, "baseline": baseline, "mechanism": "aws-fis"})

@@ -9,7 +9,8 @@ into pods from its chaos-daemon (tc netem, ipset/iptables) when a `NetworkChaos`
 - the path's other end: `direction: to` and `target` = the CloudNativePG cluster's pods
   (`cnpg.io/cluster=<name>`), or `externalTargets` = the database host when PostgreSQL is outside;
 - the action: `delay` (`latency`, `jitter`), `loss` (`loss`, in percent) or `partition` (a silent drop);
-- `duration`: Chaos Mesh recovers by itself when it ends, so a harness killed mid-fault leaves nothing.
+- `duration` (SAFETY_S): Chaos Mesh recovers by itself when it ends, so a harness killed mid-fault leaves
+  nothing for long; the run deletes the object after its hold.
 
 Its status conditions (API reference, ChaosStatus): `Selected` (the selector found pods),
 `AllInjected` (every selected pod has the fault), `AllRecovered` (every one is back). Deleting the
@@ -32,7 +33,7 @@ GROUP, VERSION, PLURAL, KIND = "chaos-mesh.org", "v1alpha1", "networkchaos", "Ne
 FAULT_LABEL = "resilience/fault"
 CNPG_CLUSTER_LABEL = "cnpg.io/cluster"  # CloudNativePG labels every instance pod with its cluster's name
 ACTIONS = {"delay_network": "delay", "drop_packets": "loss", "blackhole_network": "partition"}
-SAFETY_S = 900  # the longest a NetworkChaos lasts when the fault names no hold_s (it recovers by itself then)
+SAFETY_S = 900  # the longest a NetworkChaos lasts: Chaos Mesh recovers by itself then if the harness never deletes it
 GONE_WAIT_S = 120.0
 POLL_S = 1.0
 
@@ -52,18 +53,13 @@ def condition(obj: Manifest, kind: str) -> bool | None:
     return None
 
 
-def duration_s(hold_s: float | None) -> int:
-    """Long enough to outlast the hold with a margin; Chaos Mesh ends it by itself if the harness never does."""
-    return SAFETY_S if hold_s is None else int(max(60, hold_s + 120))
-
-
 def manifest(fault: str, arguments: dict[str, Any], namespace: str, name: str, peer: dict[str, Any]) -> Manifest:
     """The NetworkChaos of `fault` on the API pods towards `peer` ({"target": ...} or {"externalTargets": ...})."""
     action = ACTIONS[fault]
     spec: dict[str, Any] = {"action": action, "mode": "all",
                             "selector": {"namespaces": [namespace],
                                          "labelSelectors": {"app.kubernetes.io/name": APP_NAME}},
-                            "direction": "to", **peer, "duration": f"{duration_s(arguments.get('hold_s'))}s"}
+                            "direction": "to", **peer, "duration": f"{SAFETY_S}s"}
     if action == "delay":
         spec["delay"] = {"latency": f"{arguments['delay_ms']:g}ms", "jitter": f"{arguments.get('jitter_ms') or 0:g}ms",
                          "correlation": "0"}
@@ -134,7 +130,7 @@ class ChaosMesh:
         return [f"{fault}: GET /apis/{GROUP}/{VERSION} (refused when Chaos Mesh's CRDs are absent)",
                 f"{fault}: POST /apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{PLURAL} {KIND} action={action}, "
                 f"selector app.kubernetes.io/name={APP_NAME} (mode all), direction to, {self.peer_words()}, "
-                f"duration {duration_s(arguments.get('hold_s'))}s (Chaos Mesh recovers by itself then); the path "
+                f"duration {SAFETY_S}s (Chaos Mesh recovers by itself then; the run deletes it after its hold); the path "
                 f"timed through the API before and during",
                 f"rollback {step}: DELETE the {KIND} (Chaos Mesh recovers the pods), wait until it is gone"]
 
