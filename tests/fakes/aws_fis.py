@@ -26,6 +26,8 @@ actions act through the fake's own API, as FIS acts with the experiment's role:
   primary's node loses power and a replica is promoted);
 - aws:network:disrupt-connectivity (scope all): each subnet put on a new deny-all network ACL tagged
   managedByFIS=true, and back on its own ACL when the action ends or the experiment stops.
+- aws:eks:pod-network-latency / aws:eks:pod-network-packet-loss on a fake EKS cluster's pods
+  (`fake.fis.eks`, aws_fis_eks.py), changing the modelled API <-> database path until the action ends.
 Fake seconds: initiating after 1 s, running after 2 s (FakeAws' clock).
 """
 
