@@ -146,6 +146,8 @@ class FisPodNetworkFault(FaultModule["AwsNemesis"]):
         try:
             platform.core().read_namespaced_service_account(name, platform.namespace)
         except ApiException as exc:
+            if exc.status == 403:
+                return  # the harness's RBAC reads no ServiceAccounts (deploy/rbac.yaml): FIS fails the experiment
             if exc.status != 404:
                 raise
             raise UserError(f"the ServiceAccount {platform.namespace}/{name} FIS's EKS pod actions run as is missing: "
