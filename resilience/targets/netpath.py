@@ -27,7 +27,8 @@ SAMPLES = 12
 TIMEOUT_S = 5.0
 RETRANSMIT_MS = 200.0  # Linux TCP_RTO_MIN: a lost segment costs a request at least this much
 SEEN_SHARE = 0.5  # of delay_ms: less added latency than this and the delay did not take effect
-EFFECT_DEADLINE_S = 60.0  # injection through FIS / Chaos Mesh takes seconds (a pod and an ephemeral container)
+BLACKHOLE_SAMPLES = 3  # each unanswered probe waits its whole timeout
+EFFECT_DEADLINE_S = 120.0  # FIS pulls its pod's image and adds an ephemeral container; Chaos Mesh's daemon acts in seconds
 
 
 class PathProbe(Protocol):
@@ -115,13 +116,15 @@ def took_effect(call: FaultCall, baseline: dict[str, Any], during: dict[str, Any
 
 
 def path_effect(probe: PathProbe | None, call: FaultCall, baseline: dict[str, Any], facts: dict[str, Any],
-                samples: int = SAMPLES) -> Effect:
+                samples: int | None = None) -> Effect:
     """The fault's effect, measured on the path; no probe (no URL to reach the API): never seen, so the run is
     inconclusive rather than judged on a fault nobody saw."""
+    count = samples or (BLACKHOLE_SAMPLES if call.fault == "blackhole_network" else SAMPLES)
+
     def look() -> dict[str, Any] | None:
         if probe is None:
             return None
-        during = probe.measure(samples)
+        during = probe.measure(count)
         found = {**facts, "path": call.get("path"), "baseline": baseline, "during": during}
         return found if took_effect(call, baseline, during, found) else None
     return Effect(signal(call), EFFECT_DEADLINE_S, look, in_call=False)  # injected after the request returns
