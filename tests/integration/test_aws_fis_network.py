@@ -248,3 +248,17 @@ def test_rbac_is_what_the_fis_user_guide_lists() -> None:
     assert rules[(("",), "pods/ephemeralcontainers")] == {"update"}
     assert rules[(("",), "pods")] >= {"create", "get", "list", "delete"}
     assert {"kind": "User", "name": "fis-experiment", "apiGroup": "rbac.authorization.k8s.io"} in binding["subjects"]
+
+
+def test_an_experiment_that_runs_but_misses_the_path_is_never_seen(
+        fake: FakeAws, made: AwsPlatform, kube: FakeKubeApi, app: FakePathApp, path: PathState, eks: EksCluster) -> None:
+    """FIS reports `running`, but its sources are not the hosts the API talks to (here: the fake cluster's database
+    is elsewhere): the path is unchanged, so the effect is not seen and the run would be inconclusive."""
+    eks.db_hosts = ("elsewhere.example.internal",)
+    aws = nemesis(fake, made, kube, app)
+    call = fault_call("delay_network", {"delay_ms": 100})
+    step = aws.inject(call)
+    assert experiment(made, fake, step)["state"]["status"] == "running"
+    effect = aws.effect(call, step)
+    assert effect is not None and effect.look() is None and not path.faulty
+    aws.rollback(step)

@@ -222,3 +222,42 @@ def test_an_undo_outside_the_namespace_is_refused(kube: ChaosMeshKubeApi, app: F
     step = RollbackStep("delete_chaos_delay", {"namespace": "kube-system", "name": "x"}, "d")
     assert "not the app's" in (nem.rollback_refusal(step) or "")
     assert InjectContext and FAULTS  # imported for readers: the registry's names are what the modules register
+
+
+def test_a_fault_chaos_mesh_did_not_inject_makes_the_run_inconclusive(kube: ChaosMeshKubeApi, app: FakePathApp,
+                                                                      path: PathState) -> None:
+    """The path as fast as before (Chaos Mesh selected no pod): the effect watch records the effect missed, and the
+    measurements judged with the fault are inconclusive, never a pass."""
+    import dataclasses
+    import time
+
+    from resilience.checkers import compute
+    from resilience.checkers.measurement import INCONCLUSIVE, verdict
+    from resilience.config import Targets
+    from resilience.effect_watch import EffectWatch
+    from resilience.history import FAULT, History, Record
+    from kubernetes import client
+    kube.install_chaos_mesh(path)
+    client.AppsV1Api(api_client(kube)).delete_namespaced_deployment("school-meals-api", NS)
+    for pod in kube.objects("pods", NS):
+        client.CoreV1Api(api_client(kube)).delete_namespaced_pod(pod["metadata"]["name"], NS, grace_period_seconds=0)
+    nem = nemesis(kube, app)
+    step, call = inject(nem, "delay_network", delay_ms=100)
+    effect = nem.effect(call, step)
+    assert effect is not None
+    history = History()
+    watch = EffectWatch(history, lambda _: None, poll_s=0.01)
+    watch.start("delay_network", 10.0, [dataclasses.replace(effect, deadline_s=0.3)])
+    time.sleep(0.8)
+    watch.stop()
+    nem.rollback(step)
+    [missed] = [r for r in history.records if r.source == FAULT and r.op == "effect"]
+    assert missed.status == "fail" and "AllInjected" in missed.detail["reason"]
+    records = [Record(1.0, "phase", "steady", "info"),
+               Record(10.0, FAULT, "inject", "ok", detail={"capability": "delay_network"}),
+               Record(10.0, "phase", "fault", "info"), Record(30.0, "phase", "recovery", "info"),
+               Record(40.0, "phase", "end", "info"), missed]
+    records += [Record(i * 0.1, "load", "GET /menu", "ok", 0.01) for i in range(400)]
+    measured = compute(records, targets=Targets(availability=0.99, p99_ms=200), measures=["availability", "p99"])
+    assert all(m.status == INCONCLUSIVE for m in measured if m.target is not None)
+    assert verdict(measured) == "inconclusive"
