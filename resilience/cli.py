@@ -161,7 +161,7 @@ def cmd_faults(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from . import experiments
     policy = _policy(_settings(args))
-    print(f"{'experiment':<16} {'fault':<22} title")
+    print(experiments.LIST_HEADER)
     for path in experiments.catalogue():
         print(experiments.summary_line(path, policy))
     return 0
@@ -325,7 +325,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set-target", action="append", metavar="NAME=VALUE",
                    help="override a target for this run, e.g. --set-target rto_s=60 (repeatable); names: rto_s, "
                         "rpo_s, lost_writes, availability, availability_fault, p99_ms, autoscale_s, rto_hold_s, "
-                        "rto_success_ratio")
+                        "rto_success_ratio, p99_fault_ms, recovered_s")
     p.add_argument("--reports-dir", help="where run directories go (default: reports/)")
     p.add_argument("--keep-up", action="store_true", help="leave a stack this run started running afterwards")
     p.add_argument("--seed", type=int, help="random seed for fault choices (e.g. which replicas die)")

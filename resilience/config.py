@@ -104,6 +104,8 @@ class Targets:
     autoscale_s: float = 120.0
     rto_hold_s: float = 10.0  # RTO: the service must stay healthy this long
     rto_success_ratio: float = 0.99  # per second, during the hold window
+    p99_fault_ms: float = 0.0  # P99 during the fault (a degraded-mode objective), judged only when > 0
+    recovered_s: float = 0.0  # the fault removed until normal again (success and P99), judged only when > 0
 
 
 @dataclass(frozen=True)
@@ -277,6 +279,9 @@ def validate(settings: Settings) -> Settings:
     for name, value in dataclasses.asdict(t).items():
         if not math.isfinite(value):
             raise UserError(f"{where}: 'targets.{name}' must be a finite number; got {value}.")
+    for name in ("p99_fault_ms", "recovered_s"):
+        if getattr(t, name) < 0:
+            raise UserError(f"{where}: 'targets.{name}' is >= 0 (0: not judged); got {getattr(t, name)}.")
     if t.lost_writes < 0:
         raise UserError(f"{where}: 'targets.lost_writes' is how many acknowledged writes may be lost (0: none); "
                         f"got {t.lost_writes}.")

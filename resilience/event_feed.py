@@ -41,7 +41,7 @@ class EventFeed:
 
 def as_record(event: PlatformEvent, history: History) -> Record:
     """A platform event as a history record: controller/platform sources kept, others folded into platform."""
-    if event.source == RECOVERY:  # a restore's steps (DR-SCHEMA.md): their status, and `*_m` times on the run clock
+    if event.source == RECOVERY:  # a restore's steps (docs/recovery-records.md): their status, and `*_m` times on the run clock
         return recovery_record(event, history)
     known = event.source in (CONTROLLER, PLATFORM, ALERT)
     detail: dict[str, Any] = dict(event.detail)

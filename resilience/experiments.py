@@ -396,11 +396,14 @@ def profiles_of(spec: ExperimentSpec) -> list[str]:
     return list(_extension(spec.raw, str(spec.path)).get("profiles") or {})
 
 
+LIST_HEADER = f"{'experiment':<21} {'faults':<33} title"
+
+
 def summary_line(path: Path, policy: Policy | None = None) -> str:
-    """One line for `resilience list`: name, fault, title."""
+    """One line for `resilience list`: name, faults, title (columns as LIST_HEADER)."""
     try:
         spec = load(str(path), policy=policy)
         faults = ", ".join(spec.fault_names())
-        return printable(f"{spec.name:<16} {faults:<22} {spec.title}")
+        return printable(f"{spec.name:<21} {faults:<33} {spec.title}")
     except UserError as exc:
-        return printable(f"{path.stem:<16} INVALID: {exc}")  # the file name, too, reaches the terminal
+        return printable(f"{path.stem:<21} INVALID: {exc}")  # the file name, too, reaches the terminal

@@ -198,12 +198,12 @@ FAULTS: dict[str, FaultType] = {f.name: f for f in (
         Argument("fraction", NUMBER, "the share of the orders hit (0 < f <= 1)", 0.3, 0, 1, above_minimum=True),
         Argument("mode", CHOICE, "delete: the rows are deleted; rewrite: their items and totals are changed", "delete",
                  choices=("delete", "rewrite")),
-        _hold(None))),  # experiment_kind "data-corruption": with its compliance row (dr-checker)
+        _hold(None)), experiment_kind="data-corruption"),
     FaultType("lose_database", "lose every database member and its data directory at once (the whole cluster)",
-              (_hold(None),)),  # experiment_kind "database-loss": with its compliance row
+              (_hold(None),), experiment_kind="database-loss"),
     FaultType("lose_region", "lose the primary region: every database member, its data and the in-region backup "
                              "repository (repo1); only the second region's repository (repo2) is left",
-              (_hold(None),)),  # experiment_kind "region-failure": with its compliance row
+              (_hold(None),), experiment_kind="region-failure"),
     FaultType("restore_database", "the restore runbook as code: restore the database cluster from a backup "
                                   "repository (to just before the fault, or the latest point), re-form it, serve", (
         Argument("to", CHOICE, "before-fault: to just before the fault's recorded time; latest: all archived WAL",
@@ -220,6 +220,12 @@ FAULTS: dict[str, FaultType] = {f.name: f for f in (
     FaultType("blackhole_network", "a network path forwards nothing (silent drop: clients wait for their timeouts)",
               (_path(), _hold(None))),
     FaultType("reject_network", "every connection on a network path is reset (fails fast)", (_path(), _hold(None))),
+    FaultType("partition_primary", "cut the PostgreSQL primary off from etcd and the standby while the API still "
+                                   "reaches it (the Jepsen partition: no lost write, one writable primary)",
+              (_hold(None),)),
+    FaultType("starve_cpu", "cut every API replica's CPU limit to a share of it (a starved replica, throttled)", (
+        Argument("percent", NUMBER, "the share of its CPU limit each replica keeps, in percent", 10.0, 0, 100,
+                 above_minimum=True), _hold(None))),
 )}
 
 ROLLBACK_NONE = "none"  # a rollback step that undoes nothing: the platform heals by itself

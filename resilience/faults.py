@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 __all__ = ["kill_replicas", "lose_zone", "fail_over_database", "stop_cache", "traffic_spike",
            "pause_replicas", "hold_replication", "rollback", "platform_serving",
            "corrupt_orders", "lose_database", "lose_region", "restore_database",
-           "delay_network", "drop_packets", "blackhole_network", "reject_network"]
+           "delay_network", "drop_packets", "blackhole_network", "reject_network",
+           "partition_primary", "starve_cpu"]
 
 
 class FaultRun(Protocol):
@@ -177,6 +178,16 @@ def blackhole_network(path: str = "api-database", hold_s: float | None = None) -
 def reject_network(path: str = "api-database", hold_s: float | None = None) -> dict[str, Any]:
     """Every connection on a network path is reset (TCP RST): clients fail fast."""
     return _fault("reject_network", {"path": path}, hold_s)
+
+
+def partition_primary(hold_s: float | None = None) -> dict[str, Any]:
+    """The PostgreSQL primary cut off from etcd and the standby; the API still reaches it."""
+    return _fault("partition_primary", {}, hold_s)
+
+
+def starve_cpu(percent: float = 10.0, hold_s: float | None = None) -> dict[str, Any]:
+    """Every API replica keeps `percent` of its CPU limit (the kernel throttles it)."""
+    return _fault("starve_cpu", {"percent": percent}, hold_s)
 
 
 def traffic_spike(hold_s: float | None = None) -> dict[str, Any]:

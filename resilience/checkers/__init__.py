@@ -17,7 +17,8 @@ from typing import Iterable, Sequence
 from ..config import Targets
 from ..errors import UserError
 from ..history import RECOVERY, Record
-from . import autoscaling, availability, detection, durability, failover_phases, latency, recovery, restore
+from . import (autoscaling, availability, degradation, detection, durability, failover_phases, latency,
+               primaries, recovery, restore)
 from .autoscaling import AutoscalingResult, autoscaling_latency
 from .availability import RequestCounts, count_requests
 from .durability import DurabilityResult, data_loss
@@ -28,7 +29,7 @@ from .recovery import RecoveryResult, recovery_time
 from .windows import (EFFECT_OP, cut_short, fault_time, from_effect, load_requests, loss_time, overall_window,
                       phase_windows, recovery_not_before, unjudgeable)
 
-MEASURES = ("availability", "p99", "rto", "rpo", "autoscaling", "restore")
+MEASURES = ("availability", "p99", "rto", "rpo", "autoscaling", "restore", "degradation", "primaries")
 
 __all__ = [
     "MEASURES", "AutoscalingResult", "DurabilityResult", "LatencySummary", "Measurement", "RecoveryResult",
@@ -45,7 +46,7 @@ def compute(records: Iterable[Record], *, fault_t: float | None = None, targets:
     `measures` is a subset of MEASURES. `fault_t` overrides the fault time found
     in the history (first fault/inject record, else the fault phase start);
     `step_t` overrides the load step found from load/users records.
-    Measurements come back in a fixed order: availability, p99, rto, rpo, autoscaling, restore.
+    Measurements come back in a fixed order: availability, p99, rto, rpo, autoscaling, restore, degradation, primaries.
     `restore` (recovery from backup) measures its own rpo_s and lost_writes against the recovery
     target, so with it the failover `rpo` is not measured a second time; `rpo` on a history with
     `recovery` records (a restore was part of the run) is measured as `restore`: a point-in-time
@@ -73,7 +74,8 @@ def compute(records: Iterable[Record], *, fault_t: float | None = None, targets:
         result += availability.measurements(requests, overall=overall, phases=phases, target=targets.availability,
                                             fault_target=targets.availability_fault or None)
     if "p99" in measures:
-        latencies = latency.measurements(requests, overall=overall, phases=phases, target_ms=targets.p99_ms)
+        latencies = latency.measurements(requests, overall=overall, phases=phases, target_ms=targets.p99_ms,
+                                         fault_target_ms=targets.p99_fault_ms or None)
         result += [untrusted_if_saturated(m, generator) for m in latencies]
     if "rto" in measures:
         rto = recovery_time(requests, fault_t=fault_t, hold_s=targets.rto_hold_s,
@@ -92,6 +94,13 @@ def compute(records: Iterable[Record], *, fault_t: float | None = None, targets:
     if "restore" in measures:
         result += restore.measurements(ordered, rpo_target_s=targets.rpo_s, lost_writes_target=targets.lost_writes,
                                        disaster_t=fault_t_given)
+    if "degradation" in measures:
+        gray = degradation.measurements(ordered, overall=overall, phases=phases, fault_t=fault_t, p99_ms=targets.p99_ms,
+                                        success_ratio=targets.rto_success_ratio,
+                                        recovered_target_s=targets.recovered_s or None)
+        result += [untrusted_if_saturated(m, generator) if m.unit == "ms" else m for m in gray]
+    if "primaries" in measures:
+        result += primaries.measurements(ordered, fault_t=fault_t)
     if detection.expected_alerts(ordered) is not None:  # the experiment named its alerts
         rto_for_alerts = recovery_time(requests, fault_t=fault_t, hold_s=targets.rto_hold_s,
                                        success_ratio=targets.rto_success_ratio, cut_short=cut_short(ordered),

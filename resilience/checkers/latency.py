@@ -27,7 +27,7 @@ DEFINITION = (
     "counts, failed and timed-out ones included (a timeout's latency is the client timeout), so failing "
     "fast cannot improve it. A window without requests is inconclusive. The judged p99_ms covers the whole "
     "run except the fault phase (the fault is judged by RTO and availability); per-phase figures are reported."
-)
+)  # unchanged: stored runs are re-checked against it. p99_ms_fault is judged with targets.p99_fault_ms (> 0).
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float | None:
@@ -97,8 +97,9 @@ def judged_windows(overall: Window, phases: dict[str, Window]) -> list[Window]:
 
 
 def measurements(records: Sequence[Record], *, overall: Window | None, phases: dict[str, Window],
-                 target_ms: float | None) -> list[Measurement]:
-    """`p99_ms` judged outside the fault phase; `p99_ms_<phase>` per phase, reported only."""
+                 target_ms: float | None, fault_target_ms: float | None = None) -> list[Measurement]:
+    """`p99_ms` judged outside the fault phase; `p99_ms_<phase>` per phase, reported only, except
+    `p99_ms_fault` when the experiment sets a degraded-mode objective (`fault_target_ms`)."""
     records = [r for r in records if r.latency is not None and is_load_request(r)]  # filter once, not per window
     windows = judged_windows(overall, phases) if overall is not None else []
     summary = latency_summary(records, windows)
@@ -109,7 +110,8 @@ def measurements(records: Sequence[Record], *, overall: Window | None, phases: d
         if phase not in phases:
             continue
         summary = latency_summary(records, [phases[phase]])
-        result.append(judge(f"p99_ms_{phase}", summary.p99_ms, "ms", None, "<=", phase=phase,
+        judged = fault_target_ms if phase == "fault" and fault_target_ms else None
+        result.append(judge(f"p99_ms_{phase}", summary.p99_ms, "ms", judged, "<=", phase=phase,
                             definition=DEFINITION, detail={**summary.to_json(), "window": list(phases[phase])},
                             reason=None if summary.count else f"no load requests in the {phase} phase"))
     return result

@@ -36,24 +36,26 @@ PHASES = (("detect", None, "detect"), ("decide", "detect", "decide"), ("restore"
           ("serving", "cluster-whole", "serving"))  # (phase, starts at op (None: the disaster), ends at op)
 
 DEFINITION_RPO = (
-    "RPO of a restore = disaster time (when the fault took effect) - the earliest of: the recovery target "
-    "(a point-in-time restore gives up everything after it, so its RPO is at least disaster - target) and the "
+    "RPO of a restore = disaster time (when the fault took effect) - the earliest of: the point recovered to "
+    "(the recovery target time; for a restore to the latest point, the last commit the WAL replay applied: "
+    "a restore gives up everything after it, so its RPO is at least disaster - that point) and the "
     "acknowledgement time (start + latency of the ok POST /orders) of the earliest acknowledged order the "
-    "restore did not bring back (missing, or different in id, items or total); 0 when nothing acknowledged "
-    "was lost from a restore to the latest point. Inconclusive when no restore happened or it failed, when "
+    "restore did not bring back (missing, or different in id, items or total). Inconclusive when no restore happened or it failed, when "
     "acknowledged orders were not read back (unless the loss already found breaches the target), or when "
     "the history has no disaster time. A WAL replay that ended before the target (the archive stopped "
     "early) is judged, not excused: what it did not bring back is lost.")
 DEFINITION_LOST = (
     "Lost writes of a restore = acknowledged orders that had to come back and did not come back as "
-    "acknowledged: acknowledged before the recovery target (all of them for a restore to the latest point) "
+    "acknowledged: acknowledged before the point recovered to (the target time; for a restore to the latest "
+    "point, the last commit the WAL replay applied, or every order when the history does not say it) "
     "or after the API served again (`recovery`/`serving`), and missing after recovery or different in order "
     "id, items or total (when the load recorded them); an order read back different from its acknowledgement "
     "is lost whenever it was acknowledged. Orders a data corruption touched are among them and must come "
     "back as they were. Target 0.")
 DEFINITION_GIVEN_UP = (
-    "Given-up writes = orders acknowledged after the recovery target and before the API served again, "
-    "missing after a point-in-time restore: what such a restore gives up by design. Counted and listed, "
+    "Given-up writes = orders acknowledged after the point recovered to (the target time, or the last commit "
+    "a restore to the latest point replayed: WAL not yet archived at the disaster) and before the API served "
+    "again, missing after the restore: what a restore from an asynchronous archive gives up by design. Counted and listed, "
     "not judged; they are inside the RPO window.")
 DEFINITION_UNEXPECTED = (
     "Unexpected writes = orders present after recovery that the load never had acknowledged, outside those "
@@ -105,12 +107,21 @@ class RestoreRun:
     wal_bytes: int | None = None
     wal_segments: int | None = None
     replay_outcome: str | None = None
+    replayed_to_t: float | None = None  # the last commit the replay applied (run clock), when recorded
     serving_t: float | None = None
     corrupted: dict[str, Any] = field(default_factory=dict)
     phases: tuple[Phase, ...] = ()
 
+    @property
+    def recovered_to_t(self) -> float | None:
+        """The point the restore recovered to: the target time, or for a restore to the latest point the last
+        commit the replay applied (orders acknowledged after it were never archived: given up, as after a
+        target time). None when the history does not place it."""
+        return self.target_t if self.target_kind == "time" else self.replayed_to_t
+
     def detail(self) -> dict[str, Any]:
-        return {"disaster_t": self.disaster_t, "target": {"kind": self.target_kind, "t": self.target_t},
+        return {"disaster_t": self.disaster_t, "target": {"kind": self.target_kind, "t": self.target_t,
+                                                          "recovered_to_t": self.recovered_to_t},
                 "repo": self.repo, "backup_label": self.backup_label, "backup_type": self.backup_type,
                 "backup_age_s": self.backup_age_s, "serving_t": self.serving_t,
                 "phases": [{"name": p.name, "start": p.start, "end": p.end, "seconds": round(p.seconds, 3)}
@@ -150,7 +161,7 @@ def restore_run(records: Iterable[Record], *, disaster_t: float | None = None) -
     if replay is not None:
         r = replay.detail or {}
         facts.update(wal_bytes=r.get("wal_bytes"), wal_segments=r.get("wal_segments"),
-                     replay_outcome=r.get("outcome"))
+                     replay_outcome=r.get("outcome"), replayed_to_t=_num(r.get("replayed_to_t")))
     problem = None
     if done is None:
         problem = "the restore never finished (no recovery/restore-done record)"
@@ -260,7 +271,7 @@ def restore_outcome(records: Iterable[Record], run: RestoreRun) -> RestoreResult
         if r.source == CHECK and r.op in (READBACK_OP, READBACK_SENT_OP) and r.key:
             reads[r.key] = r
     acks = sorted(acknowledged_orders(records), key=lambda o: o.ack_t)
-    target_t = run.target_t if run.target_kind == "time" else None
+    target_t = run.recovered_to_t
     kept, compared = 0, 0
     lost: list[tuple[Order, str]] = []
     given_up: list[Order] = []
@@ -322,7 +333,7 @@ def restore_rpo_s(result: RestoreResult, run: RestoreRun) -> float | None:
     """disaster - min(recovery target, earliest lost ack), at least 0; None without a disaster time."""
     if run.disaster_t is None:
         return None
-    earliest = [t for t in (run.target_t if run.target_kind == "time" else None, result.earliest_lost_ack_t)
+    earliest = [t for t in (run.recovered_to_t, result.earliest_lost_ack_t)
                 if t is not None]
     return max(0.0, run.disaster_t - min(earliest)) if earliest else 0.0
 

@@ -1,4 +1,4 @@
-"""A restore's steps as the run's `recovery` history records (DR-SCHEMA.md), kept until the event feed reads them.
+"""A restore's steps as the run's `recovery` history records (docs/recovery-records.md), kept until the event feed reads them.
 
 A cloud restore runs inside the harness (the runbook as code), not in a supervisor that writes
 events.jsonl, so the target keeps what it did here and hands it over through `events_since`, like
@@ -28,7 +28,7 @@ class RecoveryLog:
         self._lock = threading.Lock()
 
     def note(self, op: str, status: str = "info", **detail: Any) -> None:
-        """One record: `op` as DR-SCHEMA.md names it (target, decide, restore-start, restore-done, ...)."""
+        """One record: `op` as docs/recovery-records.md names it (target, decide, restore-start, restore-done, ...)."""
         with self._lock:
             self._events.append(PlatformEvent(self.clock(), RECOVERY, op, {"status": status, **detail}))
 

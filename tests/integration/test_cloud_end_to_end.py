@@ -53,7 +53,8 @@ from tests.fakes.kube.testing import deployment  # noqa: E402
 from tests.fakes.kube_api import FakeKubeApi  # noqa: E402
 
 CATALOGUE = ("pod-kill", "zone-failure", "db-failover", "redis-failover", "redis-outage", "traffic-spike")
-LOCAL_ONLY = ("slow-database",)  # issue 21: network faults on the local stack only, so far
+LOCAL_ONLY = ("slow-database", "primary-partition", "cpu-starved-replicas")  # issue 21: network faults on the local stack only, so far
+RECOVERY = ("data-corruption", "database-loss", "region-failure")  # issue 19: not in these cloud runs (yet)
 TARGETS = ("kubernetes", "aws")
 CONTEXT = "fake-eks"
 NAMESPACE = "school-meals"
@@ -128,7 +129,7 @@ def short_copy(name: str, folder: Path) -> Path:
 def test_the_catalogue_is_what_these_tests_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list"]) == 0
     listed = {line.split()[0] for line in capsys.readouterr().out.splitlines()[1:] if line.strip()}
-    assert listed == set(CATALOGUE) | set(LOCAL_ONLY)
+    assert listed == set(CATALOGUE) | set(LOCAL_ONLY) | set(RECOVERY)
 
 
 def test_short_copies_keep_the_catalogue_but_take_seconds(tmp_path: Path) -> None:

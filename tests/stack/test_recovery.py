@@ -3,7 +3,7 @@
 One run (each costs minutes of the shared stack): the corruption deletes 30 % of the orders at T,
 the restore runbook brings the cluster back from repo1 to just before T, and every order
 acknowledged before the recovery target is back, the corrupted ones included. The other two
-experiments (database-loss, region-failure) are run by hand; their figures are in docs/backups.md.
+experiments (database-loss, region-failure) are run by hand; their figures are in docs/experiments.md.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def test_data_corruption_is_undone_by_a_point_in_time_restore(stack: LocalTarget
     run_dir = Path(summary["run_dir"])
     records = History.load(run_dir / "history.jsonl").sorted()
 
-    # the runbook's steps, in order, each once, as DR-SCHEMA.md says
+    # the runbook's steps, in order, each once, as docs/recovery-records.md says
     ops = [r.op for r in records if r.source == "recovery" and r.op in STEPS]
     assert ops == STEPS, ops
     target = recovery(records, "target").detail or {}

@@ -217,3 +217,22 @@ def test_rpo_on_a_run_that_restored_is_measured_by_the_restore_checker():
     assert measured["lost_writes"].value == 0 and measured["given_up_writes"].value == 1  # not lost: given up
     failover = [ack(10.0, "a"), read("a"), Record(5.0, "fault", "inject", "ok", None, None, {})]
     assert "given_up_writes" not in {m.name for m in compute(failover, targets=Targets(), measures=["rpo"])}
+
+
+def test_a_latest_restore_gives_up_what_was_never_archived_and_the_rpo_says_how_much():
+    # database-loss: restore to the latest point; the replay applied commits up to t=50 (WAL archived
+    # asynchronously, the rest never reached a repository): orders acknowledged after 50 are given up, not lost,
+    # and the RPO (disaster - 50) is judged against its target
+    acks = [ack(float(t), f"k{t}") for t in range(0, 100, 5)]
+    reads = [read(f"k{t}", found=t + 0.05 < 50) for t in range(0, 100, 5)]
+    records = [r if r.op != "replay-done" else rec(r.t, "replay-done", "ok", outcome="latest", wal_bytes=1,
+                                                     wal_segments=1, replayed_to_t=50.0)
+               for r in restore(kind="latest")]
+    met = by_name(records + acks + reads, target=300.0)
+    assert met["lost_writes"].value == 0 and met["given_up_writes"].value == 10
+    assert met["rpo_s"].value == pytest.approx(DISASTER - 50.0) and met["rpo_s"].status == "met"
+    breached = by_name(records + acks + reads, target=30.0)
+    assert breached["rpo_s"].status == "breached" and breached["given_up_writes"].value == 10
+    # an order acknowledged before the point recovered to and missing is lost, whatever the kind of restore
+    missing_early = [read("k20", found=False) if r.key == "k20" else r for r in reads]
+    assert by_name(records + acks + missing_early)["lost_writes"].value == 1

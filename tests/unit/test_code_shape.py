@@ -175,3 +175,11 @@ def test_no_module_over_the_line_limit() -> None:
     long = {str(path.relative_to(ROOT.parent)): lines for path in source_files()
             if (lines := len(path.read_text().splitlines())) > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines (split them by noun): {long}"
+
+
+def test_no_two_test_files_share_a_name() -> None:
+    """pytest imports test files by their name (no packages under tests/): two alike in different folders stop
+    the collection of a whole run ("import file mismatch"), as tests/stack and tests/unit once did."""
+    from collections import Counter
+    names = Counter(p.name for p in Path(__file__).resolve().parents[1].rglob("test_*.py"))
+    assert [n for n, count in names.items() if count > 1] == []

@@ -185,7 +185,8 @@ def test_every_fault_module_that_breaks_something_names_its_effect() -> None:
     from resilience.targets.local.faults import FAULTS as LOCAL
     expected = {LOCAL: {"fail_over_database", "stop_cache", "lose_zone", "kill_replicas", "pause_replicas",
                         "corrupt_orders", "lose_database", "lose_region",
-                        "delay_network", "drop_packets", "blackhole_network", "reject_network"},
+                        "delay_network", "drop_packets", "blackhole_network", "reject_network",
+                        "partition_primary", "starve_cpu"},
                 KUBERNETES: {"lose_zone", "kill_replicas", "fail_over_database",
                              "delay_network", "drop_packets", "blackhole_network"},  # issue 21: Chaos Mesh
                 AWS: {"fail_over_database", "stop_cache", "lose_zone",

@@ -30,7 +30,7 @@ VALID: dict[str, dict[str, Any]] = {"kill_replicas": {"percent": 50}, "lose_zone
          "stop_cache": {"mode": "failover"}, "traffic_spike": {}, "pause_replicas": {}, "hold_replication": {},
          "corrupt_orders": {}, "lose_database": {}, "lose_region": {}, "restore_database": {"to": "latest", "repo": 2}}
 VALID.update({"delay_network": {"delay_ms": 100, "jitter_ms": 20}, "drop_packets": {"percent": 5},  # issue 21
-              "blackhole_network": {}, "reject_network": {}})
+              "blackhole_network": {}, "reject_network": {}, "partition_primary": {}, "starve_cpu": {"percent": 10}})
 
 
 @pytest.mark.parametrize("fault,arguments,problem", [

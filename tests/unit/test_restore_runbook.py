@@ -51,3 +51,102 @@ def test_a_recovery_event_becomes_a_recovery_record_with_its_status_and_run_cloc
     assert record.detail == {"repo": 1, "backup_label": "x", "backup_stop_t": -10.0}
     done = as_record(PlatformEvent(1020.0, "recovery", "restore-done", {"status": "fail", "error": "x"}), history)
     assert done.status == "fail" and done.detail == {"error": "x"}
+
+
+# -- the heal's decisions (restore.ensure), with the stack's parts stubbed ------------------------------------------
+
+class Parts:
+    """What `ensure` uses of StackParts: settings, the PostgreSQL members' processes, events, state."""
+
+    def __init__(self, running: set[str], leader: str | None, disaster: dict | None) -> None:
+        import threading
+        from resilience.config import load_settings
+        from resilience.targets.local.topology import Topology
+        self.settings = load_settings(None).stack
+        self.topology = Topology(self.settings.zones)
+        self.lock = threading.RLock()
+        self.state: dict = {} if disaster is None else {db.DISASTER: disaster}
+        self.seen: list[tuple[str, str]] = []
+        self.restarted: list[str] = []
+        self.leader_name = leader
+        outer = self
+
+        class Processes:
+            def running(self, c: object) -> bool:
+                return getattr(c, "name") in running
+        self.processes = Processes()
+
+        def events(source: str, op: str, /, **detail: object) -> None:
+            outer.seen.append((source, op))
+        self.events = events
+
+    def restart(self, c: object) -> None:
+        self.restarted.append(getattr(c, "name"))
+
+
+def stub(monkeypatch, parts: Parts, backups: dict[int, list[db.Backup]], data: bool = True) -> list[tuple[str, int]]:
+    import resilience.targets.local.restore as restore
+    runs: list[tuple[str, int]] = []
+
+    class Runbook:
+        def __init__(self, p: object, to: str, repo: int, source: str = "recovery") -> None:
+            runs.append((to, repo))
+
+        def run(self) -> dict:
+            return {"backup_label": "x"}
+    monkeypatch.setattr(restore, "Runbook", Runbook)
+    monkeypatch.setattr(restore, "whole", lambda p: False)
+    monkeypatch.setattr(restore, "_leader", lambda p: parts.leader_name)
+    monkeypatch.setattr(restore, "_wait", lambda *a: True)
+    monkeypatch.setattr(restore, "fresh", lambda p: runs.append(("fresh", 0)))
+    monkeypatch.setattr(db, "bring_back_repo1", lambda p: False)
+    monkeypatch.setattr(db, "empty_data_dir", lambda p, c: None)
+    monkeypatch.setattr(db, "backups", lambda p, c, repo: backups.get(repo, []))
+    monkeypatch.setattr(restore, "db", db)
+    if not data:
+        monkeypatch.setattr(db, "data_dir", lambda p, c: Path("/nonexistent"))
+    return runs
+
+
+def test_with_a_leader_a_heal_only_starts_the_members_that_are_down(monkeypatch) -> None:
+    from resilience.targets.local.restore import ensure
+    parts = Parts({"postgres-1"}, "postgres-1", {"fault": "lose_database", "wall": 1.0, "m": 1.0})
+    runs = stub(monkeypatch, parts, {1: [backup("a", 1.0)]})
+    assert ensure(parts, "test")["whole"] is True  # type: ignore[arg-type]
+    assert parts.restarted == ["postgres-2"] and runs == []
+
+
+def test_without_a_leader_after_a_disaster_the_heal_restores_the_latest_backup_of_repo1_else_repo2(monkeypatch) -> None:
+    from resilience.targets.local.restore import ensure
+    parts = Parts(set(), None, {"fault": "lose_region", "wall": 1.0, "m": 1.0})
+    runs = stub(monkeypatch, parts, {2: [backup("b", 1.0)]})
+    result = ensure(parts, "test")  # type: ignore[arg-type]
+    assert runs == [("latest", 2)] and result["rebootstrapped_from"] == 2
+    runs = stub(monkeypatch, parts, {})
+    ensure(parts, "test")  # type: ignore[arg-type]
+    assert runs == [("fresh", 0)]  # no backup anywhere: a new empty cluster rather than none
+
+
+def test_a_heal_without_a_disaster_of_ours_leaves_a_leaderless_cluster_with_its_data_to_patroni(monkeypatch) -> None:
+    from resilience.targets.local.restore import ensure
+    parts = Parts(set(), None, None)
+    runs = stub(monkeypatch, parts, {1: [backup("a", 1.0)]})
+    monkeypatch.setattr(Path, "exists", lambda self: True)
+    assert ensure(parts, "test")["whole"] is False and runs == []  # type: ignore[arg-type]
+
+
+def test_a_heal_waits_for_a_restore_still_running(monkeypatch) -> None:
+    import threading
+    import time
+    from resilience.targets.local.restore import RUNNING, ensure
+    parts = Parts({"postgres-1", "postgres-2"}, "postgres-1", None)
+    stub(monkeypatch, parts, {})
+    done: list[float] = []
+    with RUNNING:
+        worker = threading.Thread(target=lambda: (ensure(parts, "test"), done.append(time.monotonic())))  # type: ignore[arg-type]
+        worker.start()
+        time.sleep(0.3)
+        assert not done
+        released = time.monotonic()
+    worker.join(5)
+    assert done and done[0] >= released

@@ -30,7 +30,7 @@ from .restore import RdsRestore
 from .services import AwsServices
 from ..kubernetes.db_switch import ExternalNameSwitch, HasCluster
 
-RESTORE_FAULT = "restore_database"  # the recovery action (DR-SCHEMA.md): not a fault whose time it restores to
+RESTORE_FAULT = "restore_database"  # the recovery action (docs/recovery-records.md): not a fault whose time it restores to
 
 
 class AwsNemesis(ModularNemesis):

@@ -9,7 +9,7 @@ LatestRestorableTime is "typically within 5 minutes of the current time"
 (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_PIT.html), so "before the fault" may have
 to wait until RDS's logs reach the fault's time.
 
-The steps, each a `recovery` history record (DR-SCHEMA.md; recovery_log.py): `target` (the time or
+The steps, each a `recovery` history record (docs/recovery-records.md; recovery_log.py): `target` (the time or
 latest), `decide` (source, restored name), `restore-start`, the cluster `available`, the writer
 instance created (Aurora) and `available` (`restore-done`, `replay-done`: RDS replays its own logs and
 reports neither bytes nor segments, so those are 0 with `wal_reported: false`), `cluster-whole`, then

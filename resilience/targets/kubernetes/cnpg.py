@@ -8,7 +8,7 @@ expressed in RFC 3339 format", API reference, RecoveryTarget) or, without a targ
 the WAL archive" (the latest). The source must have `spec.backup.barmanObjectStore` (its base backups
 and WAL archive); `status.firstRecoverabilityPoint` is the oldest time a recovery can reach.
 
-The steps (each a `recovery` history record, DR-SCHEMA.md): the CRDs present (API discovery of
+The steps (each a `recovery` history record, docs/recovery-records.md): the CRDs present (API discovery of
 postgresql.cnpg.io/v1, refused otherwise), the source's backup and window, the recovery Cluster
 `<source>-restored` created through the official client (our managed-by label), waited for until
 its `status.phase` is "Cluster in healthy state" with every instance ready, then the app's Deployment

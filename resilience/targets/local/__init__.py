@@ -301,7 +301,8 @@ class LocalPlatform(Platform):
 
 # what each kind of component runs: a recorded PID is only signalled if it still runs that program
 _PROGRAMS = {"etcd": "etcd", "postgres": "patroni", "redis": "redis-server", "sentinel": "redis-sentinel",
-             "haproxy": "haproxy", "api": "resilience.platform", **MONITORING_PROGRAMS}
+             "haproxy": "haproxy", "api": "resilience.platform", "netproxy": "resilience.targets.local.netproxy",
+             **MONITORING_PROGRAMS}
 
 
 def _backup_detail(s: Any, state: dict[str, Any] | None) -> dict[str, Any] | None:

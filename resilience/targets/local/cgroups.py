@@ -149,6 +149,14 @@ class CpuGroup:
     def exists(self) -> bool:
         return self.cpu_path.is_dir()
 
+    def throttling(self) -> dict[str, int]:
+        """The kernel's CFS counters (cpu.stat): periods run, periods throttled, time throttled (ns)."""
+        try:
+            lines = (self.cpu_path / "cpu.stat").read_text().splitlines()
+        except FileNotFoundError:
+            raise HarnessError(f"cgroup {self.cpu_path} does not exist; call create() first.") from None
+        return {key: int(value) for key, value in (line.split() for line in lines if len(line.split()) == 2)}
+
     def destroy(self, timeout_s: float = 2.0) -> bool:
         """Remove the group once its processes have exited; True when gone (also if missing)."""
         return all([_remove(path, timeout_s) for path in self._paths()])

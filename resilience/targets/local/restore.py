@@ -1,7 +1,7 @@
 """The restore runbook as code (issue 19): a whole database cluster brought back from a backup repository.
 
 Done in the supervisor, on `StackParts`, one step after the other, each step a `recovery`
-event (the run's history keeps them as `recovery` records, DR-SCHEMA.md):
+event (the run's history keeps them as `recovery` records, docs/recovery-records.md):
 
 1. detect/target/decide: the disaster's recorded time, the recovery target (just before
    it, or the latest archived WAL), the backup set (`pgbackrest info`; pgBackRest compares
@@ -31,7 +31,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ...errors import HarnessError
 from . import backup_config as bc
@@ -40,7 +40,6 @@ from .pitr import ENDED_EARLY, REACHED, recovery_outcome, target_text
 from .probes import http_get
 from .scratch_pg import PG_BIN, chown_postgres, free_port, run_as_postgres
 from .stack_parts import StackParts
-from .topology import ComponentId
 
 RECOVERY = "recovery"  # the event source (resilience.history.RECOVERY)
 RUNNING = threading.Lock()  # one restore at a time in this supervisor
@@ -77,13 +76,14 @@ class Runbook:
         target_m = found["m"] if (found and target_wall is not None) else None
         self.say("target", kind="time" if target_wall is not None else LATEST, target_m=target_m,
                  target_utc=_utc(target_wall) if target_wall is not None else None, repo=self.repo)
+        flushed = self._flush_archive()
         sets = db.backups(self.parts, self.first, self.repo)
         chosen = db.choose(sets, target_wall)
         if chosen is None:
             raise HarnessError(f"repo{self.repo} holds no backup that stopped before "
                                f"{_utc(target_wall) if target_wall else 'now'} ({len(sets)} backups): nothing to "
                                f"restore from. Wait for the first backup (`resilience status`) before the fault.")
-        self.say("decide", repo=self.repo, backup_label=chosen.label, backups=len(sets))
+        self.say("decide", repo=self.repo, backup_label=chosen.label, backups=len(sets), archive_flushed=flushed)
         stopped = db.stop_all(self.parts)
         deleted = db.remove_from_dcs(self.parts)
         db.wipe(self.parts)
@@ -100,6 +100,24 @@ class Runbook:
         db.resolve(self.parts)
         self._serving()
         return {"backup_label": chosen.label, "restore_s": round(seconds, 3), **replay, **whole}
+
+    def _flush_archive(self) -> bool | None:
+        """A primary still running (a logical corruption): its WAL up to now archived before it is stopped.
+
+        With asynchronous archiving the last segment waits for `archive_timeout`; stopped
+        before, the restore would end early, before the target (seen: 2.4 s of orders lost).
+        `pgbackrest check` switches the WAL and waits until it is archived. None: no primary.
+        """
+        leader = self.parts.topology.find(_leader(self.parts) or "")
+        if leader is None:
+            return None
+        h = db.home(self.parts, leader)
+        out = run_as_postgres(bc.command(db.conf(self.parts, leader), "check"), timeout=120,
+                              env={"PGPASSFILE": str(h / "pgbackrest" / "pgpass")})
+        if out.returncode != 0:
+            self.parts.events("platform", "archive-flush-failed", member=leader.name, code=out.returncode,
+                              output=out.stdout.strip()[-400:])
+        return out.returncode == 0
 
     def _restore(self, chosen: db.Backup, target_wall: float | None) -> float:
         data = db.empty_data_dir(self.parts, self.first)
@@ -137,7 +155,8 @@ class Runbook:
         segments = (last - first + 1) if last is not None and first is not None else 0
         return {"outcome": ENDED_EARLY if outcome == ENDED_EARLY else (REACHED if target_wall else LATEST),
                 "wal_bytes": int(float(row[3] or 0)), "wal_segments": max(segments, 0),
-                "replayed_to_utc": row[2] or None, "replayed_lsn": row[0]}
+                "replayed_to_utc": row[2] or None, "replayed_lsn": row[0],
+                "replayed_to_m": _monotonic(row[2]) if row[2] else None}
 
     def _reform(self) -> dict[str, Any]:
         """Patroni on the restored member (it becomes leader), then the others (they clone from it)."""
@@ -340,7 +359,8 @@ def _streaming(parts: StackParts) -> int:
                if m.get("role") in ("replica", "sync_standby", "standby") and m.get("state") in ("running", "streaming"))
 
 
-def _wait(condition: Any, timeout: float, what: str) -> bool:
+def _wait(condition: Callable[[], bool], timeout: float, what: str) -> bool:
+    """Poll `condition` every 0.5 s until true (True) or `timeout` (False); `what` names it for the reader."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -349,12 +369,10 @@ def _wait(condition: Any, timeout: float, what: str) -> bool:
     return False
 
 
+def _monotonic(utc: str) -> float:
+    """An ISO UTC time ("...Z") on the monotonic clock (the history shows it as `<name>_t`, on the run clock)."""
+    return db.wall_to_monotonic(datetime.fromisoformat(utc.replace("Z", "+00:00")).timestamp())
+
+
 def _utc(wall: float) -> str:
     return datetime.fromtimestamp(wall, timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def member_names(parts: StackParts) -> list[str]:
-    return [c.name for c in db.members(parts)]
-
-
-__all__ = ["Runbook", "ensure", "restore", "whole", "member_names", "ComponentId"]

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ..nemesis import LocalNemesis
 
 RESTORE_TIMEOUT_S = 2400.0  # the restore, the replay (each bounded at 900 s) and the re-forming
+SETTLE_S = 6.0  # after the restore, under load: the steady-state probe after the method reads the last 5 s
 
 
 @FAULTS.register
@@ -44,7 +45,9 @@ class RestoreDatabase(DisasterFault):
         return step
 
     def then(self, session: FaultSession) -> None:
-        """Nothing to hold: the restore is done when its call returns."""
+        """The restore is done when its call returns; hold a few seconds under load so the steady-state probe
+        after the method (availability over its last 5 s) reads the restored platform, not the restore."""
+        session.hold(SETTLE_S)
 
     def phases(self) -> dict[str, Phase]:
         return {**super().phases(), "restore": self.restore}

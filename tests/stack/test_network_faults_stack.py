@@ -91,6 +91,7 @@ def test_slow_database_records_the_injected_latency_and_the_p99_it_causes(stack:
     print(f"\nslow-database: injected {observed['injected_rtt_ms']} ms (path p50 {observed['during']['rtt_p50_ms']} ms, "
           f"baseline {observed['baseline']['rtt_p50_ms']} ms); P99 steady {v['p99_ms_steady']} ms, fault "
           f"{v['p99_ms_fault']} ms, recovery {v['p99_ms_recovery']} ms; availability fault {v['availability_fault']}, "
+          f"longest {v.get('longest_request_ms')} ms, recovered after {v.get('recovered_after_fault_s')} s, "
           f"verdict {summary['verdict']}")
     assert v["p99_ms_fault"] > v["p99_ms_steady"] + 50, v  # the delay shows in the P99 it causes
     assert v["p99_ms"] is not None and "p99_ms" in (Path(summary["run_dir"]) / "result.json").read_text()
