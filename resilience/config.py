@@ -129,6 +129,9 @@ class AwsSettings:
     fis_role_arn: str | None = None  # the IAM role FIS runs experiments as (required with injection: fis)
     fis_stop_alarms: tuple[str, ...] = ()  # CloudWatch alarm ARNs: FIS stops the experiment when one fires
     fis_duration_s: int = 900  # the longest a FIS fault lasts if the harness never stops it (1 min .. 12 h)
+    eks_cluster: str | None = None  # the EKS cluster's name: FIS pod network faults target its pods (clusterIdentifier)
+    # the Kubernetes ServiceAccount FIS's pod actions run as, in the app's namespace, with the Role FIS documents
+    fis_kubernetes_service_account: str = "fis-experiment"
     gameday_cooldown_s: float = 60.0  # a game-day's pause between experiments, before waiting for `available`
     settle_timeout_s: float = 1800.0  # how long a game-day waits for RDS/ElastiCache to be available again
     # restore_database: keep the restored DB cluster (resilience-<cluster>-restored) after the rollback points the

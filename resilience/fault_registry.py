@@ -226,6 +226,19 @@ FAULTS: dict[str, FaultType] = {f.name: f for f in (
     FaultType("starve_cpu", "cut every API replica's CPU limit to a share of it (a starved replica, throttled)", (
         Argument("percent", NUMBER, "the share of its CPU limit each replica keeps, in percent", 10.0, 0, 100,
                  above_minimum=True), _hold(None))),
+    FaultType("limit_bandwidth", "cap the bandwidth of every connection on a network path, each way", (
+        _path(), Argument("kbit_s", NUMBER, "the bandwidth left, in kbit/s per connection and direction", 1000.0, 0,
+                          10_000_000, above_minimum=True), _hold(None))),
+    FaultType("pressure_memory", "fill every API replica's memory limit with a hog in its memory group (the replica "
+                                 "works at its limit: reclaim, failed charges, the OOM killer near 100%)", (
+        Argument("percent", NUMBER, "the share of the memory limit in use once the hog runs, in percent", 90.0, 1, 99),
+        Argument("limit_mb", INTEGER, "each replica's memory limit in MiB (the Kubernetes manifests' 512Mi)", 512,
+                 64, 65_536), _hold(None))),
+    FaultType("throttle_disk_io", "throttle writes to the PostgreSQL primary's data directory's device (a slow disk: "
+                                  "fsync and WAL writes wait)", (
+        Argument("write_kib_s", NUMBER, "write bandwidth left, in KiB/s", 1024.0, 0, 10_000_000, above_minimum=True),
+        Argument("write_iops", INTEGER, "write operations per second left (0: no IOPS limit)", 100, 0, 1_000_000),
+        _hold(None))),
 )}
 
 ROLLBACK_NONE = "none"  # a rollback step that undoes nothing: the platform heals by itself

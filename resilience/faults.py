@@ -36,7 +36,8 @@ __all__ = ["kill_replicas", "lose_zone", "fail_over_database", "stop_cache", "tr
            "pause_replicas", "hold_replication", "rollback", "platform_serving",
            "corrupt_orders", "lose_database", "lose_region", "restore_database",
            "delay_network", "drop_packets", "blackhole_network", "reject_network",
-           "partition_primary", "starve_cpu"]
+           "partition_primary", "starve_cpu",
+           "limit_bandwidth", "pressure_memory", "throttle_disk_io"]
 
 
 class FaultRun(Protocol):
@@ -188,6 +189,21 @@ def partition_primary(hold_s: float | None = None) -> dict[str, Any]:
 def starve_cpu(percent: float = 10.0, hold_s: float | None = None) -> dict[str, Any]:
     """Every API replica keeps `percent` of its CPU limit (the kernel throttles it)."""
     return _fault("starve_cpu", {"percent": percent}, hold_s)
+
+
+def limit_bandwidth(path: str = "api-database", kbit_s: float = 1000.0, hold_s: float | None = None) -> dict[str, Any]:
+    """Every connection on a network path carries at most `kbit_s` each way (measured before it counts)."""
+    return _fault("limit_bandwidth", {"path": path, "kbit_s": kbit_s}, hold_s)
+
+
+def pressure_memory(percent: float = 90.0, limit_mb: int = 512, hold_s: float | None = None) -> dict[str, Any]:
+    """Every API replica's memory limit (`limit_mb`) filled to `percent` by a hog in its memory group."""
+    return _fault("pressure_memory", {"percent": percent, "limit_mb": limit_mb}, hold_s)
+
+
+def throttle_disk_io(write_kib_s: float = 1024.0, write_iops: int = 100, hold_s: float | None = None) -> dict[str, Any]:
+    """Writes of the PostgreSQL primary to its data directory's device throttled (a slow disk)."""
+    return _fault("throttle_disk_io", {"write_kib_s": write_kib_s, "write_iops": write_iops}, hold_s)
 
 
 def traffic_spike(hold_s: float | None = None) -> dict[str, Any]:

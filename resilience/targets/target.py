@@ -59,7 +59,10 @@ COMPOSITIONS: dict[str, Composition] = {c.name: c for c in (
                         "lose_zone": ("kubernetes", "aws"),
                         # issue 19: the database is RDS (restore_database: a point-in-time restore, the app swapped)
                         "corrupt_orders": ("aws",), "lose_database": ("aws",), "lose_region": ("aws",),
-                        "restore_database": ("aws",)},
+                        "restore_database": ("aws",),
+                        # issue 21: network faults on the API pods through AWS FIS (aws/fis_network.py)
+                        "delay_network": ("aws",), "drop_packets": ("aws",), "blackhole_network": ("aws",),
+                        "reject_network": ("aws",)},
                 needs_context=True),
 )}
 

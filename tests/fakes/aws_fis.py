@@ -26,6 +26,8 @@ actions act through the fake's own API, as FIS acts with the experiment's role:
   primary's node loses power and a replica is promoted);
 - aws:network:disrupt-connectivity (scope all): each subnet put on a new deny-all network ACL tagged
   managedByFIS=true, and back on its own ACL when the action ends or the experiment stops.
+- aws:eks:pod-network-latency / aws:eks:pod-network-packet-loss on a fake EKS cluster's pods
+  (`fake.fis.eks`, aws_fis_eks.py), changing the modelled API <-> database path until the action ends.
 Fake seconds: initiating after 1 s, running after 2 s (FakeAws' clock).
 """
 
@@ -37,11 +39,14 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from . import aws_fis_eks
+
 ACTIONS: dict[str, tuple[str, str, bool]] = {  # actionId -> (target key, resource type, takes a duration)
     "aws:rds:failover-db-cluster": ("Clusters", "aws:rds:cluster", False),
     "aws:elasticache:replicationgroup-interrupt-az-power": ("ReplicationGroups", "aws:elasticache:replicationgroup",
                                                             True),
     "aws:network:disrupt-connectivity": ("Subnets", "aws:ec2:subnet", True),
+    **aws_fis_eks.ACTIONS,  # aws:eks:pod-network-latency / -packet-loss (aws_fis_eks.py)
 }
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 ALARM_ARN = re.compile(r"^arn:aws[a-z-]*:cloudwatch:[a-z0-9-]+:\d{12}:alarm:.+$")
@@ -69,7 +74,8 @@ def validate_template(params: dict[str, Any], require_tags: bool) -> None:
         raise _invalid(f"roleArn {params.get('roleArn')!r} is not the ARN of an IAM role.")
     targets = params.get("targets") or {}
     for name, target in targets.items():
-        if not target.get("resourceArns") and not target.get("resourceTags"):
+        if target.get("resourceType") != "aws:eks:pod" and not target.get("resourceArns") and not target.get(
+                "resourceTags"):  # an aws:eks:pod target names its pods by parameters (aws_fis_eks.py)
             raise _invalid(f"Target {name} must have resourceArns or resourceTags.")
     for name, action in (params.get("actions") or {}).items():
         known = ACTIONS.get(action.get("actionId"))
@@ -81,6 +87,8 @@ def validate_template(params: dict[str, Any], require_tags: bool) -> None:
             raise _invalid(f"Action {name} ({action['actionId']}) needs a target '{key}' of type {resource_type}.")
         if timed:
             duration_s((action.get("parameters") or {}).get("duration"))
+        if resource_type == "aws:eks:pod":
+            aws_fis_eks.validate(name, action, targets[target_name], _invalid)
     for condition in params.get("stopConditions") or []:
         if condition.get("source") != "none" and not (condition.get("source") == "aws:cloudwatch:alarm"
                                                      and ALARM_ARN.match(str(condition.get("value") or ""))):
@@ -110,6 +118,7 @@ class FakeFis:
         self.url = url
         self.require_tags = require_tags
         self.runs: dict[str, FisRun] = {}
+        self.eks: dict[str, aws_fis_eks.EksCluster] = {}  # EKS clusters the pod actions reach, by name
         self._lock = threading.RLock()
 
     def started(self, experiment: dict[str, Any], region: str) -> None:
@@ -200,6 +209,18 @@ class FakeFis:
                 if primary.get("PreferredAvailabilityZone") == zone:
                     cache.test_failover(ReplicationGroupId=group["ReplicationGroupId"],
                                         NodeGroupId=node_group["NodeGroupId"])
+
+    def _pod_network_latency(self, run: FisRun, target: dict[str, Any]) -> None:
+        self._pod_network(run, target, aws_fis_eks.LATENCY)
+
+    def _pod_network_packet_loss(self, run: FisRun, target: dict[str, Any]) -> None:
+        self._pod_network(run, target, aws_fis_eks.LOSS)
+
+    def _pod_network(self, run: FisRun, target: dict[str, Any], action_id: str) -> None:
+        action = next(a for a in run.actions.values() if a["actionId"] == action_id)
+        restore = aws_fis_eks.run(self.eks, run.experiment_id, action, target, _Empty)
+        with self._lock:
+            run.restores.append(restore)
 
     def _disrupt_connectivity(self, run: FisRun, target: dict[str, Any]) -> None:
         ec2 = self._client(run, "ec2")

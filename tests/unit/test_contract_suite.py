@@ -25,8 +25,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = ROOT / "tests" / "contract"
 KIND = ROOT / "deploy" / "kind"
-MODULES = ("test_contract_aws.py", "test_contract_kubernetes.py", "test_contract_restore.py", "test_contract_run.py",
-           "test_contract_alerts.py", "test_contract_alarms.py")
+MODULES = ("test_contract_aws.py", "test_contract_kubernetes.py", "test_contract_network_faults.py", "test_contract_restore.py",
+           "test_contract_run.py", "test_contract_alerts.py", "test_contract_alarms.py")
 
 
 def support() -> ModuleType:

@@ -186,9 +186,12 @@ def test_every_fault_module_that_breaks_something_names_its_effect() -> None:
     expected = {LOCAL: {"fail_over_database", "stop_cache", "lose_zone", "kill_replicas", "pause_replicas",
                         "corrupt_orders", "lose_database", "lose_region",
                         "delay_network", "drop_packets", "blackhole_network", "reject_network",
-                        "partition_primary", "starve_cpu"},
-                KUBERNETES: {"lose_zone", "kill_replicas", "fail_over_database"},
-                AWS: {"fail_over_database", "stop_cache", "lose_zone"}}
+                        "partition_primary", "starve_cpu",
+                        "limit_bandwidth", "pressure_memory", "throttle_disk_io"},
+                KUBERNETES: {"lose_zone", "kill_replicas", "fail_over_database",
+                             "delay_network", "drop_packets", "blackhole_network"},  # issue 21: Chaos Mesh
+                AWS: {"fail_over_database", "stop_cache", "lose_zone",
+                      "delay_network", "drop_packets", "blackhole_network"}}  # issue 21: FIS EKS pod actions
     for table, faults in expected.items():
         declared = {name for name, module in table.load().modules.items()
                     if type(module).effect is not FaultModule.effect}

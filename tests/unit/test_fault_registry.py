@@ -31,6 +31,7 @@ VALID: dict[str, dict[str, Any]] = {"kill_replicas": {"percent": 50}, "lose_zone
          "corrupt_orders": {}, "lose_database": {}, "lose_region": {}, "restore_database": {"to": "latest", "repo": 2}}
 VALID.update({"delay_network": {"delay_ms": 100, "jitter_ms": 20}, "drop_packets": {"percent": 5},  # issue 21
               "blackhole_network": {}, "reject_network": {}, "partition_primary": {}, "starve_cpu": {"percent": 10}})
+VALID.update({"limit_bandwidth": {"kbit_s": 500}, "pressure_memory": {"percent": 90}, "throttle_disk_io": {}})
 
 
 @pytest.mark.parametrize("fault,arguments,problem", [

@@ -89,7 +89,7 @@ def test_least_privilege() -> None:
     assert fis["FisPassRole"]["Condition"]["StringEquals"]["iam:PassedToService"] == "fis.amazonaws.com"
     assert fis["FisActions"]["Resource"] == [f"arn:aws:fis:ap-south-1:111122223333:action/{a}" for a in (
         "aws:rds:failover-db-cluster", "aws:elasticache:replicationgroup-interrupt-az-power",
-        "aws:network:disrupt-connectivity")]
+        "aws:network:disrupt-connectivity", "aws:eks:pod-network-latency", "aws:eks:pod-network-packet-loss")]
     by_sid = {s["Sid"]: s for s in iam.iam_policy(DIRECT)["Statement"]}
     assert by_sid["Database"]["Resource"] == ["arn:aws:rds:ap-south-1:111122223333:cluster:school-meals-db"]
     assert by_sid["Cache"]["Resource"] == [

@@ -37,7 +37,8 @@ DONE = ("completed", "stopped", "failed", "cancelled")  # an experiment in these
 STOP_WAIT_S = 300.0  # how long a rollback waits for FIS to report the experiment stopped
 POLL_S = 1.0
 FIS_ACTIONS = ("aws:rds:failover-db-cluster", "aws:elasticache:replicationgroup-interrupt-az-power",
-               "aws:network:disrupt-connectivity")
+               "aws:network:disrupt-connectivity",
+               "aws:eks:pod-network-latency", "aws:eks:pod-network-packet-loss")  # issue 21: aws/fis_network.py
 
 
 def _duration(seconds: int) -> str:

@@ -64,6 +64,7 @@ APP_NAMESPACE_RULES: tuple[tuple[str, tuple[str, ...], list[str]], ...] = (
     ("autoscaling", ("horizontalpodautoscalers",), _MANAGE),
     ("policy", ("poddisruptionbudgets",), _MANAGE),
     ("networking.k8s.io", ("networkpolicies", "ingresses"), _MANAGE),
+    ("chaos-mesh.org", ("networkchaos",), ["create", "get", "list", "delete"]),  # network faults (chaosmesh.py)
 )
 # what in-cluster load does in the app namespace (kubernetes.load_generator: in-cluster; resilience/load/cluster.py):
 # create its objects and delete them at the end, list its pods (why one does not run), delete the master pod (SIGTERM

@@ -35,6 +35,7 @@ KIND_OF = {
     "configmaps": "ConfigMap", "jobs": "Job",
     "clusters": "Cluster",  # postgresql.cnpg.io/v1: served only after FakeKubeApi.install_cnpg() (cnpg.py)
     "prometheusrules": "PrometheusRule",  # monitoring.coreos.com/v1: only after install_monitoring (monitoring.py)
+    "serviceaccounts": "ServiceAccount",
 }
 API_VERSION_OF = {
     "namespaces": "v1", "nodes": "v1", "pods": "v1", "events": "v1", "services": "v1",
@@ -42,6 +43,7 @@ API_VERSION_OF = {
     "poddisruptionbudgets": "policy/v1", "networkpolicies": "networking.k8s.io/v1", "ingresses": "networking.k8s.io/v1",
     "configmaps": "v1", "jobs": "batch/v1", "clusters": "postgresql.cnpg.io/v1",
     "prometheusrules": "monitoring.coreos.com/v1",
+    "serviceaccounts": "v1",
 }
 
 CONFLICT_MESSAGE = "the object has been modified; please apply your changes to the latest version and try again"

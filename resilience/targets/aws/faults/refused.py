@@ -16,9 +16,9 @@ FAULTS.refuse("lose_database", "deleting the DB cluster (rds:DeleteDBCluster) ca
 FAULTS.refuse("lose_region", "AWS FIS has no region-loss action, and a DB cluster's automated backups stay in its "
                              "region (cross-region automated backup replication is for DB instances); nothing here "
                              "can stand for the region's loss")
-FAULTS.refuse("delay_network", "the local target only for now: on EKS this is AWS FIS aws:eks:pod-network-latency/-packet-loss (not built yet, issue 21)")
-FAULTS.refuse("drop_packets", "the local target only for now: on EKS this is AWS FIS aws:eks:pod-network-latency/-packet-loss (not built yet, issue 21)")
-FAULTS.refuse("blackhole_network", "the local target only for now: on EKS this is AWS FIS aws:eks:pod-network-latency/-packet-loss (not built yet, issue 21)")
-FAULTS.refuse("reject_network", "the local target only for now: on EKS this is AWS FIS aws:eks:pod-network-latency/-packet-loss (not built yet, issue 21)")
+FAULTS.refuse("reject_network", "AWS FIS has no action that resets connections (its EKS pod network actions add latency, drop packets or blackhole ports: silent drops, which is blackhole_network); a TCP reset on the path is the local target only")
 FAULTS.refuse("partition_primary", "RDS/Aurora manage their own failover: the primary cannot be partitioned from its consensus from outside (the local target only)")
 FAULTS.refuse("starve_cpu", "the local target only for now: on EKS this is AWS FIS aws:eks:pod-cpu-stress (not built yet, issue 21)")
+FAULTS.refuse("limit_bandwidth", "the local target only for now: AWS FIS has no pod bandwidth action (its EKS pod network actions are latency and packet loss; issue 21)")
+FAULTS.refuse("pressure_memory", "the local target only for now: on EKS this is AWS FIS aws:eks:pod-memory-stress (not built yet, issue 21)")
+FAULTS.refuse("throttle_disk_io", "RDS storage cannot be throttled from outside; on EKS pods this is AWS FIS aws:eks:pod-io-stress (not built yet, issue 21)")
