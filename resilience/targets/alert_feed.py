@@ -21,7 +21,7 @@ import time
 from typing import Any, Callable
 
 from .base import PlatformEvent
-from .local.alert_receiver import parse_time, wall_to_monotonic
+from .local.alert_receiver import parse_time, rule_alert_events, wall_to_monotonic
 
 ALERT = "alert"  # = history.ALERT
 UNREACHABLE_AFTER = 3
@@ -134,15 +134,5 @@ class AlertFeed:
                     self._rule_alert(str(rule.get("name", "?")), alert)
 
     def _rule_alert(self, name: str, alert: dict[str, Any]) -> None:
-        labels = alert.get("labels") or {}
-        key = json.dumps(labels, sort_keys=True)
-        active = str(alert.get("activeAt") or "")
-        at = parse_time(active)
-        detail = {"alert": name, "labels": labels, "active_at": active}
-        if ("pending", key, active) not in self._seen:
-            self._seen.add(("pending", key, active))
-            self.add("pending", {**detail, "before_start": at is not None and wall_to_monotonic(at) < self.started_m},
-                     None if at is None else max(self.started_m, wall_to_monotonic(at)))
-        if alert.get("state") == "firing" and ("rule-firing", key, active) not in self._seen:
-            self._seen.add(("rule-firing", key, active))
-            self.add("rule-firing", detail)
+        for op, detail, monotonic in rule_alert_events(self._seen, self.started_m, name, alert):
+            self.add(op, detail, monotonic)

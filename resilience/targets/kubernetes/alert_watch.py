@@ -28,6 +28,7 @@ from ...monitoring_settings import KubeMonitoringSettings, label_pairs
 from ..alert_feed import AlertFeed
 from ..base import PlatformEvent
 from ..local import alert_rules
+from . import discovery
 from .manifests import MANAGED_BY_LABEL, MANAGER
 
 GROUP, VERSION, PLURAL, KIND = "monitoring.coreos.com", "v1", "prometheusrules", "PrometheusRule"
@@ -52,15 +53,7 @@ def prometheus_rule(settings: Settings) -> dict[str, Any]:
 
 def crd_served(api_client: Any) -> bool:
     """API discovery: does the API server serve monitoring.coreos.com/v1 prometheusrules (the CRD is installed)?"""
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
-    try:
-        found = client.CustomObjectsApi(api_client).get_api_resources(GROUP, VERSION)
-    except ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return any(r.name == PLURAL for r in (found.resources or []))
+    return discovery.serves(api_client, GROUP, VERSION, PLURAL)
 
 
 def apply_rules(api_client: Any, settings: Settings) -> dict[str, Any]:

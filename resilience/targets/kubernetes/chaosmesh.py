@@ -27,6 +27,7 @@ from typing import Any, Callable, Protocol
 
 from ...config import Settings
 from ...errors import HarnessError, UserError
+from . import discovery
 from .names import APP_NAME, CNPG_CLUSTER_NAME, EXTERNAL_POSTGRES_SERVICE, MANAGED_BY_LABEL, MANAGER, Manifest
 
 GROUP, VERSION, PLURAL, KIND = "chaos-mesh.org", "v1alpha1", "networkchaos", "NetworkChaos"
@@ -85,14 +86,7 @@ class ChaosMesh:
 
     def installed(self) -> bool:
         """Whether the API serves chaos-mesh.org/v1alpha1 networkchaos (API discovery: the CRD is installed)."""
-        from kubernetes.client.rest import ApiException
-        try:
-            found = self._custom().get_api_resources(GROUP, VERSION)
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return any(r.name == PLURAL for r in found.resources or [])
+        return discovery.serves(self.cluster.core().api_client, GROUP, VERSION, PLURAL)
 
     def refusal(self) -> str | None:
         if not self.installed():

@@ -27,6 +27,7 @@ from ...config import Settings
 from ...errors import HarnessError, UserError
 from ..clock import to_monotonic
 from ..recovery_log import RecoveryLog
+from . import discovery
 from .names import APP_NAME, CNPG_CLUSTER_NAME, MANAGED_BY_LABEL, MANAGER, Manifest, object_meta
 
 GROUP, VERSION, PLURAL = "postgresql.cnpg.io", "v1", "clusters"
@@ -108,14 +109,7 @@ class CnpgRestore:
 
     def installed(self) -> bool:
         """Whether the API serves postgresql.cnpg.io/v1 clusters (API discovery: the CRD is installed)."""
-        from kubernetes.client.rest import ApiException
-        try:
-            found = self._custom().get_api_resources(GROUP, VERSION)  # GET /apis/postgresql.cnpg.io/v1
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return any(r.name == PLURAL for r in found.resources or [])
+        return discovery.serves(self.platform.core().api_client, GROUP, VERSION, PLURAL)
 
     def refusal(self) -> str | None:
         if not self.installed():

@@ -168,16 +168,26 @@ class AlertReceiver:
                     self._alert_state(rule.get("name", "?"), alert)
 
     def _alert_state(self, name: str, alert: dict[str, Any]) -> None:
-        labels = alert.get("labels") or {}
-        key = json.dumps(labels, sort_keys=True)
-        active = str(alert.get("activeAt") or "")
-        at = parse_time(active)
-        detail = {"alert": name, "labels": labels, "active_at": active}
-        if ("pending", key, active) not in self._seen:
-            self._seen.add(("pending", key, active))
-            # an alert already active when the run began is stamped at the start (the run's clock starts there)
-            self.add("pending", {**detail, "before_start": at is not None and wall_to_monotonic(at) < self.started_m},
-                     None if at is None else max(self.started_m, wall_to_monotonic(at)))
-        if alert.get("state") == "firing" and ("rule-firing", key, active) not in self._seen:
-            self._seen.add(("rule-firing", key, active))
-            self.add("rule-firing", detail)
+        for op, detail, monotonic in rule_alert_events(self._seen, self.started_m, name, alert):
+            self.add(op, detail, monotonic)
+
+
+def rule_alert_events(seen: set[tuple[str, str, str]], started_m: float, name: str,
+                      alert: dict[str, Any]) -> list[tuple[str, dict[str, Any], float | None]]:
+    """One alert of Prometheus's `/api/v1/rules`: a `pending` event at its activeAt and a `rule-firing` one, each
+    once per (alert labels, activeAt) (`seen` remembers them); the local receiver and the cloud feed share it."""
+    labels = alert.get("labels") or {}
+    key = json.dumps(labels, sort_keys=True)
+    active = str(alert.get("activeAt") or "")
+    at = parse_time(active)
+    detail = {"alert": name, "labels": labels, "active_at": active}
+    events: list[tuple[str, dict[str, Any], float | None]] = []
+    if ("pending", key, active) not in seen:
+        seen.add(("pending", key, active))
+        # an alert already active when the run began is stamped at the start (the run's clock starts there)
+        events.append(("pending", {**detail, "before_start": at is not None and wall_to_monotonic(at) < started_m},
+                       None if at is None else max(started_m, wall_to_monotonic(at))))
+    if alert.get("state") == "firing" and ("rule-firing", key, active) not in seen:
+        seen.add(("rule-firing", key, active))
+        events.append(("rule-firing", detail, None))
+    return events
