@@ -261,6 +261,9 @@ def failover_phases_plot(run: RunView) -> Plot | None:
             rows.append(f"{component} {name}")
             ax.broken_barh([(start, float(seconds))], (y - 0.35, 0.7), color=colour, alpha=0.8,
                            label=f"{name} ({component}) {float(seconds):.1f} s")
+            # the row's name beside its bar (y tick labels would not fit the plots' shared left margin)
+            ax.text(start + float(seconds) + 0.5, y, f"{component} {name} {float(seconds):.1f} s", va="center",
+                    fontsize=7, color="#24292f")
             bound = found.get(bound_key) if bound_key else found.get("promote_lower_bound_s") if name == "promote" \
                 else None
             if isinstance(bound, (int, float)):
@@ -269,7 +272,7 @@ def failover_phases_plot(run: RunView) -> Plot | None:
     if not rows:
         plt.close(fig)
         return None
-    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    ax.set_yticks([])
     ax.set_ylim(-0.8, len(rows) - 0.2)
     return Plot("failover-phases", "Failover phases",
                 "From the services' own signals: promote (the injection to the new leader seen), route (the load "
