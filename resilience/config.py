@@ -21,7 +21,7 @@ import yaml
 from .config_checks import (IN_CLUSTER_CONTEXT, BackupSettings, ExperimentsSettings, KubernetesSettings,
                             validate_backup, validate_experiments, validate_kubernetes, validate_trusted_keys)
 from .errors import UserError
-from .monitoring_settings import CloudWatchAlarmSettings
+from .monitoring_settings import CloudWatchAlarmSettings, validate_alarms, validate_monitoring
 
 DEFAULT_CONFIG_NAMES = ("resilience.yaml", "resilience.yml")
 
@@ -291,6 +291,8 @@ def validate(settings: Settings) -> Settings:
         if getattr(t, name) <= 0:
             raise UserError(f"{where}: 'targets.{name}' must be positive; got {getattr(t, name)}.")
     validate_kubernetes(settings.kubernetes, where)
+    validate_monitoring(settings.kubernetes.monitoring, where)
+    validate_alarms(settings.aws.alarms, where)
     validate_trusted_keys(settings.evidence.trusted_public_keys, where)
     validate_experiments(settings.experiments, where)
     for entry in settings.load.allowed_locustfile_dirs:

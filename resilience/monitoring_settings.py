@@ -9,7 +9,10 @@ common case and must not turn every run's detection inconclusive.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+from .errors import UserError
 
 
 @dataclass(frozen=True)
@@ -47,3 +50,61 @@ def label_pairs(items: tuple[str, ...]) -> dict[str, str]:
 def alarm_alerts(items: tuple[str, ...]) -> dict[str, str]:
     """alarm name -> the alert name it stands for ("db-down=DatabaseDown"; a bare name stands for itself)."""
     return {k.strip(): (v.strip() or k.strip()) for k, _, v in (item.partition("=") for item in items) if k.strip()}
+
+
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a Kubernetes namespace or Service name (RFC 1123)
+PORT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?")  # a Service port's name (IANA_SVC_NAME, <= 15)
+LABEL_KEY = re.compile(r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+ALARM_NAME_MAX = 255  # CloudWatch PutMetricAlarm: AlarmName is 1..255 characters
+
+
+def validate_monitoring(m: KubeMonitoringSettings, where: str) -> None:
+    """Names the API server would refuse, and intervals that would make detection bounds or polling nonsense."""
+    section = "kubernetes.monitoring"
+    for name in ("namespace", "alertmanager_service", "prometheus_service"):
+        value = getattr(m, name)
+        if not DNS_LABEL.fullmatch(value):
+            raise UserError(f"{where}: '{section}.{name}' must be a Kubernetes name (lowercase letters, digits, '-', "
+                            f"at most 63), e.g. monitoring or kube-prometheus-stack-alertmanager; got {value!r}.")
+    for name in ("alertmanager_port", "prometheus_port"):
+        value = getattr(m, name)
+        if not (1 <= int(value) <= 65535 if value.isdigit() else bool(PORT_NAME.fullmatch(value))):
+            raise UserError(f"{where}: '{section}.{name}' must be the Service's port number (1..65535) or port name "
+                            f"(e.g. http-web); got {value!r}.")
+    for item in m.rule_labels:
+        key, eq, _ = item.partition("=")
+        if not eq or not LABEL_KEY.fullmatch(key.strip()):
+            raise UserError(f"{where}: '{section}.rule_labels' entries are key=value labels the Prometheus's "
+                            f"ruleSelector wants, e.g. release=kube-prometheus-stack; got {item!r}.")
+    for name, low in (("scrape_s", 1.0), ("evaluation_s", 1.0), ("group_wait_s", 0.0)):
+        if not low <= getattr(m, name) <= 3600:
+            raise UserError(f"{where}: '{section}.{name}' must be {low:g}..3600 s (your Prometheus's and "
+                            f"Alertmanager's own setting); got {getattr(m, name)}.")
+    if not 0.05 <= m.poll_s <= 60:
+        raise UserError(f"{where}: '{section}.poll_s' (how often the APIs are read during a run) must be 0.05..60 s; "
+                        f"got {m.poll_s}.")
+
+
+def validate_alarms(a: CloudWatchAlarmSettings, where: str) -> None:
+    """Alarm names CloudWatch would refuse, alert names no experiment can expect, a poll that would be throttled."""
+    from .targets.local.alert_rules import RULES_PATH, load, windows
+    known = sorted(windows(load()))
+    seen: set[str] = set()
+    for setting, items in (("detection", a.detection), ("stop", a.stop)):
+        for item in items:
+            alarm, eq, alert = (part.strip() for part in item.partition("="))
+            if not 1 <= len(alarm) <= ALARM_NAME_MAX or (setting == "stop" and eq):
+                form = "alarm-name or alarm-name=AlertName" if setting == "detection" else "an alarm name"
+                raise UserError(f"{where}: 'aws.alarms.{setting}' entries are {form} (a CloudWatch alarm name is "
+                                f"1..{ALARM_NAME_MAX} characters); got {item!r}.")
+            if eq and alert not in known:
+                raise UserError(f"{where}: 'aws.alarms.detection' entry {item!r} maps the alarm to {alert!r}, which is "
+                                f"not a rule in {RULES_PATH} ({', '.join(known)}); name one of those, or write the "
+                                f"alarm alone.")
+            if setting == "detection" and alarm in seen:
+                raise UserError(f"{where}: 'aws.alarms.detection' names the alarm {alarm!r} twice; list each alarm once.")
+            if setting == "detection":
+                seen.add(alarm)
+    if not 0.1 <= a.poll_s <= 300:
+        raise UserError(f"{where}: 'aws.alarms.poll_s' (how often DescribeAlarmHistory is read) must be 0.1..300 s; "
+                        f"got {a.poll_s}.")
