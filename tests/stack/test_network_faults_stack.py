@@ -99,12 +99,12 @@ def test_slow_database_records_the_injected_latency_and_the_p99_it_causes(stack:
 
 def test_a_sweep_prints_a_breaking_point_with_a_plot(stack: LocalTarget, capsys: Any, tmp_path: Path) -> None:
     from resilience.cli import main
-    code = main(["sweep", "delay-database", "--from", "0ms", "--to", "300ms", "--steps", "3", "--keep-up", "--json",
+    code = main(["sweep", "delay-database", "--from", "0ms", "--to", "300ms", "--steps", "2", "--keep-up", "--json",
                  "--quiet", "--reports-dir", str(tmp_path), "--seed", "3"])
     out = capsys.readouterr().out
     result = json.loads(out[out.index("{"):])
     assert code == 0, result
     print("\nsweep:", json.dumps(result["points"]), "breaking point", result["breaking_point"])
-    assert [p["size"] for p in result["points"]] == [0, 100, 200, 300]
+    assert [p["size"] for p in result["points"]] == [0, 150, 300]
     assert all(p["injected"] is not None and p["injected"] >= 0.5 * p["size"] for p in result["points"][1:])
     assert result["breaking_point"] is not None and Path(result["plot"]).stat().st_size > 1000
