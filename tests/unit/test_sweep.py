@@ -64,3 +64,48 @@ def test_a_sweep_runs_each_step_and_writes_its_result_and_plot(tmp_path: Path) -
     assert (tmp_path / "sweep" / "sweep.png").stat().st_size > 1000
     assert json.loads((tmp_path / "sweep" / "sweep.json").read_text())["breaking_point"] == 100
     assert "breaking point: 100 ms" in text(result)
+
+
+def test_a_loss_sweep_replaces_the_delay_with_packet_loss_on_the_same_path(tmp_path: Path) -> None:
+    kind = SWEEPS["loss-database"]
+    raw = load_yaml(resolve("slow-database"), "experiment")
+    spec = parse(step_experiment(raw, kind, 10), tmp_path / "step.yaml", "full")
+    [call] = spec.faults
+    assert call.fault == "drop_packets" and call.arguments["percent"] == 10 and call.arguments["path"] == "api-database"
+    assert "delay_ms" not in call.arguments and spec.name == "loss-database-10pct"
+    assert parse_size("20%", "%") == 20 and parse_size("5", "%") == 5
+    with pytest.raises(UserError, match="not a size"):
+        parse_size("20ms", "%")
+    with pytest.raises(UserError, match="percentages"):
+        sizes(0, 120, 4, kind)
+
+
+def test_a_cpu_sweep_grows_harsher_as_the_share_falls_and_breaks_at_the_mildest_share_over_a_limit(
+        tmp_path: Path) -> None:
+    kind = SWEEPS["starve-cpu"]
+    with pytest.raises(UserError, match="--to must be below --from"):
+        sizes(10, 100, 3, kind)
+    steps = sizes(100, 10, 3, kind)
+    assert steps == [100, 70, 40, 10]
+    ran: list[str] = []
+
+    def fake_run(path: Path) -> dict[str, Any]:
+        share = float(path.stem.split("-")[1].removesuffix("pct"))
+        ran.append(path.name)
+        return {"verdict": "pass", "run_dir": "", "measurements": [
+            {"name": "p99_ms_fault", "value": 4000 / share}, {"name": "availability_fault", "value": 1.0},
+            {"name": "p99_ms_steady", "value": 30.0}, {"name": "availability_steady", "value": 1.0}]}
+    raw = load_yaml(resolve("cpu-starved-replicas"), "experiment")
+    result = run_sweep(kind, steps, fake_run, tmp_path / "sweep", Targets(p99_ms=200), raw)
+    assert ran == ["step-70pct.yaml", "step-40pct.yaml", "step-10pct.yaml"]  # 100 % starves nothing: no run
+    assert result["points"][0]["size"] == 100 and "steady" in result["points"][0]["note"]
+    assert result["breaking_point"] == 10  # 57 ms at 70 %, 100 ms at 40 %, 400 ms at 10 %
+
+
+def test_a_bad_size_is_refused_before_any_step_runs(tmp_path: Path) -> None:
+    kind = SWEEPS["starve-cpu"]
+    ran: list[Path] = []
+    raw = load_yaml(resolve("cpu-starved-replicas"), "experiment")
+    with pytest.raises(UserError):
+        run_sweep(kind, [100, 50, 0], lambda path: ran.append(path) or {}, tmp_path / "sweep", Targets(), raw)
+    assert ran == []
