@@ -84,3 +84,19 @@ def test_signals_keep_their_source_in_the_history() -> None:
     history = History(origin_monotonic=100.0)
     record = as_record(PlatformEvent(101.5, "signal", "leader", {"event": "deleted"}), history)
     assert (record.source, record.op, record.t) == ("signal", "leader", 1.5)
+
+
+def test_the_local_platform_hands_the_signals_over_and_stops_the_watch(tmp_path: Path) -> None:
+    import dataclasses
+
+    from resilience.config import Settings
+    from resilience.targets.local import LocalPlatform
+
+    settings = Settings()
+    platform = LocalPlatform(dataclasses.replace(settings, stack=dataclasses.replace(settings.stack,
+                                                                                       state_dir=str(tmp_path))))
+    platform.signals = SignalWatch(watched_from_state(tmp_path, "/service/rsl-meals/leader"))
+    platform.signals.start()
+    platform.signals.add("leader", {"event": "deleted"})
+    platform.stop_observing()
+    assert [e.op for e in platform.events_since(0.0)] == ["watching", "leader"]  # nothing watched: no threads

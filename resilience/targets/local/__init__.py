@@ -278,6 +278,8 @@ class LocalPlatform(Platform):
             "patroni": {"ttl_s": s.patroni_ttl_s, "loop_wait_s": s.patroni_loop_wait_s,
                         "retry_timeout_s": s.patroni_retry_timeout_s},
             "sentinel_down_after_s": s.redis_down_after_ms / 1000, "look_s": HEALTH_PERIOD_S,
+            "sentinel_failover_timeout_s": s.redis_failover_timeout_ms / 1000,
+            "api_ready_interval_s": 0.5,  # the API's primary check (platform/settings.py ready_interval_s)
             "haproxy": {"inter_s": 0.5, "rise": 2, "fall": 2}})  # haproxy.render_config's default-server line
         self.alerts.start()
         from .services import PATRONI_SCOPE
