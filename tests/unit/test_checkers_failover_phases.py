@@ -110,6 +110,8 @@ def test_a_configuration_that_breaks_patronis_rule_is_named() -> None:
     bad = {**CONFIG, "patroni": {"ttl_s": 8, "loop_wait_s": 1, "retry_timeout_s": 4}}
     assert config_problems(CONFIG) == []
     assert "loop_wait + 2 x retry_timeout = 9 s > ttl = 8 s" in config_problems(bad)[0]
+    assert config_problems({**CONFIG, "client_timeout_s": 3.0}) == []  # the API's: 1 s connect + 2 s command
+    assert "client timeout (15.0 s) is longer than the failover budget" in config_problems({**CONFIG, "client_timeout_s": 15.0})[0]
 
 
 def test_the_phases_are_drawn_as_bars_with_their_bounds() -> None:

@@ -272,14 +272,17 @@ class LocalPlatform(Platform):
         """Alertmanager's notifications and Prometheus's pending alerts into the run (alert_receiver.py)."""
         from .alert_receiver import AlertReceiver
         self.stop_observing()
+        from ...platform.settings import PlatformSettings
         from .supervisor import HEALTH_PERIOD_S
+        api = PlatformSettings()  # the API replicas run with its defaults (services.api_spec sets no timeouts)
         s = self.s
         self.alerts = AlertReceiver(failover={  # what the failover phases are judged against
             "patroni": {"ttl_s": s.patroni_ttl_s, "loop_wait_s": s.patroni_loop_wait_s,
                         "retry_timeout_s": s.patroni_retry_timeout_s},
             "sentinel_down_after_s": s.redis_down_after_ms / 1000, "look_s": HEALTH_PERIOD_S,
             "sentinel_failover_timeout_s": s.redis_failover_timeout_ms / 1000,
-            "api_ready_interval_s": 0.5,  # the API's primary check (platform/settings.py ready_interval_s)
+            "api_ready_interval_s": api.ready_interval_s,  # the API's primary check
+            "client_timeout_s": api.pg_connect_timeout_s + api.pg_command_timeout_s,  # the longest a write waits
             "haproxy": {"inter_s": 0.5, "rise": 2, "fall": 2}})  # haproxy.render_config's default-server line
         self.alerts.start()
         from .services import PATRONI_SCOPE
