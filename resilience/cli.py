@@ -325,7 +325,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set-target", action="append", metavar="NAME=VALUE",
                    help="override a target for this run, e.g. --set-target rto_s=60 (repeatable); names: rto_s, "
                         "rpo_s, lost_writes, availability, availability_fault, p99_ms, autoscale_s, rto_hold_s, "
-                        "rto_success_ratio, p99_fault_ms, recovered_s")
+                        "rto_success_ratio, p99_fault_ms, recovered_s, detection_s, alert_cleared_s")
     p.add_argument("--reports-dir", help="where run directories go (default: reports/)")
     p.add_argument("--keep-up", action="store_true", help="leave a stack this run started running afterwards")
     p.add_argument("--seed", type=int, help="random seed for fault choices (e.g. which replicas die)")

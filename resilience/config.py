@@ -107,6 +107,8 @@ class Targets:
     rto_success_ratio: float = 0.99  # per second, during the hold window
     p99_fault_ms: float = 0.0  # P99 during the fault (a degraded-mode objective), judged only when > 0
     recovered_s: float = 0.0  # the fault removed until normal again (success and P99), judged only when > 0
+    detection_s: float = 0.0  # impact to the first expected alert's notification; > 0: judged, else against the bound
+    alert_cleared_s: float = 0.0  # recovery to its resolved notification; > 0: judged, else it must only clear
 
 
 @dataclass(frozen=True)
@@ -281,7 +283,7 @@ def validate(settings: Settings) -> Settings:
     for name, value in dataclasses.asdict(t).items():
         if not math.isfinite(value):
             raise UserError(f"{where}: 'targets.{name}' must be a finite number; got {value}.")
-    for name in ("p99_fault_ms", "recovered_s"):
+    for name in ("p99_fault_ms", "recovered_s", "detection_s", "alert_cleared_s"):
         if getattr(t, name) < 0:
             raise UserError(f"{where}: 'targets.{name}' is >= 0 (0: not judged); got {getattr(t, name)}.")
     if t.lost_writes < 0:

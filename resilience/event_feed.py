@@ -14,7 +14,7 @@ import threading
 from typing import Any, Callable
 
 from .alarm_stop import stop_reason
-from .history import ALERT, CONTROLLER, INFO, PLATFORM, RECOVERY, History, Record
+from .history import ALERT, CONTROLLER, INFO, PLATFORM, RECOVERY, SIGNAL, History, Record
 from .targets.base import PlatformEvent
 
 
@@ -50,7 +50,7 @@ def as_record(event: PlatformEvent, history: History) -> Record:
     """A platform event as a history record: controller/platform sources kept, others folded into platform."""
     if event.source == RECOVERY:  # a restore's steps (docs/recovery-records.md): their status, and `*_m` times on the run clock
         return recovery_record(event, history)
-    known = event.source in (CONTROLLER, PLATFORM, ALERT)
+    known = event.source in (CONTROLLER, PLATFORM, ALERT, SIGNAL)
     detail: dict[str, Any] = dict(event.detail)
     return Record(history.at(event.monotonic), event.source if known else PLATFORM,
                   event.op if known else f"{event.source}:{event.op}", INFO, None, None, detail)

@@ -54,6 +54,7 @@ PHASE = "phase"  # phase boundaries: op is the phase that starts ("steady", "fau
 CHECK = "check"  # post-run checks, e.g. op "readback" of one acknowledged order
 RECOVERY = "recovery"  # a restore runbook's steps (issue 19): target, restore-start, ..., serving
 ALERT = "alert"  # monitoring: op pending/rule-firing/firing/resolved (Alertmanager), watching, unreachable, expected
+SIGNAL = "signal"  # the services' own failover signals: op sentinel / leader / lb_server (docs/alerts.md)
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,7 +106,9 @@ def compute(records: Iterable[Record], *, fault_t: float | None = None, targets:
                                        success_ratio=targets.rto_success_ratio, cut_short=cut_short(ordered),
                                        not_before=recovery_not_before(ordered))
         recovered = rto_for_alerts.recovered_t if rto_for_alerts.rto_s not in (None, float("inf")) else None
-        result += detection.measurements(detection.detect(ordered, fault_t=fault_t, recovered_t=recovered))
+        result += detection.measurements(detection.detect(ordered, fault_t=fault_t, recovered_t=recovered),
+                                         target_s=targets.detection_s or None,
+                                         cleared_target_s=targets.alert_cleared_s or None)
     result += failover_phases.measurements(ordered)  # local runs with a failover: RTO taken apart (reported)
     if not_judged:  # the fault did not (or not knowingly) run its course: nothing under it can be judged
         result = [m if m.phase == "steady" else m.untrusted(not_judged) for m in result]

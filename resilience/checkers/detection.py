@@ -138,8 +138,12 @@ def detect(records: Sequence[Record], *, fault_t: float | None, recovered_t: flo
                            notified[0] if notified else None, lines, missed, tuple(false))
 
 
-def measurements(result: DetectionResult | None) -> list[Measurement]:
-    """detection_s, alert_cleared_s, missed_alerts, false_alerts (nothing when the experiment named no alerts)."""
+def measurements(result: DetectionResult | None, *, target_s: float | None = None,
+                 cleared_target_s: float | None = None) -> list[Measurement]:
+    """detection_s, alert_cleared_s, missed_alerts, false_alerts (nothing when the experiment named no alerts).
+
+    `target_s` / `cleared_target_s`: the experiment's targets (targets.detection_s, alert_cleared_s); when set,
+    detection_s and alert_cleared_s are judged against them, the configuration's bound still in the detail."""
     if result is None:
         return []
     why = result.unreachable
@@ -157,11 +161,15 @@ def measurements(result: DetectionResult | None) -> list[Measurement]:
     else:
         start = result.onset_t if result.onset_t is not None else result.fault_t
         bound = result.bound_s(first.alert)
-        detection = judge("detection_s", round(first.notified_t - start, 3), "s", bound, phase="fault",
+        value = round(first.notified_t - start, 3)
+        detection = judge("detection_s", value, "s", target_s if target_s is not None else bound, phase="fault",
                           definition=DEFINITION_DETECTION,
                           detail={**detail, "alert": first.alert, "from": "impact" if result.onset_t is not None
                                   else "injection (no impact seen)",
-                                  "from_injection_s": round(first.notified_t - result.fault_t, 3), "bound_s": bound})
+                                  "from_injection_s": round(first.notified_t - result.fault_t, 3), "bound_s": bound,
+                                  "within_bound": None if bound is None else value <= bound,
+                                  "judged_against": "the experiment's target (targets.detection_s)"
+                                  if target_s is not None else "the bound the configuration implies"})
     if why or first is None or first.notified_t is None:
         cleared = judge("alert_cleared_s", None, "s", None, phase="recovery", definition=DEFINITION_CLEARED,
                         detail=detail, reason=why or "no expected alert fired")
@@ -169,10 +177,13 @@ def measurements(result: DetectionResult | None) -> list[Measurement]:
         start = result.recovered_t if result.recovered_t is not None else first.notified_t
         # negative: the alert cleared before the clients saw the service recover
         value = float("inf") if first.resolved_t is None else round(first.resolved_t - start, 3)
-        cleared = judge("alert_cleared_s", value, "s", None if value != float("inf") else 0.0,
+        target = cleared_target_s if cleared_target_s is not None else None if value != float("inf") else 0.0
+        cleared = judge("alert_cleared_s", value, "s", target,
                         phase="recovery", definition=DEFINITION_CLEARED,
                         detail={**detail, "alert": first.alert, "recovered_t": result.recovered_t,
-                                "resolved_t": first.resolved_t})
+                                "resolved_t": first.resolved_t,
+                                "judged_against": "the experiment's target (targets.alert_cleared_s)"
+                                if cleared_target_s is not None else "it must clear before the run ends"})
     missed = judge("missed_alerts", None if why else float(len(result.missed)), "alerts", 0.0, phase="fault",
                    definition=DEFINITION_MISSED, detail={"missed": list(result.missed)}, reason=why)
     false = judge("false_alerts", None if why else float(len(result.false)), "alerts", 0.0, phase="overall",

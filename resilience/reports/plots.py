@@ -235,8 +235,7 @@ def timeline_plots(run: RunView) -> list[Plot]:
     return plots + ([phases_plot] if phases_plot else [])
 
 
-PHASE_BARS = (("promote", "promote_s", "promote_bound_s", "#8250df"), ("route", "route_s", "route_bound_s", "#0969da"),
-              ("reconnect", "reconnect_s", None, "#1a7f37"))
+PHASE_COLOURS = {"detect": "#cf222e", "promote": "#8250df", "route": "#0969da", "reconnect": "#1a7f37"}
 
 
 def failover_phases_plot(run: RunView) -> Plot | None:
@@ -249,23 +248,21 @@ def failover_phases_plot(run: RunView) -> Plot | None:
     rows: list[str] = []
     for component in ("postgres", "redis"):
         found = m.detail.get(component)
-        if not isinstance(found, dict) or found.get("promote_s") is None:
-            continue
-        failover_t = float(injected) + float(found["promote_s"])
-        for name, key, bound_key, colour in PHASE_BARS:
-            seconds = found.get(key)
-            if seconds is None:
+        for phase in (found.get("phases") or []) if isinstance(found, dict) else []:
+            seconds, name = phase.get("s"), str(phase.get("phase"))
+            if not isinstance(seconds, (int, float)):
                 continue
-            start = float(injected) if name == "promote" else failover_t
+            start = float(injected) + float(phase.get("start_s") or 0.0)
             y = len(rows)
             rows.append(f"{component} {name}")
-            ax.broken_barh([(start, float(seconds))], (y - 0.35, 0.7), color=colour, alpha=0.8,
-                           label=f"{name} ({component}) {float(seconds):.1f} s")
+            ax.broken_barh([(start, float(seconds))], (y - 0.35, 0.7), color=PHASE_COLOURS.get(name, "#57606a"),
+                           alpha=0.8, label=f"{name} ({component}) {float(seconds):.1f} s")
             # the row's name beside its bar (y tick labels would not fit the plots' shared left margin)
             ax.text(start + float(seconds) + 0.5, y, f"{component} {name} {float(seconds):.1f} s", va="center",
                     fontsize=7, color="#24292f")
-            bound = found.get(bound_key) if bound_key else found.get("promote_lower_bound_s") if name == "promote" \
-                else None
+            bound = phase.get("bound_s")
+            if bound is None and name == "promote":
+                bound = found.get("promote_lower_bound_s") if isinstance(found, dict) else None
             if isinstance(bound, (int, float)):
                 ax.plot([start + float(bound)], [y], marker="|", markersize=16, color="#24292f",
                         label="bound its configuration implies")
@@ -275,10 +272,12 @@ def failover_phases_plot(run: RunView) -> Plot | None:
     ax.set_yticks([])
     ax.set_ylim(-0.8, len(rows) - 0.2)
     return Plot("failover-phases", "Failover phases",
-                "From the services' own signals: promote (the injection to the new leader seen), route (the load "
-                "balancer taking the replicas back), reconnect (the first acknowledged write); a black tick is the "
-                "bound the configuration implies (Patroni ttl + loop_wait; Sentinel down-after, a lower bound; "
-                "HAProxy rise x inter). Reported, not judged.", _finish(fig, ax))
+                "From the services' own signals (Patroni's leader key, Sentinel's events, HAProxy's server states; "
+                "the supervisor's 1 s looks where a signal is missing): detect (the injection to the dead leader "
+                "noticed), promote (to the new leader), route (the load balancer taking the replicas back), "
+                "reconnect (the first acknowledged write); a black tick is the bound the configuration implies "
+                "(Patroni ttl, loop_wait + retry_timeout; Sentinel down-after, failover-timeout; HAProxy rise x "
+                "inter). Reported, not judged.", _finish(fig, ax))
 
 
 def figure_svg(fig: Figure) -> str:

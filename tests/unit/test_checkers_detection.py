@@ -130,3 +130,50 @@ def test_experiments_name_known_alerts_only() -> None:
     assert _alerts(["DatabaseDown"], "x") == ("DatabaseDown",)
     with pytest.raises(UserError, match="DatabaseDown"):
         _alerts(["DatabseDown"], "x")
+
+
+def test_an_experiment_target_judges_detection_and_clearing_and_the_report_states_it() -> None:
+    from resilience.reports.run import fmt_target
+
+    records = history(["DatabaseDown"], DB_DOWN)  # detection 3.39 s (bound 4 s), cleared 0.9 s after recovery
+    tight = {m.name: m for m in compute(records, targets=Targets(detection_s=3.0, alert_cleared_s=0.5),
+                                        measures=["rto"])}
+    d, c = tight["detection_s"], tight["alert_cleared_s"]
+    assert d.value == 3.39 and d.target == 3.0 and d.status == "breached"  # over the experiment's target
+    assert d.detail["bound_s"] == 4.0 and d.detail["within_bound"] is True  # the bound is still reported
+    assert "targets.detection_s" in d.detail["judged_against"]
+    assert fmt_target(d) == "<= 3 s" and fmt_target(c) == "<= 0.5 s"
+    assert c.status == "breached" and "targets.alert_cleared_s" in c.detail["judged_against"]
+    assert verdict(list(tight.values())) == "fail"
+    loose = {m.name: m for m in compute(records, targets=Targets(detection_s=4.0, alert_cleared_s=3.0), measures=["rto"])}
+    assert loose["detection_s"].status == "met" and loose["alert_cleared_s"].status == "met"
+    default = {m.name: m for m in compute(records, targets=Targets(), measures=["rto"])}
+    assert default["detection_s"].target == 4.0 and default["alert_cleared_s"].target is None  # the bound; must clear
+
+
+def test_the_detection_targets_are_settable_and_validated() -> None:
+    import pytest
+
+    from resilience.config import Settings, override_targets
+    from resilience.errors import UserError
+
+    targets = override_targets(Settings().targets, {"detection_s": 4, "alert_cleared_s": 3}, "--set-target")
+    assert (targets.detection_s, targets.alert_cleared_s) == (4, 3)
+    with pytest.raises(UserError, match="detection_s"):
+        override_targets(Settings().targets, {"detection_s": -1}, "--set-target")
+
+
+def test_the_catalogue_experiments_with_alerts_set_a_detection_target_within_their_bound() -> None:
+    from resilience.config import Settings
+    from resilience.experiments import catalogue, load
+    from resilience.targets.local import alert_rules, monitoring
+
+    for_s = alert_rules.windows(alert_rules.scaled(alert_rules.load()))
+    specs = [spec for spec in (load(str(p)) for p in catalogue()) if spec.alerts]
+    assert {spec.name for spec in specs} >= {"db-failover", "zone-failure"}
+    for spec in specs:
+        targets = spec.targets(Settings().targets)
+        bound = monitoring.SCRAPE_S + monitoring.EVALUATION_S + max(for_s[a] for a in spec.alerts or ()) \
+            + monitoring.GROUP_WAIT_S
+        assert 0 < targets.detection_s <= bound, spec.path  # within what the local profile implies for its alerts
+        assert 0 < targets.alert_cleared_s <= monitoring.SCRAPE_S + monitoring.EVALUATION_S + monitoring.GROUP_INTERVAL_S

@@ -43,6 +43,7 @@ class LocalPlatform(Platform):
         self.s = settings.stack
         self.root = self.s.state_path
         self.alerts: Any = None  # an AlertReceiver between start_observing() and stop_observing()
+        self.signals: Any = None  # a SignalWatch (signal_watch.py), the same
 
     # -- supervisor plumbing ------------------------------------------------------------
     def _state(self) -> dict[str, Any] | None:
@@ -253,6 +254,7 @@ class LocalPlatform(Platform):
 
     def events_since(self, monotonic: float) -> list[PlatformEvent]:
         events = self.alerts.since(monotonic) if self.alerts is not None else []
+        events += self.signals.since(monotonic) if self.signals is not None else []
         try:
             lines = (self.root / EVENTS_FILE).read_text().splitlines()
         except OSError:
@@ -270,18 +272,29 @@ class LocalPlatform(Platform):
         """Alertmanager's notifications and Prometheus's pending alerts into the run (alert_receiver.py)."""
         from .alert_receiver import AlertReceiver
         self.stop_observing()
+        from ...platform.settings import PlatformSettings
         from .supervisor import HEALTH_PERIOD_S
+        api = PlatformSettings()  # the API replicas run with its defaults (services.api_spec sets no timeouts)
         s = self.s
         self.alerts = AlertReceiver(failover={  # what the failover phases are judged against
             "patroni": {"ttl_s": s.patroni_ttl_s, "loop_wait_s": s.patroni_loop_wait_s,
                         "retry_timeout_s": s.patroni_retry_timeout_s},
             "sentinel_down_after_s": s.redis_down_after_ms / 1000, "look_s": HEALTH_PERIOD_S,
+            "sentinel_failover_timeout_s": s.redis_failover_timeout_ms / 1000,
+            "api_ready_interval_s": api.ready_interval_s,  # the API's primary check
+            "client_timeout_s": api.pg_connect_timeout_s + api.pg_command_timeout_s,  # the longest a write waits
             "haproxy": {"inter_s": 0.5, "rise": 2, "fall": 2}})  # haproxy.render_config's default-server line
         self.alerts.start()
+        from .services import PATRONI_SCOPE
+        from .signal_watch import SignalWatch, watched_from_state
+        self.signals = SignalWatch(watched_from_state(self.root, f"/service/{PATRONI_SCOPE}/leader"))
+        self.signals.start()
 
     def stop_observing(self) -> None:
         if self.alerts is not None:
             self.alerts.stop()
+        if self.signals is not None:
+            self.signals.stop()
 
     def primary_zone(self) -> str | None:
         return self.request("status", timeout=10).get("primary_zone")
