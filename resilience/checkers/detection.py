@@ -146,6 +146,14 @@ def measurements(result: DetectionResult | None, *, target_s: float | None = Non
     detection_s and alert_cleared_s are judged against them, the configuration's bound still in the detail."""
     if result is None:
         return []
+    # The experiment states its targets for production alert windows; a stack that scales its windows down
+    # (the local one: / 30, in its `watching` record) is judged against the targets scaled the same way.
+    scale = float(result.config.get("scale") or 1.0)
+    if target_s is not None:
+        target_s = round(target_s / scale, 3)
+    if cleared_target_s is not None:
+        cleared_target_s = round(cleared_target_s / scale, 3)
+    scaled = {"target_scale": scale} if scale != 1.0 else {}
     why = result.unreachable
     first = result.first
     stages = _stages(result) if first else {}
@@ -168,8 +176,9 @@ def measurements(result: DetectionResult | None, *, target_s: float | None = Non
                                   else "injection (no impact seen)",
                                   "from_injection_s": round(first.notified_t - result.fault_t, 3), "bound_s": bound,
                                   "within_bound": None if bound is None else value <= bound,
-                                  "judged_against": "the experiment's target (targets.detection_s)"
-                                  if target_s is not None else "the bound the configuration implies"})
+                                  "judged_against": ("the experiment's target (targets.detection_s" +
+                                                     (f", / {scale:g} like the alert windows)" if scaled else ")"))
+                                  if target_s is not None else "the bound the configuration implies", **scaled})
     if why or first is None or first.notified_t is None:
         cleared = judge("alert_cleared_s", None, "s", None, phase="recovery", definition=DEFINITION_CLEARED,
                         detail=detail, reason=why or "no expected alert fired")
@@ -182,8 +191,9 @@ def measurements(result: DetectionResult | None, *, target_s: float | None = Non
                         phase="recovery", definition=DEFINITION_CLEARED,
                         detail={**detail, "alert": first.alert, "recovered_t": result.recovered_t,
                                 "resolved_t": first.resolved_t,
-                                "judged_against": "the experiment's target (targets.alert_cleared_s)"
-                                if cleared_target_s is not None else "it must clear before the run ends"})
+                                "judged_against": ("the experiment's target (targets.alert_cleared_s" +
+                                                   (f", / {scale:g} like the alert windows)" if scaled else ")"))
+                                if cleared_target_s is not None else "it must clear before the run ends", **scaled})
     missed = judge("missed_alerts", None if why else float(len(result.missed)), "alerts", 0.0, phase="fault",
                    definition=DEFINITION_MISSED, detail={"missed": list(result.missed)}, reason=why)
     false = judge("false_alerts", None if why else float(len(result.false)), "alerts", 0.0, phase="overall",
