@@ -51,7 +51,7 @@ def test_phases_from_the_services_signals() -> None:
     assert found is not None
     pg = found["postgres"]
     assert [p["phase"] for p in pg["phases"]] == ["detect", "promote", "route", "reconnect"]
-    assert pg["detect_s"] == 9.6 and pg["detect_bound_s"] == 10.5  # ttl + etcd's lease check
+    assert pg["detect_s"] == 9.6 and pg["detect_bound_s"] == 11.0  # ttl + etcd's lease check and revocation
     assert pg["promote_s"] == 0.5 and pg["promote_bound_s"] == 5.0  # loop_wait + retry_timeout
     assert pg["route_s"] == 0.9 and pg["route_bound_s"] == 1.6  # API check + rise x inter + the 0.1 s poll
     assert pg["reconnect_s"] == 1.7 and pg["reconnect_bound_s"] is None
