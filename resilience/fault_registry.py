@@ -160,8 +160,8 @@ def _count_or_percent(arguments: dict[str, Any]) -> str | None:
 
 
 def _path() -> Argument:
-    return Argument("path", CHOICE, "the network path: api-database (the API replicas <-> PostgreSQL)",
-                    "api-database", choices=("api-database",))
+    return Argument("path", CHOICE, "the network path: api-database (the API replicas <-> PostgreSQL), api-cache "
+                    "(the API replicas <-> Redis)", "api-database", choices=("api-database", "api-cache"))
 
 
 def _needs(name: str) -> Callable[[dict[str, Any]], str | None]:

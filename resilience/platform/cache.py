@@ -28,6 +28,20 @@ log = logging.getLogger("resilience.platform")
 MENU_KEY = "rsl:menu:v1"
 
 
+class MappedSentinel(Sentinel):
+    """Sentinel whose master address is dialled through a map (the address it names -> where to connect):
+    the local stack puts its network proxy in the API <-> cache path this way, while Sentinel's own checks
+    of Redis stay direct."""
+
+    def __init__(self, address_map: dict[tuple[str, int], tuple[str, int]], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.address_map = address_map
+
+    async def discover_master(self, service_name: str) -> Any:
+        found = tuple(await super().discover_master(service_name))
+        return self.address_map.get((str(found[0]), int(found[1])), found)
+
+
 class CircuitBreaker:
     """Open (skip the dependency) for `open_for_s` after a failure; closed again after that."""
 
@@ -60,7 +74,7 @@ def make_redis_client(settings: PlatformSettings) -> Redis | None:
         # (a lost zone) cost ~7 s per discovery, longer than a call's budget, so discovery never
         # finished and never moved the dead Sentinel off the front of its list: Redis stayed
         # unusable for the whole outage. Without retries it costs one timeout, once.
-        sentinel = Sentinel(list(settings.redis_sentinels),
+        sentinel = MappedSentinel(dict(settings.redis_address_map), list(settings.redis_sentinels),
                             sentinel_kwargs={"socket_timeout": settings.redis_timeout_s, "password": settings.redis_password,
                                              "socket_connect_timeout": settings.redis_timeout_s,
                                              "retry": Retry(NoBackoff(), 0)},
