@@ -14,7 +14,7 @@ did in that phase:
   or a failed call), with hits and misses beside them.
 A replica whose counters went down between two boundaries restarted: its later counts are taken from
 zero; a replica missing at the later boundary (killed, unreachable) is named, its counts in that phase
-unknown. Reported, not judged.
+unknown. Reported, not judged; each figure is named with its phase (`backend_calls_per_request_fault`).
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def measurements(records: Sequence[Record]) -> list[Measurement]:
         requests = c.get("requests", 0.0)
         calls = c.get("database_calls", 0.0) + c.get("cache_calls", 0.0) + c.get("cache_retries", 0.0)
         why = None if requests > 0 else "the replicas answered no client request in the phase"
-        out.append(judge("backend_calls_per_request", _ratio(calls, requests), "calls", None, phase=phase,
+        out.append(judge(f"backend_calls_per_request_{phase}", _ratio(calls, requests), "calls", None, phase=phase,
                          definition=DEFINITION, reason=why,
                          detail={**where, "requests": requests, "database_calls": c.get("database_calls", 0.0),
                                  "cache_calls": c.get("cache_calls", 0.0), "cache_retries": c.get("cache_retries", 0.0),
@@ -92,7 +92,7 @@ def measurements(records: Sequence[Record]) -> list[Measurement]:
                                  "cache_per_request": _ratio(c.get("cache_calls", 0.0) + c.get("cache_retries", 0.0),
                                                              requests)}))
         waits = c.get("pool_waits", 0.0)
-        out.append(judge("pool_wait_ms", _ratio(c.get("pool_wait_s", 0.0), waits, 1000.0), "ms", None, phase=phase,
+        out.append(judge(f"pool_wait_ms_{phase}", _ratio(c.get("pool_wait_s", 0.0), waits, 1000.0), "ms", None, phase=phase,
                          definition=POOL_DEFINITION, reason=None if waits > 0 else "no database unit of work in the phase",
                          detail={**where, "waits": waits,
                                  "over_10ms": waits - c.get("pool_waits_le_0.01", 0.0),
@@ -100,7 +100,7 @@ def measurements(records: Sequence[Record]) -> list[Measurement]:
                                  "exhausted": c.get("pool_exhausted", 0.0),
                                  "acquire_timeouts": c.get("pool_acquire_timeouts", 0.0)}))
         menus = sum(c.get(k, 0.0) for k in ("cache_hit", "cache_miss", "cache_bypass"))
-        out.append(judge("cache_bypass", c.get("cache_bypass", 0.0), "requests", None, phase=phase,
+        out.append(judge(f"cache_bypass_{phase}", c.get("cache_bypass", 0.0), "requests", None, phase=phase,
                          definition=BYPASS_DEFINITION,
                          detail={**where, "hit": c.get("cache_hit", 0.0), "miss": c.get("cache_miss", 0.0),
                                  "bypass_share": _ratio(c.get("cache_bypass", 0.0), menus),
