@@ -70,3 +70,28 @@ def test_each_network_fault_shows_on_the_cache_path_and_is_gone_after_its_undo(s
     assert subprocess.run(["nft", "list", "table", "inet", NFT_TABLES[PATH]], capture_output=True).returncode != 0
     assert _stats(stack)["paths"][PATH]["toxics"]["mode"] == "pass"
     assert _master(stack) == master  # Sentinel's own checks do not cross the fault: no cache failover
+
+
+def test_a_delay_on_the_lb_path_slows_exactly_one_replica_and_is_gone_after_its_undo(stack: LocalTarget) -> None:
+    import statistics
+    import time
+    injected = _fault(stack, "delay_network", "inject", path="lb-replica", delay_ms=100, jitter_ms=0)
+    times: dict[str, list[float]] = {}
+    try:
+        during = _fault(stack, "delay_network", "measure", path="lb-replica")
+        with httpx.Client(timeout=5) as client:
+            for _ in range(60):
+                t0 = time.perf_counter()
+                answer = client.get(f"{stack.url()}/health/live")
+                times.setdefault(answer.headers["x-replica"], []).append(time.perf_counter() - t0)
+    finally:
+        undone = _fault(stack, "delay_network", "undo", path="lb-replica")
+    after = _fault(stack, "delay_network", "measure", path="lb-replica")
+    medians = {name: round(statistics.median(t) * 1000, 1) for name, t in times.items()}
+    print(f"\nlb-replica: {injected['where']}, slot {injected['slot']} ({injected['replica']}); baseline "
+          f"{injected['baseline'].get('rtt_p50_ms')} ms, during {during.get('rtt_p50_ms')} ms, after "
+          f"{after.get('rtt_p50_ms')} ms; GET /health/live medians through the LB {medians}; undo {undone}")
+    assert 60 <= during["rtt_p50_ms"] - injected["baseline"]["rtt_p50_ms"] <= 160, during
+    assert [name for name, ms in medians.items() if ms >= 80] == [injected["replica"]], medians
+    assert undone["counters"]["replica_restored"] is True
+    assert after["answered"] == after["samples"] and after["rtt_p50_ms"] < 20, after

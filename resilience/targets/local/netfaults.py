@@ -42,19 +42,20 @@ from ...fault_registry import FaultCall
 from ..base import RollbackStep
 from ..effect import Effect
 from ..fault_module import InjectContext
-from . import netproxy
+from . import lbpath, netproxy
 from .faults import LocalFault, Phase
 
 if TYPE_CHECKING:
     from .nemesis import LocalNemesis
     from .stack_parts import StackParts
 
-PATHS = ("api-database", "api-cache")  # the paths the local stack can degrade (the proxy's routes of each)
+PATHS = ("api-database", "api-cache", "lb-replica")  # the paths the local stack can degrade (the proxy's routes)
 NFT_TABLE = "rsl-netfault"
-NFT_TABLES = {"api-database": NFT_TABLE, "api-cache": "rsl-netfault-cache"}
+NFT_TABLES = {"api-database": NFT_TABLE, "api-cache": "rsl-netfault-cache", "lb-replica": "rsl-netfault-lb"}
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)  # PostgreSQL's SSLRequest: answered 'S' or 'N' before any login
 HELLO = {"api-database": (SSL_REQUEST, (b"S", b"N")),
-         "api-cache": (b"PING\r\n", (b"+", b"-"))}  # Redis: +PONG, or -NOAUTH before a login: answered either way
+         "api-cache": (b"PING\r\n", (b"+", b"-")),  # Redis: +PONG, or -NOAUTH before a login: answered either way
+         "lb-replica": (b"GET /health/live HTTP/1.0\r\n\r\n", (b"H",))}  # the replica's liveness, as HAProxy asks
 PING_SAMPLES = 12
 PING_TIMEOUT_S = 1.0
 NETWORK_EFFECT_DEADLINE_S = 30.0
@@ -183,6 +184,8 @@ def summarize(results: list[tuple[str, float]]) -> dict[str, Any]:
 def path_routes(parts: "StackParts", path: str) -> list[tuple[Any, Any]]:
     """(where the proxy listens, the member it forwards to) of a path."""
     layout = parts.probes.layout
+    if path == lbpath.LB_PATH:  # its one route, made when the fault is injected (lbpath.py)
+        return [(lbpath.listen(parts), None)]
     return layout.netproxy_cache_routes() if path == "api-cache" else layout.netproxy_routes()
 
 
@@ -191,7 +194,9 @@ def measure(parts: "StackParts", samples: int = PING_SAMPLES, timeout: float = P
     """Round trips through the path to the primary (the cache's master) now (the first member when none is known)."""
     observed = parts.monitor.current.observation
     routes = path_routes(parts, path)
-    if path == "api-cache":
+    if path == lbpath.LB_PATH:
+        chosen = []  # one route: to the replica behind it
+    elif path == "api-cache":
         chosen = [listen for listen, member in routes if member.address == observed.redis_master_address]
     else:
         chosen = [listen for listen, member in routes if observed.pg_leader is None or member.name == observed.pg_leader]
@@ -264,6 +269,7 @@ class NetworkFault(LocalFault):
         if path not in self.paths:
             raise UserError(f"{self.fault}: the local stack has no path {path!r} for it; it has {', '.join(self.paths)}")
         netem, netem_seen = probe_netem()
+        redirected = lbpath.redirect(parts) if path == lbpath.LB_PATH else {}  # the route first, then its baseline
         baseline = measure(parts, self.samples, path=path)
         ports = [listen.port for listen, _ in path_routes(parts, path)]
         if self.mechanism == "nft":
@@ -273,11 +279,13 @@ class NetworkFault(LocalFault):
         mechanism = {"mechanism": self.mechanism, "netem": netem, "netem_probe": netem_seen,
                      "where": f"{'nft table inet ' + NFT_TABLES[path] if self.mechanism == 'nft' else 'proxy'} "
                               f"on the proxy's {path} ports {ports}"}
+        mechanism.update(redirected)
         with parts.lock:
             parts.state[self.fault] = {"path": path, **mechanism}
         parts.event(self.fault, "inject", path=path, baseline=baseline, **mechanism,
                     **{k: v for k, v in request.items() if k not in ("op", "fault", "phase", "path")})
-        return {"baseline": baseline, "mechanism": self.mechanism, "netem": netem, "where": mechanism["where"]}
+        return {"baseline": baseline, "mechanism": self.mechanism, "netem": netem, "where": mechanism["where"],
+                **redirected}
 
     def path_now(self, parts: "StackParts", request: dict[str, Any]) -> str:
         """The request's path, else the one this fault was injected on, else the database's."""
@@ -303,6 +311,8 @@ class NetworkFault(LocalFault):
         else:
             reply = netproxy.ask(parts.probes.layout.netproxy_control(), {"op": "clear", "path": path})
             counters = reply.get("paths", {}).get(path, {}).get("counters", reply.get("counters", {}))
+        if path == lbpath.LB_PATH and had:
+            counters = {**counters, "replica_restored": lbpath.restore(parts, had)}
         parts.event(self.fault, "undo", path=path, was_set=had is not None, counters=counters)
         return {"counters": counters}
 

@@ -21,7 +21,9 @@ Toxics (one set per path: the proxy's routes of that path *are* the path):
 
 Control: a Unix socket, one JSON request per line, one JSON answer per line:
 `{"op": "set", "delay_ms": 100, "jitter_ms": 20}`, `{"op": "clear"}`, `{"op": "stats"}` (each with an
-optional `"path": "api-cache"`).
+optional `"path": "api-cache"`); `{"op": "route", "route": "lb-replica@LISTEN=UPSTREAM"}` adds a route at
+run time, or points the route on that listen address at a new upstream (the LB <-> one replica path:
+which replica is known only when the fault is injected).
 """
 
 from __future__ import annotations
@@ -154,11 +156,30 @@ class Proxy:
     # -- the data path ---------------------------------------------------------------------------
     async def start(self) -> None:
         for route in self.routes:
-            server = await asyncio.start_server(functools.partial(self.handle, route),
-                                                route.listen[0], route.listen[1], reuse_address=True)
-            self.servers.append(server)
+            await self.listen(route)
 
-    async def handle(self, route: Route, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def listen(self, route: Route) -> None:
+        server = await asyncio.start_server(functools.partial(self.handle, route.listen),
+                                            route.listen[0], route.listen[1], reuse_address=True)
+        self.servers.append(server)
+
+    async def add_route(self, route: Route) -> None:
+        """A route added at run time; one on the same listen address is pointed at the new upstream (new
+        connections only) and moved to the new path."""
+        known = [i for i, r in enumerate(self.routes) if r.listen == route.listen]
+        if route.path not in self.by_path:
+            self.paths.append(route.path)
+            self.by_path[route.path], self.counted[route.path] = Toxics(), Counters()
+            self.flowing[route.path] = asyncio.Event()
+            self.flowing[route.path].set()
+        if known:
+            self.routes[known[0]] = route
+        else:
+            self.routes.append(route)
+            await self.listen(route)
+
+    async def handle(self, listen: tuple[str, int], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        route = next(r for r in self.routes if r.listen == listen)  # as it is now (a route may be re-pointed)
         path = route.path
         self.count(path, "connections")
         if self.by_path[path].mode == RESET:
@@ -280,7 +301,11 @@ class Proxy:
         try:
             while line := await reader.readline():
                 try:
-                    reply = self.answer(json.loads(line))
+                    request = json.loads(line)
+                    if request.get("op") == "route":
+                        await self.add_route(Route.parse(str(request.get("route"))))
+                        request = {"op": "stats"}
+                    reply = self.answer(request)
                 except (ValueError, TypeError) as exc:
                     reply = {"ok": False, "error": str(exc)}
                 writer.write(json.dumps(reply).encode() + b"\n")
