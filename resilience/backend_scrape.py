@@ -96,7 +96,8 @@ def record_scrape(history: History, target: Any, phase: str) -> None:
     def read() -> None:
         try:
             replicas = replicas_of(target.status())
-        except Exception:  # the supervisor busy or gone: this boundary goes unscraped, the checker says so
+        except Exception as exc:  # the supervisor busy or gone: this boundary goes unscraped (the checker skips it)
+            history.add(SOURCE, "unscraped", INFO, t=t, detail={"phase": phase, "error": f"{type(exc).__name__}: {exc}"})
             return
         if replicas:
             history.add(SOURCE, OP, INFO, t=t, detail={"phase": phase, **scrape(replicas)})

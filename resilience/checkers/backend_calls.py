@@ -14,7 +14,7 @@ did in that phase:
   or a failed call), with hits and misses beside them.
 A replica whose counters went down between two boundaries restarted: its later counts are taken from
 zero; a replica missing at the later boundary (killed, unreachable) is named, its counts in that phase
-unknown. Reported, not judged; each figure is named with its phase (`backend_calls_per_request_fault`).
+unknown; a phase whose start or end was not scraped is not measured. Reported, not judged; each figure is named with its phase (`backend_calls_per_request_fault`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from ..history import Record
 from .measurement import Measurement, judge
 
 SOURCE, OP = "metrics", "scrape"
-PHASES = ("steady", "fault", "recovery")
+NEXT = {"steady": "fault", "fault": "recovery", "recovery": "end"}  # a phase is measured from its start to the next's
 DEFINITION = ("Backend calls per request = (database units of work + Redis calls attempted, retries included) / "
               "client requests answered, from the API replicas' own counters read as each phase starts and ends "
               "(health checks not counted). Reported, not judged.")
@@ -64,7 +64,7 @@ def per_phase(records: Sequence[Record]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for start, end in zip(found, found[1:]):
         phase = str((start.detail or {}).get("phase"))
-        if phase in PHASES and phase not in out:
+        if phase in NEXT and (end.detail or {}).get("phase") == NEXT[phase] and phase not in out:
             totals, restarted, missing = difference(start.detail or {}, end.detail or {})
             out[phase] = {"totals": totals, "restarted": restarted, "missing": missing,
                           "window": [round(start.t, 3), round(end.t, 3)]}

@@ -92,9 +92,14 @@ def test_backend_calls_per_request_pool_waits_and_bypasses_per_phase() -> None:
     assert per_phase(_history())["fault"]["window"] == [20.0, 35.0]
 
 
+def test_a_phase_whose_end_was_not_scraped_is_not_measured() -> None:
+    gap = [r for r in _history() if (r.detail or {}).get("phase") != "fault"]  # steady ... recovery: no fault scrape
+    assert sorted({m.phase for m in measurements(gap)}) == ["recovery"]
+
+
 def test_no_scrapes_no_figures_and_an_idle_phase_is_not_measured() -> None:
     assert measurements([]) == []
-    idle = [scrape(1.0, "steady", **{"api-1": counters(5, 5)}), scrape(2.0, "fault", **{"api-1": counters(5, 5)})]
+    idle = [scrape(1.0, "fault", **{"api-1": counters(5, 5)}), scrape(2.0, "recovery", **{"api-1": counters(5, 5)})]
     [calls, pool, _] = measurements(idle)
     assert calls.value is None and "no client request" in calls.detail["reason"] and pool.value is None
 
@@ -188,3 +193,14 @@ def test_each_phase_boundary_records_a_scrape_of_the_running_replicas(monkeypatc
     other.name = "kubernetes"
     backend_scrape.record_scrape(history, other, "end")
     assert len([r for r in history.records if r.source == "metrics"]) == 3
+
+
+def test_a_boundary_the_supervisor_could_not_answer_is_recorded_unscraped() -> None:
+    class Gone(ScrapedTarget):
+        def status(self) -> StackStatus:
+            raise RuntimeError("the supervisor did not answer")
+    history = History()
+    backend_scrape.record_scrape(history, Gone(), "end")
+    [record] = history.records
+    assert record.op == "unscraped" and "did not answer" in record.detail["error"]  # type: ignore[index]
+    assert measurements(history.records) == []
