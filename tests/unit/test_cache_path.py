@@ -151,3 +151,16 @@ def test_cloud_targets_refuse_the_cache_path_with_the_reason() -> None:
     assert path_refusal(fault_call("delay_network", {})) is None
     reason = path_refusal(fault_call("drop_packets", {"path": "api-cache", "percent": 20}))
     assert reason is not None and "api-database only" in reason and "docs/gray-failures.md" in reason
+
+
+def test_the_cloud_fault_modules_refuse_the_cache_path_before_anything_else() -> None:
+    from types import SimpleNamespace
+
+    from resilience.targets.aws.faults import FAULTS as AWS_FAULTS
+    from resilience.targets.kubernetes.faults import FAULTS as KUBE_FAULTS
+    call = fault_call("delay_network", {"path": "api-cache"})
+    for table in (KUBE_FAULTS, AWS_FAULTS):
+        module = table.load().modules["drop_packets"]
+        reason = module.refusal(SimpleNamespace(aws=None), fault_call("drop_packets", {"path": "api-cache", "percent": 5}))
+        assert reason is not None and "api-database only" in reason
+        assert table.load().modules["delay_network"].refusal(SimpleNamespace(aws=None), call) is not None
