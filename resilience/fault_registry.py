@@ -160,8 +160,9 @@ def _count_or_percent(arguments: dict[str, Any]) -> str | None:
 
 
 def _path() -> Argument:
-    return Argument("path", CHOICE, "the network path: api-database (the API replicas <-> PostgreSQL)",
-                    "api-database", choices=("api-database",))
+    return Argument("path", CHOICE, "the network path: api-database (the API replicas <-> PostgreSQL), api-cache "
+                    "(the API replicas <-> Redis), lb-replica (the load balancer <-> one API replica)", "api-database",
+                    choices=("api-database", "api-cache", "lb-replica"))
 
 
 def _needs(name: str) -> Callable[[dict[str, Any]], str | None]:

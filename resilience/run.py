@@ -35,6 +35,7 @@ from .config import Settings
 from .errors import HarnessError, UserError
 from .experiments import ExperimentSpec
 from .atomic import write_json_atomic
+from .backend_scrape import record_scrape
 from .fault_registry import fault_call
 from .effect_watch import EffectWatch
 from .event_feed import EventFeed
@@ -110,6 +111,7 @@ class Run:
         self.phase = phase
         self.history.add(PHASE, phase, INFO, t=t)
         self.progress.phase(phase)
+        record_scrape(self.history, self.target, phase)  # the replicas' backend counters as it starts (issue 21)
 
     def begin(self) -> None:
         self.run_dir = self.store.open_run(self.spec.name, self.started_at)  # a run that never seals still shows
@@ -429,8 +431,7 @@ class Run:
             measures=list(self.spec.measures), targets=self.targets, fault=self.fault_info,
             started_at=self.started_at,
             load={"users": self.spec.load.users, "stages": [s.to_json() for s in self.spec.load.stages],
-                  "workers": self.load_workers,
-                  "user_class": self.load_plan.user_class},
+                  "workers": self.load_workers, "user_class": self.load_plan.user_class},
             profile=self.spec.profile, aborted_reason=self.abort_reason,
             failed_rollbacks=sum(1 for r in self.rollbacks if r.status == "failed"),
             error=None if self.error is None else str(self.error))

@@ -17,8 +17,8 @@ from typing import Iterable, Sequence
 from ..config import Targets
 from ..errors import UserError
 from ..history import RECOVERY, Record
-from . import (autoscaling, availability, degradation, detection, durability, failover_phases, latency,
-               primaries, recovery, restore)
+from . import (autoscaling, availability, backend_calls, degradation, detection, durability, failover_phases,
+               latency, primaries, recovery, restore)
 from .autoscaling import AutoscalingResult, autoscaling_latency
 from .availability import RequestCounts, count_requests
 from .durability import DurabilityResult, data_loss
@@ -110,6 +110,7 @@ def compute(records: Iterable[Record], *, fault_t: float | None = None, targets:
                                          target_s=targets.detection_s or None,
                                          cleared_target_s=targets.alert_cleared_s or None)
     result += failover_phases.measurements(ordered)  # local runs with a failover: RTO taken apart (reported)
+    result += backend_calls.measurements(ordered)  # local runs: retry amplification, pool waits, bypasses (reported)
     if not_judged:  # the fault did not (or not knowingly) run its course: nothing under it can be judged
         result = [m if m.phase == "steady" else m.untrusted(not_judged) for m in result]
     return with_clock_uncertainty(result, float(generator.clock.get("uncertainty_s") or 0.0))

@@ -15,6 +15,7 @@ Configuration (environment variables; every one is optional):
 | `RSL_PG_POOL_MIN` / `RSL_PG_POOL_MAX` | 1 / 5 | connection pool size |
 | `RSL_REDIS_SENTINELS` | (none) | comma list of Sentinel `host:port`; the master is found through them |
 | `RSL_REDIS_MASTER` | `rsl-cache` | the Sentinel master name |
+| `RSL_REDIS_ADDRESS_MAP` | (none) | `named=dial,...` (`host:port=host:port`): a Redis address Sentinel names is dialled at another (a network path in between, e.g. the local stack's proxy) |
 | `RSL_REDIS_PASSWORD` | (none) | password of the Redis servers and the Sentinels (`requirepass`) |
 | `RSL_REDIS_URL` | (none) | Redis URL (`redis://`, or `rediss://` for TLS with the server's certificate and host name verified, e.g. ElastiCache with in-transit encryption), used only when no Sentinels are given; no Redis at all is fine too |
 | `RSL_REDIS_TIMEOUT_S` | 0.3 | Redis socket and connect timeout |

@@ -95,7 +95,14 @@ def create_app(settings: PlatformSettings | None = None) -> FastAPI:
         metrics.cache_failure(operation)
         errors.warning(f"redis {operation} failed", f"{type(exc).__name__}: {exc}")
 
-    cache = Cache(make_redis_client(settings), settings.redis_timeout_s, on_failure=on_cache_failure)
+    def count_cache_retry() -> None:  # a plain function: redis-py deep-copies its Retry (and this) per connection
+        metrics.backend_call("cache", "retry")
+
+    cache = Cache(make_redis_client(settings, on_retry=count_cache_retry), settings.redis_timeout_s,
+                  on_failure=on_cache_failure)
+    cache.on_call = lambda operation: metrics.backend_call("cache", operation)
+    database.on_call = lambda: metrics.backend_call("database", "transaction")
+    database.on_pool_wait = metrics.pool_acquired
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -28,6 +28,40 @@ log = logging.getLogger("resilience.platform")
 MENU_KEY = "rsl:menu:v1"
 
 
+class MappedSentinel(Sentinel):
+    """Sentinel whose master address is dialled through a map (the address it names -> where to connect):
+    the local stack puts its network proxy in the API <-> cache path this way, while Sentinel's own checks
+    of Redis stay direct."""
+
+    def __init__(self, address_map: dict[tuple[str, int], tuple[str, int]], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.address_map = address_map
+
+    async def discover_master(self, service_name: str) -> Any:
+        found = tuple(await super().discover_master(service_name))
+        return self.address_map.get((str(found[0]), int(found[1])), found)
+
+
+class CountingRetry(Retry):
+    """redis-py's Retry, telling `on_retry` each time it repeats an attempt (retry amplification in /metrics).
+    A plain function, not a bound method: redis-py deep-copies its Retry into every connection."""
+
+    def __init__(self, *args: Any, on_retry: Callable[[], None] = lambda: None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_retry = on_retry
+
+    async def call_with_retry(self, do: Callable[[], Awaitable[Any]], fail: Any, *args: Any, **kwargs: Any) -> Any:
+        attempts = 0
+
+        async def counted() -> Any:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                self.on_retry()
+            return await do()
+        return await super().call_with_retry(counted, fail, *args, **kwargs)
+
+
 class CircuitBreaker:
     """Open (skip the dependency) for `open_for_s` after a failure; closed again after that."""
 
@@ -43,13 +77,14 @@ class CircuitBreaker:
         self._open_until = self._clock() + self._open_for_s
 
 
-def make_redis_client(settings: PlatformSettings) -> Redis | None:
-    """A client for the current master (via Sentinel), or for RSL_REDIS_URL, or None when neither is set."""
+def make_redis_client(settings: PlatformSettings, on_retry: Callable[[], None] = lambda: None) -> Redis | None:
+    """A client for the current master (via Sentinel), or for RSL_REDIS_URL, or None when neither is set;
+    `on_retry` is told of each attempt redis-py repeats."""
     connection_options: dict[str, Any] = {
         "socket_timeout": settings.redis_timeout_s,
         "socket_connect_timeout": settings.redis_timeout_s,
         # One quick retry covers a stale pooled connection to a master that just failed over.
-        "retry": Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1),
+        "retry": CountingRetry(ExponentialBackoff(cap=0.05, base=0.01), retries=1, on_retry=on_retry),
         "retry_on_error": [RedisConnectionError, RedisTimeoutError],
         "health_check_interval": 1,
         "max_connections": 50,
@@ -60,7 +95,7 @@ def make_redis_client(settings: PlatformSettings) -> Redis | None:
         # (a lost zone) cost ~7 s per discovery, longer than a call's budget, so discovery never
         # finished and never moved the dead Sentinel off the front of its list: Redis stayed
         # unusable for the whole outage. Without retries it costs one timeout, once.
-        sentinel = Sentinel(list(settings.redis_sentinels),
+        sentinel = MappedSentinel(dict(settings.redis_address_map), list(settings.redis_sentinels),
                             sentinel_kwargs={"socket_timeout": settings.redis_timeout_s, "password": settings.redis_password,
                                              "socket_connect_timeout": settings.redis_timeout_s,
                                              "retry": Retry(NoBackoff(), 0)},
@@ -87,6 +122,7 @@ class Cache:
         self.breaker = breaker or CircuitBreaker(open_for_s=1.0)
         self._on_failure = on_failure
         self._background: set[asyncio.Task[Any]] = set()
+        self.on_call: Callable[[str], None] = lambda operation: None  # each Redis call attempted (metrics.py)
 
     @property
     def usable(self) -> bool:
@@ -94,6 +130,7 @@ class Cache:
         return self._client is not None and self.breaker.allow()
 
     async def _call(self, operation: str, call: Awaitable[Any]) -> tuple[bool, Any]:
+        self.on_call(operation)
         try:
             async with asyncio.timeout(self._budget_s):
                 return True, await call

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -212,6 +213,10 @@ class Database:
         self.prices: dict[int, int] = {}  # item_id -> price in paise; the menu is static
         # One request may need a fresh connection and then a statement.
         self._budget_s = settings.pg_connect_timeout_s + settings.pg_command_timeout_s
+        # What the app's metrics count (metrics.py): each unit of work attempted; each pool acquisition's
+        # wait, whether it found the pool exhausted, whether the budget ran out while waiting.
+        self.on_call: Callable[[], None] = lambda: None
+        self.on_pool_wait: Callable[[float, bool, bool], None] = lambda waited_s, exhausted, timed_out: None
 
     @property
     def started(self) -> bool:
@@ -257,9 +262,10 @@ class Database:
         pool = self._pool
         if pool is None:
             raise DatabaseUnavailable("not connected to PostgreSQL yet")
+        self.on_call()
         try:
             async with asyncio.timeout(self._budget_s):
-                connection = await pool.acquire()
+                connection = await self._acquire(pool)
                 try:
                     return await work(connection)
                 except BaseException:
@@ -273,6 +279,18 @@ class Database:
             raise DatabaseUnavailable("PostgreSQL did not answer in time (connect or command timeout)") from exc
         except Exception as exc:
             raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _acquire(self, pool: asyncpg.Pool) -> asyncpg.Connection:
+        """A pooled connection; the wait, an exhausted pool and a wait cut by the budget go to `on_pool_wait`."""
+        exhausted = pool.get_idle_size() == 0 and pool.get_size() >= pool.get_max_size()
+        started = time.perf_counter()
+        try:
+            connection = await pool.acquire()
+        except asyncio.CancelledError:  # the request's budget ran out while it waited
+            self.on_pool_wait(time.perf_counter() - started, exhausted, True)
+            raise
+        self.on_pool_wait(time.perf_counter() - started, exhausted, False)
+        return connection
 
     # -- queries ----------------------------------------------------------------
     async def menu(self) -> list[dict[str, Any]]:

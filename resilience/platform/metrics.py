@@ -20,6 +20,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 5.0)
+POOL_WAIT_BUCKETS = (0.0001, 0.001, 0.01, 0.1, 0.5, 1.0, 3.0)
 
 
 class Metrics:
@@ -45,6 +46,18 @@ class Metrics:
                            ["replica", "zone"], registry=self.registry)
         self.orders = Counter("rsl_orders_total", "Orders by outcome: created, replayed",
                               ["replica", "zone", "outcome"], registry=self.registry)
+        # retry amplification: every attempt at a backend, retries included (database: one unit of work on a
+        # pooled connection; cache: one Redis call, `retry` for each one redis-py repeats)
+        self.backend_calls = Counter("rsl_backend_calls_total", "Backend calls attempted, retries included",
+                                     ["replica", "zone", "backend", "operation"], registry=self.registry)
+        self.pool_wait = Histogram("rsl_db_pool_wait_seconds", "Time waiting for a pooled PostgreSQL connection",
+                                   ["replica", "zone"], buckets=POOL_WAIT_BUCKETS, registry=self.registry)
+        self.pool_exhausted = Counter("rsl_db_pool_exhausted_total",
+                                      "Pool acquisitions that found every connection busy at the pool's maximum",
+                                      ["replica", "zone"], registry=self.registry)
+        self.pool_timeouts = Counter("rsl_db_pool_acquire_timeouts_total",
+                                     "Requests whose time budget ran out while waiting for a pooled connection",
+                                     ["replica", "zone"], registry=self.registry)
         # process_start_time_seconds (crash-looping) and process_resident_memory_bytes (high memory) alerts
         ProcessCollector(registry=self.registry)
         Gauge("rsl_memory_limit_bytes", "The memory this replica may use: its cgroup's limit, else the host's",
@@ -58,6 +71,16 @@ class Metrics:
 
     def cache_result(self, result: str) -> None:
         self.cache_results.labels(result=result, **self._where).inc()
+
+    def backend_call(self, backend: str, operation: str) -> None:
+        self.backend_calls.labels(backend=backend, operation=operation, **self._where).inc()
+
+    def pool_acquired(self, waited_s: float, exhausted: bool, timed_out: bool) -> None:
+        self.pool_wait.labels(**self._where).observe(waited_s)
+        if exhausted:
+            self.pool_exhausted.labels(**self._where).inc()
+        if timed_out:
+            self.pool_timeouts.labels(**self._where).inc()
 
     def error(self, route: str, cause: str) -> None:
         self.errors.labels(route=route, cause=cause, **self._where).inc()

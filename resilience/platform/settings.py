@@ -31,6 +31,8 @@ class PlatformSettings:
     redis_sentinels: tuple[tuple[str, int], ...] = ()
     redis_master: str = DEFAULT_REDIS_MASTER
     redis_url: str | None = None  # used only when no sentinels are given
+    # the address Sentinel names -> the address to dial (a network path in between: the local stack's proxy)
+    redis_address_map: tuple[tuple[tuple[str, int], tuple[str, int]], ...] = ()
     replica: str = "api-0"
     zone: str = "local"
     pg_connect_timeout_s: float = 1.0  # per host, not per DSN
@@ -63,6 +65,20 @@ def parse_sentinels(text: str, variable: str = "RSL_REDIS_SENTINELS") -> tuple[t
                             f"Set it to a comma-separated list such as 127.0.0.1:26391,127.0.0.1:26392.")
         result.append((host, int(port)))
     return tuple(result)
+
+
+def parse_address_map(text: str, variable: str = "RSL_REDIS_ADDRESS_MAP") -> tuple[tuple[tuple[str, int], tuple[str, int]], ...]:
+    """'h1:6391=p:6491,h2:6392=p:6492' -> (((h1, 6391), (p, 6491)), ...); empty text -> ()."""
+    pairs = []
+    for part in (p.strip() for p in text.split(",")):
+        if part:
+            named, sep, dial = part.partition("=")
+            if not sep:
+                raise UserError(f"environment variable {variable}: {part!r} is not HOST:PORT=HOST:PORT (the address "
+                                f"Sentinel names, then the address to dial instead)")
+            [a], [b] = parse_sentinels(named, variable), parse_sentinels(dial, variable)
+            pairs.append((a, b))
+    return tuple(pairs)
 
 
 def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
@@ -104,6 +120,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> PlatformSettings:
         redis_sentinels=parse_sentinels(env.get("RSL_REDIS_SENTINELS", "")),
         redis_master=env.get("RSL_REDIS_MASTER", "").strip() or DEFAULT_REDIS_MASTER,
         redis_url=redis_url,
+        redis_address_map=parse_address_map(env.get("RSL_REDIS_ADDRESS_MAP", "")),
         redis_password=env.get("RSL_REDIS_PASSWORD") or None,
         replica=env.get("RSL_REPLICA", "").strip() or defaults.replica,
         zone=env.get("RSL_ZONE", "").strip() or defaults.zone,

@@ -83,6 +83,21 @@ def probe_of(platform: Any) -> PathProbe | None:
     return None
 
 
+CLOUD_PATHS = ("api-database",)  # what the probe above can time from outside the cluster
+
+
+def path_refusal(call: FaultCall) -> str | None:
+    """Why a cloud target refuses the call's path (None: it can do it): the API <-> cache path has no request
+    that times exactly one cache round trip from outside (the menu is served from PostgreSQL when Redis is slow),
+    so a fault there could not be verified; the local target injects it (docs/gray-failures.md)."""
+    path = call.get("path")
+    if path is None or path in CLOUD_PATHS:
+        return None
+    return (f"{call.fault} on the path {path!r}: this target injects network faults on {', '.join(CLOUD_PATHS)} "
+            f"only (no request times one API <-> cache round trip from outside, so the fault could not be "
+            f"verified); the local target has it (docs/gray-failures.md)")
+
+
 def signal(call: FaultCall) -> str:
     """What the effect waits for, in words."""
     path = call.get("path")

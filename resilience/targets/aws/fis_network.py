@@ -37,7 +37,7 @@ from ..blast_radius import namespace_problem
 from ..effect import Effect
 from ..fault_module import FaultModule, InjectContext
 from ..kubernetes.names import APP_NAME, Manifest
-from ..netpath import path_effect, probe_of, signal
+from ..netpath import path_effect, path_refusal, probe_of, signal
 from .fis import _duration
 
 if TYPE_CHECKING:
@@ -92,6 +92,8 @@ class FisPodNetworkFault(FaultModule["AwsNemesis"]):
 
     def refusal(self, nemesis: AwsNemesis, call: FaultCall) -> str | None:
         a = nemesis.aws
+        if path_refusal(call):
+            return path_refusal(call)
         if not nemesis.fis.on:
             return (f"aws.injection is {a.injection!r}: chaostoolkit-aws has no pod network fault; these faults run "
                     f"only as AWS FIS experiments (aws.injection: fis)")

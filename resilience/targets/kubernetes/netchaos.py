@@ -15,7 +15,7 @@ from ..base import RollbackStep
 from ..blast_radius import namespace_problem
 from ..effect import Effect
 from ..fault_module import FaultModule, InjectContext
-from ..netpath import path_effect, probe_of, signal
+from ..netpath import path_effect, path_refusal, probe_of, signal
 from .chaosmesh import KIND, ChaosMesh, condition
 
 if TYPE_CHECKING:
@@ -27,6 +27,9 @@ class NetworkChaosFault(FaultModule["KubernetesNemesis"]):
 
     def chaos(self, nemesis: KubernetesNemesis) -> ChaosMesh:
         return ChaosMesh(nemesis.platform)
+
+    def refusal(self, nemesis: KubernetesNemesis, call: FaultCall) -> str | None:
+        return path_refusal(call)
 
     def plan(self, nemesis: KubernetesNemesis, call: FaultCall) -> list[str]:
         return self.chaos(nemesis).plan(self.fault, dict(call.arguments), self.steps[0])

@@ -1,18 +1,28 @@
 """Network faults on a named path of the local stack: the mechanisms, the measurement, the modules' shared base.
 
-A path is what an experiment names (`api-database`: the API replicas <-> PostgreSQL); on the
-local stack it is the network proxy's routes (netproxy.py), which every API <-> database byte
-crosses. The mechanisms, and which one a fault uses (recorded in its evidence):
+A path is what an experiment names (`api-database`: the API replicas <-> PostgreSQL; `api-cache`: the
+API replicas <-> Redis); on the local stack it is the network proxy's routes of that path
+(netproxy.py), which every API <-> database byte crosses (the API's DSN names the proxy) and every
+API <-> cache byte (the API finds the master through Sentinel and dials the proxy's route for the
+address Sentinel names: RSL_REDIS_ADDRESS_MAP, services.py). Why a proxy and an address map on the
+cache path, not nftables on the API's cgroup or a proxy Sentinel announces: Redis' own traffic
+(Sentinel's checks, replication) must not cross the fault, or the fault becomes a cache failover
+nobody asked for; a proxy announced by Redis (`replica-announce-ip`) would carry Sentinel's checks
+too, and a cgroup match cannot add latency (no netem). The map sends exactly the API's Redis
+connections through the proxy, so the latency toxic and an nft rule on the proxy's ports both act
+on exactly the API -> cache packets. The mechanisms, and which one a fault uses (recorded in its
+evidence):
 - latency, jitter, blackhole, reset: the proxy's toxics (set over its control socket);
-- packet loss: nftables, our own table `inet rsl-netfault` in the root namespace, dropping
-  `numgen random mod 100 < N` of the packets to and from the proxy's ports, with counters
-  (deleted by the fault's undo, a heal and `down`);
+- packet loss: nftables, our own table per path (`inet rsl-netfault`, `inet rsl-netfault-cache`) in
+  the root namespace, dropping `numgen random mod 100 < N` of the packets to and from the proxy's
+  ports of that path, with counters (deleted by the fault's undo, a heal and `down`);
 - `sch_netem` is probed for in a scratch namespace and the answer recorded; this machine's kernel
   has none (FIELD-NOTES.md), so the proxy and nft carry every fault here.
 
 The effect is measured, never assumed: `measure` times PostgreSQL SSLRequest round trips (8 bytes
 out, one byte back: a handshake the server answers before any login) through the proxy to the
-primary, the way the API's queries go; a fault whose measurement does not show it leaves the run
+primary, the way the API's queries go, or Redis `PING`s (answered `-NOAUTH` before any login) to
+the master through the cache path; a fault whose measurement does not show it leaves the run
 inconclusive (effect_watch.py).
 """
 
@@ -32,16 +42,20 @@ from ...fault_registry import FaultCall
 from ..base import RollbackStep
 from ..effect import Effect
 from ..fault_module import InjectContext
-from . import netproxy
+from . import lbpath, netproxy
 from .faults import LocalFault, Phase
 
 if TYPE_CHECKING:
     from .nemesis import LocalNemesis
     from .stack_parts import StackParts
 
-PATHS = ("api-database",)  # the paths the local stack can degrade (api-cache: Sentinel hands out direct addresses)
+PATHS = ("api-database", "api-cache", "lb-replica")  # the paths the local stack can degrade (the proxy's routes)
 NFT_TABLE = "rsl-netfault"
+NFT_TABLES = {"api-database": NFT_TABLE, "api-cache": "rsl-netfault-cache", "lb-replica": "rsl-netfault-lb"}
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)  # PostgreSQL's SSLRequest: answered 'S' or 'N' before any login
+HELLO = {"api-database": (SSL_REQUEST, (b"S", b"N")),
+         "api-cache": (b"PING\r\n", (b"+", b"-")),  # Redis: +PONG, or -NOAUTH before a login: answered either way
+         "lb-replica": (b"GET /health/live HTTP/1.0\r\n\r\n", (b"H",))}  # the replica's liveness, as HAProxy asks
 PING_SAMPLES = 12
 PING_TIMEOUT_S = 1.0
 NETWORK_EFFECT_DEADLINE_S = 30.0
@@ -86,12 +100,12 @@ def _nft(script: str) -> str:
     return done.stdout
 
 
-def loss_script(ports: list[int], percent: float) -> str:
+def loss_script(ports: list[int], percent: float, table: str = NFT_TABLE) -> str:
     """Our table: count every packet to and from the path's ports, drop `percent` of them each way (counted)."""
     p = ", ".join(str(x) for x in ports)
     n = int(round(percent))
-    return (f"table inet {NFT_TABLE} {{}}\ndelete table inet {NFT_TABLE}\n"
-            f"table inet {NFT_TABLE} {{\n"
+    return (f"table inet {table} {{}}\ndelete table inet {table}\n"
+            f"table inet {table} {{\n"
             f"  chain input {{ type filter hook input priority -10; policy accept;\n"
             f"    tcp dport {{ {p} }} counter comment \"seen\"\n"
             f"    tcp dport {{ {p} }} numgen random mod 100 < {n} counter drop comment \"dropped\"\n  }}\n"
@@ -100,23 +114,26 @@ def loss_script(ports: list[int], percent: float) -> str:
             f"    tcp sport {{ {p} }} numgen random mod 100 < {n} counter drop comment \"dropped\"\n  }}\n}}\n")
 
 
-def add_loss(ports: list[int], percent: float) -> None:
-    _nft(loss_script(ports, percent))
+def add_loss(ports: list[int], percent: float, table: str = NFT_TABLE) -> None:
+    _nft(loss_script(ports, percent, table))
 
 
-def remove_loss() -> bool:
-    """Delete our table (True if it was there); a missing table or a missing nft is not an error."""
-    try:
-        done = subprocess.run(["nft", "delete", "table", "inet", NFT_TABLE], capture_output=True, timeout=10)
-    except FileNotFoundError:
-        return False
-    return done.returncode == 0
+def remove_loss(table: str | None = None) -> bool:
+    """Delete our table (None: every path's; True if one was there); a missing table or nft is not an error."""
+    found = False
+    for name in [table] if table else list(NFT_TABLES.values()):
+        try:
+            done = subprocess.run(["nft", "delete", "table", "inet", name], capture_output=True, timeout=10)
+        except FileNotFoundError:
+            return False
+        found = found or done.returncode == 0
+    return found
 
 
-def loss_counters() -> dict[str, int]:
+def loss_counters(table: str = NFT_TABLE) -> dict[str, int]:
     """Packets seen and dropped on the path so far (both directions), from our table's counters."""
     try:
-        out = subprocess.run(["nft", "-j", "list", "table", "inet", NFT_TABLE], capture_output=True, text=True,
+        out = subprocess.run(["nft", "-j", "list", "table", "inet", table], capture_output=True, text=True,
                              timeout=10).stdout
     except FileNotFoundError:
         return {}
@@ -131,15 +148,17 @@ def loss_counters() -> dict[str, int]:
 
 
 # -- measuring the path -----------------------------------------------------------------------------
-def ping(host: str, port: int, timeout: float = PING_TIMEOUT_S) -> tuple[str, float]:
-    """One SSLRequest round trip: ("ok" | "timeout" | "reset" | "refused" | "closed", seconds)."""
+def ping(host: str, port: int, timeout: float = PING_TIMEOUT_S, path: str = "api-database") -> tuple[str, float]:
+    """One handshake round trip (HELLO: SSLRequest, or a Redis PING): ("ok" | "timeout" | "reset" | "refused" |
+    "closed", seconds)."""
+    hello, answers = HELLO[path]
     t0 = time.perf_counter()
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.settimeout(max(0.01, timeout - (time.perf_counter() - t0)))
-            sock.sendall(SSL_REQUEST)
+            sock.sendall(hello)
             answer = sock.recv(1)
-        return ("ok" if answer in (b"S", b"N") else "closed"), time.perf_counter() - t0
+        return ("ok" if answer in answers else "closed"), time.perf_counter() - t0
     except socket.timeout:
         return "timeout", time.perf_counter() - t0
     except ConnectionResetError:
@@ -162,14 +181,28 @@ def summarize(results: list[tuple[str, float]]) -> dict[str, Any]:
     return out
 
 
-def measure(parts: "StackParts", samples: int = PING_SAMPLES, timeout: float = PING_TIMEOUT_S) -> dict[str, Any]:
-    """Round trips through the path to the primary now (to every member when no primary is known)."""
+def path_routes(parts: "StackParts", path: str) -> list[tuple[Any, Any]]:
+    """(where the proxy listens, the member it forwards to) of a path."""
     layout = parts.probes.layout
-    leader = parts.monitor.current.observation.pg_leader
-    routes = [listen for listen, member in layout.netproxy_routes()
-              if leader is None or member.name == leader] or [listen for listen, _ in layout.netproxy_routes()]
-    results = [ping(r.host, r.port, timeout) for _ in range(samples) for r in routes[:1]]
-    return {"to": routes[0].address, **summarize(results)}
+    if path == lbpath.LB_PATH:  # its one route, made when the fault is injected (lbpath.py)
+        return [(lbpath.listen(parts), None)]
+    return layout.netproxy_cache_routes() if path == "api-cache" else layout.netproxy_routes()
+
+
+def measure(parts: "StackParts", samples: int = PING_SAMPLES, timeout: float = PING_TIMEOUT_S,
+            path: str = "api-database") -> dict[str, Any]:
+    """Round trips through the path to the primary (the cache's master) now (the first member when none is known)."""
+    observed = parts.monitor.current.observation
+    routes = path_routes(parts, path)
+    if path == lbpath.LB_PATH:
+        chosen = []  # one route: to the replica behind it
+    elif path == "api-cache":
+        chosen = [listen for listen, member in routes if member.address == observed.redis_master_address]
+    else:
+        chosen = [listen for listen, member in routes if observed.pg_leader is None or member.name == observed.pg_leader]
+    target = (chosen or [listen for listen, _ in routes])[0]
+    results = [ping(target.host, target.port, timeout, path) for _ in range(samples)]
+    return {"to": target.address, **summarize(results)}
 
 
 # -- the shared base of the network fault modules --------------------------------------------------
@@ -180,10 +213,17 @@ class NetworkFault(LocalFault):
     what: ClassVar[str] = ""  # the dry-run's words
     mechanism: ClassVar[str] = "proxy"  # proxy | nft
     samples: ClassVar[int] = PING_SAMPLES  # round trips per measurement (each waits up to PING_TIMEOUT_S)
+    paths: ClassVar[tuple[str, ...]] = PATHS  # the paths this fault can degrade here
+
+    def refusal(self, nemesis: "LocalNemesis", call: FaultCall) -> str | None:
+        if call.get("path") not in self.paths:
+            return (f"{self.fault} on the local stack acts on the path{'s' if len(self.paths) > 1 else ''} "
+                    f"{', '.join(self.paths)}, not {call.get('path')!r} (docs/gray-failures.md)")
+        return None
 
     def plan(self, nemesis: "LocalNemesis", call: FaultCall) -> list[str]:
         how = ("the network proxy's toxics (netproxy.py)" if self.mechanism == "proxy"
-               else f"nftables table inet {NFT_TABLE} (numgen random drop)")
+               else f"nftables table inet {NFT_TABLES.get(str(call.get('path')), NFT_TABLE)} (numgen random drop)")
         return [f"{self.fault}: {self.what} on the path {call.get('path')} through {how}; measure the path before "
                 f"and during the fault", f"rollback {self.steps[0]}: clear it; the path answers as before"]
 
@@ -192,7 +232,8 @@ class NetworkFault(LocalFault):
         context.record(step)
         result = nemesis.ask(self.fault, "inject", **dict(call.arguments))
         return RollbackStep(step.capability, {**step.arguments, "baseline": result.get("baseline", {}),
-                                              "mechanism": result.get("mechanism")}, step.description)
+                                              "mechanism": result.get("mechanism"), "where": result.get("where")},
+                            step.description)
 
     def undo(self, nemesis: "LocalNemesis", step: RollbackStep) -> None:
         nemesis.ask(self.fault, "undo", path=step.arguments.get("path"))
@@ -201,9 +242,9 @@ class NetworkFault(LocalFault):
         baseline = dict(step.arguments.get("baseline") or {})
 
         def look() -> dict[str, Any] | None:
-            during = nemesis.ask(self.fault, "measure", timeout=60)
+            during = nemesis.ask(self.fault, "measure", timeout=60, path=call.get("path"))
             facts = {"path": call.get("path"), "mechanism": step.arguments.get("mechanism"),
-                     "baseline": baseline, "during": during}
+                     "where": step.arguments.get("where"), "baseline": baseline, "during": during}
             return facts if self.took_effect(call, baseline, during, facts) else None
         return Effect(self.signal(call), NETWORK_EFFECT_DEADLINE_S, look)
 
@@ -225,36 +266,54 @@ class NetworkFault(LocalFault):
 
     def start(self, parts: "StackParts", request: dict[str, Any]) -> dict[str, Any]:
         path = request.get("path")
-        if path not in PATHS:
-            raise UserError(f"{self.fault}: the local stack has no path {path!r}; it has {', '.join(PATHS)}")
+        if path not in self.paths:
+            raise UserError(f"{self.fault}: the local stack has no path {path!r} for it; it has {', '.join(self.paths)}")
         netem, netem_seen = probe_netem()
-        baseline = measure(parts, self.samples)
+        redirected = lbpath.redirect(parts) if path == lbpath.LB_PATH else {}  # the route first, then its baseline
+        baseline = measure(parts, self.samples, path=path)
+        ports = [listen.port for listen, _ in path_routes(parts, path)]
         if self.mechanism == "nft":
-            add_loss([listen.port for listen, _ in parts.probes.layout.netproxy_routes()], float(request["percent"]))
+            add_loss(ports, float(request["percent"]), NFT_TABLES[path])
         else:
-            netproxy.ask(parts.probes.layout.netproxy_control(), {"op": "set", **self.toxics(request)})
-        mechanism = {"mechanism": self.mechanism, "netem": netem, "netem_probe": netem_seen}
+            netproxy.ask(parts.probes.layout.netproxy_control(), {"op": "set", "path": path, **self.toxics(request)})
+        mechanism = {"mechanism": self.mechanism, "netem": netem, "netem_probe": netem_seen,
+                     "where": f"{'nft table inet ' + NFT_TABLES[path] if self.mechanism == 'nft' else 'proxy'} "
+                              f"on the proxy's {path} ports {ports}"}
+        mechanism.update(redirected)
         with parts.lock:
             parts.state[self.fault] = {"path": path, **mechanism}
         parts.event(self.fault, "inject", path=path, baseline=baseline, **mechanism,
                     **{k: v for k, v in request.items() if k not in ("op", "fault", "phase", "path")})
-        return {"baseline": baseline, "mechanism": self.mechanism, "netem": netem}
+        return {"baseline": baseline, "mechanism": self.mechanism, "netem": netem, "where": mechanism["where"],
+                **redirected}
+
+    def path_now(self, parts: "StackParts", request: dict[str, Any]) -> str:
+        """The request's path, else the one this fault was injected on, else the database's."""
+        with parts.lock:
+            injected = (parts.state.get(self.fault) or {}).get("path")
+        path = str(request.get("path") or injected or PATHS[0])
+        return path if path in PATHS else PATHS[0]
 
     def measure_now(self, parts: "StackParts", request: dict[str, Any]) -> dict[str, Any]:
-        during = measure(parts, self.samples)
+        path = self.path_now(parts, request)
+        during = measure(parts, self.samples, path=path)
         if self.mechanism == "nft":
-            during["nft"] = loss_counters()
+            during["nft"] = loss_counters(NFT_TABLES[path])
         return during
 
     def stop(self, parts: "StackParts", request: dict[str, Any]) -> dict[str, Any]:
+        path = self.path_now(parts, request)
         with parts.lock:
             had = parts.state.pop(self.fault, None)
         if self.mechanism == "nft":
-            counters = loss_counters()
-            remove_loss()
+            counters = loss_counters(NFT_TABLES[path])
+            remove_loss(NFT_TABLES[path])
         else:
-            counters = netproxy.ask(parts.probes.layout.netproxy_control(), {"op": "clear"}).get("counters", {})
-        parts.event(self.fault, "undo", path=request.get("path"), was_set=had is not None, counters=counters)
+            reply = netproxy.ask(parts.probes.layout.netproxy_control(), {"op": "clear", "path": path})
+            counters = reply.get("paths", {}).get(path, {}).get("counters", reply.get("counters", {}))
+        if path == lbpath.LB_PATH and had:
+            counters = {**counters, "replica_restored": lbpath.restore(parts, had)}
+        parts.event(self.fault, "undo", path=path, was_set=had is not None, counters=counters)
         return {"counters": counters}
 
     def heal_here(self, parts: "StackParts") -> None:
@@ -262,7 +321,7 @@ class NetworkFault(LocalFault):
             had = self.fault in parts.state
         if had:
             try:
-                self.stop(parts, {})
+                self.stop(parts, {})  # the path it was injected on (parts.state)
             except RuntimeError:
                 pass  # the proxy is gone: nothing of ours is left in the path
         elif self.mechanism == "nft":

@@ -6,7 +6,11 @@ is in no registry we can reach. The supervisor runs one proxy process in front o
 API replicas' DSN names the proxy's addresses, so every API <-> database byte goes through it.
 Until a fault sets toxics it only copies bytes (pass-through costs well under a millisecond).
 
-Toxics (one set for all routes of a proxy: the proxy *is* the path):
+Routes carry the name of the path they belong to (`api-cache@LISTEN=UPSTREAM`; no name: `api-database`),
+and toxics are set per path (a request without `path` sets every path): one proxy process carries
+the API <-> database and the API <-> cache paths, each degraded on its own.
+
+Toxics (one set per path: the proxy's routes of that path *are* the path):
 - `delay_ms` +- `jitter_ms` (uniform) per chunk on the way back from the upstream: every round
   trip pays it once; chunk order is kept (a chunk is never released before the one ahead of it);
 - `rate_kbps`: a bandwidth limit per connection and direction (0: none);
@@ -16,7 +20,10 @@ Toxics (one set for all routes of a proxy: the proxy *is* the path):
   closed with a TCP RST, and each new one too (what a REJECT with tcp-reset looks like).
 
 Control: a Unix socket, one JSON request per line, one JSON answer per line:
-`{"op": "set", "delay_ms": 100, "jitter_ms": 20}`, `{"op": "clear"}`, `{"op": "stats"}`.
+`{"op": "set", "delay_ms": 100, "jitter_ms": 20}`, `{"op": "clear"}`, `{"op": "stats"}` (each with an
+optional `"path": "api-cache"`); `{"op": "route", "route": "lb-replica@LISTEN=UPSTREAM"}` adds a route at
+run time, or points the route on that listen address at a new upstream (the LB <-> one replica path:
+which replica is known only when the fault is injected).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ MODES = (PASS, BLACKHOLE, RESET)
 CHUNK = 64 * 1024
 QUEUE_CHUNKS = 256  # per direction: a reader this far ahead of its writer waits (TCP back-pressure)
 UPSTREAM_CONNECT_TIMEOUT_S = 2.0
+DEFAULT_PATH = "api-database"  # a route without a path name
 
 
 @dataclass
@@ -85,12 +93,18 @@ class Counters:
 class Route:
     listen: tuple[str, int]
     upstream: tuple[str, int]
+    path: str = DEFAULT_PATH
 
     @classmethod
     def parse(cls, text: str) -> "Route":
-        """`HOST:PORT=HOST:PORT` (listen = upstream)."""
+        """`[PATH@]HOST:PORT=HOST:PORT` (listen = upstream)."""
+        path, _, text = text.rpartition("@")
         listen, _, upstream = text.partition("=")
-        return cls(_address(listen), _address(upstream))
+        return cls(_address(listen), _address(upstream), path or DEFAULT_PATH)
+
+    def text(self) -> str:
+        named = "" if self.path == DEFAULT_PATH else f"{self.path}@"
+        return f"{named}{self.listen[0]}:{self.listen[1]}={self.upstream[0]}:{self.upstream[1]}"
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -113,72 +127,106 @@ def _reset(writer: asyncio.StreamWriter) -> None:
 
 @dataclass
 class Proxy:
-    """The routes, the toxics now, the open connections and the counters."""
+    """The routes, the toxics now (per path), the open connections and the counters (all, and per path)."""
 
     routes: list[Route]
-    toxics: Toxics = field(default_factory=Toxics)
     counters: Counters = field(default_factory=Counters)
     seed: int | None = None
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
-        self.flowing = asyncio.Event()  # cleared while blackholed: every pump waits on it
-        self.flowing.set()
-        self.live: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter | None]] = set()
+        self.paths = list(dict.fromkeys(r.path for r in self.routes))
+        self.by_path = {p: Toxics() for p in self.paths}
+        self.counted = {p: Counters() for p in self.paths}
+        self.flowing = {p: asyncio.Event() for p in self.paths}  # cleared while blackholed: its pumps wait on it
+        for event in self.flowing.values():
+            event.set()
+        self.live: set[tuple[str, asyncio.StreamWriter, asyncio.StreamWriter | None]] = set()
         self.servers: list[asyncio.base_events.Server] = []
+
+    @property
+    def toxics(self) -> Toxics:
+        """The first path's toxics (a proxy of one path: its toxics)."""
+        return self.by_path[self.paths[0]]
+
+    def count(self, path: str, name: str, amount: float = 1) -> None:
+        for counters in (self.counters, self.counted[path]):
+            setattr(counters, name, getattr(counters, name) + amount)
 
     # -- the data path ---------------------------------------------------------------------------
     async def start(self) -> None:
         for route in self.routes:
-            server = await asyncio.start_server(functools.partial(self.handle, route),
-                                                route.listen[0], route.listen[1], reuse_address=True)
-            self.servers.append(server)
+            await self.listen(route)
 
-    async def handle(self, route: Route, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.counters.connections += 1
-        if self.toxics.mode == RESET:
-            self.counters.resets += 1
+    async def listen(self, route: Route) -> None:
+        server = await asyncio.start_server(functools.partial(self.handle, route.listen),
+                                            route.listen[0], route.listen[1], reuse_address=True)
+        self.servers.append(server)
+
+    async def add_route(self, route: Route) -> None:
+        """A route added at run time; one on the same listen address is pointed at the new upstream (new
+        connections only) and moved to the new path."""
+        known = [i for i, r in enumerate(self.routes) if r.listen == route.listen]
+        if route.path not in self.by_path:
+            self.paths.append(route.path)
+            self.by_path[route.path], self.counted[route.path] = Toxics(), Counters()
+            self.flowing[route.path] = asyncio.Event()
+            self.flowing[route.path].set()
+        if known:
+            self.routes[known[0]] = route
+        else:
+            self.routes.append(route)
+            await self.listen(route)
+
+    async def handle(self, listen: tuple[str, int], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        route = next(r for r in self.routes if r.listen == listen)  # as it is now (a route may be re-pointed)
+        path = route.path
+        self.count(path, "connections")
+        if self.by_path[path].mode == RESET:
+            self.count(path, "resets")
             _reset(writer)
             return
-        pair: tuple[asyncio.StreamWriter, asyncio.StreamWriter | None] = (writer, None)
+        pair: tuple[str, asyncio.StreamWriter, asyncio.StreamWriter | None] = (path, writer, None)
         self.live.add(pair)
-        self.counters.open += 1
+        self.count(path, "open")
         try:
-            await self.flowing.wait()  # a blackholed path holds a new connection before it reaches the upstream
+            await self.flowing[path].wait()  # a blackholed path holds a new connection before it reaches the upstream
             if pair not in self.live:  # reset while held
                 return
             try:
                 up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(*route.upstream),
                                                               UPSTREAM_CONNECT_TIMEOUT_S)
             except (OSError, asyncio.TimeoutError):
-                self.counters.upstream_failures += 1
+                self.count(path, "upstream_failures")
                 _reset(writer)  # the client sees what a refused connection looks like
                 return
             self.live.discard(pair)
-            pair = (writer, up_writer)
+            pair = (path, writer, up_writer)
             self.live.add(pair)
-            await asyncio.gather(self.pump(reader, up_writer, down=False), self.pump(up_reader, writer, down=True),
-                                 return_exceptions=True)
+            await asyncio.gather(self.pump(reader, up_writer, down=False, path=path),
+                                 self.pump(up_reader, writer, down=True, path=path), return_exceptions=True)
         finally:
             self.live.discard(pair)
-            self.counters.open -= 1
-            for w in pair:
+            self.count(path, "open", -1)
+            for w in pair[1:]:
                 if w is not None and not w.is_closing():
                     w.close()
 
-    async def pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, down: bool) -> None:
+    async def pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, down: bool,
+                   path: str = DEFAULT_PATH) -> None:
         """Copy one direction; on the way down each chunk waits for its delay, order kept."""
         loop = asyncio.get_running_loop()
+        toxics = self.by_path  # looked up per chunk: a fault set meanwhile applies to the next chunk
         queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue(QUEUE_CHUNKS)
 
         async def read() -> None:
             last = 0.0
             try:
                 while chunk := await reader.read(CHUNK):
-                    delay = self.toxics.delay_s(self.rng) if down else 0.0
+                    delay = toxics[path].delay_s(self.rng) if down else 0.0
                     if delay:
-                        self.counters.delayed_chunks += 1
-                        self.counters.delay_total_s += delay
+                        self.count(path, "delayed_chunks")
+                        self.count(path, "delay_total_s", delay)
                     last = max(last, loop.time() + delay)
                     await queue.put((last, chunk))
             finally:
@@ -188,58 +236,63 @@ class Proxy:
             budget_at = 0.0  # with a bandwidth limit: when the next slice may leave
             while (item := await queue.get()) is not None:
                 at, chunk = item
-                await self.flowing.wait()
+                await self.flowing[path].wait()
                 if (wait := at - loop.time()) > 0:
                     await asyncio.sleep(wait)
-                for piece in self.slices(chunk):
-                    if self.toxics.rate_kbps > 0:
+                rate = toxics[path].rate_kbps
+                for piece in self.slices(chunk, rate):
+                    if rate > 0:
                         budget_at = max(budget_at, loop.time())
                         if (wait := budget_at - loop.time()) > 0:
                             await asyncio.sleep(wait)
-                        budget_at += len(piece) / (self.toxics.rate_kbps * 125.0)  # kbit/s -> bytes/s
+                        budget_at += len(piece) / (rate * 125.0)  # kbit/s -> bytes/s
                     writer.write(piece)
                     await writer.drain()
-                if down:
-                    self.counters.bytes_down += len(chunk)
-                else:
-                    self.counters.bytes_up += len(chunk)
+                self.count(path, "bytes_down" if down else "bytes_up", len(chunk))
             if writer.can_write_eof():
                 writer.write_eof()
 
         await asyncio.gather(read(), write())
 
-    def slices(self, chunk: bytes) -> list[bytes]:
+    @staticmethod
+    def slices(chunk: bytes, rate_kbps: float) -> list[bytes]:
         """The chunk whole, or in 20 ms worth of bytes each under a bandwidth limit (a smooth rate, not bursts)."""
-        if self.toxics.rate_kbps <= 0:
+        if rate_kbps <= 0:
             return [chunk]
-        size = max(512, int(self.toxics.rate_kbps * 125.0 / 50))
+        size = max(512, int(rate_kbps * 125.0 / 50))
         return [chunk[i:i + size] for i in range(0, len(chunk), size)]
 
     # -- control -----------------------------------------------------------------------------------
-    def set(self, toxics: Toxics) -> None:
-        self.toxics = toxics
-        if toxics.mode == BLACKHOLE:
-            self.flowing.clear()
-        else:
-            self.flowing.set()
-        if toxics.mode == RESET:
-            for pair in list(self.live):
-                self.live.discard(pair)
-                for w in pair:
-                    if w is not None:
-                        _reset(w)
-                self.counters.resets += 1
+    def set(self, toxics: Toxics, path: str | None = None) -> None:
+        """Set the toxics of one path (None: of every path)."""
+        for name in [path] if path is not None else self.paths:
+            self.by_path[name] = toxics
+            if toxics.mode == BLACKHOLE:
+                self.flowing[name].clear()
+            else:
+                self.flowing[name].set()
+            if toxics.mode == RESET:
+                for pair in [p for p in self.live if p[0] == name]:
+                    self.live.discard(pair)
+                    for w in pair[1:]:
+                        if w is not None:
+                            _reset(w)
+                    self.count(name, "resets")
 
     def stats(self) -> dict[str, Any]:
         return {"toxics": asdict(self.toxics), "counters": asdict(self.counters),
-                "routes": [f"{r.listen[0]}:{r.listen[1]}={r.upstream[0]}:{r.upstream[1]}" for r in self.routes]}
+                "paths": {p: {"toxics": asdict(self.by_path[p]), "counters": asdict(self.counted[p])} for p in self.paths},
+                "routes": [r.text() for r in self.routes]}
 
     def answer(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
+        path = request.get("path")
+        if path is not None and path not in self.by_path:
+            raise ValueError(f"this proxy carries no path {path!r}; it carries {', '.join(self.paths)}")
         if op == "set":
-            self.set(Toxics.from_request(request))
+            self.set(Toxics.from_request(request), path)
         elif op == "clear":
-            self.set(Toxics())
+            self.set(Toxics(), path)
         elif op != "stats":
             raise ValueError(f"unknown op {op!r}: use set, clear or stats")
         return {"ok": True, **self.stats()}
@@ -248,7 +301,11 @@ class Proxy:
         try:
             while line := await reader.readline():
                 try:
-                    reply = self.answer(json.loads(line))
+                    request = json.loads(line)
+                    if request.get("op") == "route":
+                        await self.add_route(Route.parse(str(request.get("route"))))
+                        request = {"op": "stats"}
+                    reply = self.answer(request)
                 except (ValueError, TypeError) as exc:
                     reply = {"ok": False, "error": str(exc)}
                 writer.write(json.dumps(reply).encode() + b"\n")

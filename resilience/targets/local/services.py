@@ -35,6 +35,7 @@ PATRONI_SCOPE = "rsl-meals"
 DB_NAME = "meals"
 DB_USER = "app"
 NETPROXY_PORT_OFFSET = 100  # the proxy's route to PostgreSQL member i listens on postgres_base + 100 + i
+CACHE_PATH = "api-cache"  # the proxy's routes to Redis server i listen on redis_base + 100 + i (netproxy.py)
 
 # binary → (Debian package that provides it)
 REQUIRED_BINARIES: dict[str, str] = {
@@ -133,6 +134,16 @@ class StackLayout:
         proxy = ComponentId(NETPROXY, 0, None)
         return [(Placement(proxy, self.host, self.s.ports.postgres_base + NETPROXY_PORT_OFFSET + c.index), self.place(c))
                 for c in self.topology.members(POSTGRES)]
+
+    def netproxy_cache_routes(self) -> list[tuple[Placement, Placement]]:
+        """(where the proxy listens, the Redis server it forwards to), one per server: the API <-> cache path (the
+        API dials these for the addresses Sentinel names: `redis_address_map`)."""
+        proxy = ComponentId(NETPROXY, 0, None)
+        return [(Placement(proxy, self.host, self.s.ports.redis_base + NETPROXY_PORT_OFFSET + c.index), self.place(c))
+                for c in self.topology.members(REDIS)]
+
+    def redis_address_map(self) -> str:
+        return ",".join(f"{member.address}={listen.address}" for listen, member in self.netproxy_cache_routes())
 
     def netproxy_control(self) -> Path:
         return self.dir("netproxy") / "control.sock"
@@ -325,6 +336,8 @@ class StackLayout:
 
     def netproxy_spec(self) -> ProcessSpec:
         routes = [a for listen, member in self.netproxy_routes() for a in ("--route", f"{listen.address}={member.address}")]
+        routes += [a for listen, member in self.netproxy_cache_routes()
+                   for a in ("--route", f"{CACHE_PATH}@{listen.address}={member.address}")]
         return ProcessSpec("netproxy", [sys.executable, "-m", "resilience.targets.local.netproxy", *routes,
                                         "--control", str(self.netproxy_control())], self.log("netproxy"))
 
@@ -335,6 +348,7 @@ class StackLayout:
         p = self.api(slot, zone)
         env = {"RSL_PG_DSN": self.pg_dsn(), "RSL_REDIS_SENTINELS": self.sentinel_addresses(),
                "RSL_REDIS_MASTER": REDIS_MASTER_NAME, "RSL_REDIS_PASSWORD": self.secrets.redis,
+               "RSL_REDIS_ADDRESS_MAP": self.redis_address_map(),  # through the proxy: the API <-> cache path
                "RSL_REPLICA": p.name, "RSL_ZONE": zone,
                "PYTHONUNBUFFERED": "1"}
         argv = [sys.executable, "-m", "resilience.platform", "--host", p.host, "--port", str(p.port)]

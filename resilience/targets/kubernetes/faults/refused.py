@@ -16,8 +16,8 @@ FAULTS.refuse("lose_database", "deleting the CloudNativePG Cluster and its volum
 FAULTS.refuse("lose_region", "a cluster is one region: losing it takes the harness's own way in with it; the "
                              "second region is a CloudNativePG replica cluster this target does not model")
 FAULTS.refuse("reject_network", "Chaos Mesh NetworkChaos has no reset action (partition drops packets silently: that is blackhole_network); a TCP reset on the path is the local target only")
-FAULTS.refuse("partition_primary", "the local target only for now: on a cluster this is Chaos Mesh NetworkChaos partition of the CNPG primary (not built yet, issue 21)")
-FAULTS.refuse("starve_cpu", "the local target only for now: on a cluster this is Chaos Mesh StressChaos or a lower CPU limit on the Deployment (not built yet, issue 21)")
-FAULTS.refuse("limit_bandwidth", "the local target only for now: on a cluster this is Chaos Mesh NetworkChaos bandwidth (not built yet, issue 21)")
-FAULTS.refuse("pressure_memory", "the local target only for now: on a cluster this is Chaos Mesh StressChaos memory stressors (not built yet, issue 21)")
-FAULTS.refuse("throttle_disk_io", "the local target only for now: on a cluster this is Chaos Mesh IOChaos latency on the CNPG volume (not built yet, issue 21)")
+FAULTS.refuse("partition_primary", "the local target only for now: on a cluster this is Chaos Mesh NetworkChaos partition of the CNPG primary (not built yet, issue 21; docs/gray-failures.md, 'On Kubernetes and AWS')")
+FAULTS.refuse("starve_cpu", "the local target only for now: on a cluster this is Chaos Mesh StressChaos or a lower CPU limit on the Deployment (not built yet, issue 21; docs/gray-failures.md, 'On Kubernetes and AWS')")
+FAULTS.refuse("limit_bandwidth", "the local target only for now: on a cluster this is Chaos Mesh NetworkChaos bandwidth (not built yet, issue 21; docs/gray-failures.md, 'On Kubernetes and AWS')")
+FAULTS.refuse("pressure_memory", "the local target only for now: on a cluster this is Chaos Mesh StressChaos memory stressors (not built yet, issue 21; docs/gray-failures.md, 'On Kubernetes and AWS')")
+FAULTS.refuse("throttle_disk_io", "the local target only for now: on a cluster this is Chaos Mesh IOChaos latency on the CNPG volume (not built yet, issue 21; docs/gray-failures.md, 'On Kubernetes and AWS')")

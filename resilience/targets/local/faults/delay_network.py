@@ -1,5 +1,5 @@
 """delay_network on the local stack: every round trip on the path pays delay_ms +- jitter_ms (uniform), added by
-the network proxy in the API <-> database path (netproxy.py; no sch_netem on this kernel). Seen when the
+the network proxy in the path (API <-> database or API <-> cache: netproxy.py; no sch_netem on this kernel). Seen when the
 measured round trip through the path grew by at least half of delay_ms over the baseline measured just before."""
 
 from __future__ import annotations

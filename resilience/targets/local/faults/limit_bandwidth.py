@@ -48,6 +48,7 @@ def limited(kbit_s: float, measured: float | None) -> bool:
 class LimitBandwidth(NetworkFault):
     fault = "limit_bandwidth"
     steps = ("clear_bandwidth_limit",)
+    paths = ("api-database",)  # its measurement is a psql transfer: the database path only
     what = "limit every connection to kbit_s each way"
     samples = 4
 
