@@ -228,7 +228,8 @@ def test_chaosaws_actions_reach_the_fake_through_aws_endpoint_url(aws_env: None,
             test_failover(name, "0001", configuration=configuration)
         finally:
             boto3.DEFAULT_SESSION = previous
-        assert writer(rds, name)[0] == "failing-over"
+        # the failover started by chaosaws's call finishes by itself (its 'failing-over' status lasts only ~0.35 s
+        # on this clock: asserting it right after the calls raced on a busy machine; the timing is tested above)
         wait_for(lambda: writer(rds, name) == ("available", [f"{name}-2"]), what="the RDS writer to change")
         wait_for(lambda: roles(cache, name) == ("available", {f"{name}-001": "replica", f"{name}-002": "primary"}),
                  what="the ElastiCache primary to change and recover")
