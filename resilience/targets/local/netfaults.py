@@ -66,11 +66,12 @@ _netem: tuple[bool, str] | None = None
 
 
 def probe_netem() -> tuple[bool, str]:
-    """(present, what was seen): add a netem qdisc to a dummy link in a scratch namespace (once per process)."""
+    """(present, what was seen): add a netem qdisc to a veth in a scratch namespace (once per process; a veth, not
+    a dummy link: zones are veths, and a kernel without the dummy module would fail the probe before netem)."""
     global _netem
     if _netem is None:
         ns = f"rslnetem{os.getpid()}"
-        steps = [["ip", "netns", "add", ns], ["ip", "-n", ns, "link", "add", "probe0", "type", "dummy"],
+        steps = [["ip", "netns", "add", ns], ["ip", "-n", ns, "link", "add", "probe0", "type", "veth", "peer", "name", "probe1"],
                  ["tc", "-n", ns, "qdisc", "add", "dev", "probe0", "root", "netem", "delay", "1ms"]]
         seen = "no answer"
         try:

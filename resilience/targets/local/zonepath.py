@@ -139,7 +139,7 @@ def refusal(fault: str, nemesis: "LocalNemesis", call: FaultCall,
     if fault == "delay_network":
         present, seen = netem()
         why = ("sch_netem is present, but the zone path's delay (a netem qdisc on the zone's veth) is not built"
-               if present else f"this kernel has no sch_netem (the kernel module netem; probe: {seen})")
+               if present else f"sch_netem (the kernel module netem) is not usable here (probe: {seen})")
         return (f"delay_network on the path zone-zone needs netem inside the zone's namespace: {why}. Delay is "
                 f"injected on the paths api-database, api-cache and lb-replica (the network proxy); "
                 f"docs/gray-failures.md")
