@@ -161,8 +161,29 @@ def _count_or_percent(arguments: dict[str, Any]) -> str | None:
 
 def _path() -> Argument:
     return Argument("path", CHOICE, "the network path: api-database (the API replicas <-> PostgreSQL), api-cache "
-                    "(the API replicas <-> Redis), lb-replica (the load balancer <-> one API replica)", "api-database",
-                    choices=("api-database", "api-cache", "lb-replica"))
+                    "(the API replicas <-> Redis), lb-replica (the load balancer <-> one API replica), zone-zone "
+                    "(every packet between two zones: from_zone, to_zone)", "api-database",
+                    choices=("api-database", "api-cache", "lb-replica", "zone-zone"))
+
+
+def _zone_pair() -> tuple[Argument, Argument]:
+    """The two zones of `path: zone-zone` (docs/gray-failures.md)."""
+    return (Argument("from_zone", TEXT, "path zone-zone: the zone whose packets to and from to_zone are hit "
+                     "(default: the PostgreSQL primary's zone; 'primary' names it too)"),
+            Argument("to_zone", TEXT, "path zone-zone: the other zone (default: the zone after from_zone)"))
+
+
+def _zones_rule(arguments: dict[str, Any]) -> str | None:
+    given = [n for n in ("from_zone", "to_zone") if arguments.get(n) is not None]
+    if given and arguments.get("path") != "zone-zone":
+        return f"{' and '.join(given)} go with path zone-zone only; got path {arguments.get('path')!r}."
+    if len(given) == 2 and arguments["from_zone"] == arguments["to_zone"]:
+        return f"from_zone and to_zone are both {arguments['from_zone']!r}: give two different zones."
+    return None
+
+
+def _both(*rules: Callable[[dict[str, Any]], str | None]) -> Callable[[dict[str, Any]], str | None]:
+    return lambda arguments: next((p for p in (rule(arguments) for rule in rules) if p), None)
 
 
 def _needs(name: str) -> Callable[[dict[str, Any]], str | None]:
@@ -217,10 +238,12 @@ FAULTS: dict[str, FaultType] = {f.name: f for f in (
         _hold(None))),
     FaultType("drop_packets", "drop a share of the packets on a network path, each way", (
         _path(), Argument("percent", NUMBER, "the share of packets dropped, in percent", None, 0, 100,
-                          above_minimum=True), _hold(None)), rule=_needs("percent")),
+                          above_minimum=True), _hold(None), *_zone_pair()),
+              rule=_both(_needs("percent"), _zones_rule)),
     FaultType("blackhole_network", "a network path forwards nothing (silent drop: clients wait for their timeouts)",
-              (_path(), _hold(None))),
-    FaultType("reject_network", "every connection on a network path is reset (fails fast)", (_path(), _hold(None))),
+              (_path(), _hold(None), *_zone_pair()), rule=_zones_rule),
+    FaultType("reject_network", "every connection on a network path is reset (fails fast)",
+              (_path(), _hold(None), *_zone_pair()), rule=_zones_rule),
     FaultType("partition_primary", "cut the PostgreSQL primary off from etcd and the standby while the API still "
                                    "reaches it (the Jepsen partition: no lost write, one writable primary)",
               (_hold(None),)),

@@ -166,19 +166,23 @@ def delay_network(path: str = "api-database", delay_ms: float = 100.0, jitter_ms
     return _fault("delay_network", {"path": path, "delay_ms": delay_ms, "jitter_ms": jitter_ms}, hold_s)
 
 
-def drop_packets(path: str = "api-database", percent: float | None = None, hold_s: float | None = None) -> dict[str, Any]:
-    """Drop `percent` of the packets on a network path, each way."""
-    return _fault("drop_packets", {"path": path, "percent": percent}, hold_s)
+def drop_packets(path: str = "api-database", percent: float | None = None, hold_s: float | None = None,
+                 from_zone: str | None = None, to_zone: str | None = None) -> dict[str, Any]:
+    """Drop `percent` of the packets on a network path, each way (path zone-zone: between from_zone and to_zone)."""
+    return _fault("drop_packets", {"path": path, "percent": percent, "from_zone": from_zone, "to_zone": to_zone},
+                  hold_s)
 
 
-def blackhole_network(path: str = "api-database", hold_s: float | None = None) -> dict[str, Any]:
+def blackhole_network(path: str = "api-database", hold_s: float | None = None, from_zone: str | None = None,
+                      to_zone: str | None = None) -> dict[str, Any]:
     """A network path forwards nothing: connections hang until the clients' own timeouts."""
-    return _fault("blackhole_network", {"path": path}, hold_s)
+    return _fault("blackhole_network", {"path": path, "from_zone": from_zone, "to_zone": to_zone}, hold_s)
 
 
-def reject_network(path: str = "api-database", hold_s: float | None = None) -> dict[str, Any]:
+def reject_network(path: str = "api-database", hold_s: float | None = None, from_zone: str | None = None,
+                   to_zone: str | None = None) -> dict[str, Any]:
     """Every connection on a network path is reset (TCP RST): clients fail fast."""
-    return _fault("reject_network", {"path": path}, hold_s)
+    return _fault("reject_network", {"path": path, "from_zone": from_zone, "to_zone": to_zone}, hold_s)
 
 
 def partition_primary(hold_s: float | None = None) -> dict[str, Any]:

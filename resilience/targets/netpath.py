@@ -86,13 +86,18 @@ def probe_of(platform: Any) -> PathProbe | None:
 CLOUD_PATHS = ("api-database",)  # what the probe above can time from outside the cluster
 
 
-def path_refusal(call: FaultCall) -> str | None:
+def path_refusal(call: FaultCall, zone_mechanism: str = "") -> str | None:
     """Why a cloud target refuses the call's path (None: it can do it): the API <-> cache path has no request
     that times exactly one cache round trip from outside (the menu is served from PostgreSQL when Redis is slow),
-    so a fault there could not be verified; the local target injects it (docs/gray-failures.md)."""
+    so a fault there could not be verified; the local target injects it (docs/gray-failures.md). The path between
+    two zones is not built here: `zone_mechanism` names the target's documented way, for the reason."""
     path = call.get("path")
     if path is None or path in CLOUD_PATHS:
         return None
+    if path == "zone-zone":
+        return (f"{call.fault} on the path zone-zone is not built on this target (its probe times the API <-> "
+                f"database path from outside, not the traffic between two zones){'; ' if zone_mechanism else ''}"
+                f"{zone_mechanism}; the local target has it (docs/gray-failures.md)")
     return (f"{call.fault} on the path {path!r}: this target injects network faults on {', '.join(CLOUD_PATHS)} "
             f"only (no request times one API <-> cache round trip from outside, so the fault could not be "
             f"verified); the local target has it (docs/gray-failures.md)")

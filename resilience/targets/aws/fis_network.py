@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 LATENCY, LOSS = "aws:eks:pod-network-latency", "aws:eks:pod-network-packet-loss"
 CONTAINER = "api"  # the API container's name in the Deployment (kubernetes/manifests.py)
 FIS_USER = "fis-experiment"  # the Kubernetes user the FIS role is mapped to (aws-auth / access entry)
+ZONE_MECHANISM = ("the closest documented FIS action, aws:network:disrupt-connectivity on one Availability Zone's "
+                  "subnets (a network ACL), cuts that zone off from every other subnet, not from one zone only, and "
+                  "cannot drop a share of the packets")
 
 
 def rbac_manifests(namespace: str, service_account: str) -> list[Manifest]:
@@ -92,8 +95,8 @@ class FisPodNetworkFault(FaultModule["AwsNemesis"]):
 
     def refusal(self, nemesis: AwsNemesis, call: FaultCall) -> str | None:
         a = nemesis.aws
-        if path_refusal(call):
-            return path_refusal(call)
+        if path_refusal(call, ZONE_MECHANISM):
+            return path_refusal(call, ZONE_MECHANISM)
         if not nemesis.fis.on:
             return (f"aws.injection is {a.injection!r}: chaostoolkit-aws has no pod network fault; these faults run "
                     f"only as AWS FIS experiments (aws.injection: fis)")

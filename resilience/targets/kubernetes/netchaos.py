@@ -22,6 +22,11 @@ if TYPE_CHECKING:
     from .nemesis import KubernetesNemesis
 
 
+ZONE_MECHANISM = ("the documented mechanism would be a Chaos Mesh NetworkChaos with direction both, `selector` "
+                  "and `target.selector` each choosing pods by their node's zone (nodeSelectors "
+                  "topology.kubernetes.io/zone)")
+
+
 class NetworkChaosFault(FaultModule["KubernetesNemesis"]):
     """One network fault of the registry as one NetworkChaos on the API pods."""
 
@@ -29,7 +34,7 @@ class NetworkChaosFault(FaultModule["KubernetesNemesis"]):
         return ChaosMesh(nemesis.platform)
 
     def refusal(self, nemesis: KubernetesNemesis, call: FaultCall) -> str | None:
-        return path_refusal(call)
+        return path_refusal(call, ZONE_MECHANISM)
 
     def plan(self, nemesis: KubernetesNemesis, call: FaultCall) -> list[str]:
         return self.chaos(nemesis).plan(self.fault, dict(call.arguments), self.steps[0])

@@ -42,14 +42,14 @@ from ...fault_registry import FaultCall
 from ..base import RollbackStep
 from ..effect import Effect
 from ..fault_module import InjectContext
-from . import lbpath, netproxy
+from . import lbpath, netproxy, zonepath
 from .faults import LocalFault, Phase
 
 if TYPE_CHECKING:
     from .nemesis import LocalNemesis
     from .stack_parts import StackParts
 
-PATHS = ("api-database", "api-cache", "lb-replica")  # the paths the local stack can degrade (the proxy's routes)
+PATHS = ("api-database", "api-cache", "lb-replica", zonepath.ZONE_PATH)  # the proxy's routes; two zones (zonepath.py)
 NFT_TABLE = "rsl-netfault"
 NFT_TABLES = {"api-database": NFT_TABLE, "api-cache": "rsl-netfault-cache", "lb-replica": "rsl-netfault-lb"}
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)  # PostgreSQL's SSLRequest: answered 'S' or 'N' before any login
@@ -66,11 +66,12 @@ _netem: tuple[bool, str] | None = None
 
 
 def probe_netem() -> tuple[bool, str]:
-    """(present, what was seen): add a netem qdisc to a dummy link in a scratch namespace (once per process)."""
+    """(present, what was seen): add a netem qdisc to a veth in a scratch namespace (once per process; a veth, not
+    a dummy link: zones are veths, and a kernel without the dummy module would fail the probe before netem)."""
     global _netem
     if _netem is None:
         ns = f"rslnetem{os.getpid()}"
-        steps = [["ip", "netns", "add", ns], ["ip", "-n", ns, "link", "add", "probe0", "type", "dummy"],
+        steps = [["ip", "netns", "add", ns], ["ip", "-n", ns, "link", "add", "probe0", "type", "veth", "peer", "name", "probe1"],
                  ["tc", "-n", ns, "qdisc", "add", "dev", "probe0", "root", "netem", "delay", "1ms"]]
         seen = "no answer"
         try:
@@ -104,14 +105,15 @@ def loss_script(ports: list[int], percent: float, table: str = NFT_TABLE) -> str
     """Our table: count every packet to and from the path's ports, drop `percent` of them each way (counted)."""
     p = ", ".join(str(x) for x in ports)
     n = int(round(percent))
+    sample = f"numgen random mod 100 < {n} " if n < 100 else ""  # nft refuses `< 100` (out of range): 100% drops all
     return (f"table inet {table} {{}}\ndelete table inet {table}\n"
             f"table inet {table} {{\n"
             f"  chain input {{ type filter hook input priority -10; policy accept;\n"
             f"    tcp dport {{ {p} }} counter comment \"seen\"\n"
-            f"    tcp dport {{ {p} }} numgen random mod 100 < {n} counter drop comment \"dropped\"\n  }}\n"
+            f"    tcp dport {{ {p} }} {sample}counter drop comment \"dropped\"\n  }}\n"
             f"  chain output {{ type filter hook output priority -10; policy accept;\n"
             f"    tcp sport {{ {p} }} counter comment \"seen\"\n"
-            f"    tcp sport {{ {p} }} numgen random mod 100 < {n} counter drop comment \"dropped\"\n  }}\n}}\n")
+            f"    tcp sport {{ {p} }} {sample}counter drop comment \"dropped\"\n  }}\n}}\n")
 
 
 def add_loss(ports: list[int], percent: float, table: str = NFT_TABLE) -> None:
@@ -216,12 +218,19 @@ class NetworkFault(LocalFault):
     paths: ClassVar[tuple[str, ...]] = PATHS  # the paths this fault can degrade here
 
     def refusal(self, nemesis: "LocalNemesis", call: FaultCall) -> str | None:
+        if call.get("path") == zonepath.ZONE_PATH:
+            return zonepath.refusal(self.fault, nemesis, call, probe_netem)
         if call.get("path") not in self.paths:
             return (f"{self.fault} on the local stack acts on the path{'s' if len(self.paths) > 1 else ''} "
                     f"{', '.join(self.paths)}, not {call.get('path')!r} (docs/gray-failures.md)")
         return None
 
     def plan(self, nemesis: "LocalNemesis", call: FaultCall) -> list[str]:
+        if call.get("path") == zonepath.ZONE_PATH:
+            return [f"{self.fault}: {self.what} between {call.get('from_zone') or 'the primary'}'s zone and "
+                    f"{call.get('to_zone') or 'the zone after it'}, through nftables table inet {zonepath.NFT_TABLE} "
+                    f"in the first zone's namespace; TCP connects between the zones measured before and during",
+                    f"rollback {self.steps[0]}: delete the table; the zones reach each other as before"]
         how = ("the network proxy's toxics (netproxy.py)" if self.mechanism == "proxy"
                else f"nftables table inet {NFT_TABLES.get(str(call.get('path')), NFT_TABLE)} (numgen random drop)")
         return [f"{self.fault}: {self.what} on the path {call.get('path')} through {how}; measure the path before "
@@ -268,6 +277,8 @@ class NetworkFault(LocalFault):
         path = request.get("path")
         if path not in self.paths:
             raise UserError(f"{self.fault}: the local stack has no path {path!r} for it; it has {', '.join(self.paths)}")
+        if path == zonepath.ZONE_PATH:
+            return zonepath.start(parts, self.fault, request, self.samples)
         netem, netem_seen = probe_netem()
         redirected = lbpath.redirect(parts) if path == lbpath.LB_PATH else {}  # the route first, then its baseline
         baseline = measure(parts, self.samples, path=path)
@@ -296,6 +307,8 @@ class NetworkFault(LocalFault):
 
     def measure_now(self, parts: "StackParts", request: dict[str, Any]) -> dict[str, Any]:
         path = self.path_now(parts, request)
+        if path == zonepath.ZONE_PATH:
+            return zonepath.measure_now(parts, self.fault, request, self.samples)
         during = measure(parts, self.samples, path=path)
         if self.mechanism == "nft":
             during["nft"] = loss_counters(NFT_TABLES[path])
@@ -305,7 +318,9 @@ class NetworkFault(LocalFault):
         path = self.path_now(parts, request)
         with parts.lock:
             had = parts.state.pop(self.fault, None)
-        if self.mechanism == "nft":
+        if path == zonepath.ZONE_PATH:
+            counters = zonepath.clear(parts, had)
+        elif self.mechanism == "nft":
             counters = loss_counters(NFT_TABLES[path])
             remove_loss(NFT_TABLES[path])
         else:
@@ -326,3 +341,5 @@ class NetworkFault(LocalFault):
                 pass  # the proxy is gone: nothing of ours is left in the path
         elif self.mechanism == "nft":
             remove_loss()
+        if not had and self.fault in zonepath.MODES:
+            zonepath.heal(parts)  # a crashed run's zone-path table, in whichever zone it was
