@@ -2,7 +2,8 @@
 
 The checks themselves are pure (`healing.py`); this is the loop that looks (one
 `HealthMonitor.refresh()` per turn), re-clones a PostgreSQL member still not
-streaming `reinit_after_s` after its restart (Patroni's reinitialize), and records
+streaming `reinit_after_s` after its restart (Patroni's reinitialize), releases the
+leader lock of a member that holds it but cannot lead (`leader_lock.py`), and records
 the outcome: a `heal` event with each component's time and action (rejoin, rewind,
 reinit), or a `heal_failed` event with each one's log excerpt and an error for the
 rollback that asked: never a silently degraded stack.
@@ -17,15 +18,17 @@ from typing import Any, Callable
 from ...config import StackSettings
 from ...errors import HarnessError
 from .events import EventLog
+from . import leader_lock
 from .healing import HealProgress, heal_action
 from .monitor import HealthMonitor
 from .processes import ProcessTable
 from .replicas import ReplicaSet
 from .probes import Probes
 from .services import StackLayout
-from .topology import POSTGRES, ComponentId
+from .topology import ETCD, POSTGRES, ComponentId
 
 API_REPLICAS = "api-replicas"  # the heal's name for "as many API replicas ready as desired"
+RELEASE_AFTER_S = 5.0  # a member holding the lock that cannot lead gets this long to sort itself out
 
 
 class HealWait:
@@ -46,6 +49,8 @@ class HealWait:
         """Wait until every restored component has rejoined (and the API replicas are back); record the heal."""
         progress = HealProgress(list(names) + [API_REPLICAS], started)
         deadline = started + self.s.heal_timeout_s
+        refused_before = {n: leader_lock.cannot_lead(self.processes.log_since_restart(m))
+                          for n in names if (m := self._postgres(n)) is not None}
         while True:
             health = self.monitor.refresh()
             ready, desired = self.replicas.count_ready(), self.desired()
@@ -58,6 +63,12 @@ class HealWait:
                 break
             for name in problems:
                 member = self._postgres(name)
+                if member is not None and name in refused_before and name not in progress.released and \
+                        now - started >= RELEASE_AFTER_S and \
+                        leader_lock.cannot_lead(self.processes.log_since_restart(member)) > refused_before[name] and \
+                        leader_lock.holder(self._etcd()) == name:
+                    self._release_lock(member, problems[name], progress)
+                    continue
                 if member is not None and name != self.monitor.pg_leader and \
                         progress.may_reinitialize(name, now, self.s.reinit_after_s):
                     self._reinitialize(member, problems[name], progress)
@@ -85,6 +96,27 @@ class HealWait:
     def _postgres(self, name: str) -> ComponentId | None:
         found = self.layout.topology.find(name)
         return found if found is not None and found.kind == POSTGRES else None
+
+    def _etcd(self) -> list[str]:
+        return [self.layout.place(m).address for m in self.layout.topology.members(ETCD)]
+
+    def _release_lock(self, member: ComponentId, problem: str, progress: HealProgress) -> None:
+        """Stop the member, delete the key only while it names it, wait for another leader, start it again."""
+        progress.released.add(member.name)
+        self.processes.kill(member)
+        self.processes.reap_killed(member)
+        deleted = leader_lock.release(self._etcd(), member.name)
+        wait_s = self.s.patroni_ttl_s + self.s.patroni_loop_wait_s + 5.0
+        until = time.monotonic() + wait_s
+        while time.monotonic() < until and leader_lock.holder(self._etcd()) in (None, member.name):
+            if self.stop_event.wait(0.25):
+                break
+        new = leader_lock.holder(self._etcd())
+        self.processes.restart(member)
+        self.events("platform", "release_lock", component=member.name, reason=problem, key_deleted=deleted,
+                    new_leader=new, why="it held Patroni's leader lock but its PostgreSQL could not start on a "
+                                        "forked-off timeline (Patroni < 3.0.3 overwrites a newer leader's key: "
+                                        "patroni/patroni#2689)")
 
     def _reinitialize(self, member: ComponentId, problem: str, progress: HealProgress) -> None:
         if self.probes.reinitialize(member):

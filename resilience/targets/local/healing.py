@@ -120,6 +120,7 @@ class HealProgress:
     last_problem: dict[str, str] = field(default_factory=dict)
     reinitialized: set[str] = field(default_factory=set)
     reinit_asked: dict[str, float] = field(default_factory=dict)  # component → when a re-clone was last asked for
+    released: set[str] = field(default_factory=set)  # members whose leader lock the heal released (leader_lock.py)
 
     def observe(self, now: float, problems: Mapping[str, str]) -> None:
         """Record one look: a component is healed from the first look after which it stayed whole."""
