@@ -231,11 +231,43 @@ def timeline_plots(run: RunView) -> list[Plot]:
     plots.append(Plot("replicas", "Ready replicas",
                       "Ready and desired API replicas as the replica controller reported them "
                       "(controller/replicas records).", _finish(fig, ax)))
-    phases_plot = failover_phases_plot(run)
-    return plots + ([phases_plot] if phases_plot else [])
+    extra = [failover_phases_plot(run), backend_plot(run)]
+    return plots + [p for p in extra if p is not None]
 
 
-PHASE_COLOURS = {"detect": "#cf222e", "promote": "#8250df", "route": "#0969da", "reconnect": "#1a7f37"}
+def backend_plot(run: RunView) -> Plot | None:
+    """Retry amplification on the timeline (checkers/backend_calls.py): backend calls per client request in
+    each phase, with the pool waits and cache bypasses of that phase written on it."""
+    spans = [(phase, run.phases[phase]) for phase in ("steady", "fault", "recovery") if phase in run.phases]
+    found = [(phase, span, m) for phase, span in spans
+             if (m := run.measurement(f"backend_calls_per_request_{phase}")) is not None
+             and isinstance(m.value, (int, float))]
+    if not found:
+        return None
+    fig, ax = _axes(run, "Backend calls per client request", "calls/request")
+    for phase, (start, end), m in found:
+        value = float(m.value)  # type: ignore[arg-type]
+        ax.hlines(value, start, end, color="#8250df", lw=2.0, label="backend calls per request")
+        notes = [f"{value:.2f}"]
+        wait = run.measurement(f"pool_wait_ms_{phase}")
+        if wait is not None and isinstance(wait.value, (int, float)):
+            notes.append(f"pool wait {float(wait.value):.2f} ms")
+        bypass = run.measurement(f"cache_bypass_{phase}")
+        if bypass is not None and isinstance(bypass.value, (int, float)) and bypass.value:
+            notes.append(f"{float(bypass.value):g} cache bypasses")
+        ax.text((start + end) / 2, value, "\n".join(notes), ha="center", va="bottom", fontsize=7, color="#24292f")
+    top = max(float(m.value) for _, _, m in found)  # type: ignore[arg-type]
+    ax.set_ylim(0, top * 1.6 + 0.1)
+    return Plot("backend-calls", "Backend calls per client request",
+                "Database units of work and Redis calls (redis-py's retries included) per load request, per phase, "
+                "from the API replicas' own counters scraped at each phase boundary; the mean wait for a pooled "
+                "database connection and the menu requests that bypassed the cache are written on each phase. "
+                "A fault that multiplies the calls per request is a retry storm. Reported, not judged.",
+                _finish(fig, ax))
+
+
+# not PHASE_COLOURS: that name (the run phases' shading, above) was once reused here and every plot lost it
+FAILOVER_COLOURS = {"detect": "#cf222e", "promote": "#8250df", "route": "#0969da", "reconnect": "#1a7f37"}
 
 
 def failover_phases_plot(run: RunView) -> Plot | None:
@@ -255,7 +287,7 @@ def failover_phases_plot(run: RunView) -> Plot | None:
             start = float(injected) + float(phase.get("start_s") or 0.0)
             y = len(rows)
             rows.append(f"{component} {name}")
-            ax.broken_barh([(start, float(seconds))], (y - 0.35, 0.7), color=PHASE_COLOURS.get(name, "#57606a"),
+            ax.broken_barh([(start, float(seconds))], (y - 0.35, 0.7), color=FAILOVER_COLOURS.get(name, "#57606a"),
                            alpha=0.8, label=f"{name} ({component}) {float(seconds):.1f} s")
             # the row's name beside its bar (y tick labels would not fit the plots' shared left margin)
             ax.text(start + float(seconds) + 0.5, y, f"{component} {name} {float(seconds):.1f} s", va="center",
