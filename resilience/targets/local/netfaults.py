@@ -28,7 +28,6 @@ inconclusive (effect_watch.py).
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import statistics
@@ -44,6 +43,7 @@ from ..effect import Effect
 from ..fault_module import InjectContext
 from . import lbpath, netproxy, zonepath
 from .faults import LocalFault, Phase
+from .nft_counters import rule_counters
 
 if TYPE_CHECKING:
     from .nemesis import LocalNemesis
@@ -139,14 +139,7 @@ def loss_counters(table: str = NFT_TABLE) -> dict[str, int]:
                              timeout=10).stdout
     except FileNotFoundError:
         return {}
-    counts = {"seen": 0, "dropped": 0}
-    for item in json.loads(out or "{}").get("nftables", []):
-        rule = item.get("rule")
-        if rule and rule.get("comment") in counts:
-            for expr in rule.get("expr", []):
-                if "counter" in expr:
-                    counts[rule["comment"]] += int(expr["counter"].get("packets", 0))
-    return counts
+    return rule_counters(out, ("seen", "dropped"))
 
 
 # -- measuring the path -----------------------------------------------------------------------------

@@ -18,7 +18,6 @@ which did not answer. The `primaries` checker counts rounds with two writable me
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import threading
 import time
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ...errors import HarnessError, UserError
 from .topology import ETCD, POSTGRES
+from .nft_counters import rule_counters
 
 if TYPE_CHECKING:
     from .stack_parts import StackParts
@@ -94,13 +94,7 @@ def counters(parts: "StackParts", zone: str) -> dict[str, int]:
     done = _nft(parts.zones.netns(zone), ["-j", "list", "table", "inet", NFT_TABLE])
     if done.returncode != 0:
         return counts
-    for item in json.loads(done.stdout or "{}").get("nftables", []):
-        rule = item.get("rule")
-        if rule and rule.get("comment") in counts:
-            for expr in rule.get("expr", []):
-                if "counter" in expr:
-                    counts[rule["comment"]] += int(expr["counter"].get("packets", 0))
-    return counts
+    return rule_counters(done.stdout, counts)
 
 
 def heal(parts: "StackParts", zone: str) -> bool:

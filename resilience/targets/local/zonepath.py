@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ...errors import HarnessError, UserError
 from ...fault_registry import FaultCall
 from .topology import ETCD
+from .nft_counters import rule_counters
 
 if TYPE_CHECKING:
     from .nemesis import LocalNemesis
@@ -107,14 +108,7 @@ def counters(netns: str) -> dict[str, int]:
     done = _nft(netns, ["-j", "list", "table", "inet", NFT_TABLE])
     if done.returncode != 0:
         return {}
-    counts: dict[str, int] = {"seen": 0, "dropped": 0, "rejected": 0}
-    for item in json.loads(done.stdout or "{}").get("nftables", []):
-        rule = item.get("rule")
-        if rule and rule.get("comment") in counts:
-            for expr in rule.get("expr", []):
-                if "counter" in expr:
-                    counts[rule["comment"]] += int(expr["counter"].get("packets", 0))
-    return counts
+    return rule_counters(done.stdout, ("seen", "dropped", "rejected"))
 
 
 # -- which zones --------------------------------------------------------------------------------------
