@@ -191,11 +191,12 @@ def print_result(result: "RunResult") -> None:
         print(f"  aborted: {result.aborted_reason}")
     for d in result.deviations:
         print(f"  deviation: {d}")
-    print(f"  {'measurement':<22} {'measured':>12} {'target':>12}  status")
+    width = max([22] + [len(m.name) for m in result.measurements])  # long names (backend_calls_...) stay in line
+    print(f"  {'measurement':<{width}} {'measured':>12} {'target':>12}  status")
     for m in result.measurements:
         shown = "-" if m.value is None else (m.value if isinstance(m.value, str) else f"{m.value:.4g}")
         target = "-" if m.target is None else f"{m.comparison} {m.target:g}"
-        print(f"  {m.name:<22} {str(shown) + ' ' + m.unit:>12} {target:>12}  {status_label(m.status, m.target)}")
+        print(f"  {m.name:<{width}} {str(shown) + ' ' + m.unit:>12} {target:>12}  {status_label(m.status, m.target)}")
     print(f"  evidence: {result.run_dir}  (report.html, report.pdf, junit.xml, MANIFEST.sha256)")
 
 

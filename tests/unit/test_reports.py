@@ -192,3 +192,21 @@ def test_a_reported_only_figure_is_labelled_reported_never_met(tmp_path: Path,
     _print_result(RunResult.from_json(result))
     line = next(line for line in capsys.readouterr().out.splitlines() if "p99_ms_fault" in line)
     assert line.rstrip().endswith("reported") and not line.rstrip().endswith("met")
+
+
+def test_the_terminal_table_keeps_long_measurement_names_in_line(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from resilience.launcher import print_result
+    from resilience.results import RunResult
+    run_dir = load_generator().make_run(tmp_path, "pass")
+    result = json.loads((run_dir / "result.json").read_text())
+    result["measurements"].append({"name": "backend_calls_per_request_recovery", "value": 1.38, "unit": "calls",
+                                   "target": None, "comparison": "<=", "status": "met", "phase": "recovery",
+                                   "definition": "context", "detail": {}})
+    print_result(RunResult.from_json(result))
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ") and "  " in line[2:]
+            and not line.startswith("  evidence")]
+    # every row's "measured" column ends at the same place as the header's
+    ends = {line.index("measured") + len("measured") if "measurement" in line else None for line in rows[:1]}
+    header_end = ends.pop()
+    assert all(len(line) >= header_end and line[header_end - 1] != " " for line in rows[1:]), rows
