@@ -127,3 +127,18 @@ class Traffic:
         return sum(1 for (tt, _, code) in list(self.outcomes) if tt >= t and code == 201)
 
 
+
+
+def assert_path_fault_showed(fault: str, baseline: dict[str, Any], during: dict[str, Any],
+                             after: dict[str, Any]) -> None:
+    """What each network fault looks like on a path measured with pings (netfaults.measure), and the path
+    clean again after its undo: the same for every path (api-database, api-cache)."""
+    if fault == "delay_network":
+        assert 60 <= during["rtt_p50_ms"] - baseline["rtt_p50_ms"] <= 160, during
+    elif fault == "drop_packets":
+        assert during["nft"]["dropped"] > 0, during
+    elif fault == "blackhole_network":
+        assert during["answered"] == 0 and during["timeout"] == during["samples"], during
+    else:  # reject_network: refused at once, nothing waits
+        assert during["answered"] == 0 and during["timeout"] == 0, during
+    assert after["answered"] == after["samples"] and after.get("rtt_p50_ms", 1e9) < 20, after
