@@ -15,6 +15,7 @@ import pytest
 
 from resilience.cli import main
 from resilience.config import BackupSettings
+from resilience.targets.local.processes import zombie_children
 from resilience.targets.local.target import LocalTarget
 from stack_helpers import Traffic, stack_settings, wait_until
 
@@ -47,6 +48,11 @@ def test_backups_run_in_the_background_and_verify_passes(capsys: Any, tmp_path: 
             lags = [r["archive_lag_s"] for r in _repos(target).values()]
         assert traffic.acked, "no order was acknowledged"
         assert all(lag is not None and lag <= target.s.backup.archive_timeout_s + 3 for lag in lags), lags
+        # archive-push detaches a process the supervisor adopts (its subreaper): it must be reaped, not pile up
+        supervisor = target.local.supervisor_pid()
+        assert supervisor is not None
+        wait_until(lambda: not zombie_children(supervisor, "pgbackrest"), 10,
+                   "no exited pgBackRest left unreaped under the supervisor")
         assert main(["status", "--json"]) == 0
         status = json.loads(capsys.readouterr().out)
         posture = status["detail"]["backup"]

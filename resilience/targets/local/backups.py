@@ -22,6 +22,7 @@ from typing import Any, Callable
 from ...config import StackSettings
 from ...errors import UserError
 from . import backup_config as bc
+from . import own_children
 from .events import EventLog
 
 INFO_FILE = "backup-info.json"
@@ -93,6 +94,7 @@ class BackupScheduler:
             code = self.proc.poll()
             if code is None:
                 return
+            own_children.forget(self.proc.pid)
             self._finished(code)
         if time.monotonic() < self.not_before:
             return
@@ -120,8 +122,8 @@ class BackupScheduler:
         log.flush()
         stdout = open(out_path, "wb") if out_path else log
         try:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=log, env=env,
-                                         start_new_session=True, close_fds=True)
+            self.proc = own_children.popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=log, env=env,
+                                           start_new_session=True, close_fds=True)
         finally:
             log.close()
             if out_path:
@@ -167,7 +169,10 @@ class BackupScheduler:
     def stop(self) -> None:
         """Stop a running command (its whole process group), wait for it."""
         self.started = False
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is not None:
+            own_children.forget(self.proc.pid)
             return
         for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
@@ -179,6 +184,7 @@ class BackupScheduler:
                 break
             except subprocess.TimeoutExpired:
                 continue
+        own_children.forget(self.proc.pid)
 
 
 def read_posture(s: StackSettings, now: float | None = None) -> dict[str, Any] | None:

@@ -16,11 +16,29 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from . import own_children
 from .events import EventLog
 from .executor import Executor, wait_for
 from .probes import Probes
 from .services import StackLayout
 from .topology import API, POSTGRES, STOP_WAVES, ComponentId
+
+
+ORPHAN_NAMES = ("postgres", "pgbackrest")  # what is re-parented to us by design (see ProcessTable.reap)
+
+
+def reap_orphans() -> list[int]:
+    """Reap our exited orphans (ORPHAN_NAMES) that we did not start ourselves; the PIDs reaped."""
+    me = os.getpid()
+    zombies = [pid for name in ORPHAN_NAMES for pid in zombie_children(me, name)]
+    return own_children.reap_orphans(zombies, _wait_quietly)
+
+
+def _wait_quietly(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # reaped meanwhile by whoever waited for it
+        pass
 
 
 class ProcessTable:
@@ -147,20 +165,18 @@ class ProcessTable:
             wait_for(lambda: not pid_alive(pid), 10, f"the old postmaster of {c.name} to exit")
 
     def reap(self) -> None:
-        """Reap PostgreSQL processes re-parented to us once they exit (we are their subreaper).
+        """Reap the orphans re-parented to us once they exit (we are their subreaper).
 
         Patroni starts each postmaster detached, so it is re-parented to us; a killed
         Patroni leaves its postmaster behind too. Unreaped, an exited postmaster stays a
         zombie, and Patroni, which waits for it to vanish before pg_rewind, waits forever
-        (seen: a rewind "in progress" for minutes after a zone came back). Only zombies
-        named postgres are reaped: a blanket waitpid(-1) would steal the exit codes of
-        subprocess.run() calls made by other threads, and we never start postgres ourselves.
+        (seen: a rewind "in progress" for minutes after a zone came back). pgBackRest's
+        asynchronous archive-push detaches a process from under the archiver in the same
+        way. Only zombies with those names are reaped, and never one we started ourselves
+        (own_children): a blanket waitpid(-1) would steal the exit codes of subprocess
+        calls made by other threads.
         """
-        for pid in zombie_children(os.getpid(), "postgres"):
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
+        reap_orphans()
 
     # -- stopping everything -------------------------------------------------------------------
     def stop_all(self, replicas: list[Executor]) -> None:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ...errors import HarnessError
+from . import own_children
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -41,14 +42,16 @@ def chown_postgres(path: Path) -> None:
 def run_as_postgres(argv: list[str], timeout: float = 120.0, env: dict[str, str] | None = None,
                     ) -> subprocess.CompletedProcess[str]:
     """Run a command as postgres in its own process group; the group is killed if it overruns."""
-    proc = subprocess.Popen(as_postgres(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, cwd="/", env={**os.environ, "PGTZ": "UTC", **(env or {})})
+    proc = own_children.popen(as_postgres(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True, cwd="/", env={**os.environ, "PGTZ": "UTC", **(env or {})})
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         raise HarnessError(f"{argv[0]} {' '.join(argv[1:3])}… did not finish within {timeout:.0f} s") from None
+    finally:
+        own_children.forget(proc.pid)
     return subprocess.CompletedProcess(argv, proc.returncode, out, "")
 
 
