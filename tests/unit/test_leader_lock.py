@@ -79,3 +79,21 @@ def test_the_refusal_postgresql_logs_on_a_forked_off_timeline_is_counted() -> No
            "DETAIL:  Latest checkpoint is at 0/8000028 on timeline 1\n"
            "FATAL:  requested timeline 2 is not a child of this server's history\n")
     assert leader_lock.cannot_lead(log) == 2 and leader_lock.cannot_lead("INFO: no action") == 0
+
+
+def test_a_startup_that_panics_on_the_new_timelines_wal_is_counted_too() -> None:
+    """The second way it showed (CI, primary-partition): the old primary holds the lock, restores the new
+    timeline's WAL from the archive and finds no valid checkpoint in it, again and again."""
+    attempt = ('LOG:  restored log file "0000000B000000000000004D" from archive\n'
+               "LOG:  invalid xl_info in primary checkpoint record\n"
+               "PANIC:  could not locate a valid checkpoint record\n"
+               "LOG:  startup process (PID 5365) was terminated by signal 6: Aborted\n"
+               "LOG:  terminating any other active server processes\n"
+               "LOG:  shutting down due to startup process failure\n"
+               "LOG:  database system is shut down\n")
+    assert leader_lock.cannot_lead(attempt) == 1 and leader_lock.cannot_lead(attempt * 3) == 3
+    refused = ("FATAL:  requested timeline 2 is not a child of this server's history\n"
+               "LOG:  startup process (PID 7) exited with exit code 1\n"
+               "LOG:  aborting startup due to startup process failure\n")
+    assert leader_lock.cannot_lead(refused * 2) == 2  # one attempt counts once, whichever lines it logged
+    assert leader_lock.cannot_lead("LOG:  database system is ready to accept connections\n") == 0

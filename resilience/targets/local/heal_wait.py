@@ -114,9 +114,9 @@ class HealWait:
         new = leader_lock.holder(self._etcd())
         self.processes.restart(member)
         self.events("platform", "release_lock", component=member.name, reason=problem, key_deleted=deleted,
-                    new_leader=new, why="it held Patroni's leader lock but its PostgreSQL could not start on a "
-                                        "forked-off timeline (Patroni < 3.0.3 overwrites a newer leader's key: "
-                                        "patroni/patroni#2689)")
+                    new_leader=new, why="it held Patroni's leader lock but its PostgreSQL kept failing to start "
+                                        "(e.g. on a forked-off timeline: Patroni < 3.0.3 overwrites a newer "
+                                        "leader's key, patroni/patroni#2689)")
 
     def _reinitialize(self, member: ComponentId, problem: str, progress: HealProgress) -> None:
         if self.probes.reinitialize(member):

@@ -3,7 +3,8 @@
 Patroni 3.0.2 (Debian 12's) renews its leader key with an unconditional put when its session expired
 (`etcd3._update_leader`). A primary cut off from etcd (the partition fault) comes back with its cached
 view, in which it still leads, and overwrites the key the new primary took meanwhile; its own PostgreSQL,
-on the old timeline, then cannot start ("requested timeline N is not a child of this server's history"),
+on the old timeline, then cannot start ("requested timeline N is not a child of this server's history", or
+"could not locate a valid checkpoint record" after restoring the new timeline's WAL from the archive),
 and the cluster is left with no primary, for good. Fixed upstream in Patroni 3.0.3 (patroni/patroni#2689:
 "make sure the leader key isn't unconditionally overwritten"). The heal repairs it as an operator would:
 stop that member, delete the key only while it still names that member (an etcd transaction that compares
@@ -21,6 +22,7 @@ from .services import PATRONI_SCOPE
 
 LEADER_KEY = f"/service/{PATRONI_SCOPE}/leader"
 DIVERGED = "is not a child of this server's history"  # PostgreSQL refusing to start on a forked-off timeline
+STARTUP_FAILED = "due to startup process failure"  # the postmaster giving up: "aborting/shutting down due to ..."
 
 
 def _b64(text: str) -> str:
@@ -49,5 +51,10 @@ def release(etcd: Sequence[str], member: str) -> bool:
 
 
 def cannot_lead(log: str) -> int:
-    """How many times PostgreSQL refused to start on a forked-off timeline in this log (0: never)."""
-    return log.count(DIVERGED)
+    """How many times PostgreSQL failed to start in this log (0: never).
+
+    On the old timeline it refuses outright (DIVERGED, a FATAL). It may also first restore the new timeline's
+    WAL from the archive and find no valid checkpoint in it ("PANIC: could not locate a valid checkpoint
+    record", seen in CI): either way the postmaster then gives up "due to startup process failure". Counted
+    both ways (the larger), so a log that has only one of the two lines still counts each attempt once."""
+    return max(log.count(DIVERGED), log.count(STARTUP_FAILED))
