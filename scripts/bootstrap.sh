@@ -41,4 +41,17 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "bootstrap: requirements.lock does not satisfy pyproject.toml: run bash scripts/lock.sh" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi
+# The platform's Patroni (deploy/patroni.lock says which and why): a venv the postgres user can run, outside the
+# checkout (which may sit in a directory only root can enter), on Debian's Python and Patroni's Debian libraries.
+PATRONI_VENV=/opt/resilience/patroni
+pstamp=$PATRONI_VENV/.resilience-installed
+pwant=$(sha256sum deploy/patroni.lock | cut -d' ' -f1)
+if [ ! -f "$pstamp" ] || [ "$(cat "$pstamp")" != "$pwant" ]; then
+  echo "bootstrap: installing Patroni (deploy/patroni.lock) into $PATRONI_VENV"
+  rm -rf "$PATRONI_VENV"
+  /usr/bin/python3 -m venv --system-site-packages "$PATRONI_VENV"
+  "$PATRONI_VENV/bin/python" -m pip install -q --no-deps --require-hashes -r deploy/patroni.lock
+  "$PATRONI_VENV/bin/patroni" --version
+  echo "$pwant" > "$pstamp"
+fi
 echo "bootstrap: ready (.venv/bin/resilience)"

@@ -37,10 +37,13 @@ DB_USER = "app"
 NETPROXY_PORT_OFFSET = 100  # the proxy's route to PostgreSQL member i listens on postgres_base + 100 + i
 CACHE_PATH = "api-cache"  # the proxy's routes to Redis server i listen on redis_base + 100 + i (netproxy.py)
 
+# Patroni 3.0.4 from PyPI on Debian's Python and libraries, not Debian 12's 3.0.2 (deploy/patroni.lock: why)
+PATRONI_BIN = "/opt/resilience/patroni/bin/patroni"
+
 # binary → (Debian package that provides it)
 REQUIRED_BINARIES: dict[str, str] = {
     str(PG_BIN / "postgres"): "postgresql-15",
-    "patroni": "patroni",
+    "patroni": "patroni",  # its libraries (python3-etcd, psycopg2, ...); PATRONI_BIN is checked on its own
     "etcd": "etcd-server",
     "redis-server": "redis-server",
     "redis-sentinel": "redis-sentinel",
@@ -59,6 +62,9 @@ def check_binaries() -> None:
         pkgs = " ".join(sorted({pkg for _, pkg in missing}))
         raise UserError(f"the local stack needs programs that are not installed: {names}. "
                         f"Install them with `sudo bash scripts/bootstrap.sh` (or `apt-get install -y {pkgs}`), then retry.")
+    if not Path(PATRONI_BIN).is_file():
+        raise UserError(f"the local stack runs Patroni from {PATRONI_BIN} (the version in deploy/patroni.lock), which "
+                        f"is not installed. Install it with `sudo bash scripts/bootstrap.sh`, then retry.")
     try:
         import pwd
         pwd.getpwnam("postgres")
@@ -292,7 +298,7 @@ class StackLayout:
             write_member_files(self.s, home, p.port, self.secrets.postgres_superuser)
         _chown_tree(home, "postgres")
         env = {"PATH": f"{PG_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}", "HOME": str(home)}
-        return ProcessSpec(p.name, ["patroni", str(config)], self.log(p.name), env=env, cwd=home,
+        return ProcessSpec(p.name, [PATRONI_BIN, str(config)], self.log(p.name), env=env, cwd=home,
                            user="postgres", netns=self.zone_netns(p.zone or ""))
 
     def redis_spec(self, c: ComponentId, replicaof: str | None) -> ProcessSpec:
