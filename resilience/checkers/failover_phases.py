@@ -8,7 +8,11 @@ phase says which it came from (`source`). The stack's failover settings come wit
 
 PostgreSQL (Patroni), times from the injection:
 - detect: to Patroni's leader key deleted in etcd (its lease expired). Bound: `ttl` (the last
-  renewal was before the fault) + etcd's lease check and revocation (`ETCD_LEASE_CHECK_S`, 1 s);
+  renewal was before the fault) + etcd's lease check and revocation (`ETCD_LEASE_CHECK_S`, 1 s); when the
+  fault took an etcd member (a zone loss), which may be etcd's leader, + 3 election timeouts: a new leader
+  is elected within 2 (followers wait a randomised 1-2x), and on taking office it extends every lease by
+  one more (etcd's `lessor.Promote(ElectionTimeout)`: it cannot know when the old leader last saw a
+  keepalive), so the key outlives ttl (measured 12.6 and 12.9 s after a zone loss, ttl 10 s);
 - promote: to a new leader key. Bound: `loop_wait` (the next HA loop) + `retry_timeout` (the leader
   race's calls to the other members and the DCS). Without the key's signals: injection to the new
   leader seen by the supervisor, detect inside it, bound ttl + loop_wait + one look;
@@ -111,7 +115,8 @@ def _postgres(ordered: Sequence[Record], config: dict[str, Any], inject_t: float
     steps = []
     if new is not None and gone is not None:
         how = (gone.detail or {}).get("how", "etcd watch")
-        steps.append(_phase("detect", inject_t, gone.t, inject_t, patroni["ttl_s"] + ETCD_LEASE_CHECK_S,
+        election = 3 * float(config.get("etcd_election_timeout_s") or 0.0) if _took_etcd(ordered, inject_t) else 0.0
+        steps.append(_phase("detect", inject_t, gone.t, inject_t, patroni["ttl_s"] + ETCD_LEASE_CHECK_S + election,
                             f"signal/leader deleted ({how})"))
         steps.append(_phase("promote", gone.t, new.t, inject_t, patroni["loop_wait_s"] + patroni["retry_timeout_s"],
                             f"signal/leader set ({how})"))
@@ -130,6 +135,14 @@ def _postgres(ordered: Sequence[Record], config: dict[str, Any], inject_t: float
     steps.append(_phase("reconnect", promoted_t, min(writes) if writes else None, inject_t, None,
                         "load (first acknowledged POST /orders)"))
     return _flat({"new": name, "phases": steps})
+
+
+def _took_etcd(ordered: Sequence[Record], inject_t: float) -> bool:
+    """Whether the fault stopped or cut an etcd member (the supervisor's `fault:<name>` inject event lists them)."""
+    return any(r.source == PLATFORM and r.op.startswith("fault:") and r.t >= inject_t
+               and (r.detail or {}).get("phase") == "inject"
+               and any(str(name).startswith("etcd") for name in (r.detail or {}).get("services") or ())
+               for r in ordered)
 
 
 def _routed(ordered: Sequence[Record], inject_t: float, promoted_t: float) -> tuple[float | None, str, float]:

@@ -138,3 +138,29 @@ def test_the_phases_are_drawn_as_bars_with_their_bounds() -> None:
     plt.close(plot.figure)
     empty = SimpleNamespace(fault={"injected_t": 20.0}, measurement=lambda name: None)
     assert failover_phases_plot(cast(RunView, empty)) is None
+
+
+def test_a_fault_that_took_an_etcd_member_allows_for_etcds_election_in_detect() -> None:
+    """A zone loss takes one etcd member, maybe its leader: the new leader extends every lease by an election
+    timeout on taking office, after up to two of them to be elected (etcd lessor.Promote)."""
+    config = {**SIGNAL_CONFIG, "etcd_election_timeout_s": 1.0}
+    base = [r for r in signalled() if not (r.source == "alert" and r.op == "watching")]
+    base.append(Record(0.0, "alert", "watching", "info", detail={"failover": config}))
+    lost = [r for r in base if not (r.op == "leader")] + [
+        Record(20.1, "platform", "fault:lose_zone", "info",
+               detail={"phase": "inject", "zone": "zone-a", "services": ["etcd-1", "redis-1", "postgres-1"]}),
+        signal(32.6, "leader", event="deleted", value=None, how="etcd watch"),  # 12.6 s: seen after a zone loss
+        signal(33.1, "leader", event="set", value="postgres-2", how="etcd watch")]
+    detect = next(p for p in phases(lost)["postgres"]["phases"] if p["phase"] == "detect")  # type: ignore[index]
+    assert detect["s"] == 12.6 and detect["bound_s"] == 14.0 and detect["within"] is True
+    # the same detection without an etcd member lost (a database kill) is over its bound
+    no_etcd = [r for r in lost if r.op != "fault:lose_zone"] + [
+        Record(20.1, "platform", "fault:lose_zone", "info",
+               detail={"phase": "inject", "zone": "zone-b", "services": ["redis-2", "postgres-1"]})]
+    detect = next(p for p in phases(no_etcd)["postgres"]["phases"] if p["phase"] == "detect")  # type: ignore[index]
+    assert detect["bound_s"] == 11.0 and detect["within"] is False
+    # a history from before the stack recorded etcd's election timeout keeps the old bound (rechecks agree)
+    old = [r for r in lost if not (r.source == "alert" and r.op == "watching")] + [
+        Record(0.0, "alert", "watching", "info", detail={"failover": SIGNAL_CONFIG})]
+    detect = next(p for p in phases(old)["postgres"]["phases"] if p["phase"] == "detect")  # type: ignore[index]
+    assert detect["bound_s"] == 11.0

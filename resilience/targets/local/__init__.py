@@ -273,6 +273,7 @@ class LocalPlatform(Platform):
         from .alert_receiver import AlertReceiver
         self.stop_observing()
         from ...platform.settings import PlatformSettings
+        from .services import ETCD_ELECTION_TIMEOUT_MS
         from .supervisor import HEALTH_PERIOD_S
         api = PlatformSettings()  # the API replicas run with its defaults (services.api_spec sets no timeouts)
         s = self.s
@@ -283,6 +284,7 @@ class LocalPlatform(Platform):
             "sentinel_failover_timeout_s": s.redis_failover_timeout_ms / 1000,
             "api_ready_interval_s": api.ready_interval_s,  # the API's primary check
             "client_timeout_s": api.pg_connect_timeout_s + api.pg_command_timeout_s,  # the longest a write waits
+            "etcd_election_timeout_s": ETCD_ELECTION_TIMEOUT_MS / 1000,
             "haproxy": {"inter_s": 0.5, "rise": 2, "fall": 2}})  # haproxy.render_config's default-server line
         self.alerts.start()
         from .services import PATRONI_SCOPE

@@ -37,6 +37,8 @@ DB_USER = "app"
 NETPROXY_PORT_OFFSET = 100  # the proxy's route to PostgreSQL member i listens on postgres_base + 100 + i
 CACHE_PATH = "api-cache"  # the proxy's routes to Redis server i listen on redis_base + 100 + i (netproxy.py)
 
+ETCD_ELECTION_TIMEOUT_MS = 1000  # etcd's own default; the failover phases' detect bound uses it after a zone loss
+
 # Patroni 3.0.4 from PyPI on Debian's Python and libraries, not Debian 12's 3.0.2 (deploy/patroni.lock: why)
 PATRONI_BIN = "/opt/resilience/patroni/bin/patroni"
 
@@ -215,7 +217,7 @@ class StackLayout:
                 "--listen-peer-urls", self.etcd_peer_url(c), "--initial-advertise-peer-urls", self.etcd_peer_url(c),
                 "--initial-cluster", cluster, "--initial-cluster-state", "new",
                 "--initial-cluster-token", "rsl-etcd", "--heartbeat-interval", "100",
-                "--election-timeout", "1000", "--log-level", "warn", "--logger", "zap"]
+                "--election-timeout", str(ETCD_ELECTION_TIMEOUT_MS), "--log-level", "warn", "--logger", "zap"]
         return ProcessSpec(p.name, argv, self.log(p.name), netns=self.zone_netns(p.zone or ""))
 
     def patroni_config(self, c: ComponentId) -> dict[str, Any]:
