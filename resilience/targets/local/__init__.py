@@ -26,9 +26,9 @@ from ...config import STATE_MARKER, Settings, state_dir_problem
 from ...errors import HarnessError, UserError
 from ..base import Build, Component, Platform, PlatformEvent, StackStatus
 from .monitoring import PROGRAMS as MONITORING_PROGRAMS, ports as monitoring_ports
-from .services import check_binaries, port_free
+from .services import ETCD_ELECTION_TIMEOUT_MS, PATRONI_SCOPE, check_binaries, port_free
 from .topology import ETCD, POSTGRES, REDIS, SENTINEL, Topology
-from .supervisor import ERROR_FILE, EVENTS_FILE, PREFIX, SETTINGS_FILE, SOCKET_FILE, STATE_FILE
+from .supervisor import ERROR_FILE, EVENTS_FILE, HEALTH_PERIOD_S, PREFIX, SETTINGS_FILE, SOCKET_FILE, STATE_FILE
 
 
 class LocalPlatform(Platform):
@@ -273,8 +273,6 @@ class LocalPlatform(Platform):
         from .alert_receiver import AlertReceiver
         self.stop_observing()
         from ...platform.settings import PlatformSettings
-        from .services import ETCD_ELECTION_TIMEOUT_MS
-        from .supervisor import HEALTH_PERIOD_S
         api = PlatformSettings()  # the API replicas run with its defaults (services.api_spec sets no timeouts)
         s = self.s
         self.alerts = AlertReceiver(failover={  # what the failover phases are judged against
@@ -287,7 +285,6 @@ class LocalPlatform(Platform):
             "etcd_election_timeout_s": ETCD_ELECTION_TIMEOUT_MS / 1000,
             "haproxy": {"inter_s": 0.5, "rise": 2, "fall": 2}})  # haproxy.render_config's default-server line
         self.alerts.start()
-        from .services import PATRONI_SCOPE
         from .signal_watch import SignalWatch, watched_from_state
         self.signals = SignalWatch(watched_from_state(self.root, f"/service/{PATRONI_SCOPE}/leader"))
         self.signals.start()

@@ -24,14 +24,11 @@ from ...errors import UserError
 from . import backup_config as bc
 from . import own_children
 from .events import EventLog
+from .scratch_pg import as_postgres
 
 INFO_FILE = "backup-info.json"
 LOG_NAME = "backup.log"
 RETRY_S = 10.0  # a failed stanza-create or backup is tried again after this long (never in a tight loop)
-
-
-def as_postgres(argv: list[str]) -> list[str]:
-    return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--", *argv]
 
 
 def prepare_repos(s: StackSettings) -> None:

@@ -2,8 +2,8 @@
 
 It starts, signals, kills, restarts and stops the services (etcd, Patroni, Redis,
 Sentinel, HAProxy; the API replicas are the replica set's), knows which are frozen
-(`paused`) or killed by a fault (`stopped`), and reaps the PostgreSQL processes it
-inherits. Every change happens under the stack lock; reads take copies.
+(`paused`) or killed by a fault (`stopped`), and reaps the orphans it inherits
+(postmasters, pgBackRest's detached archive-push). Every change happens under the stack lock; reads take copies.
 """
 
 from __future__ import annotations
